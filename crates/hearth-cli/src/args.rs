@@ -1,0 +1,122 @@
+//! Command-line options shared by several subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use hearth_protocol::{FlashAttention, KvCacheType, LoadParams, SamplingParams};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FlashAttentionArg {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KvCacheTypeArg {
+    F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
+}
+
+/// How to load the model.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Path of a GGUF model file.
+    #[arg(long, short = 'm')]
+    pub model: PathBuf,
+    /// Context length in tokens (all parallel sequences together).
+    #[arg(long = "ctx", default_value_t = hearth_protocol::DEFAULT_N_CTX)]
+    pub n_ctx: u32,
+    /// Logical batch size (most prompt tokens per decode call).
+    #[arg(long = "batch", default_value_t = hearth_protocol::DEFAULT_N_BATCH)]
+    pub n_batch: u32,
+    /// Physical batch size.
+    #[arg(long = "ubatch", default_value_t = hearth_protocol::DEFAULT_N_UBATCH)]
+    pub n_ubatch: u32,
+    /// Threads (default: the physical cores).
+    #[arg(long = "threads")]
+    pub n_threads: Option<u32>,
+    /// Layers to offload to the GPU.
+    #[arg(long = "gpu-layers", default_value_t = 0)]
+    pub n_gpu_layers: u32,
+    #[arg(long = "flash-attn", value_enum, default_value = "auto")]
+    pub flash_attention: FlashAttentionArg,
+    /// Element type of the KV cache.
+    #[arg(long = "kv-type", value_enum, default_value = "f16")]
+    pub kv_cache_type: KvCacheTypeArg,
+    /// Read the model into memory instead of mapping it.
+    #[arg(long)]
+    pub no_mmap: bool,
+}
+
+impl ModelArgs {
+    pub fn load_params(&self) -> LoadParams {
+        LoadParams {
+            n_ctx: self.n_ctx,
+            n_batch: self.n_batch,
+            n_ubatch: self.n_ubatch,
+            n_threads: self.n_threads,
+            n_gpu_layers: self.n_gpu_layers,
+            flash_attention: match self.flash_attention {
+                FlashAttentionArg::Auto => FlashAttention::Auto,
+                FlashAttentionArg::On => FlashAttention::On,
+                FlashAttentionArg::Off => FlashAttention::Off,
+            },
+            kv_cache_type: match self.kv_cache_type {
+                KvCacheTypeArg::F16 => KvCacheType::F16,
+                KvCacheTypeArg::Q8_0 => KvCacheType::Q8_0,
+                KvCacheTypeArg::Q4_0 => KvCacheType::Q4_0,
+            },
+            use_mmap: !self.no_mmap,
+            ..LoadParams::default()
+        }
+    }
+}
+
+/// How to pick tokens.
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
+    /// 0 means greedy (deterministic).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    pub top_k: i32,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    /// Seed of the sampler (same seed, same answer).
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// Most tokens to generate.
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
+    /// Stop when this text appears (repeatable); it is not printed.
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    pub fn sampling_params(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            seed: self.seed,
+            ..SamplingParams::default()
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! `hearth bench`: prefill and decode speed, TTFT, TPOT and inter-token latency of the real
+//! engine, through the worker process exactly as the app uses it.
+//!
+//! The prompt is `--prompt-tokens` tokens of fixed English text; generation is greedy with
+//! end-of-generation ignored, so every repetition generates exactly `--gen-tokens` tokens.
+//! The prefix cache is off so each repetition computes its whole prompt. One short warm-up
+//! generation runs first (page faults of the mapped weights, thread pool start).
+
+use anyhow::Context;
+use clap::Args;
+use hearth_protocol::{
+    percentile_nearest_rank, LoadParams, ModelInfo, Prompt, RequestMetrics, SamplingParams,
+};
+use hearth_supervisor::{Generation, Supervisor};
+use serde::Serialize;
+
+use crate::args::ModelArgs;
+
+/// Text the benchmark prompt is cut from (tokenized, then repeated to the requested length).
+pub const BENCH_TEXT: &str = "The history of the lighthouse is a history of light and of the people who kept it. \
+Early towers burned wood and coal in open fires; later keepers trimmed wicks of oil lamps through the night, \
+and in the nineteenth century the Fresnel lens gathered a small flame into a beam that reached twenty miles to sea. \
+Each station had its own pattern of flashes so that a sailor could tell one coast from another in the dark. ";
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: u32,
+    /// Tokens generated per repetition.
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: u32,
+    /// Measured repetitions (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: u32,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Median figures over the repetitions, plus each repetition.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub model: ModelInfo,
+    pub prompt_tokens: u32,
+    pub gen_tokens: u32,
+    pub repetitions: u32,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+    pub ttft_ms: f64,
+    pub tpot_ms: f64,
+    pub itl_p50_ms: f64,
+    pub itl_p95_ms: f64,
+    pub itl_max_ms: f64,
+    pub e2e_ms: f64,
+    pub runs: Vec<RequestMetrics>,
+}
+
+fn median(runs: &[RequestMetrics], field: impl Fn(&RequestMetrics) -> f64) -> f64 {
+    let values: Vec<f64> = runs.iter().map(field).collect();
+    percentile_nearest_rank(&values, 50.0)
+}
+
+/// Exactly `count` tokens of benchmark text.
+pub async fn bench_prompt(supervisor: &Supervisor, count: u32) -> anyhow::Result<Vec<i32>> {
+    let unit = supervisor.tokenize(BENCH_TEXT, false).await?;
+    anyhow::ensure!(!unit.is_empty(), "the model's tokenizer produced no tokens");
+    let mut tokens = supervisor.tokenize("", true).await?;
+    while tokens.len() < count as usize {
+        tokens.extend_from_slice(&unit);
+    }
+    tokens.truncate(count as usize);
+    Ok(tokens)
+}
+
+async fn measure(
+    supervisor: &Supervisor,
+    prompt: &[i32],
+    gen_tokens: u32,
+) -> anyhow::Result<RequestMetrics> {
+    let generation = Generation {
+        prompt: Prompt::Tokens {
+            tokens: prompt.to_vec(),
+        },
+        sampling: SamplingParams::greedy(),
+        max_tokens: Some(gen_tokens),
+        stop: Vec::new(),
+        ignore_eos: true,
+    };
+    let (_, _, metrics) =
+        crate::run::stream_answer(supervisor, generation, &mut std::io::sink()).await?;
+    Ok(metrics)
+}
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.prompt_tokens >= 1,
+        "--prompt-tokens must be at least 1"
+    );
+    anyhow::ensure!(
+        args.gen_tokens >= 2,
+        "--gen-tokens must be at least 2 (to measure decode)"
+    );
+    anyhow::ensure!(args.repetitions >= 1, "--repetitions must be at least 1");
+    let supervisor = crate::supervisor()?;
+    let result = bench_with(&supervisor, &args).await;
+    supervisor.shutdown().await;
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+async fn bench_with(supervisor: &Supervisor, args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    let params = LoadParams {
+        prefix_cache: false,
+        ..args.model.load_params()
+    };
+    let model = supervisor
+        .load(&args.model.model, params)
+        .await
+        .with_context(|| format!("cannot load {}", args.model.model.display()))?;
+    anyhow::ensure!(
+        args.prompt_tokens + args.gen_tokens <= model.n_ctx_per_sequence,
+        "--prompt-tokens + --gen-tokens ({}) exceed the context ({}); raise --ctx",
+        args.prompt_tokens + args.gen_tokens,
+        model.n_ctx_per_sequence
+    );
+    let prompt = bench_prompt(supervisor, args.prompt_tokens).await?;
+    measure(supervisor, &prompt[..prompt.len().min(16)], 4).await?;
+    let mut runs = Vec::new();
+    for _ in 0..args.repetitions {
+        runs.push(measure(supervisor, &prompt, args.gen_tokens).await?);
+    }
+    Ok(BenchReport {
+        model,
+        prompt_tokens: args.prompt_tokens,
+        gen_tokens: args.gen_tokens,
+        repetitions: args.repetitions,
+        prefill_tokens_per_s: median(&runs, |m| m.prefill_tokens_per_s),
+        decode_tokens_per_s: median(&runs, |m| m.decode_tokens_per_s),
+        ttft_ms: median(&runs, |m| m.ttft_ms),
+        tpot_ms: median(&runs, |m| m.tpot_ms),
+        itl_p50_ms: median(&runs, |m| m.itl_p50_ms),
+        itl_p95_ms: median(&runs, |m| m.itl_p95_ms),
+        itl_max_ms: median(&runs, |m| m.itl_max_ms),
+        e2e_ms: median(&runs, |m| m.e2e_ms),
+        runs,
+    })
+}
+
+fn print_table(report: &BenchReport) {
+    println!(
+        "{} · {} threads · prompt {} tokens · generate {} tokens · {} repetitions (medians)",
+        report.model.file_name,
+        report.model.n_threads,
+        report.prompt_tokens,
+        report.gen_tokens,
+        report.repetitions
+    );
+    println!("{:<22} {:>12}", "metric", "value");
+    let rows = [
+        ("prefill tokens/s", report.prefill_tokens_per_s),
+        ("decode tokens/s", report.decode_tokens_per_s),
+        ("TTFT ms", report.ttft_ms),
+        ("TPOT ms", report.tpot_ms),
+        ("ITL p50 ms", report.itl_p50_ms),
+        ("ITL p95 ms", report.itl_p95_ms),
+        ("ITL max ms", report.itl_max_ms),
+        ("end-to-end ms", report.e2e_ms),
+    ];
+    for (name, value) in rows {
+        println!("{name:<22} {value:>12.2}");
+    }
+}

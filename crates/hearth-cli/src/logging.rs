@@ -1,0 +1,60 @@
+//! Logging for every `hearth` process: `tracing` to stderr and to `logs/hearth.log` in the data
+//! directory, filtered by `HEARTH_LOG` (an `EnvFilter` directive such as `info` or
+//! `hearth_engine=debug`). llama.cpp's own log lines arrive through the same path (the engine
+//! routes them into `tracing`), so a worker's load failure is in the same file as the app's.
+
+use std::path::Path;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Environment variable holding the log filter.
+pub const LOG_FILTER_ENV: &str = "HEARTH_LOG";
+/// Terminal output stays quiet by default: the answer is on stdout.
+const DEFAULT_STDERR_FILTER: &str = "warn";
+/// The file keeps more, including llama.cpp's load report.
+const DEFAULT_FILE_FILTER: &str = "info";
+pub const LOG_FILE_NAME: &str = "hearth.log";
+
+/// Keeps the log file writer alive; drop it last.
+pub type LogGuard = Option<tracing_appender::non_blocking::WorkerGuard>;
+
+fn filter(default: &str) -> EnvFilter {
+    std::env::var(LOG_FILTER_ENV)
+        .ok()
+        .and_then(|directive| EnvFilter::try_new(directive).ok())
+        .unwrap_or_else(|| EnvFilter::new(default))
+}
+
+/// Installs the global subscriber. A log directory that cannot be created costs only the file.
+pub fn init(data_dir: &Path) -> LogGuard {
+    let log_dir = data_dir.join("logs");
+    let file = std::fs::create_dir_all(&log_dir).ok().and_then(|()| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir.join(LOG_FILE_NAME))
+            .ok()
+    });
+    let (file_layer, guard) = match file {
+        Some(file) => {
+            let (writer, guard) = tracing_appender::non_blocking(file);
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_filter(filter(DEFAULT_FILE_FILTER));
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let stderr_layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter(DEFAULT_STDERR_FILTER));
+    let _ = tracing_subscriber::registry()
+        .with(file_layer)
+        .with(stderr_layer)
+        .with(hearth_engine::LlamaLogCapture)
+        .try_init();
+    guard
+}

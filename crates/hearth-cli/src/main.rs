@@ -1,0 +1,101 @@
+//! `hearth`: a private, offline LLM chat on your own machine.
+//!
+//! The binary is a thin front door: every command parses its options, starts the engine
+//! worker through `hearth-supervisor` (the hidden `engine` subcommand of this same binary), and
+//! prints what comes back. Errors print one line and exit non-zero; nothing here panics on bad
+//! input.
+
+mod args;
+mod bench;
+mod chat;
+mod logging;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hearth_supervisor::{Supervisor, WorkerCommand};
+
+/// Environment variable that overrides the data directory.
+pub const HEARTH_HOME_ENV: &str = "HEARTH_HOME";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hearth",
+    version,
+    about = "Private, offline LLM chat on your own machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Answer one prompt and print the answer (streamed) or, with --json, the answer and metrics.
+    Run(run::RunArgs),
+    /// Chat with a model in the terminal (Ctrl-C stops the current answer).
+    Chat(chat::ChatArgs),
+    /// Measure prefill and decode speed, TTFT, TPOT and inter-token latency.
+    Bench(bench::BenchArgs),
+    /// The engine worker process (internal: speaks the worker protocol on stdin/stdout).
+    #[command(hide = true)]
+    Engine,
+}
+
+/// The data directory: `HEARTH_HOME`, else the platform's data directory.
+pub fn data_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os(HEARTH_HOME_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(home);
+    }
+    directories::ProjectDirs::from("", "", "hearth")
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".hearth"))
+}
+
+/// A supervisor whose worker is this same binary's `engine` subcommand.
+pub fn supervisor() -> anyhow::Result<Supervisor> {
+    let exe =
+        std::env::current_exe().context("cannot find the hearth binary to start the engine")?;
+    Ok(Supervisor::new(WorkerCommand::hearth_engine(exe)))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log_guard = logging::init(&data_dir());
+    let result = match cli.command {
+        Command::Engine => hearth_engine::worker::run_worker().context("engine worker failed"),
+        Command::Run(args) => with_runtime(run::run(args)),
+        Command::Chat(args) => with_runtime(chat::chat(args)),
+        Command::Bench(args) => with_runtime(bench::bench(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", one_line(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line.
+fn one_line(error: &anyhow::Error) -> String {
+    error
+        .chain()
+        .map(|cause| cause.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn with_runtime(
+    future: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(future)
+}

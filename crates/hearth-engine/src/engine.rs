@@ -1,0 +1,852 @@
+//! The engine thread: owns the llama.cpp model and context (the context is not `Send`), and
+//! runs the scheduler loop over admitted requests, each step one batch.
+//!
+//! Everything crosses to this thread by message: [`EngineHandle::submit`] sends a
+//! [`WorkerRequest`], and the thread reports [`WorkerEvent`]s to an [`EventSink`]. A step
+//! decodes one token for every running sequence plus a bounded chunk of pending prompt, so a
+//! long prompt never stalls other streams; new requests join and cancellations land between
+//! steps.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hearth_protocol::{
+    ChatMessage, ErrorKind, FinishReason, GenerateRequest, LoadParams, MetricsRecorder, ModelInfo,
+    Prompt, TemplateSource, WorkerError, WorkerEvent, WorkerRequest,
+};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::load::{self, file_name, LlamaLogCapture};
+use crate::policy::{self, FreeSlot};
+use crate::sampling::build_sampler;
+use crate::stop::{StopMatcher, StopOutcome};
+use crate::template::{self, TemplateTokens};
+use crate::utf8::Utf8Accumulator;
+
+/// Receives the events of the engine thread, in order.
+pub trait EventSink: Send + 'static {
+    fn emit(&mut self, event: WorkerEvent);
+}
+
+impl<F: FnMut(WorkerEvent) + Send + 'static> EventSink for F {
+    fn emit(&mut self, event: WorkerEvent) {
+        self(event)
+    }
+}
+
+/// A running engine thread.
+#[derive(Debug)]
+pub struct EngineHandle {
+    commands: Sender<WorkerRequest>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EngineHandle {
+    /// Starts the engine thread; it waits for a `Load` request.
+    pub fn spawn(sink: impl EventSink) -> std::io::Result<Self> {
+        let (commands, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("hearth-engine".into())
+            .spawn(move || engine_main(receiver, Box::new(sink)))?;
+        Ok(Self {
+            commands,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a request to the engine thread. False if the thread has exited.
+    pub fn submit(&self, request: WorkerRequest) -> bool {
+        self.commands.send(request).is_ok()
+    }
+
+    /// Asks the thread to stop after its current step and waits for it.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        let _ = self.commands.send(WorkerRequest::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+fn error_event(request_id: Option<u64>, error: WorkerError) -> WorkerEvent {
+    WorkerEvent::Error { request_id, error }
+}
+
+/// What ended a session with one loaded model.
+enum SessionEnd {
+    Load {
+        request_id: u64,
+        model_path: std::path::PathBuf,
+        params: LoadParams,
+    },
+    Shutdown,
+}
+
+fn engine_main(commands: Receiver<WorkerRequest>, mut sink: Box<dyn EventSink>) {
+    let mut next_load: Option<SessionEnd> = None;
+    loop {
+        let request = match next_load.take() {
+            Some(load) => load,
+            None => match wait_for_load(&commands, sink.as_mut()) {
+                Some(load) => load,
+                None => return,
+            },
+        };
+        let SessionEnd::Load {
+            request_id,
+            model_path,
+            params,
+        } = request
+        else {
+            return;
+        };
+        match run_model_session(&model_path, &params, request_id, &commands, sink.as_mut()) {
+            Ok(end @ SessionEnd::Load { .. }) => next_load = Some(end),
+            Ok(SessionEnd::Shutdown) => return,
+            Err(error) => sink.emit(error_event(Some(request_id), error)),
+        }
+    }
+}
+
+/// Before any model is loaded, answers everything but `Load` with an error.
+fn wait_for_load(
+    commands: &Receiver<WorkerRequest>,
+    sink: &mut dyn EventSink,
+) -> Option<SessionEnd> {
+    loop {
+        match commands.recv() {
+            Err(_) | Ok(WorkerRequest::Shutdown) => return None,
+            Ok(WorkerRequest::Load {
+                request_id,
+                model_path,
+                params,
+            }) => {
+                return Some(SessionEnd::Load {
+                    request_id,
+                    model_path,
+                    params,
+                })
+            }
+            Ok(WorkerRequest::Cancel { .. }) => {}
+            Ok(WorkerRequest::Generate(GenerateRequest { request_id, .. }))
+            | Ok(WorkerRequest::Tokenize { request_id, .. }) => sink.emit(error_event(
+                Some(request_id),
+                WorkerError::new(ErrorKind::NoModelLoaded, "no model is loaded"),
+            )),
+        }
+    }
+}
+
+/// Loads one model, serves requests until a new load or a shutdown, then frees everything.
+fn run_model_session(
+    model_path: &Path,
+    params: &LoadParams,
+    load_request_id: u64,
+    commands: &Receiver<WorkerRequest>,
+    sink: &mut dyn EventSink,
+) -> Result<SessionEnd, WorkerError> {
+    let started = Instant::now();
+    let context_params =
+        load::context_params(model_path, params).map_err(|e| e.to_worker_error())?;
+    let model = load::load_model(model_path, params).map_err(|e| e.to_worker_error())?;
+    LlamaLogCapture::clear();
+    let context = model
+        .new_context(load::backend(), context_params)
+        .map_err(|_| {
+            load::classify_load_failure(model_path, &LlamaLogCapture::take()).to_worker_error()
+        })?;
+    let template = ChatTemplate::detect(&model);
+    if template.source() == TemplateSource::FallbackChatml {
+        tracing::warn!(
+            model = %file_name(model_path),
+            "the model has no chat template; using ChatML"
+        );
+    }
+    let n_ctx = context.n_ctx();
+    let n_parallel = params.n_parallel;
+    let info = ModelInfo {
+        file_name: file_name(model_path),
+        architecture: model
+            .meta_val_str("general.architecture")
+            .unwrap_or_else(|_| "unknown".to_string()),
+        n_params: model.n_params(),
+        size_bytes: model.size(),
+        n_vocab: model.n_vocab(),
+        n_layer: model.n_layer(),
+        n_ctx_train: model.n_ctx_train(),
+        n_ctx,
+        n_ctx_per_sequence: n_ctx / n_parallel,
+        n_parallel,
+        n_threads: params.n_threads.unwrap_or_else(load::default_threads),
+        n_batch: context.n_batch(),
+        n_ubatch: context.n_ubatch(),
+        n_gpu_layers: params.n_gpu_layers,
+        flash_attention: params.flash_attention,
+        kv_cache_type: params.kv_cache_type,
+        template_source: template.source(),
+        load_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+    };
+    tracing::info!(model = %info.file_name, load_ms = info.load_time_ms, n_ctx, n_parallel, "model loaded");
+    sink.emit(WorkerEvent::Loaded {
+        request_id: load_request_id,
+        model: info,
+    });
+    let mut session = Session::new(&model, context, template, params);
+    Ok(session.run(commands, sink))
+}
+
+/// How this model's chat prompts are rendered (decided once, at load).
+enum ChatTemplate {
+    Builtin(LlamaChatTemplate),
+    Jinja {
+        source: String,
+        tokens: TemplateTokens,
+    },
+    FallbackChatml,
+}
+
+impl ChatTemplate {
+    fn detect(model: &LlamaModel) -> Self {
+        let Ok(template) = model.chat_template(None) else {
+            return ChatTemplate::FallbackChatml;
+        };
+        let probe = [LlamaChatMessage::new("user".into(), "hi".into())];
+        let recognised = probe
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+            .map(|messages| {
+                model
+                    .apply_chat_template(&template, &messages, true)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        if recognised {
+            return ChatTemplate::Builtin(template);
+        }
+        let source = template.to_string().unwrap_or_default();
+        let vocab = model.vocab();
+        let token_text = |token: LlamaToken| {
+            String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()
+        };
+        ChatTemplate::Jinja {
+            source,
+            tokens: TemplateTokens {
+                bos_token: token_text(vocab.bos()),
+                eos_token: token_text(vocab.eos()),
+            },
+        }
+    }
+
+    fn source(&self) -> TemplateSource {
+        match self {
+            ChatTemplate::Builtin(_) => TemplateSource::Builtin,
+            ChatTemplate::Jinja { .. } => TemplateSource::Jinja,
+            ChatTemplate::FallbackChatml => TemplateSource::FallbackChatml,
+        }
+    }
+
+    fn render(&self, model: &LlamaModel, messages: &[ChatMessage]) -> Result<String, WorkerError> {
+        match self {
+            ChatTemplate::Builtin(template) => {
+                let messages = messages
+                    .iter()
+                    .map(|m| LlamaChatMessage::new(m.role.as_str().into(), m.content.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| {
+                        WorkerError::new(
+                            ErrorKind::InvalidRequest,
+                            "a message contains a NUL character",
+                        )
+                    })?;
+                model
+                    .apply_chat_template(template, &messages, true)
+                    .map_err(|error| {
+                        WorkerError::new(
+                            ErrorKind::TemplateFailed,
+                            format!("the chat template could not be applied: {error}"),
+                        )
+                    })
+            }
+            ChatTemplate::Jinja { source, tokens } => {
+                template::render_jinja(source, messages, tokens)
+            }
+            ChatTemplate::FallbackChatml => Ok(template::render_chatml(messages)),
+        }
+    }
+}
+
+/// A request that holds a slot.
+struct ActiveRequest {
+    request_id: u64,
+    prompt: Vec<LlamaToken>,
+    /// Index of the next prompt token to compute.
+    prefill_cursor: usize,
+    sampler: LlamaSampler,
+    detokenizer: Utf8Accumulator,
+    stop: StopMatcher,
+    max_tokens: Option<u32>,
+    ignore_eos: bool,
+    metrics: MetricsRecorder,
+    /// The last sampled token, to be fed in the next step.
+    pending_token: Option<LlamaToken>,
+    /// Where this request's logits are in the current batch.
+    logits_index: Option<i32>,
+    admitted_order: u64,
+}
+
+/// One sequence of the shared context.
+struct Slot {
+    seq_id: i32,
+    /// The tokens whose keys and values this sequence holds, in position order.
+    cached_tokens: Vec<LlamaToken>,
+    active: Option<ActiveRequest>,
+    last_used_step: u64,
+}
+
+/// A request waiting for a free slot.
+struct QueuedRequest {
+    request: GenerateRequest,
+    arrived_at: Instant,
+}
+
+struct Session<'model> {
+    model: &'model LlamaModel,
+    context: LlamaContext<'model>,
+    template: ChatTemplate,
+    slots: Vec<Slot>,
+    queue: VecDeque<QueuedRequest>,
+    batch: LlamaBatch<'static>,
+    n_batch: u32,
+    n_ctx_per_sequence: usize,
+    prefill_chunk: u32,
+    prefix_cache: bool,
+    step: u64,
+    admissions: u64,
+}
+
+impl<'model> Session<'model> {
+    fn new(
+        model: &'model LlamaModel,
+        context: LlamaContext<'model>,
+        template: ChatTemplate,
+        params: &LoadParams,
+    ) -> Self {
+        let n_batch = context.n_batch();
+        let n_parallel = params.n_parallel.max(1);
+        let n_ctx_per_sequence = (context.n_ctx() / n_parallel) as usize;
+        let slots = (0..n_parallel)
+            .map(|seq| Slot {
+                seq_id: i32::try_from(seq).unwrap_or(i32::MAX),
+                cached_tokens: Vec::new(),
+                active: None,
+                last_used_step: 0,
+            })
+            .collect();
+        Self {
+            model,
+            context,
+            template,
+            slots,
+            queue: VecDeque::new(),
+            batch: LlamaBatch::new(n_batch as usize, i32::try_from(n_parallel).unwrap_or(1)),
+            n_batch,
+            n_ctx_per_sequence,
+            prefill_chunk: params
+                .prefill_chunk
+                .unwrap_or(policy::DEFAULT_PREFILL_CHUNK_WHILE_DECODING),
+            prefix_cache: params.prefix_cache,
+            step: 0,
+            admissions: 0,
+        }
+    }
+
+    fn is_busy(&self) -> bool {
+        !self.queue.is_empty() || self.slots.iter().any(|slot| slot.active.is_some())
+    }
+
+    fn run(&mut self, commands: &Receiver<WorkerRequest>, sink: &mut dyn EventSink) -> SessionEnd {
+        loop {
+            // Idle: block until something arrives. Busy: take what has arrived, then step.
+            let first = if self.is_busy() {
+                None
+            } else {
+                match commands.recv_timeout(Duration::from_secs(3600)) {
+                    Ok(request) => Some(request),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return SessionEnd::Shutdown,
+                }
+            };
+            let mut pending: Vec<WorkerRequest> = first.into_iter().collect();
+            loop {
+                match commands.try_recv() {
+                    Ok(request) => pending.push(request),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        pending.push(WorkerRequest::Shutdown);
+                        break;
+                    }
+                }
+            }
+            for request in pending {
+                if let Some(end) = self.handle_request(request, sink) {
+                    self.abandon_all(sink, &end);
+                    return end;
+                }
+            }
+            self.admit_queued(sink);
+            self.step(sink);
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        request: WorkerRequest,
+        sink: &mut dyn EventSink,
+    ) -> Option<SessionEnd> {
+        match request {
+            WorkerRequest::Shutdown => return Some(SessionEnd::Shutdown),
+            WorkerRequest::Load {
+                request_id,
+                model_path,
+                params,
+            } => {
+                return Some(SessionEnd::Load {
+                    request_id,
+                    model_path,
+                    params,
+                })
+            }
+            WorkerRequest::Generate(request) => {
+                let duplicate = self
+                    .queue
+                    .iter()
+                    .any(|q| q.request.request_id == request.request_id)
+                    || self.slots.iter().any(|slot| {
+                        slot.active.as_ref().map(|a| a.request_id) == Some(request.request_id)
+                    });
+                if duplicate {
+                    sink.emit(error_event(
+                        Some(request.request_id),
+                        WorkerError::new(
+                            ErrorKind::DuplicateRequest,
+                            "request id already in flight",
+                        ),
+                    ));
+                } else {
+                    self.queue.push_back(QueuedRequest {
+                        request,
+                        arrived_at: Instant::now(),
+                    });
+                }
+            }
+            WorkerRequest::Cancel { request_id } => self.cancel(request_id, sink),
+            WorkerRequest::Tokenize {
+                request_id,
+                text,
+                add_special,
+            } => {
+                let tokens = self
+                    .model
+                    .vocab()
+                    .tokenize(text.as_bytes(), add_special, true)
+                    .into_iter()
+                    .map(|token| token.0)
+                    .collect();
+                sink.emit(WorkerEvent::Tokenized { request_id, tokens });
+            }
+        }
+        None
+    }
+
+    fn cancel(&mut self, request_id: u64, sink: &mut dyn EventSink) {
+        if let Some(position) = self
+            .queue
+            .iter()
+            .position(|q| q.request.request_id == request_id)
+        {
+            if let Some(queued) = self.queue.remove(position) {
+                let metrics = MetricsRecorder::new(queued.arrived_at).finish(Instant::now());
+                sink.emit(WorkerEvent::Done {
+                    request_id,
+                    finish_reason: FinishReason::Cancelled,
+                    metrics,
+                });
+            }
+            return;
+        }
+        if let Some(index) = self
+            .slots
+            .iter()
+            .position(|slot| slot.active.as_ref().map(|a| a.request_id) == Some(request_id))
+        {
+            self.finish(index, FinishReason::Cancelled, sink);
+        }
+    }
+
+    /// Ends every request: the session is going away (shutdown or another model).
+    fn abandon_all(&mut self, sink: &mut dyn EventSink, end: &SessionEnd) {
+        let message = match end {
+            SessionEnd::Shutdown => "the engine is shutting down",
+            SessionEnd::Load { .. } => "the model was unloaded for another",
+        };
+        let mut ids: Vec<u64> = self.queue.drain(..).map(|q| q.request.request_id).collect();
+        ids.extend(
+            self.slots
+                .iter_mut()
+                .filter_map(|slot| slot.active.take())
+                .map(|a| a.request_id),
+        );
+        for request_id in ids {
+            sink.emit(error_event(
+                Some(request_id),
+                WorkerError::new(ErrorKind::NoModelLoaded, message),
+            ));
+        }
+    }
+
+    /// Turns a request's prompt into tokens.
+    fn tokenize_prompt(
+        &self,
+        prompt: &Prompt,
+    ) -> Result<(Vec<LlamaToken>, Option<TemplateSource>), WorkerError> {
+        let vocab = self.model.vocab();
+        let (text, source) = match prompt {
+            Prompt::Tokens { tokens } => {
+                let n_vocab = self.model.n_vocab();
+                if let Some(bad) = tokens.iter().find(|t| **t < 0 || **t >= n_vocab) {
+                    return Err(WorkerError::new(
+                        ErrorKind::InvalidRequest,
+                        format!("token id {bad} is outside the vocabulary (0..{n_vocab})"),
+                    ));
+                }
+                return Ok((tokens.iter().map(|t| LlamaToken(*t)).collect(), None));
+            }
+            Prompt::Text { text } => (text.clone(), None),
+            Prompt::Chat { messages } => {
+                if messages.is_empty() {
+                    return Err(WorkerError::new(
+                        ErrorKind::InvalidRequest,
+                        "messages is empty",
+                    ));
+                }
+                (
+                    self.template.render(self.model, messages)?,
+                    Some(self.template.source()),
+                )
+            }
+        };
+        // A template that already writes the BOS text must not get a second BOS token.
+        let bos_text = vocab.token_to_piece(vocab.bos(), true, None);
+        let add_special = bos_text.is_empty() || !text.as_bytes().starts_with(&bos_text);
+        Ok((vocab.tokenize(text.as_bytes(), add_special, true), source))
+    }
+
+    /// Moves queued requests into free slots, each to the slot with the longest shared prefix.
+    fn admit_queued(&mut self, sink: &mut dyn EventSink) {
+        while self.slots.iter().any(|slot| slot.active.is_none()) {
+            let Some(queued) = self.queue.pop_front() else {
+                return;
+            };
+            let request = queued.request;
+            let request_id = request.request_id;
+            let prepared = request
+                .sampling
+                .validate()
+                .map_err(|message| WorkerError::new(ErrorKind::InvalidRequest, message))
+                .and_then(|()| self.tokenize_prompt(&request.prompt));
+            let (prompt, template_source) = match prepared {
+                Ok(prepared) => prepared,
+                Err(error) => {
+                    sink.emit(error_event(Some(request_id), error));
+                    continue;
+                }
+            };
+            if prompt.is_empty() {
+                sink.emit(error_event(
+                    Some(request_id),
+                    WorkerError::new(ErrorKind::InvalidRequest, "the prompt is empty"),
+                ));
+                continue;
+            }
+            if prompt.len() > self.n_ctx_per_sequence {
+                let mut error = WorkerError::new(
+                    ErrorKind::ContextLengthExceeded,
+                    format!(
+                        "the prompt has {} tokens but the context holds {}",
+                        prompt.len(),
+                        self.n_ctx_per_sequence
+                    ),
+                );
+                error.prompt_tokens = u32::try_from(prompt.len()).ok();
+                error.n_ctx = u32::try_from(self.n_ctx_per_sequence).ok();
+                sink.emit(error_event(Some(request_id), error));
+                continue;
+            }
+            let free: Vec<FreeSlot<'_, LlamaToken>> = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, slot)| slot.active.is_none())
+                .map(|(index, slot)| FreeSlot {
+                    index,
+                    cached_tokens: &slot.cached_tokens,
+                    last_used_step: slot.last_used_step,
+                })
+                .collect();
+            let Some(choice) = policy::choose_slot(&free, &prompt, self.prefix_cache) else {
+                return;
+            };
+            let mut reused = choice.reused_tokens;
+            let slot = &mut self.slots[choice.index];
+            let keep = u32::try_from(reused).unwrap_or(0);
+            // Drop the divergent tail. Some caches (sliding window, recurrent) cannot cut a
+            // sequence in the middle; then the whole sequence is recomputed.
+            if self
+                .context
+                .kv_cache_seq_rm(slot.seq_id, Some(keep), None)
+                .is_err()
+            {
+                let _ = self.context.kv_cache_seq_rm(slot.seq_id, None, None);
+                reused = 0;
+            }
+            slot.cached_tokens.truncate(reused);
+            let mut sampler = build_sampler(
+                &request.sampling,
+                self.model.n_vocab(),
+                i32::try_from(self.n_ctx_per_sequence).unwrap_or(i32::MAX),
+            );
+            if request.sampling.repeat_penalty != 1.0
+                || request.sampling.presence_penalty != 0.0
+                || request.sampling.frequency_penalty != 0.0
+            {
+                sampler.accept_many(prompt.iter());
+            }
+            let mut metrics = MetricsRecorder::new(queued.arrived_at);
+            let prompt_tokens = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
+            let cached = u32::try_from(reused).unwrap_or(0);
+            metrics.admitted(Instant::now(), prompt_tokens, cached);
+            sink.emit(WorkerEvent::Started {
+                request_id,
+                prompt_tokens,
+                cached_prompt_tokens: cached,
+                template_source,
+            });
+            self.admissions += 1;
+            slot.active = Some(ActiveRequest {
+                request_id,
+                prompt,
+                prefill_cursor: reused,
+                sampler,
+                detokenizer: Utf8Accumulator::default(),
+                stop: StopMatcher::new(&request.stop),
+                max_tokens: request.max_tokens,
+                ignore_eos: request.ignore_eos,
+                metrics,
+                pending_token: None,
+                logits_index: None,
+                admitted_order: self.admissions,
+            });
+            if request.max_tokens == Some(0) {
+                self.finish(choice.index, FinishReason::Length, sink);
+            }
+        }
+    }
+
+    /// Builds and decodes one batch, then samples for every sequence that produced logits.
+    fn step(&mut self, sink: &mut dyn EventSink) {
+        self.step += 1;
+        self.batch.clear();
+        // Tokens added per slot this step, committed to `cached_tokens` after the decode.
+        let mut added: Vec<(usize, Vec<LlamaToken>)> = Vec::new();
+        let mut decoding = 0u32;
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            let Some(active) = slot.active.as_ref() else {
+                continue;
+            };
+            let Some(token) = active.pending_token else {
+                continue;
+            };
+            if slot.cached_tokens.len() >= self.n_ctx_per_sequence {
+                self.finish(index, FinishReason::Length, sink);
+                continue;
+            }
+            let position = i32::try_from(slot.cached_tokens.len()).unwrap_or(i32::MAX);
+            let logits_index = self.batch.n_tokens();
+            if self
+                .batch
+                .add(token, position, &[slot.seq_id], true)
+                .is_err()
+            {
+                continue;
+            }
+            if let Some(active) = self.slots[index].active.as_mut() {
+                active.logits_index = Some(logits_index);
+                active.pending_token = None;
+            }
+            added.push((index, vec![token]));
+            decoding += 1;
+        }
+        let mut budget =
+            policy::prefill_budget(self.n_batch, decoding, self.prefill_chunk) as usize;
+        // Prompts are prefilled in admission order, so the oldest request gets its first token first.
+        let mut prefilling: Vec<(u64, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| {
+                let active = slot.active.as_ref()?;
+                (active.prefill_cursor < active.prompt.len())
+                    .then_some((active.admitted_order, index))
+            })
+            .collect();
+        prefilling.sort_unstable();
+        for (_, index) in prefilling {
+            if budget == 0 {
+                break;
+            }
+            let slot = &mut self.slots[index];
+            let seq_id = slot.seq_id;
+            let start_position = slot.cached_tokens.len();
+            let Some(active) = slot.active.as_mut() else {
+                continue;
+            };
+            let take = budget.min(active.prompt.len() - active.prefill_cursor);
+            let chunk = active.prompt[active.prefill_cursor..active.prefill_cursor + take].to_vec();
+            let completes_prompt = active.prefill_cursor + take == active.prompt.len();
+            for (offset, token) in chunk.iter().enumerate() {
+                let is_last = completes_prompt && offset + 1 == take;
+                if is_last {
+                    active.logits_index = Some(self.batch.n_tokens());
+                }
+                let position = i32::try_from(start_position + offset).unwrap_or(i32::MAX);
+                let _ = self.batch.add(*token, position, &[seq_id], is_last);
+            }
+            active.prefill_cursor += take;
+            budget -= take;
+            added.push((index, chunk));
+        }
+        if self.batch.n_tokens() == 0 {
+            return;
+        }
+        if let Err(error) = self.context.decode(&mut self.batch) {
+            tracing::error!(%error, "decode failed");
+            self.fail_all_active(&format!("llama.cpp failed to decode: {error}"), sink);
+            return;
+        }
+        for (index, tokens) in added {
+            self.slots[index].cached_tokens.extend(tokens);
+        }
+        let now = Instant::now();
+        for index in 0..self.slots.len() {
+            let Some(active) = self.slots[index].active.as_mut() else {
+                continue;
+            };
+            let Some(logits_index) = active.logits_index.take() else {
+                continue;
+            };
+            let token = active.sampler.sample(&self.context, logits_index);
+            active.metrics.token_generated(now);
+            let outcome = self.accept_token(index, token, sink);
+            if let Some(reason) = outcome {
+                self.finish(index, reason, sink);
+            }
+        }
+    }
+
+    /// Detokenizes and checks one sampled token; returns why to stop, if it should.
+    fn accept_token(
+        &mut self,
+        index: usize,
+        token: LlamaToken,
+        sink: &mut dyn EventSink,
+    ) -> Option<FinishReason> {
+        let vocab = self.model.vocab();
+        let active = self.slots[index].active.as_mut()?;
+        if !active.ignore_eos && vocab.is_eog(token) {
+            return Some(FinishReason::Stop);
+        }
+        let bytes = vocab.token_to_piece(token, false, None);
+        let text = active.detokenizer.push(&bytes);
+        let stopped = match active.stop.push(&text) {
+            StopOutcome::Continue(visible) => {
+                emit_text(sink, active.request_id, visible);
+                false
+            }
+            StopOutcome::Stopped(visible) => {
+                emit_text(sink, active.request_id, visible);
+                true
+            }
+        };
+        if stopped {
+            active.detokenizer.discard_incomplete();
+            return Some(FinishReason::Stop);
+        }
+        if active
+            .max_tokens
+            .is_some_and(|max| active.metrics.generated_tokens() >= max)
+        {
+            return Some(FinishReason::Length);
+        }
+        active.pending_token = Some(token);
+        None
+    }
+
+    /// Ends the request in a slot; the slot keeps its cache for the next request.
+    fn finish(&mut self, index: usize, reason: FinishReason, sink: &mut dyn EventSink) {
+        let slot = &mut self.slots[index];
+        let Some(mut active) = slot.active.take() else {
+            return;
+        };
+        slot.last_used_step = self.step;
+        active.detokenizer.discard_incomplete();
+        let held = active.stop.flush();
+        emit_text(sink, active.request_id, held);
+        // A prompt cut short by cancellation leaves positions beyond the cursor unwritten,
+        // and `cached_tokens` records only what was decoded, so the cache stays consistent.
+        let metrics = active.metrics.finish(Instant::now());
+        sink.emit(WorkerEvent::Done {
+            request_id: active.request_id,
+            finish_reason: reason,
+            metrics,
+        });
+    }
+
+    fn fail_all_active(&mut self, message: &str, sink: &mut dyn EventSink) {
+        for slot in &mut self.slots {
+            if let Some(active) = slot.active.take() {
+                sink.emit(error_event(
+                    Some(active.request_id),
+                    WorkerError::new(ErrorKind::DecodeFailed, message),
+                ));
+            }
+            // The cache contents of a failed batch are unknown: start the sequence afresh.
+            let _ = self.context.kv_cache_seq_rm(slot.seq_id, None, None);
+            slot.cached_tokens.clear();
+        }
+    }
+}
+
+fn emit_text(sink: &mut dyn EventSink, request_id: u64, text: String) {
+    if !text.is_empty() {
+        sink.emit(WorkerEvent::Token { request_id, text });
+    }
+}

@@ -1,0 +1,530 @@
+//! The request and event types of the worker protocol.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+use crate::RequestMetrics;
+
+/// Default context length when the caller does not choose one: enough for a long chat, small
+/// enough that the KV cache of a small model stays in the tens of megabytes.
+pub const DEFAULT_N_CTX: u32 = 4096;
+/// Default logical batch: the most prompt tokens handed to llama.cpp in one decode call.
+pub const DEFAULT_N_BATCH: u32 = 512;
+/// Default physical batch (llama.cpp's own default).
+pub const DEFAULT_N_UBATCH: u32 = 512;
+/// Default number of sequences (slots) that share one context.
+pub const DEFAULT_N_PARALLEL: u32 = 1;
+
+/// How to run llama.cpp's flash attention kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlashAttention {
+    /// Let llama.cpp decide per device (its default).
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// Element type of the KV cache. Quantized caches need flash attention for the V part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvCacheType {
+    #[default]
+    F16,
+    Q8_0,
+    Q4_0,
+}
+
+/// Parameters of a model load. Every field has a default so a caller names only what it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadParams {
+    /// Total context length in tokens (shared by all slots).
+    pub n_ctx: u32,
+    /// Logical batch size: the most tokens one decode call processes.
+    pub n_batch: u32,
+    /// Physical batch size.
+    pub n_ubatch: u32,
+    /// Threads for decode and prefill; `None` means the machine's physical cores.
+    pub n_threads: Option<u32>,
+    /// Layers offloaded to the GPU (0 on a CPU-only machine).
+    pub n_gpu_layers: u32,
+    pub flash_attention: FlashAttention,
+    pub kv_cache_type: KvCacheType,
+    /// Number of sequences that share the context.
+    pub n_parallel: u32,
+    /// Map the model file instead of reading it into anonymous memory.
+    pub use_mmap: bool,
+    /// Most prompt tokens prefilled in one scheduler step while other sequences are decoding,
+    /// so a long prompt never stalls running streams for long. `None`: a built-in default.
+    pub prefill_chunk: Option<u32>,
+    /// Reuse the longest common prefix already in a slot's KV cache.
+    pub prefix_cache: bool,
+}
+
+impl Default for LoadParams {
+    fn default() -> Self {
+        Self {
+            n_ctx: DEFAULT_N_CTX,
+            n_batch: DEFAULT_N_BATCH,
+            n_ubatch: DEFAULT_N_UBATCH,
+            n_threads: None,
+            n_gpu_layers: 0,
+            flash_attention: FlashAttention::Auto,
+            kv_cache_type: KvCacheType::F16,
+            n_parallel: DEFAULT_N_PARALLEL,
+            use_mmap: true,
+            prefill_chunk: None,
+            prefix_cache: true,
+        }
+    }
+}
+
+/// The speaker of one chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+/// What to generate from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Prompt {
+    /// Chat messages, rendered with the model's chat template (generation prompt appended).
+    Chat { messages: Vec<ChatMessage> },
+    /// Raw text, tokenized as is (a completion).
+    Text { text: String },
+    /// Token ids, used as is (benchmarks).
+    Tokens { tokens: Vec<i32> },
+}
+
+/// Sampling settings. `temperature <= 0` means greedy decoding (argmax), which is deterministic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    /// 0 disables top-k.
+    pub top_k: i32,
+    /// 1.0 disables top-p.
+    pub top_p: f32,
+    /// 0.0 disables min-p.
+    pub min_p: f32,
+    /// 1.0 disables the repetition penalty.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalties look at (-1: the whole context).
+    pub repeat_last_n: i32,
+    /// 0.0 disables it.
+    pub presence_penalty: f32,
+    /// 0.0 disables it.
+    pub frequency_penalty: f32,
+    /// Seed of the random sampler; `None` picks one per request.
+    pub seed: Option<u32>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: None,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Greedy decoding: always the most likely token.
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+
+    /// Checks every field is finite and in range, naming the first that is not.
+    pub fn validate(&self) -> Result<(), String> {
+        let finite = [
+            ("temperature", self.temperature),
+            ("top_p", self.top_p),
+            ("min_p", self.min_p),
+            ("repeat_penalty", self.repeat_penalty),
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ];
+        for (name, value) in finite {
+            if !value.is_finite() {
+                return Err(format!("{name} must be a finite number, got {value}"));
+            }
+        }
+        if self.temperature < 0.0 {
+            return Err(format!(
+                "temperature must be >= 0, got {}",
+                self.temperature
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            return Err(format!("top_p must be in [0, 1], got {}", self.top_p));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(format!("min_p must be in [0, 1], got {}", self.min_p));
+        }
+        if self.top_k < 0 {
+            return Err(format!("top_k must be >= 0, got {}", self.top_k));
+        }
+        if self.repeat_penalty <= 0.0 {
+            return Err(format!(
+                "repeat_penalty must be > 0, got {}",
+                self.repeat_penalty
+            ));
+        }
+        if self.repeat_last_n < -1 {
+            return Err(format!(
+                "repeat_last_n must be >= -1, got {}",
+                self.repeat_last_n
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One generation request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateRequest {
+    /// Chosen by the supervisor; unique among the requests in flight on one worker.
+    pub request_id: u64,
+    pub prompt: Prompt,
+    #[serde(default)]
+    pub sampling: SamplingParams,
+    /// Most tokens to generate; `None` means until end of generation or a full context.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Strings that end the generation; never part of the output.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens (benchmarks that need a fixed length).
+    #[serde(default)]
+    pub ignore_eos: bool,
+}
+
+/// Messages from the supervisor to the worker (one JSON object per line on stdin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkerRequest {
+    /// Load a model, replacing the one loaded (answered by `Loaded` or `Error`).
+    Load {
+        request_id: u64,
+        model_path: PathBuf,
+        #[serde(default)]
+        params: LoadParams,
+    },
+    Generate(GenerateRequest),
+    /// Stop a request wherever it is (queued, prefilling or decoding).
+    Cancel {
+        request_id: u64,
+    },
+    /// Turn text into token ids with the loaded model's tokenizer.
+    Tokenize {
+        request_id: u64,
+        text: String,
+        #[serde(default)]
+        add_special: bool,
+    },
+    /// Finish the step in progress and exit (closing stdin does the same).
+    Shutdown,
+}
+
+/// Where the prompt text of a chat came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateSource {
+    /// The model's template, recognised by llama.cpp's built-in template engine.
+    Builtin,
+    /// The model's Jinja template, rendered by minijinja in a sandbox.
+    Jinja,
+    /// The model has no template: ChatML was used instead (reported, never silent).
+    FallbackChatml,
+}
+
+/// What a loaded model is, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The file name (never the full path: it may hold a user name).
+    pub file_name: String,
+    pub architecture: String,
+    pub n_params: u64,
+    pub size_bytes: u64,
+    pub n_vocab: i32,
+    pub n_layer: u32,
+    pub n_ctx_train: u32,
+    /// Context length of the loaded context (all slots together).
+    pub n_ctx: u32,
+    /// Context length available to one sequence.
+    pub n_ctx_per_sequence: u32,
+    pub n_parallel: u32,
+    pub n_threads: u32,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub n_gpu_layers: u32,
+    pub flash_attention: FlashAttention,
+    pub kv_cache_type: KvCacheType,
+    pub template_source: TemplateSource,
+    pub load_time_ms: f64,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` reached, or the context is full.
+    Length,
+    /// The caller cancelled it.
+    Cancelled,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The kinds of failure a worker reports; callers branch on these, not on message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The model file does not exist.
+    FileMissing,
+    /// The file is not a GGUF file (wrong magic).
+    NotGguf,
+    /// llama.cpp does not know the model's architecture.
+    UnsupportedArchitecture,
+    /// Not enough memory for the weights, the KV cache or the compute buffers.
+    OutOfMemory,
+    /// Any other load failure (a truncated or corrupt file, for example).
+    LoadFailed,
+    /// A request arrived before any model was loaded.
+    NoModelLoaded,
+    /// The prompt does not fit the context.
+    ContextLengthExceeded,
+    /// The request is malformed (bad sampling values, empty prompt, bad JSON line).
+    InvalidRequest,
+    /// The chat template could not be rendered.
+    TemplateFailed,
+    /// llama.cpp failed during decode.
+    DecodeFailed,
+    /// The request id is already in flight.
+    DuplicateRequest,
+}
+
+/// A failure, with a message fit to show a user (no file-system paths beyond a file name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Token counts, for `ContextLengthExceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_ctx: Option<u32>,
+}
+
+impl WorkerError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            prompt_tokens: None,
+            n_ctx: None,
+        }
+    }
+}
+
+impl std::fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for WorkerError {}
+
+/// Messages from the worker to the supervisor (one JSON object per line on stdout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkerEvent {
+    /// First line a worker writes.
+    Ready {
+        protocol_version: u32,
+        engine_version: String,
+        pid: u32,
+    },
+    Loaded {
+        request_id: u64,
+        model: ModelInfo,
+    },
+    /// A generation was admitted and its prompt tokenized.
+    Started {
+        request_id: u64,
+        prompt_tokens: u32,
+        /// Prompt tokens found in the KV cache and not computed again.
+        cached_prompt_tokens: u32,
+        template_source: Option<TemplateSource>,
+    },
+    /// Newly decoded text: always whole UTF-8 characters, never part of a stop string.
+    Token {
+        request_id: u64,
+        text: String,
+    },
+    Done {
+        request_id: u64,
+        finish_reason: FinishReason,
+        metrics: RequestMetrics,
+    },
+    Tokenized {
+        request_id: u64,
+        tokens: Vec<i32>,
+    },
+    /// A failure of one request (`request_id` set) or of the protocol itself (`None`).
+    Error {
+        request_id: Option<u64>,
+        error: WorkerError,
+    },
+}
+
+impl WorkerEvent {
+    /// The request this event belongs to, if any.
+    pub fn request_id(&self) -> Option<u64> {
+        match self {
+            WorkerEvent::Ready { .. } => None,
+            WorkerEvent::Loaded { request_id, .. }
+            | WorkerEvent::Started { request_id, .. }
+            | WorkerEvent::Token { request_id, .. }
+            | WorkerEvent::Done { request_id, .. }
+            | WorkerEvent::Tokenized { request_id, .. } => Some(*request_id),
+            WorkerEvent::Error { request_id, .. } => *request_id,
+        }
+    }
+
+    /// True for the last event a request receives.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            WorkerEvent::Loaded { .. }
+                | WorkerEvent::Done { .. }
+                | WorkerEvent::Tokenized { .. }
+                | WorkerEvent::Error { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_single_json_lines() {
+        let request = WorkerRequest::Generate(GenerateRequest {
+            request_id: 7,
+            prompt: Prompt::Chat {
+                messages: vec![ChatMessage::new(Role::User, "hi\nthere")],
+            },
+            sampling: SamplingParams::greedy(),
+            max_tokens: Some(16),
+            stop: vec!["\n\n".into()],
+            ignore_eos: false,
+        });
+        let line = crate::encode_line(&request).unwrap();
+        assert_eq!(
+            line.matches('\n').count(),
+            1,
+            "one line per message: {line}"
+        );
+        let back: WorkerRequest = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, request);
+    }
+
+    #[test]
+    fn load_params_fields_default_when_absent() {
+        let request: WorkerRequest =
+            serde_json::from_str(r#"{"type":"load","request_id":1,"model_path":"m.gguf"}"#)
+                .unwrap();
+        let WorkerRequest::Load { params, .. } = request else {
+            panic!("not a load")
+        };
+        assert_eq!(params, LoadParams::default());
+    }
+
+    #[test]
+    fn sampling_validation_names_the_bad_field() {
+        let nan = SamplingParams {
+            temperature: f32::NAN,
+            ..SamplingParams::default()
+        };
+        assert!(nan.validate().unwrap_err().contains("temperature"));
+        let top_p = SamplingParams {
+            top_p: 1.5,
+            ..SamplingParams::default()
+        };
+        assert!(top_p.validate().unwrap_err().contains("top_p"));
+        assert!(SamplingParams::default().validate().is_ok());
+        assert!(SamplingParams::greedy().is_greedy());
+    }
+
+    #[test]
+    fn terminal_events_are_recognised() {
+        let token = WorkerEvent::Token {
+            request_id: 1,
+            text: "a".into(),
+        };
+        assert!(!token.is_terminal());
+        assert_eq!(token.request_id(), Some(1));
+        let error = WorkerEvent::Error {
+            request_id: None,
+            error: WorkerError::new(ErrorKind::InvalidRequest, "bad line"),
+        };
+        assert!(error.is_terminal());
+        assert_eq!(error.request_id(), None);
+    }
+}

@@ -1,0 +1,587 @@
+//! The supervisor of Hearth's engine worker: the piece that keeps llama.cpp out of the app's
+//! process.
+//!
+//! [`Supervisor`] spawns `hearth engine` (any program that speaks `hearth-protocol`), loads a
+//! model into it, and multiplexes requests over its stdin/stdout by request id. If the worker
+//! dies (an `abort()` in llama.cpp, an out-of-memory kill, `kill -9`), every request in flight
+//! gets [`SupervisorError::WorkerCrashed`], and the next request starts a fresh worker and
+//! reloads the last model, so one bad moment never takes the app down. Dropping a
+//! [`GenerationStream`] before it ends cancels the generation in the worker.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use hearth_protocol::{
+    encode_line, FinishReason, GenerateRequest, LoadParams, ModelInfo, Prompt, RequestMetrics,
+    SamplingParams, TemplateSource, WorkerError, WorkerEvent, WorkerRequest, PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{mpsc, Mutex};
+
+/// How long a new worker may take to say it is ready.
+pub const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Failures seen by callers of the supervisor.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("could not start the engine worker ({program}): {source}")]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the engine worker did not start: {0}")]
+    Handshake(String),
+    #[error("the model crashed ({status}); the engine was restarted and will reload it for the next request")]
+    WorkerCrashed { status: String },
+    #[error("{0}")]
+    Worker(WorkerError),
+    #[error("no model is loaded")]
+    NoModelLoaded,
+    #[error("the worker sent an unexpected reply: {0}")]
+    Protocol(String),
+}
+
+/// How to start a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Extra environment variables (for example the log filter).
+    pub envs: Vec<(String, String)>,
+}
+
+impl WorkerCommand {
+    /// The `hearth engine` subcommand of the given `hearth` binary.
+    pub fn hearth_engine(hearth_binary: impl Into<PathBuf>) -> Self {
+        Self {
+            program: hearth_binary.into(),
+            args: vec!["engine".to_string()],
+            envs: Vec::new(),
+        }
+    }
+}
+
+/// What a running generation reports, in order: `Started`, any number of `Text`, then `Done`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenerationEvent {
+    Started {
+        prompt_tokens: u32,
+        cached_prompt_tokens: u32,
+        template_source: Option<TemplateSource>,
+    },
+    Text(String),
+    Done {
+        finish_reason: FinishReason,
+        metrics: RequestMetrics,
+    },
+}
+
+/// A generation request without its id (the supervisor assigns ids).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub prompt: Prompt,
+    pub sampling: SamplingParams,
+    pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+}
+
+impl Generation {
+    pub fn new(prompt: Prompt) -> Self {
+        Self {
+            prompt,
+            sampling: SamplingParams::default(),
+            max_tokens: None,
+            stop: Vec::new(),
+            ignore_eos: false,
+        }
+    }
+}
+
+type Pending =
+    Arc<StdMutex<HashMap<u64, mpsc::UnboundedSender<Result<WorkerEvent, SupervisorError>>>>>;
+
+/// One live worker process.
+#[derive(Debug)]
+struct Worker {
+    stdin: Arc<Mutex<ChildStdin>>,
+    pending: Pending,
+    pid: u32,
+    /// Resolves with the exit description once the worker has died.
+    exited: Arc<StdMutex<Option<String>>>,
+}
+
+impl Worker {
+    fn is_alive(&self) -> bool {
+        self.exited.lock().map(|e| e.is_none()).unwrap_or(false)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    worker: Option<Worker>,
+    /// The model to reload into a fresh worker.
+    loaded: Option<(PathBuf, LoadParams, ModelInfo)>,
+    restarts: u64,
+}
+
+/// Owns the worker process; cheap to clone and share between tasks.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    command: WorkerCommand,
+    state: Arc<Mutex<State>>,
+    next_request_id: Arc<AtomicU64>,
+}
+
+impl Supervisor {
+    pub fn new(command: WorkerCommand) -> Self {
+        Self {
+            command,
+            state: Arc::new(Mutex::new(State::default())),
+            next_request_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    fn new_request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The worker's process id, if one is running (for tests and diagnostics).
+    pub async fn worker_pid(&self) -> Option<u32> {
+        let state = self.state.lock().await;
+        state
+            .worker
+            .as_ref()
+            .filter(|w| w.is_alive())
+            .map(|w| w.pid)
+    }
+
+    /// How many times a dead worker was replaced.
+    pub async fn restarts(&self) -> u64 {
+        self.state.lock().await.restarts
+    }
+
+    /// The loaded model, if any.
+    pub async fn model_info(&self) -> Option<ModelInfo> {
+        self.state
+            .lock()
+            .await
+            .loaded
+            .as_ref()
+            .map(|(_, _, info)| info.clone())
+    }
+
+    /// Loads a model (replacing any other) and waits until it is ready.
+    pub async fn load(
+        &self,
+        model_path: &Path,
+        params: LoadParams,
+    ) -> Result<ModelInfo, SupervisorError> {
+        let mut state = self.state.lock().await;
+        self.ensure_worker(&mut state).await?;
+        let info = self
+            .load_into_worker(&mut state, model_path, &params)
+            .await?;
+        state.loaded = Some((model_path.to_path_buf(), params, info.clone()));
+        Ok(info)
+    }
+
+    async fn load_into_worker(
+        &self,
+        state: &mut State,
+        model_path: &Path,
+        params: &LoadParams,
+    ) -> Result<ModelInfo, SupervisorError> {
+        let request_id = self.new_request_id();
+        let mut events = self
+            .send(
+                state,
+                request_id,
+                WorkerRequest::Load {
+                    request_id,
+                    model_path: model_path.to_path_buf(),
+                    params: params.clone(),
+                },
+            )
+            .await?;
+        match events.recv().await {
+            Some(Ok(WorkerEvent::Loaded { model, .. })) => Ok(model),
+            Some(Ok(WorkerEvent::Error { error, .. })) => Err(SupervisorError::Worker(error)),
+            Some(Ok(other)) => Err(SupervisorError::Protocol(format!("{other:?}"))),
+            Some(Err(error)) => Err(error),
+            None => Err(self.crash_error(state)),
+        }
+    }
+
+    fn crash_error(&self, state: &State) -> SupervisorError {
+        let status = state
+            .worker
+            .as_ref()
+            .and_then(|w| w.exited.lock().ok().and_then(|e| e.clone()))
+            .unwrap_or_else(|| "worker exited".to_string());
+        SupervisorError::WorkerCrashed { status }
+    }
+
+    /// Starts a worker if none is alive; after a crash, reloads the last model into it.
+    async fn ensure_worker(&self, state: &mut State) -> Result<(), SupervisorError> {
+        if state.worker.as_ref().is_some_and(Worker::is_alive) {
+            return Ok(());
+        }
+        let had_worker = state.worker.take().is_some();
+        state.worker = Some(spawn_worker(&self.command).await?);
+        if had_worker {
+            state.restarts += 1;
+            tracing::warn!(restarts = state.restarts, "engine worker restarted");
+            if let Some((path, params, _)) = state.loaded.clone() {
+                let info = self.load_into_worker(state, &path, &params).await?;
+                state.loaded = Some((path, params, info));
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        state: &mut State,
+        request_id: u64,
+        request: WorkerRequest,
+    ) -> Result<mpsc::UnboundedReceiver<Result<WorkerEvent, SupervisorError>>, SupervisorError>
+    {
+        let worker = state
+            .worker
+            .as_ref()
+            .ok_or(SupervisorError::NoModelLoaded)?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        if let Ok(mut pending) = worker.pending.lock() {
+            pending.insert(request_id, sender);
+        }
+        let line = encode_line(&request).map_err(|e| SupervisorError::Protocol(e.to_string()))?;
+        let written = {
+            let mut stdin = worker.stdin.lock().await;
+            stdin
+                .write_all(line.as_bytes())
+                .await
+                .and(stdin.flush().await)
+        };
+        if written.is_err() {
+            if let Ok(mut pending) = worker.pending.lock() {
+                pending.remove(&request_id);
+            }
+            return Err(self.crash_error(state));
+        }
+        Ok(receiver)
+    }
+
+    /// Starts a generation on the loaded model.
+    pub async fn generate(
+        &self,
+        generation: Generation,
+    ) -> Result<GenerationStream, SupervisorError> {
+        let mut state = self.state.lock().await;
+        if state.loaded.is_none() {
+            return Err(SupervisorError::NoModelLoaded);
+        }
+        self.ensure_worker(&mut state).await?;
+        let request_id = self.new_request_id();
+        let request = WorkerRequest::Generate(GenerateRequest {
+            request_id,
+            prompt: generation.prompt,
+            sampling: generation.sampling,
+            max_tokens: generation.max_tokens,
+            stop: generation.stop,
+            ignore_eos: generation.ignore_eos,
+        });
+        let events = self.send(&mut state, request_id, request).await?;
+        let stdin = state.worker.as_ref().map(|w| w.stdin.clone());
+        Ok(GenerationStream {
+            request_id,
+            events,
+            stdin,
+            finished: false,
+        })
+    }
+
+    /// Tokenizes text with the loaded model.
+    pub async fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+    ) -> Result<Vec<i32>, SupervisorError> {
+        let mut state = self.state.lock().await;
+        if state.loaded.is_none() {
+            return Err(SupervisorError::NoModelLoaded);
+        }
+        self.ensure_worker(&mut state).await?;
+        let request_id = self.new_request_id();
+        let mut events = self
+            .send(
+                &mut state,
+                request_id,
+                WorkerRequest::Tokenize {
+                    request_id,
+                    text: text.to_string(),
+                    add_special,
+                },
+            )
+            .await?;
+        drop(state);
+        match events.recv().await {
+            Some(Ok(WorkerEvent::Tokenized { tokens, .. })) => Ok(tokens),
+            Some(Ok(WorkerEvent::Error { error, .. })) => Err(SupervisorError::Worker(error)),
+            Some(Ok(other)) => Err(SupervisorError::Protocol(format!("{other:?}"))),
+            Some(Err(error)) => Err(error),
+            None => Err(SupervisorError::WorkerCrashed {
+                status: "worker exited".into(),
+            }),
+        }
+    }
+
+    /// Stops the worker: closes its stdin and waits for it to exit.
+    pub async fn shutdown(&self) {
+        let mut state = self.state.lock().await;
+        if let Some(worker) = state.worker.take() {
+            let mut stdin = worker.stdin.lock().await;
+            let _ = stdin.shutdown().await;
+            drop(stdin);
+            for _ in 0..100 {
+                if !worker.is_alive() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// The events of one generation. Dropping it early cancels the generation in the worker.
+#[derive(Debug)]
+pub struct GenerationStream {
+    request_id: u64,
+    events: mpsc::UnboundedReceiver<Result<WorkerEvent, SupervisorError>>,
+    stdin: Option<Arc<Mutex<ChildStdin>>>,
+    finished: bool,
+}
+
+impl GenerationStream {
+    pub fn request_id(&self) -> u64 {
+        self.request_id
+    }
+
+    /// The next event; `None` after `Done` or an error.
+    pub async fn next(&mut self) -> Option<Result<GenerationEvent, SupervisorError>> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            let event = match self.events.recv().await {
+                Some(Ok(event)) => event,
+                Some(Err(error)) => {
+                    self.finished = true;
+                    return Some(Err(error));
+                }
+                None => {
+                    self.finished = true;
+                    return Some(Err(SupervisorError::WorkerCrashed {
+                        status: "worker exited".into(),
+                    }));
+                }
+            };
+            let mapped = match event {
+                WorkerEvent::Started {
+                    prompt_tokens,
+                    cached_prompt_tokens,
+                    template_source,
+                    ..
+                } => Ok(GenerationEvent::Started {
+                    prompt_tokens,
+                    cached_prompt_tokens,
+                    template_source,
+                }),
+                WorkerEvent::Token { text, .. } => Ok(GenerationEvent::Text(text)),
+                WorkerEvent::Done {
+                    finish_reason,
+                    metrics,
+                    ..
+                } => {
+                    self.finished = true;
+                    Ok(GenerationEvent::Done {
+                        finish_reason,
+                        metrics,
+                    })
+                }
+                WorkerEvent::Error { error, .. } => {
+                    self.finished = true;
+                    Err(SupervisorError::Worker(error))
+                }
+                other => {
+                    tracing::debug!(?other, "ignored event");
+                    continue;
+                }
+            };
+            return Some(mapped);
+        }
+    }
+
+    /// Asks the worker to stop this generation; its `Done` (cancelled) still arrives.
+    pub async fn cancel(&self) {
+        if let Some(stdin) = &self.stdin {
+            send_cancel(stdin, self.request_id).await;
+        }
+    }
+}
+
+async fn send_cancel(stdin: &Mutex<ChildStdin>, request_id: u64) {
+    if let Ok(line) = encode_line(&WorkerRequest::Cancel { request_id }) {
+        let mut stdin = stdin.lock().await;
+        let _ = stdin.write_all(line.as_bytes()).await;
+        let _ = stdin.flush().await;
+    }
+}
+
+impl Drop for GenerationStream {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // A caller that stops listening (a closed HTTP connection, Ctrl-C) frees its slot.
+        if let (Some(stdin), Ok(runtime)) =
+            (self.stdin.clone(), tokio::runtime::Handle::try_current())
+        {
+            let request_id = self.request_id;
+            runtime.spawn(async move { send_cancel(&stdin, request_id).await });
+        }
+    }
+}
+
+async fn spawn_worker(command: &WorkerCommand) -> Result<Worker, SupervisorError> {
+    let mut process = Command::new(&command.program);
+    // Its own process group: a Ctrl-C in the terminal is for the front end (which cancels the
+    // answer), not a signal that should kill the engine.
+    #[cfg(unix)]
+    process.process_group(0);
+    let mut child: Child = process
+        .args(&command.args)
+        .envs(command.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| SupervisorError::Spawn {
+            program: command.program.clone(),
+            source,
+        })?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| SupervisorError::Handshake("no stdin".into()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| SupervisorError::Handshake("no stdout".into()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(WORKER_READY_TIMEOUT, lines.next_line())
+        .await
+        .map_err(|_| SupervisorError::Handshake("timed out waiting for the worker".into()))?
+        .map_err(|e| SupervisorError::Handshake(e.to_string()))?
+        .ok_or_else(|| SupervisorError::Handshake("the worker exited at once".into()))?;
+    let pid = match serde_json::from_str::<WorkerEvent>(&ready) {
+        Ok(WorkerEvent::Ready {
+            protocol_version,
+            pid,
+            ..
+        }) if protocol_version == PROTOCOL_VERSION => pid,
+        Ok(WorkerEvent::Ready {
+            protocol_version, ..
+        }) => {
+            return Err(SupervisorError::Handshake(format!(
+                "the worker speaks protocol {protocol_version}, this supervisor {PROTOCOL_VERSION}"
+            )))
+        }
+        _ => {
+            return Err(SupervisorError::Handshake(format!(
+                "unexpected first line: {ready}"
+            )))
+        }
+    };
+    let pending: Pending = Arc::default();
+    let exited: Arc<StdMutex<Option<String>>> = Arc::default();
+    tokio::spawn(read_events(lines, child, pending.clone(), exited.clone()));
+    Ok(Worker {
+        stdin: Arc::new(Mutex::new(stdin)),
+        pending,
+        pid,
+        exited,
+    })
+}
+
+/// Routes the worker's events to their requests; when the worker dies, fails them all.
+async fn read_events(
+    mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    mut child: Child,
+    pending: Pending,
+    exited: Arc<StdMutex<Option<String>>>,
+) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        let event = match serde_json::from_str::<WorkerEvent>(&line) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(%error, "unreadable line from the worker");
+                continue;
+            }
+        };
+        let Some(request_id) = event.request_id() else {
+            tracing::warn!(?event, "worker event without a request");
+            continue;
+        };
+        let terminal = event.is_terminal();
+        if let Ok(mut pending) = pending.lock() {
+            if let Some(sender) = pending.get(&request_id) {
+                let _ = sender.send(Ok(event));
+            }
+            if terminal {
+                pending.remove(&request_id);
+            }
+        }
+    }
+    let status = match child.wait().await {
+        Ok(status) => describe_exit(status),
+        Err(error) => format!("unknown exit: {error}"),
+    };
+    tracing::warn!(%status, "engine worker exited");
+    if let Ok(mut exited) = exited.lock() {
+        *exited = Some(status.clone());
+    }
+    if let Ok(mut pending) = pending.lock() {
+        for (_, sender) in pending.drain() {
+            let _ = sender.send(Err(SupervisorError::WorkerCrashed {
+                status: status.clone(),
+            }));
+        }
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            let name = match signal {
+                6 => " (SIGABRT: llama.cpp aborted)",
+                9 => " (SIGKILL: killed, possibly out of memory)",
+                11 => " (SIGSEGV)",
+                _ => "",
+            };
+            return format!("worker killed by signal {signal}{name}");
+        }
+    }
+    match status.code() {
+        Some(code) => format!("worker exited with code {code}"),
+        None => "worker exited".to_string(),
+    }
+}
