@@ -146,7 +146,8 @@ fn wait_for_load(
             }
             Ok(WorkerRequest::Cancel { .. }) => {}
             Ok(WorkerRequest::Generate(GenerateRequest { request_id, .. }))
-            | Ok(WorkerRequest::Tokenize { request_id, .. }) => sink.emit(error_event(
+            | Ok(WorkerRequest::Tokenize { request_id, .. })
+            | Ok(WorkerRequest::RenderChat { request_id, .. }) => sink.emit(error_event(
                 Some(request_id),
                 WorkerError::new(ErrorKind::NoModelLoaded, "no model is loaded"),
             )),
@@ -472,6 +473,25 @@ impl<'model> Session<'model> {
                     .collect();
                 sink.emit(WorkerEvent::Tokenized { request_id, tokens });
             }
+            WorkerRequest::RenderChat {
+                request_id,
+                messages,
+            } => {
+                let prompt = Prompt::Chat { messages };
+                let event = match (
+                    self.render_prompt_text(&prompt),
+                    self.tokenize_prompt(&prompt),
+                ) {
+                    (Ok(text), Ok((tokens, _))) => WorkerEvent::Rendered {
+                        request_id,
+                        text,
+                        template_source: self.template.source(),
+                        prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
+                    },
+                    (Err(error), _) | (_, Err(error)) => error_event(Some(request_id), error),
+                };
+                sink.emit(event);
+            }
         }
         None
     }
@@ -522,6 +542,19 @@ impl<'model> Session<'model> {
         }
     }
 
+    /// The prompt text of a chat or text prompt (token prompts have none).
+    fn render_prompt_text(&self, prompt: &Prompt) -> Result<String, WorkerError> {
+        match prompt {
+            Prompt::Chat { messages } if messages.is_empty() => Err(WorkerError::new(
+                ErrorKind::InvalidRequest,
+                "messages is empty",
+            )),
+            Prompt::Chat { messages } => self.template.render(self.model, messages),
+            Prompt::Text { text } => Ok(text.clone()),
+            Prompt::Tokens { .. } => Ok(String::new()),
+        }
+    }
+
     /// Turns a request's prompt into tokens.
     fn tokenize_prompt(
         &self,
@@ -539,19 +572,11 @@ impl<'model> Session<'model> {
                 }
                 return Ok((tokens.iter().map(|t| LlamaToken(*t)).collect(), None));
             }
-            Prompt::Text { text } => (text.clone(), None),
-            Prompt::Chat { messages } => {
-                if messages.is_empty() {
-                    return Err(WorkerError::new(
-                        ErrorKind::InvalidRequest,
-                        "messages is empty",
-                    ));
-                }
-                (
-                    self.template.render(self.model, messages)?,
-                    Some(self.template.source()),
-                )
-            }
+            Prompt::Text { .. } => (self.render_prompt_text(prompt)?, None),
+            Prompt::Chat { .. } => (
+                self.render_prompt_text(prompt)?,
+                Some(self.template.source()),
+            ),
         };
         // A template that already writes the BOS text must not get a second BOS token.
         let bos_text = vocab.token_to_piece(vocab.bos(), true, None);

@@ -267,6 +267,12 @@ pub enum WorkerRequest {
         #[serde(default)]
         add_special: bool,
     },
+    /// Render chat messages with the model's template and count the prompt's tokens, without
+    /// generating (answered by `Rendered`).
+    RenderChat {
+        request_id: u64,
+        messages: Vec<ChatMessage>,
+    },
     /// Finish the step in progress and exit (closing stdin does the same).
     Shutdown,
 }
@@ -426,6 +432,12 @@ pub enum WorkerEvent {
         request_id: u64,
         tokens: Vec<i32>,
     },
+    Rendered {
+        request_id: u64,
+        text: String,
+        template_source: TemplateSource,
+        prompt_tokens: u32,
+    },
     /// A failure of one request (`request_id` set) or of the protocol itself (`None`).
     Error {
         request_id: Option<u64>,
@@ -442,7 +454,8 @@ impl WorkerEvent {
             | WorkerEvent::Started { request_id, .. }
             | WorkerEvent::Token { request_id, .. }
             | WorkerEvent::Done { request_id, .. }
-            | WorkerEvent::Tokenized { request_id, .. } => Some(*request_id),
+            | WorkerEvent::Tokenized { request_id, .. }
+            | WorkerEvent::Rendered { request_id, .. } => Some(*request_id),
             WorkerEvent::Error { request_id, .. } => *request_id,
         }
     }
@@ -454,6 +467,7 @@ impl WorkerEvent {
             WorkerEvent::Loaded { .. }
                 | WorkerEvent::Done { .. }
                 | WorkerEvent::Tokenized { .. }
+                | WorkerEvent::Rendered { .. }
                 | WorkerEvent::Error { .. }
         )
     }

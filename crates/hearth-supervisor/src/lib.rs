@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use hearth_protocol::{
-    encode_line, FinishReason, GenerateRequest, LoadParams, ModelInfo, Prompt, RequestMetrics,
+    encode_line, ChatMessage, FinishReason, GenerateRequest, LoadParams, ModelInfo, Prompt, RequestMetrics,
     SamplingParams, TemplateSource, WorkerError, WorkerEvent, WorkerRequest, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -306,38 +306,69 @@ impl Supervisor {
         })
     }
 
-    /// Tokenizes text with the loaded model.
-    pub async fn tokenize(
+    /// Sends a request that is answered by exactly one event, and waits for it.
+    async fn request_reply(
         &self,
-        text: &str,
-        add_special: bool,
-    ) -> Result<Vec<i32>, SupervisorError> {
+        build: impl FnOnce(u64) -> WorkerRequest,
+    ) -> Result<WorkerEvent, SupervisorError> {
         let mut state = self.state.lock().await;
         if state.loaded.is_none() {
             return Err(SupervisorError::NoModelLoaded);
         }
         self.ensure_worker(&mut state).await?;
         let request_id = self.new_request_id();
-        let mut events = self
-            .send(
-                &mut state,
-                request_id,
-                WorkerRequest::Tokenize {
-                    request_id,
-                    text: text.to_string(),
-                    add_special,
-                },
-            )
-            .await?;
+        let mut events = self.send(&mut state, request_id, build(request_id)).await?;
         drop(state);
         match events.recv().await {
-            Some(Ok(WorkerEvent::Tokenized { tokens, .. })) => Ok(tokens),
             Some(Ok(WorkerEvent::Error { error, .. })) => Err(SupervisorError::Worker(error)),
-            Some(Ok(other)) => Err(SupervisorError::Protocol(format!("{other:?}"))),
+            Some(Ok(event)) => Ok(event),
             Some(Err(error)) => Err(error),
             None => Err(SupervisorError::WorkerCrashed {
                 status: "worker exited".into(),
             }),
+        }
+    }
+
+    /// Tokenizes text with the loaded model.
+    pub async fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+    ) -> Result<Vec<i32>, SupervisorError> {
+        let text = text.to_string();
+        match self
+            .request_reply(|request_id| WorkerRequest::Tokenize {
+                request_id,
+                text,
+                add_special,
+            })
+            .await?
+        {
+            WorkerEvent::Tokenized { tokens, .. } => Ok(tokens),
+            other => Err(SupervisorError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Renders chat messages with the model's template; returns the prompt text, where the
+    /// template came from, and the prompt's token count.
+    pub async fn render_chat(
+        &self,
+        messages: Vec<ChatMessage>,
+    ) -> Result<(String, TemplateSource, u32), SupervisorError> {
+        match self
+            .request_reply(|request_id| WorkerRequest::RenderChat {
+                request_id,
+                messages,
+            })
+            .await?
+        {
+            WorkerEvent::Rendered {
+                text,
+                template_source,
+                prompt_tokens,
+                ..
+            } => Ok((text, template_source, prompt_tokens)),
+            other => Err(SupervisorError::Protocol(format!("{other:?}"))),
         }
     }
 

@@ -1,0 +1,520 @@
+//! The engine in-process, on the real SmolLM2 model (and Gemma 3 for another architecture):
+//! templates, determinism, sampling, stop strings, UTF-8 streaming, metrics, cancellation and
+//! load errors.
+
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use hearth_engine::EngineHandle;
+use hearth_protocol::{
+    ChatMessage, ErrorKind, FinishReason, GenerateRequest, LoadParams, ModelInfo, Prompt,
+    RequestMetrics, Role, SamplingParams, TemplateSource, WorkerError, WorkerEvent, WorkerRequest,
+};
+
+const EVENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct TestEngine {
+    engine: EngineHandle,
+    events: Receiver<WorkerEvent>,
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct Outcome {
+    pieces: Vec<String>,
+    result: Result<(FinishReason, RequestMetrics), WorkerError>,
+}
+
+impl Outcome {
+    fn text(&self) -> String {
+        self.pieces.concat()
+    }
+    fn done(&self) -> (FinishReason, &RequestMetrics) {
+        match &self.result {
+            Ok((reason, metrics)) => (*reason, metrics),
+            Err(error) => panic!("generation failed: {error:?}"),
+        }
+    }
+}
+
+impl TestEngine {
+    fn start() -> Self {
+        let (sender, events) = mpsc::channel();
+        let engine = EngineHandle::spawn(move |event| {
+            let _ = sender.send(event);
+        })
+        .unwrap();
+        Self {
+            engine,
+            events,
+            next_id: 1,
+        }
+    }
+
+    fn with_model(path: &Path, params: LoadParams) -> (Self, ModelInfo) {
+        let mut engine = Self::start();
+        let info = engine.load(path, params).unwrap();
+        (engine, info)
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn next_event(&self) -> WorkerEvent {
+        self.events
+            .recv_timeout(EVENT_TIMEOUT)
+            .expect("engine event")
+    }
+
+    fn load(&mut self, path: &Path, params: LoadParams) -> Result<ModelInfo, WorkerError> {
+        let request_id = self.id();
+        self.engine.submit(WorkerRequest::Load {
+            request_id,
+            model_path: path.to_path_buf(),
+            params,
+        });
+        match self.next_event() {
+            WorkerEvent::Loaded { model, .. } => Ok(model),
+            WorkerEvent::Error { error, .. } => Err(error),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn submit(
+        &mut self,
+        prompt: Prompt,
+        sampling: SamplingParams,
+        max_tokens: Option<u32>,
+        stop: &[&str],
+    ) -> u64 {
+        let request_id = self.id();
+        self.engine.submit(WorkerRequest::Generate(GenerateRequest {
+            request_id,
+            prompt,
+            sampling,
+            max_tokens,
+            stop: stop.iter().map(|s| s.to_string()).collect(),
+            ignore_eos: false,
+        }));
+        request_id
+    }
+
+    fn collect(&self, request_id: u64) -> Outcome {
+        let mut pieces = Vec::new();
+        loop {
+            let event = self.next_event();
+            assert_eq!(event.request_id(), Some(request_id), "{event:?}");
+            match event {
+                WorkerEvent::Started { .. } => {}
+                WorkerEvent::Token { text, .. } => pieces.push(text),
+                WorkerEvent::Done {
+                    finish_reason,
+                    metrics,
+                    ..
+                } => {
+                    return Outcome {
+                        pieces,
+                        result: Ok((finish_reason, metrics)),
+                    }
+                }
+                WorkerEvent::Error { error, .. } => {
+                    return Outcome {
+                        pieces,
+                        result: Err(error),
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn generate(
+        &mut self,
+        prompt: Prompt,
+        sampling: SamplingParams,
+        max_tokens: Option<u32>,
+        stop: &[&str],
+    ) -> Outcome {
+        let id = self.submit(prompt, sampling, max_tokens, stop);
+        self.collect(id)
+    }
+
+    fn render(&mut self, messages: Vec<ChatMessage>) -> (String, TemplateSource, u32) {
+        let request_id = self.id();
+        self.engine.submit(WorkerRequest::RenderChat {
+            request_id,
+            messages,
+        });
+        match self.next_event() {
+            WorkerEvent::Rendered {
+                text,
+                template_source,
+                prompt_tokens,
+                ..
+            } => (text, template_source, prompt_tokens),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn chat(user: &str) -> Prompt {
+    Prompt::Chat {
+        messages: vec![ChatMessage::new(Role::User, user)],
+    }
+}
+
+fn smollm2_engine() -> TestEngine {
+    TestEngine::with_model(&hearth_testkit::smollm2(), LoadParams::default()).0
+}
+
+#[test]
+fn smollm2_prompt_is_exactly_its_chatml_template() {
+    let mut engine = smollm2_engine();
+    let (text, source, tokens) = engine.render(vec![
+        ChatMessage::new(Role::System, "You are helpful."),
+        ChatMessage::new(Role::User, "Hello!"),
+        ChatMessage::new(Role::Assistant, "Hi there."),
+        ChatMessage::new(Role::User, "What is 2+2?"),
+    ]);
+    assert_eq!(source, TemplateSource::Builtin);
+    assert_eq!(
+        text,
+        "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHello!<|im_end|>\n\
+         <|im_start|>assistant\nHi there.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n\
+         <|im_start|>assistant\n"
+    );
+    assert!(
+        tokens > 20,
+        "special tokens are parsed, the rest tokenized: {tokens}"
+    );
+}
+
+#[test]
+fn greedy_output_is_deterministic_and_sensible() {
+    let mut engine = smollm2_engine();
+    let first = engine.generate(
+        chat("What is the capital of France?"),
+        SamplingParams::greedy(),
+        Some(24),
+        &[],
+    );
+    let second = engine.generate(
+        chat("What is the capital of France?"),
+        SamplingParams::greedy(),
+        Some(24),
+        &[],
+    );
+    assert_eq!(first.text(), second.text());
+    assert!(first.text().contains("Paris"), "{}", first.text());
+    assert_eq!(
+        first.done().0,
+        FinishReason::Stop,
+        "the answer ends with an end-of-generation token"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_sample() {
+    let mut engine = smollm2_engine();
+    let sampling = |seed| SamplingParams {
+        temperature: 1.0,
+        seed: Some(seed),
+        ..SamplingParams::default()
+    };
+    let prompt = || chat("Write a sentence about the sea.");
+    let a = engine
+        .generate(prompt(), sampling(42), Some(32), &[])
+        .text();
+    let b = engine
+        .generate(prompt(), sampling(42), Some(32), &[])
+        .text();
+    assert_eq!(a, b, "same seed, same text");
+    let others: Vec<String> = (1..=3)
+        .map(|seed| {
+            engine
+                .generate(prompt(), sampling(seed), Some(32), &[])
+                .text()
+        })
+        .collect();
+    assert!(
+        others.iter().any(|text| *text != a),
+        "other seeds sample other text"
+    );
+}
+
+#[test]
+fn max_tokens_and_stop_strings_hold() {
+    let mut engine = smollm2_engine();
+    let prompt = || chat("Count from one to twenty in words, separated by commas.");
+    let limited = engine.generate(prompt(), SamplingParams::greedy(), Some(7), &[]);
+    let (reason, metrics) = limited.done();
+    assert_eq!(reason, FinishReason::Length);
+    assert_eq!(metrics.generated_tokens, 7);
+
+    let full = engine
+        .generate(prompt(), SamplingParams::greedy(), Some(60), &[])
+        .text();
+    // A stop string that spans several tokens, taken from the middle of the real answer.
+    let middle = (full.len() / 2..full.len()).find(|i| full.is_char_boundary(*i)).unwrap();
+    let end = (middle + 7..full.len()).find(|i| full.is_char_boundary(*i)).unwrap();
+    let stop = &full[middle..end];
+    let stop_at = full.find(stop).unwrap();
+    assert!(stop_at > 0, "answer: {full:?}");
+    let stopped = engine.generate(prompt(), SamplingParams::greedy(), Some(60), &[stop]);
+    assert_eq!(stopped.done().0, FinishReason::Stop);
+    assert_eq!(
+        stopped.text(),
+        full[..stop_at],
+        "output is everything before the stop string"
+    );
+    for piece in &stopped.pieces {
+        assert!(
+            !piece.contains("four"),
+            "the stop string never leaks: {piece:?}"
+        );
+    }
+}
+
+#[test]
+fn emoji_and_cjk_stream_without_replacement_characters() {
+    let mut engine = smollm2_engine();
+    let emoji = engine.generate(
+        chat("Reply with only emoji: happy birthday"),
+        SamplingParams::greedy(),
+        Some(24),
+        &[],
+    );
+    let cjk = engine.generate(
+        Prompt::Text {
+            text: "日本語の文章: 東京は日本の首都です。大阪は".into(),
+        },
+        SamplingParams::greedy(),
+        Some(24),
+        &[],
+    );
+    for outcome in [&emoji, &cjk] {
+        let text = outcome.text();
+        assert!(
+            text.chars().any(|c| c.len_utf8() > 1),
+            "multi-byte output expected: {text:?}"
+        );
+        for piece in &outcome.pieces {
+            assert!(!piece.contains('\u{FFFD}'), "piece {piece:?} of {text:?}");
+        }
+    }
+    assert!(
+        emoji.text().chars().any(|c| c.len_utf8() == 4),
+        "{:?}",
+        emoji.text()
+    );
+}
+
+#[test]
+fn metrics_are_present_and_consistent() {
+    let mut engine = smollm2_engine();
+    let outcome = engine.generate(
+        chat("Tell me about the moon."),
+        SamplingParams::greedy(),
+        Some(20),
+        &[],
+    );
+    let (_, metrics) = outcome.done();
+    assert!(metrics.prompt_tokens > 5);
+    assert_eq!(metrics.generated_tokens, 20);
+    assert_eq!(
+        metrics.itl_ms.len() as u32,
+        metrics.generated_tokens - 1,
+        "ITL count = generated - 1"
+    );
+    assert!(metrics.ttft_ms > 0.0 && metrics.ttft_ms <= metrics.e2e_ms);
+    assert!(
+        metrics.tpot_ms > 0.0
+            && metrics.prefill_tokens_per_s > 0.0
+            && metrics.decode_tokens_per_s > 0.0
+    );
+    assert!(metrics.itl_p50_ms <= metrics.itl_p95_ms && metrics.itl_p95_ms <= metrics.itl_max_ms);
+    let decode_ms: f64 = metrics.itl_ms.iter().sum();
+    assert!(
+        (metrics.ttft_ms + decode_ms - metrics.e2e_ms).abs() < 5.0,
+        "{metrics:?}"
+    );
+}
+
+#[test]
+fn cancelling_mid_stream_returns_promptly() {
+    let mut engine = smollm2_engine();
+    let id = engine.submit(
+        chat("Write a long story about a dragon."),
+        SamplingParams::greedy(),
+        Some(2000),
+        &[],
+    );
+    let mut tokens = 0;
+    while tokens < 5 {
+        if let WorkerEvent::Token { .. } = engine.next_event() {
+            tokens += 1;
+        }
+    }
+    let cancelled_at = Instant::now();
+    engine
+        .engine
+        .submit(WorkerRequest::Cancel { request_id: id });
+    let outcome = engine.collect(id);
+    assert_eq!(outcome.done().0, FinishReason::Cancelled);
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        cancelled_at.elapsed()
+    );
+    // The engine goes on serving.
+    let next = engine.generate(chat("Hi"), SamplingParams::greedy(), Some(4), &[]);
+    assert_eq!(next.done().1.generated_tokens, 4);
+}
+
+#[test]
+fn a_follow_up_turn_reuses_the_cached_prefix() {
+    let mut engine = smollm2_engine();
+    let mut messages = vec![ChatMessage::new(Role::User, "Name a fruit.")];
+    let first = engine.generate(
+        Prompt::Chat {
+            messages: messages.clone(),
+        },
+        SamplingParams::greedy(),
+        Some(16),
+        &[],
+    );
+    messages.push(ChatMessage::new(Role::Assistant, first.text()));
+    messages.push(ChatMessage::new(Role::User, "And a vegetable?"));
+    let second = engine.generate(
+        Prompt::Chat { messages },
+        SamplingParams::greedy(),
+        Some(8),
+        &[],
+    );
+    let metrics = second.done().1;
+    assert!(metrics.cached_prompt_tokens > 10, "{metrics:?}");
+}
+
+#[test]
+fn gemma3_loads_and_generates_deterministically() {
+    let (mut engine, info) = TestEngine::with_model(
+        &hearth_testkit::gemma3(),
+        LoadParams {
+            n_ctx: 1024,
+            ..LoadParams::default()
+        },
+    );
+    assert_eq!(info.architecture, "gemma3");
+    let prompt = || Prompt::Text {
+        text: "The three primary colours are".into(),
+    };
+    let a = engine.generate(prompt(), SamplingParams::greedy(), Some(12), &[]);
+    let b = engine.generate(prompt(), SamplingParams::greedy(), Some(12), &[]);
+    assert_eq!(a.done().1.generated_tokens, 12);
+    assert_eq!(
+        a.text(),
+        b.text(),
+        "same output with and without the sliding-window cache reused"
+    );
+}
+
+#[test]
+fn bad_files_are_typed_errors_and_the_engine_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = TestEngine::start();
+    let missing = engine
+        .load(&dir.path().join("nope.gguf"), LoadParams::default())
+        .unwrap_err();
+    assert_eq!(missing.kind, ErrorKind::FileMissing);
+    assert!(missing.message.contains("nope.gguf"));
+
+    let text = dir.path().join("notes.gguf");
+    std::fs::write(&text, "this is not a model\n").unwrap();
+    assert_eq!(
+        engine.load(&text, LoadParams::default()).unwrap_err().kind,
+        ErrorKind::NotGguf
+    );
+
+    let truncated = dir.path().join("truncated.gguf");
+    hearth_testkit::craft::truncated(&hearth_testkit::smollm2(), &truncated, 1_000_000).unwrap();
+    let error = engine.load(&truncated, LoadParams::default()).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LoadFailed, "{error:?}");
+    assert!(
+        error.message.contains("truncated.gguf"),
+        "{}",
+        error.message
+    );
+    assert!(
+        !error.message.contains(dir.path().to_str().unwrap()),
+        "no full paths: {}",
+        error.message
+    );
+
+    let before_load = engine.generate(chat("Hi"), SamplingParams::greedy(), Some(2), &[]);
+    assert_eq!(
+        before_load.result.unwrap_err().kind,
+        ErrorKind::NoModelLoaded
+    );
+
+    engine
+        .load(&hearth_testkit::smollm2(), LoadParams::default())
+        .unwrap();
+    let outcome = engine.generate(chat("Hi"), SamplingParams::greedy(), Some(3), &[]);
+    assert_eq!(outcome.done().1.generated_tokens, 3);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused_with_counts() {
+    let (mut engine, info) = TestEngine::with_model(
+        &hearth_testkit::smollm2(),
+        LoadParams {
+            n_ctx: 256,
+            ..LoadParams::default()
+        },
+    );
+    let n_ctx = info.n_ctx_per_sequence;
+    let long = "word ".repeat(n_ctx as usize + 10);
+    let outcome = engine.generate(
+        Prompt::Text { text: long },
+        SamplingParams::greedy(),
+        Some(4),
+        &[],
+    );
+    let error = outcome.result.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::ContextLengthExceeded);
+    assert_eq!(error.n_ctx, Some(n_ctx));
+    assert!(error.prompt_tokens.unwrap() > n_ctx);
+    // A generation that reaches the end of the context stops with "length", never loops.
+    let outcome = engine.generate(
+        Prompt::Text {
+            text: "word ".repeat(n_ctx as usize - 20),
+        },
+        SamplingParams::greedy(),
+        None,
+        &[],
+    );
+    let (reason, metrics) = outcome.done();
+    assert_eq!(reason, FinishReason::Length);
+    assert!(
+        metrics.prompt_tokens + metrics.generated_tokens <= n_ctx + 1,
+        "{metrics:?}"
+    );
+}
+
+#[test]
+fn invalid_sampling_values_are_rejected_by_name() {
+    let mut engine = smollm2_engine();
+    let sampling = SamplingParams {
+        temperature: f32::NAN,
+        ..SamplingParams::default()
+    };
+    let error = engine
+        .generate(chat("Hi"), sampling, Some(2), &[])
+        .result
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::InvalidRequest);
+    assert!(error.message.contains("temperature"));
+}
