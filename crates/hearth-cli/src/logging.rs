@@ -13,6 +13,9 @@ use tracing_subscriber::{EnvFilter, Layer};
 pub const LOG_FILTER_ENV: &str = "HEARTH_LOG";
 /// Terminal output stays quiet by default: the answer is on stdout.
 const DEFAULT_STDERR_FILTER: &str = "warn";
+/// The engine worker writes to the terminal only on request: its failures reach the user
+/// through the supervisor as one clear message, and its log is in the file.
+const DEFAULT_WORKER_STDERR_FILTER: &str = "off";
 /// The file keeps more, including llama.cpp's load report.
 const DEFAULT_FILE_FILTER: &str = "info";
 pub const LOG_FILE_NAME: &str = "hearth.log";
@@ -28,7 +31,7 @@ fn filter(default: &str) -> EnvFilter {
 }
 
 /// Installs the global subscriber. A log directory that cannot be created costs only the file.
-pub fn init(data_dir: &Path) -> LogGuard {
+pub fn init(data_dir: &Path, is_worker: bool) -> LogGuard {
     let log_dir = data_dir.join("logs");
     let file = std::fs::create_dir_all(&log_dir).ok().and_then(|()| {
         std::fs::OpenOptions::new()
@@ -50,7 +53,11 @@ pub fn init(data_dir: &Path) -> LogGuard {
     };
     let stderr_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_filter(filter(DEFAULT_STDERR_FILTER));
+        .with_filter(filter(if is_worker {
+            DEFAULT_WORKER_STDERR_FILTER
+        } else {
+            DEFAULT_STDERR_FILTER
+        }));
     let _ = tracing_subscriber::registry()
         .with(file_layer)
         .with(stderr_layer)

@@ -64,7 +64,7 @@ pub fn supervisor() -> anyhow::Result<Supervisor> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log_guard = logging::init(&data_dir());
+    let _log_guard = logging::init(&data_dir(), matches!(cli.command, Command::Engine));
     let result = match cli.command {
         Command::Engine => hearth_engine::worker::run_worker().context("engine worker failed"),
         Command::Run(args) => with_runtime(run::run(args)),

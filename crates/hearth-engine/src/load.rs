@@ -105,11 +105,11 @@ pub fn classify_load_failure(path: &Path, log_lines: &[String]) -> LoadError {
             detail: line.trim().to_string(),
         };
     }
+    // The first error is the cause; later ones only say that loading stopped.
     let detail = log_lines
         .iter()
-        .rev()
         .find(|line| line.contains("error") || line.contains("failed"))
-        .or(log_lines.last())
+        .or(log_lines.first())
         .map(|line| line.trim().to_string())
         .unwrap_or_else(|| "no reason given".to_string());
     LoadError::Failed { path, detail }

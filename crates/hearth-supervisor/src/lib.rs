@@ -103,13 +103,16 @@ impl Generation {
     }
 }
 
+/// The worker's stdin; `None` once closed (closing it is how a worker is told to exit).
+type SharedStdin = Arc<Mutex<Option<ChildStdin>>>;
+
 type Pending =
     Arc<StdMutex<HashMap<u64, mpsc::UnboundedSender<Result<WorkerEvent, SupervisorError>>>>>;
 
 /// One live worker process.
 #[derive(Debug)]
 struct Worker {
-    stdin: Arc<Mutex<ChildStdin>>,
+    stdin: SharedStdin,
     pending: Pending,
     pid: u32,
     /// Resolves with the exit description once the worker has died.
@@ -261,12 +264,12 @@ impl Supervisor {
             pending.insert(request_id, sender);
         }
         let line = encode_line(&request).map_err(|e| SupervisorError::Protocol(e.to_string()))?;
-        let written = {
-            let mut stdin = worker.stdin.lock().await;
-            stdin
+        let written = match worker.stdin.lock().await.as_mut() {
+            Some(stdin) => stdin
                 .write_all(line.as_bytes())
                 .await
-                .and(stdin.flush().await)
+                .and(stdin.flush().await),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
         };
         if written.is_err() {
             if let Ok(mut pending) = worker.pending.lock() {
@@ -376,9 +379,8 @@ impl Supervisor {
     pub async fn shutdown(&self) {
         let mut state = self.state.lock().await;
         if let Some(worker) = state.worker.take() {
-            let mut stdin = worker.stdin.lock().await;
-            let _ = stdin.shutdown().await;
-            drop(stdin);
+            // Dropping the handle closes the pipe; the worker finishes its step and exits.
+            drop(worker.stdin.lock().await.take());
             for _ in 0..100 {
                 if !worker.is_alive() {
                     break;
@@ -394,7 +396,7 @@ impl Supervisor {
 pub struct GenerationStream {
     request_id: u64,
     events: mpsc::UnboundedReceiver<Result<WorkerEvent, SupervisorError>>,
-    stdin: Option<Arc<Mutex<ChildStdin>>>,
+    stdin: Option<SharedStdin>,
     finished: bool,
 }
 
@@ -466,11 +468,12 @@ impl GenerationStream {
     }
 }
 
-async fn send_cancel(stdin: &Mutex<ChildStdin>, request_id: u64) {
+async fn send_cancel(stdin: &Mutex<Option<ChildStdin>>, request_id: u64) {
     if let Ok(line) = encode_line(&WorkerRequest::Cancel { request_id }) {
-        let mut stdin = stdin.lock().await;
-        let _ = stdin.write_all(line.as_bytes()).await;
-        let _ = stdin.flush().await;
+        if let Some(stdin) = stdin.lock().await.as_mut() {
+            let _ = stdin.write_all(line.as_bytes()).await;
+            let _ = stdin.flush().await;
+        }
     }
 }
 
@@ -497,6 +500,9 @@ async fn spawn_worker(command: &WorkerCommand) -> Result<Worker, SupervisorError
     process.process_group(0);
     let mut child: Child = process
         .args(&command.args)
+        // When llama.cpp aborts, ggml would attach gdb to print a backtrace: seconds of delay
+        // and pages of noise for a crash the supervisor already reports.
+        .env("GGML_NO_BACKTRACE", "1")
         .envs(command.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -544,7 +550,7 @@ async fn spawn_worker(command: &WorkerCommand) -> Result<Worker, SupervisorError
     let exited: Arc<StdMutex<Option<String>>> = Arc::default();
     tokio::spawn(read_events(lines, child, pending.clone(), exited.clone()));
     Ok(Worker {
-        stdin: Arc::new(Mutex::new(stdin)),
+        stdin: Arc::new(Mutex::new(Some(stdin))),
         pending,
         pid,
         exited,

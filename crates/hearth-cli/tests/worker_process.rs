@@ -1,0 +1,211 @@
+//! The supervisor driving the real worker process (`hearth engine`) on the real model:
+//! streaming, crash recovery after `kill -9` and after an `abort()` inside llama.cpp, and
+//! clean shutdown with no orphan.
+
+use std::time::{Duration, Instant};
+
+use hearth_protocol::{
+    ChatMessage, ErrorKind, FinishReason, LoadParams, Prompt, Role, SamplingParams,
+};
+use hearth_supervisor::{Generation, GenerationEvent, Supervisor, SupervisorError, WorkerCommand};
+
+fn supervisor() -> Supervisor {
+    let mut command = WorkerCommand::hearth_engine(env!("CARGO_BIN_EXE_hearth"));
+    let home = std::env::temp_dir().join("hearth-test-home");
+    command
+        .envs
+        .push(("HEARTH_HOME".into(), home.display().to_string()));
+    Supervisor::new(command)
+}
+
+fn greedy_chat(text: &str, max_tokens: u32) -> Generation {
+    Generation {
+        prompt: Prompt::Chat {
+            messages: vec![ChatMessage::new(Role::User, text)],
+        },
+        sampling: SamplingParams::greedy(),
+        max_tokens: Some(max_tokens),
+        stop: Vec::new(),
+        ignore_eos: false,
+    }
+}
+
+async fn answer(
+    supervisor: &Supervisor,
+    generation: Generation,
+) -> Result<(String, FinishReason), SupervisorError> {
+    let mut stream = supervisor.generate(generation).await?;
+    let mut text = String::new();
+    while let Some(event) = stream.next().await {
+        match event? {
+            GenerationEvent::Text(piece) => text.push_str(&piece),
+            GenerationEvent::Done { finish_reason, .. } => return Ok((text, finish_reason)),
+            GenerationEvent::Started { .. } => {}
+        }
+    }
+    unreachable!("a stream ends with Done or an error")
+}
+
+fn process_exists(pid: u32) -> bool {
+    // A zombie is as good as gone: its stat line says state Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+        .unwrap_or(false)
+}
+
+async fn wait_gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if !process_exists(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn tokens_stream_through_the_worker_process() {
+    let supervisor = supervisor();
+    let info = supervisor
+        .load(&hearth_testkit::smollm2(), LoadParams::default())
+        .await
+        .unwrap();
+    assert_eq!(info.architecture, "llama");
+    assert_eq!(info.n_layer, 30);
+    let (text, reason) = answer(
+        &supervisor,
+        greedy_chat("What is the capital of France?", 24),
+    )
+    .await
+    .unwrap();
+    assert!(text.contains("Paris"), "{text}");
+    assert_eq!(reason, FinishReason::Stop);
+    supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_generation_is_reported_and_replaced() {
+    let supervisor = supervisor();
+    supervisor
+        .load(&hearth_testkit::smollm2(), LoadParams::default())
+        .await
+        .unwrap();
+    let expected = answer(&supervisor, greedy_chat("Say hello.", 8))
+        .await
+        .unwrap();
+    let pid = supervisor.worker_pid().await.unwrap();
+
+    let mut stream = supervisor
+        .generate(greedy_chat("Write a long story about a dragon.", 2000))
+        .await
+        .unwrap();
+    let mut seen_text = false;
+    while !seen_text {
+        seen_text = matches!(stream.next().await, Some(Ok(GenerationEvent::Text(_))));
+    }
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let error = loop {
+        match stream.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => break error,
+            None => panic!("the stream ended without reporting the crash"),
+        }
+    };
+    assert!(
+        matches!(error, SupervisorError::WorkerCrashed { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("crashed"), "{error}");
+
+    // The next request gets a fresh worker with the model reloaded, and the same answer.
+    let again = answer(&supervisor, greedy_chat("Say hello.", 8))
+        .await
+        .unwrap();
+    assert_eq!(again, expected);
+    let new_pid = supervisor.worker_pid().await.unwrap();
+    assert_ne!(new_pid, pid);
+    assert_eq!(supervisor.restarts().await, 1);
+    supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_abort_inside_llama_cpp_does_not_take_the_caller_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = dir.path().join("huge-block-count.gguf");
+    // llama.cpp abort()s (SIGABRT) while loading a model that claims 2^31-1 layers.
+    hearth_testkit::craft::with_u32_metadata(
+        &hearth_testkit::smollm2(),
+        &hostile,
+        "llama.block_count",
+        i32::MAX as u32,
+    )
+    .unwrap();
+    let supervisor = supervisor();
+    let error = supervisor
+        .load(&hostile, LoadParams::default())
+        .await
+        .unwrap_err();
+    match &error {
+        SupervisorError::WorkerCrashed { status } => assert!(status.contains("signal"), "{status}"),
+        SupervisorError::Worker(error) => assert_eq!(error.kind, ErrorKind::LoadFailed),
+        other => panic!("unexpected {other:?}"),
+    }
+    // The caller is alive and the next load works.
+    supervisor
+        .load(&hearth_testkit::smollm2(), LoadParams::default())
+        .await
+        .unwrap();
+    let (text, _) = answer(&supervisor, greedy_chat("Say hi.", 4))
+        .await
+        .unwrap();
+    assert!(!text.is_empty());
+    supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn closing_stdin_stops_the_worker() {
+    let supervisor = supervisor();
+    supervisor
+        .load(&hearth_testkit::smollm2(), LoadParams::default())
+        .await
+        .unwrap();
+    let pid = supervisor.worker_pid().await.unwrap();
+    // Shut down while a generation is running: the worker finishes its step and exits.
+    let _stream = supervisor
+        .generate(greedy_chat("Write a long story.", 2000))
+        .await
+        .unwrap();
+    supervisor.shutdown().await;
+    assert!(wait_gone(pid).await, "worker {pid} still running");
+}
+
+#[tokio::test]
+async fn dropping_a_stream_cancels_its_generation() {
+    let supervisor = supervisor();
+    supervisor
+        .load(&hearth_testkit::smollm2(), LoadParams::default())
+        .await
+        .unwrap();
+    let mut stream = supervisor
+        .generate(greedy_chat("Write a long story about a castle.", 2000))
+        .await
+        .unwrap();
+    let _ = stream.next().await;
+    drop(stream);
+    // With one slot, the next request can only run once the dropped one was cancelled.
+    let started = Instant::now();
+    let (text, _) = answer(&supervisor, greedy_chat("Say hi.", 4))
+        .await
+        .unwrap();
+    assert!(!text.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    supervisor.shutdown().await;
+}
