@@ -88,6 +88,9 @@ async fn measure(
         max_tokens: Some(gen_tokens),
         stop: Vec::new(),
         ignore_eos: true,
+        ..Generation::new(Prompt::Text {
+            text: String::new(),
+        })
     };
     let (_, _, metrics) =
         crate::run::stream_answer(supervisor, generation, &mut std::io::sink()).await?;

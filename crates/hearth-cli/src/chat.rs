@@ -82,6 +82,9 @@ async fn chat_with(supervisor: &Supervisor, args: &ChatArgs) -> anyhow::Result<(
             max_tokens: args.sampling.max_tokens,
             stop: args.sampling.stop.clone(),
             ignore_eos: false,
+            ..Generation::new(Prompt::Text {
+                text: String::new(),
+            })
         };
         let answer =
             answer_until_interrupted(supervisor, generation, &mut stdout, args.metrics).await;
@@ -117,7 +120,7 @@ async fn answer_until_interrupted(
         let Some(event) = event else { break };
         match event? {
             GenerationEvent::Started { .. } => {}
-            GenerationEvent::Text(piece) => {
+            GenerationEvent::Text { text: piece, .. } => {
                 write!(stdout, "{piece}")?;
                 stdout.flush()?;
                 text.push_str(&piece);

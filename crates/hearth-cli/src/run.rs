@@ -64,7 +64,7 @@ pub async fn stream_answer(
     while let Some(event) = stream.next().await {
         match event? {
             GenerationEvent::Started { .. } => {}
-            GenerationEvent::Text(piece) => {
+            GenerationEvent::Text { text: piece, .. } => {
                 out.write_all(piece.as_bytes())?;
                 out.flush()?;
                 text.push_str(&piece);
@@ -105,6 +105,9 @@ async fn run_with(supervisor: &Supervisor, args: &RunArgs) -> anyhow::Result<()>
         max_tokens: args.sampling.max_tokens,
         stop: args.sampling.stop.clone(),
         ignore_eos: false,
+        ..Generation::new(Prompt::Text {
+            text: String::new(),
+        })
     };
     if args.json {
         let (text, finish_reason, metrics) =

@@ -27,6 +27,9 @@ fn greedy_chat(text: &str, max_tokens: u32) -> Generation {
         max_tokens: Some(max_tokens),
         stop: Vec::new(),
         ignore_eos: false,
+        ..Generation::new(Prompt::Text {
+            text: String::new(),
+        })
     }
 }
 
@@ -38,7 +41,7 @@ async fn answer(
     let mut text = String::new();
     while let Some(event) = stream.next().await {
         match event? {
-            GenerationEvent::Text(piece) => text.push_str(&piece),
+            GenerationEvent::Text { text: piece, .. } => text.push_str(&piece),
             GenerationEvent::Done { finish_reason, .. } => return Ok((text, finish_reason)),
             GenerationEvent::Started { .. } => {}
         }
@@ -102,7 +105,7 @@ async fn a_worker_killed_mid_generation_is_reported_and_replaced() {
         .unwrap();
     let mut seen_text = false;
     while !seen_text {
-        seen_text = matches!(stream.next().await, Some(Ok(GenerationEvent::Text(_))));
+        seen_text = matches!(stream.next().await, Some(Ok(GenerationEvent::Text { .. })));
     }
     std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])

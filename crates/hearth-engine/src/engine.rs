@@ -14,8 +14,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hearth_protocol::{
-    ChatMessage, ErrorKind, FinishReason, GenerateRequest, LoadParams, MetricsRecorder, ModelInfo,
-    Prompt, TemplateSource, WorkerError, WorkerEvent, WorkerRequest,
+    ChatMessage, ContextOverflow, ErrorKind, FinishReason, GenerateRequest, LoadParams,
+    MetricsRecorder, ModelInfo, Prompt, Role, TemplateSource, TokenLogprob, WorkerError,
+    WorkerEvent, WorkerRequest,
 };
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -24,8 +25,8 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::load::{self, file_name, LlamaLogCapture};
-use crate::policy::{self, FreeSlot};
-use crate::sampling::build_sampler;
+use crate::policy::{self, FreeSlot, PrefillPacer};
+use crate::sampling::{build_sampler, token_logprob};
 use crate::stop::{StopMatcher, StopOutcome};
 use crate::template::{self, TemplateTokens};
 use crate::utf8::Utf8Accumulator;
@@ -147,7 +148,8 @@ fn wait_for_load(
             Ok(WorkerRequest::Cancel { .. }) => {}
             Ok(WorkerRequest::Generate(GenerateRequest { request_id, .. }))
             | Ok(WorkerRequest::Tokenize { request_id, .. })
-            | Ok(WorkerRequest::RenderChat { request_id, .. }) => sink.emit(error_event(
+            | Ok(WorkerRequest::RenderChat { request_id, .. })
+            | Ok(WorkerRequest::Stats { request_id }) => sink.emit(error_event(
                 Some(request_id),
                 WorkerError::new(ErrorKind::NoModelLoaded, "no model is loaded"),
             )),
@@ -311,6 +313,17 @@ struct ActiveRequest {
     /// Where this request's logits are in the current batch.
     logits_index: Option<i32>,
     admitted_order: u64,
+    /// Alternatives to report per token (`None`: no log-probabilities).
+    logprobs: Option<u32>,
+    /// Log-probabilities of tokens whose text is still held back.
+    pending_logprobs: Vec<TokenLogprob>,
+}
+
+/// A prompt ready to run: its tokens, and how it was made.
+struct PreparedPrompt {
+    tokens: Vec<LlamaToken>,
+    template_source: Option<TemplateSource>,
+    dropped_messages: u32,
 }
 
 /// One sequence of the shared context.
@@ -337,8 +350,14 @@ struct Session<'model> {
     batch: LlamaBatch<'static>,
     n_batch: u32,
     n_ctx_per_sequence: usize,
-    prefill_chunk: u32,
+    /// A fixed prefill chunk while others decode; `None`: paced by measured step times.
+    fixed_prefill_chunk: Option<u32>,
+    pacer: PrefillPacer,
     prefix_cache: bool,
+    /// Sliding-window and recurrent caches forget old positions, so their sequences cannot be
+    /// cut or copied at an arbitrary position: prompts are always computed in full.
+    partial_cache_reuse: bool,
+    max_queue: usize,
     step: u64,
     admissions: u64,
 }
@@ -361,6 +380,15 @@ impl<'model> Session<'model> {
                 last_used_step: 0,
             })
             .collect();
+        let architecture = model
+            .meta_val_str("general.architecture")
+            .unwrap_or_default();
+        let sliding_window = model
+            .meta_val_str(&format!("{architecture}.attention.sliding_window"))
+            .ok()
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .is_some_and(|window| window > 0);
+        let partial_cache_reuse = !sliding_window && !model.is_recurrent() && !model.is_hybrid();
         Self {
             model,
             context,
@@ -370,10 +398,11 @@ impl<'model> Session<'model> {
             batch: LlamaBatch::new(n_batch as usize, i32::try_from(n_parallel).unwrap_or(1)),
             n_batch,
             n_ctx_per_sequence,
-            prefill_chunk: params
-                .prefill_chunk
-                .unwrap_or(policy::DEFAULT_PREFILL_CHUNK_WHILE_DECODING),
+            fixed_prefill_chunk: params.prefill_chunk,
+            pacer: PrefillPacer::new(params.max_decode_slowdown),
             prefix_cache: params.prefix_cache,
+            partial_cache_reuse,
+            max_queue: params.max_queue as usize,
             step: 0,
             admissions: 0,
         }
@@ -451,6 +480,14 @@ impl<'model> Session<'model> {
                             "request id already in flight",
                         ),
                     ));
+                } else if self.queue.len() >= self.max_queue {
+                    sink.emit(error_event(
+                        Some(request.request_id),
+                        WorkerError::new(
+                            ErrorKind::QueueFull,
+                            format!("{} requests are already waiting", self.queue.len()),
+                        ),
+                    ));
                 } else {
                     self.queue.push_back(QueuedRequest {
                         request,
@@ -472,6 +509,19 @@ impl<'model> Session<'model> {
                     .map(|token| token.0)
                     .collect();
                 sink.emit(WorkerEvent::Tokenized { request_id, tokens });
+            }
+            WorkerRequest::Stats { request_id } => {
+                let running = self
+                    .slots
+                    .iter()
+                    .filter(|slot| slot.active.is_some())
+                    .count();
+                sink.emit(WorkerEvent::Stats {
+                    request_id,
+                    queued: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
+                    running: u32::try_from(running).unwrap_or(u32::MAX),
+                    n_parallel: u32::try_from(self.slots.len()).unwrap_or(u32::MAX),
+                });
             }
             WorkerRequest::RenderChat {
                 request_id,
@@ -555,13 +605,20 @@ impl<'model> Session<'model> {
         }
     }
 
+    /// Turns text into tokens; a template that already writes the BOS text gets no second BOS.
+    fn tokenize_text(&self, text: &str) -> Vec<LlamaToken> {
+        let vocab = self.model.vocab();
+        let bos_text = vocab.token_to_piece(vocab.bos(), true, None);
+        let add_special = bos_text.is_empty() || !text.as_bytes().starts_with(&bos_text);
+        vocab.tokenize(text.as_bytes(), add_special, true)
+    }
+
     /// Turns a request's prompt into tokens.
     fn tokenize_prompt(
         &self,
         prompt: &Prompt,
     ) -> Result<(Vec<LlamaToken>, Option<TemplateSource>), WorkerError> {
-        let vocab = self.model.vocab();
-        let (text, source) = match prompt {
+        match prompt {
             Prompt::Tokens { tokens } => {
                 let n_vocab = self.model.n_vocab();
                 if let Some(bad) = tokens.iter().find(|t| **t < 0 || **t >= n_vocab) {
@@ -570,18 +627,98 @@ impl<'model> Session<'model> {
                         format!("token id {bad} is outside the vocabulary (0..{n_vocab})"),
                     ));
                 }
-                return Ok((tokens.iter().map(|t| LlamaToken(*t)).collect(), None));
+                Ok((tokens.iter().map(|t| LlamaToken(*t)).collect(), None))
             }
-            Prompt::Text { .. } => (self.render_prompt_text(prompt)?, None),
-            Prompt::Chat { .. } => (
-                self.render_prompt_text(prompt)?,
+            Prompt::Text { .. } => {
+                Ok((self.tokenize_text(&self.render_prompt_text(prompt)?), None))
+            }
+            Prompt::Chat { .. } => Ok((
+                self.tokenize_text(&self.render_prompt_text(prompt)?),
                 Some(self.template.source()),
+            )),
+        }
+    }
+
+    fn context_exceeded(&self, prompt_tokens: usize) -> WorkerError {
+        let mut error = WorkerError::new(
+            ErrorKind::ContextLengthExceeded,
+            format!(
+                "the prompt has {prompt_tokens} tokens but the context holds {}",
+                self.n_ctx_per_sequence
             ),
+        );
+        error.prompt_tokens = u32::try_from(prompt_tokens).ok();
+        error.n_ctx = u32::try_from(self.n_ctx_per_sequence).ok();
+        error
+    }
+
+    /// Validates a request and tokenizes its prompt, dropping the oldest turns of a chat that
+    /// does not fit when the request allows it.
+    fn prepare(&self, request: &GenerateRequest) -> Result<PreparedPrompt, WorkerError> {
+        request
+            .sampling
+            .validate()
+            .map_err(|message| WorkerError::new(ErrorKind::InvalidRequest, message))?;
+        if let Some(count) = request.logprobs {
+            if count > hearth_protocol::MAX_TOP_LOGPROBS {
+                return Err(WorkerError::new(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "top_logprobs must be at most {}, got {count}",
+                        hearth_protocol::MAX_TOP_LOGPROBS
+                    ),
+                ));
+            }
+        }
+        let (tokens, template_source) = self.tokenize_prompt(&request.prompt)?;
+        if tokens.is_empty() {
+            return Err(WorkerError::new(
+                ErrorKind::InvalidRequest,
+                "the prompt is empty",
+            ));
+        }
+        if tokens.len() <= self.n_ctx_per_sequence {
+            return Ok(PreparedPrompt {
+                tokens,
+                template_source,
+                dropped_messages: 0,
+            });
+        }
+        let (ContextOverflow::DropOldestTurns, Prompt::Chat { messages }) =
+            (request.context_overflow, &request.prompt)
+        else {
+            return Err(self.context_exceeded(tokens.len()));
         };
-        // A template that already writes the BOS text must not get a second BOS token.
-        let bos_text = vocab.token_to_piece(vocab.bos(), true, None);
-        let add_special = bos_text.is_empty() || !text.as_bytes().starts_with(&bos_text);
-        Ok((vocab.tokenize(text.as_bytes(), add_special, true), source))
+        // Leave room for the answer: a quarter of the context, or max_tokens if smaller.
+        let room_for_answer = request
+            .max_tokens
+            .map_or(self.n_ctx_per_sequence / 4, |max| max as usize)
+            .min(self.n_ctx_per_sequence / 4);
+        let limit = self.n_ctx_per_sequence - room_for_answer;
+        let is_system: Vec<bool> = messages.iter().map(|m| m.role == Role::System).collect();
+        let mut fitted: Option<(Vec<LlamaToken>, usize)> = None;
+        let kept = policy::keep_newest_turns(&is_system, |kept| {
+            let candidate: Vec<ChatMessage> = kept.iter().map(|&i| messages[i].clone()).collect();
+            match self.template.render(self.model, &candidate) {
+                Ok(text) => {
+                    let tokens = self.tokenize_text(&text);
+                    let fits = tokens.len() <= limit;
+                    if fits {
+                        fitted = Some((tokens, kept.len()));
+                    }
+                    fits
+                }
+                Err(_) => false,
+            }
+        });
+        match (kept, fitted) {
+            (Some(_), Some((tokens, kept_count))) => Ok(PreparedPrompt {
+                tokens,
+                template_source,
+                dropped_messages: u32::try_from(messages.len() - kept_count).unwrap_or(u32::MAX),
+            }),
+            _ => Err(self.context_exceeded(tokens.len())),
+        }
     }
 
     /// Moves queued requests into free slots, each to the slot with the longest shared prefix.
@@ -592,39 +729,28 @@ impl<'model> Session<'model> {
             };
             let request = queued.request;
             let request_id = request.request_id;
-            let prepared = request
-                .sampling
-                .validate()
-                .map_err(|message| WorkerError::new(ErrorKind::InvalidRequest, message))
-                .and_then(|()| self.tokenize_prompt(&request.prompt));
-            let (prompt, template_source) = match prepared {
+            let prepared = match self.prepare(&request) {
                 Ok(prepared) => prepared,
                 Err(error) => {
                     sink.emit(error_event(Some(request_id), error));
                     continue;
                 }
             };
-            if prompt.is_empty() {
-                sink.emit(error_event(
-                    Some(request_id),
-                    WorkerError::new(ErrorKind::InvalidRequest, "the prompt is empty"),
-                ));
-                continue;
-            }
-            if prompt.len() > self.n_ctx_per_sequence {
-                let mut error = WorkerError::new(
-                    ErrorKind::ContextLengthExceeded,
-                    format!(
-                        "the prompt has {} tokens but the context holds {}",
-                        prompt.len(),
-                        self.n_ctx_per_sequence
-                    ),
-                );
-                error.prompt_tokens = u32::try_from(prompt.len()).ok();
-                error.n_ctx = u32::try_from(self.n_ctx_per_sequence).ok();
-                sink.emit(error_event(Some(request_id), error));
-                continue;
-            }
+            let sampler = match build_sampler(
+                self.model,
+                &request.sampling,
+                request.constraint.as_ref(),
+                &prepared.tokens,
+                i32::try_from(self.n_ctx_per_sequence).unwrap_or(i32::MAX),
+            ) {
+                Ok(sampler) => sampler,
+                Err(error) => {
+                    sink.emit(error_event(Some(request_id), error));
+                    continue;
+                }
+            };
+            let prompt = prepared.tokens;
+            let reuse = self.prefix_cache && self.partial_cache_reuse;
             let free: Vec<FreeSlot<'_, LlamaToken>> = self
                 .slots
                 .iter()
@@ -636,34 +762,11 @@ impl<'model> Session<'model> {
                     last_used_step: slot.last_used_step,
                 })
                 .collect();
-            let Some(choice) = policy::choose_slot(&free, &prompt, self.prefix_cache) else {
+            let Some(choice) = policy::choose_slot(&free, &prompt, reuse) else {
                 return;
             };
-            let mut reused = choice.reused_tokens;
-            let slot = &mut self.slots[choice.index];
-            let keep = u32::try_from(reused).unwrap_or(0);
-            // Drop the divergent tail. Some caches (sliding window, recurrent) cannot cut a
-            // sequence in the middle; then the whole sequence is recomputed.
-            if self
-                .context
-                .kv_cache_seq_rm(slot.seq_id, Some(keep), None)
-                .is_err()
-            {
-                let _ = self.context.kv_cache_seq_rm(slot.seq_id, None, None);
-                reused = 0;
-            }
-            slot.cached_tokens.truncate(reused);
-            let mut sampler = build_sampler(
-                &request.sampling,
-                self.model.n_vocab(),
-                i32::try_from(self.n_ctx_per_sequence).unwrap_or(i32::MAX),
-            );
-            if request.sampling.repeat_penalty != 1.0
-                || request.sampling.presence_penalty != 0.0
-                || request.sampling.frequency_penalty != 0.0
-            {
-                sampler.accept_many(prompt.iter());
-            }
+            let reused =
+                self.reuse_cached_prefix(choice.index, choice.reused_tokens, &prompt, reuse);
             let mut metrics = MetricsRecorder::new(queued.arrived_at);
             let prompt_tokens = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
             let cached = u32::try_from(reused).unwrap_or(0);
@@ -672,10 +775,11 @@ impl<'model> Session<'model> {
                 request_id,
                 prompt_tokens,
                 cached_prompt_tokens: cached,
-                template_source,
+                template_source: prepared.template_source,
+                dropped_messages: prepared.dropped_messages,
             });
             self.admissions += 1;
-            slot.active = Some(ActiveRequest {
+            self.slots[choice.index].active = Some(ActiveRequest {
                 request_id,
                 prompt,
                 prefill_cursor: reused,
@@ -688,6 +792,8 @@ impl<'model> Session<'model> {
                 pending_token: None,
                 logits_index: None,
                 admitted_order: self.admissions,
+                logprobs: request.logprobs,
+                pending_logprobs: Vec::new(),
             });
             if request.max_tokens == Some(0) {
                 self.finish(choice.index, FinishReason::Length, sink);
@@ -695,8 +801,70 @@ impl<'model> Session<'model> {
         }
     }
 
+    /// Makes the slot's sequence hold the longest cached prefix of the prompt: its own (cutting
+    /// the divergent tail), or a longer one copied from another sequence (a shared system
+    /// prompt), so those tokens are not computed again. Returns how many tokens are reused.
+    fn reuse_cached_prefix(
+        &mut self,
+        index: usize,
+        own: usize,
+        prompt: &[LlamaToken],
+        reuse: bool,
+    ) -> usize {
+        let seq_id = self.slots[index].seq_id;
+        if !reuse {
+            let _ = self.context.kv_cache_seq_rm(seq_id, None, None);
+            self.slots[index].cached_tokens.clear();
+            return 0;
+        }
+        // Another sequence (running or idle) may share more of the prompt.
+        let limit = prompt.len().saturating_sub(1);
+        let donor = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != index)
+            .map(|(other, slot)| {
+                (
+                    other,
+                    policy::common_prefix_len(&slot.cached_tokens, prompt).min(limit),
+                )
+            })
+            .max_by_key(|(_, shared)| *shared)
+            .filter(|(_, shared)| *shared > own);
+        if let Some((donor_index, shared)) = donor {
+            let donor_seq = self.slots[donor_index].seq_id;
+            let shared_u32 = u32::try_from(shared).unwrap_or(0);
+            let copied = self.context.kv_cache_seq_rm(seq_id, None, None).is_ok()
+                && self
+                    .context
+                    .kv_cache_seq_cp(donor_seq, seq_id, Some(0), Some(shared_u32))
+                    .is_ok();
+            if copied {
+                self.slots[index].cached_tokens = prompt[..shared].to_vec();
+                return shared;
+            }
+            let _ = self.context.kv_cache_seq_rm(seq_id, None, None);
+            self.slots[index].cached_tokens.clear();
+            return 0;
+        }
+        let keep = u32::try_from(own).unwrap_or(0);
+        if self
+            .context
+            .kv_cache_seq_rm(seq_id, Some(keep), None)
+            .is_err()
+        {
+            let _ = self.context.kv_cache_seq_rm(seq_id, None, None);
+            self.slots[index].cached_tokens.clear();
+            return 0;
+        }
+        self.slots[index].cached_tokens.truncate(own);
+        own
+    }
+
     /// Builds and decodes one batch, then samples for every sequence that produced logits.
     fn step(&mut self, sink: &mut dyn EventSink) {
+        let step_started = Instant::now();
         self.step += 1;
         self.batch.clear();
         // Tokens added per slot this step, committed to `cached_tokens` after the decode.
@@ -730,8 +898,11 @@ impl<'model> Session<'model> {
             added.push((index, vec![token]));
             decoding += 1;
         }
-        let mut budget =
-            policy::prefill_budget(self.n_batch, decoding, self.prefill_chunk) as usize;
+        let budget_tokens = match self.fixed_prefill_chunk {
+            Some(chunk) => policy::prefill_budget(self.n_batch, decoding, chunk),
+            None => self.pacer.budget(self.n_batch, decoding),
+        };
+        let mut budget = budget_tokens as usize;
         // Prompts are prefilled in admission order, so the oldest request gets its first token first.
         let mut prefilling: Vec<(u64, usize)> = self
             .slots
@@ -777,6 +948,8 @@ impl<'model> Session<'model> {
             self.fail_all_active(&format!("llama.cpp failed to decode: {error}"), sink);
             return;
         }
+        let prefill_tokens =
+            added.iter().map(|(_, tokens)| tokens.len()).sum::<usize>() - decoding as usize;
         for (index, tokens) in added {
             self.slots[index].cached_tokens.extend(tokens);
         }
@@ -790,11 +963,21 @@ impl<'model> Session<'model> {
             };
             let token = active.sampler.sample(&self.context, logits_index);
             active.metrics.token_generated(now);
+            if let Some(alternatives) = active.logprobs {
+                let logits = self.context.get_logits_ith(logits_index);
+                let entry = token_logprob(self.model, logits, token, alternatives);
+                active.pending_logprobs.push(entry);
+            }
             let outcome = self.accept_token(index, token, sink);
             if let Some(reason) = outcome {
                 self.finish(index, reason, sink);
             }
         }
+        self.pacer.record(
+            step_started.elapsed().as_secs_f64() * 1000.0,
+            u32::try_from(prefill_tokens).unwrap_or(u32::MAX),
+            decoding,
+        );
     }
 
     /// Detokenizes and checks one sampled token; returns why to stop, if it should.
@@ -811,16 +994,11 @@ impl<'model> Session<'model> {
         }
         let bytes = vocab.token_to_piece(token, false, None);
         let text = active.detokenizer.push(&bytes);
-        let stopped = match active.stop.push(&text) {
-            StopOutcome::Continue(visible) => {
-                emit_text(sink, active.request_id, visible);
-                false
-            }
-            StopOutcome::Stopped(visible) => {
-                emit_text(sink, active.request_id, visible);
-                true
-            }
+        let (visible, stopped) = match active.stop.push(&text) {
+            StopOutcome::Continue(visible) => (visible, false),
+            StopOutcome::Stopped(visible) => (visible, true),
         };
+        emit_text(sink, active, visible);
         if stopped {
             active.detokenizer.discard_incomplete();
             return Some(FinishReason::Stop);
@@ -844,7 +1022,7 @@ impl<'model> Session<'model> {
         slot.last_used_step = self.step;
         active.detokenizer.discard_incomplete();
         let held = active.stop.flush();
-        emit_text(sink, active.request_id, held);
+        emit_text(sink, &mut active, held);
         // A prompt cut short by cancellation leaves positions beyond the cursor unwritten,
         // and `cached_tokens` records only what was decoded, so the cache stays consistent.
         let metrics = active.metrics.finish(Instant::now());
@@ -870,8 +1048,14 @@ impl<'model> Session<'model> {
     }
 }
 
-fn emit_text(sink: &mut dyn EventSink, request_id: u64, text: String) {
+/// Sends visible text with the log-probabilities of the tokens behind it. Tokens whose text
+/// ends up inside a stop string are never shown, and neither are their log-probabilities.
+fn emit_text(sink: &mut dyn EventSink, active: &mut ActiveRequest, text: String) {
     if !text.is_empty() {
-        sink.emit(WorkerEvent::Token { request_id, text });
+        sink.emit(WorkerEvent::Token {
+            request_id: active.request_id,
+            text,
+            logprobs: std::mem::take(&mut active.pending_logprobs),
+        });
     }
 }

@@ -228,7 +228,10 @@ pub fn context_params(path: &Path, params: &LoadParams) -> Result<LlamaContextPa
         .with_n_threads_batch(threads)
         .with_flash_attention_policy(flash_attention)
         .with_type_k(kv_type)
-        .with_type_v(kv_type))
+        .with_type_v(kv_type)
+        // One KV buffer shared by all sequences: a shared prefix (a system prompt) can then be
+        // given to another sequence by reference (`seq_cp`) instead of being computed again.
+        .with_kv_unified(true))
 }
 
 /// A `tracing` layer that keeps llama.cpp's recent warning and error lines.

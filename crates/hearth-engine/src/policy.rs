@@ -1,10 +1,14 @@
 //! Pure scheduling policy: which slot a request goes to and how much prompt one step may
 //! prefill. No llama.cpp here, so every rule is unit-tested.
 
-/// Prompt tokens prefilled per step while other sequences are decoding. Small, so a long prompt
-/// arriving mid-stream delays each running stream's next token by only a few milliseconds; when
-/// nothing is decoding the whole logical batch is used.
-pub const DEFAULT_PREFILL_CHUNK_WHILE_DECODING: u32 = 32;
+/// How much slower a step may be than a decode-only step because it also prefills a prompt.
+/// 2.0 means a long prompt arriving mid-stream at most doubles the running streams'
+/// inter-token latency while it is prefilled.
+pub const DEFAULT_MAX_DECODE_SLOWDOWN: f64 = 2.0;
+/// The fewest prompt tokens a step prefills while others decode, so a prompt always advances.
+pub const MIN_PREFILL_CHUNK: u32 = 4;
+/// Weight of the newest step in the running step-time estimates.
+const STEP_TIME_SMOOTHING: f64 = 0.2;
 
 /// Length of the common prefix of two token sequences.
 pub fn common_prefix_len<T: PartialEq>(a: &[T], b: &[T]) -> usize {
@@ -63,6 +67,93 @@ pub fn prefill_budget(n_batch: u32, decoding_sequences: u32, chunk_while_decodin
         room
     } else {
         room.min(chunk_while_decoding.max(1))
+    }
+}
+
+/// Learns what a step costs, to size prefill chunks so that decoding streams are slowed by at
+/// most a bounded factor. Model: step time = decode-only step time + prompt tokens × cost per
+/// prompt token, both tracked as moving averages of measured steps.
+#[derive(Debug, Clone)]
+pub struct PrefillPacer {
+    max_slowdown: f64,
+    decode_step_ms: Option<f64>,
+    prefill_ms_per_token: Option<f64>,
+}
+
+impl PrefillPacer {
+    pub fn new(max_slowdown: f64) -> Self {
+        Self {
+            max_slowdown: max_slowdown.max(1.0),
+            decode_step_ms: None,
+            prefill_ms_per_token: None,
+        }
+    }
+
+    fn smooth(previous: Option<f64>, sample: f64) -> f64 {
+        match previous {
+            Some(previous) => previous + STEP_TIME_SMOOTHING * (sample - previous),
+            None => sample,
+        }
+    }
+
+    /// Records a finished step: how long it took, how many prompt tokens it prefilled and how
+    /// many sequences it decoded.
+    pub fn record(&mut self, step_ms: f64, prefill_tokens: u32, decoding_sequences: u32) {
+        if !step_ms.is_finite() || step_ms <= 0.0 {
+            return;
+        }
+        if prefill_tokens == 0 {
+            if decoding_sequences > 0 {
+                self.decode_step_ms = Some(Self::smooth(self.decode_step_ms, step_ms));
+            }
+            return;
+        }
+        let base = if decoding_sequences > 0 {
+            self.decode_step_ms.unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        let per_token = ((step_ms - base) / f64::from(prefill_tokens)).max(0.0);
+        self.prefill_ms_per_token = Some(Self::smooth(self.prefill_ms_per_token, per_token));
+    }
+
+    /// Prompt tokens this step may prefill. With nothing decoding, the whole batch; otherwise
+    /// as many as keep the step within `max_slowdown` × a decode-only step (at least
+    /// [`MIN_PREFILL_CHUNK`]). Before any measurement, the minimum.
+    pub fn budget(&self, n_batch: u32, decoding_sequences: u32) -> u32 {
+        let room = n_batch.saturating_sub(decoding_sequences);
+        if decoding_sequences == 0 {
+            return room;
+        }
+        let tokens = match (self.decode_step_ms, self.prefill_ms_per_token) {
+            (Some(decode_ms), Some(per_token)) if per_token > 0.0 => {
+                let allowance = (self.max_slowdown - 1.0) * decode_ms;
+                (allowance / per_token).floor().min(f64::from(room)) as u32
+            }
+            _ => MIN_PREFILL_CHUNK,
+        };
+        tokens.max(MIN_PREFILL_CHUNK).min(room)
+    }
+}
+
+/// Which messages of a chat to keep so its prompt fits: the system messages and the newest
+/// turns. `fits(kept)` says whether a candidate (indices into `roles`) fits. Drops the oldest
+/// non-system message until it fits, never the last message. Returns the kept indices, or
+/// `None` when even the system messages and the last message do not fit.
+pub fn keep_newest_turns(
+    is_system: &[bool],
+    mut fits: impl FnMut(&[usize]) -> bool,
+) -> Option<Vec<usize>> {
+    let mut kept: Vec<usize> = (0..is_system.len()).collect();
+    loop {
+        if fits(&kept) {
+            return Some(kept);
+        }
+        let last = *kept.last()?;
+        let oldest_droppable = kept
+            .iter()
+            .position(|&index| !is_system[index] && index != last)?;
+        kept.remove(oldest_droppable);
     }
 }
 
@@ -141,6 +232,44 @@ mod tests {
             0
         );
         assert!(choose_slot::<i32>(&[], &[1], true).is_none());
+    }
+
+    #[test]
+    fn the_pacer_keeps_steps_within_the_slowdown() {
+        let mut pacer = PrefillPacer::new(2.0);
+        assert_eq!(
+            pacer.budget(512, 0),
+            512,
+            "nothing decoding: the whole batch"
+        );
+        assert_eq!(
+            pacer.budget(512, 1),
+            MIN_PREFILL_CHUNK,
+            "before measuring: the minimum"
+        );
+        for _ in 0..20 {
+            pacer.record(10.0, 0, 1); // a decode-only step takes 10 ms
+            pacer.record(10.0 + 8.0 * 1.25, 8, 1); // each prompt token adds 1.25 ms
+        }
+        // 2x a 10 ms step leaves 10 ms for prompt tokens at 1.25 ms each.
+        assert_eq!(pacer.budget(512, 1), 8);
+        let lenient = PrefillPacer {
+            max_slowdown: 100.0,
+            ..pacer.clone()
+        };
+        assert_eq!(lenient.budget(512, 1), 511, "bounded by the batch");
+        pacer.record(f64::NAN, 3, 1);
+        assert_eq!(pacer.budget(512, 1), 8, "bad samples are ignored");
+    }
+
+    #[test]
+    fn the_oldest_turns_go_first_and_system_and_last_stay() {
+        // system, user, assistant, user, assistant, user
+        let is_system = [true, false, false, false, false, false];
+        let kept = keep_newest_turns(&is_system, |kept| kept.len() <= 3).unwrap();
+        assert_eq!(kept, vec![0, 4, 5]);
+        assert!(keep_newest_turns(&is_system, |_| false).is_none());
+        assert_eq!(keep_newest_turns(&is_system, |_| true).unwrap().len(), 6);
     }
 
     #[test]

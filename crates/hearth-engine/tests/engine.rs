@@ -98,6 +98,9 @@ impl TestEngine {
             max_tokens,
             stop: stop.iter().map(|s| s.to_string()).collect(),
             ignore_eos: false,
+            constraint: None,
+            logprobs: None,
+            context_overflow: Default::default(),
         }));
         request_id
     }
@@ -258,8 +261,12 @@ fn max_tokens_and_stop_strings_hold() {
         .generate(prompt(), SamplingParams::greedy(), Some(60), &[])
         .text();
     // A stop string that spans several tokens, taken from the middle of the real answer.
-    let middle = (full.len() / 2..full.len()).find(|i| full.is_char_boundary(*i)).unwrap();
-    let end = (middle + 7..full.len()).find(|i| full.is_char_boundary(*i)).unwrap();
+    let middle = (full.len() / 2..full.len())
+        .find(|i| full.is_char_boundary(*i))
+        .unwrap();
+    let end = (middle + 7..full.len())
+        .find(|i| full.is_char_boundary(*i))
+        .unwrap();
     let stop = &full[middle..end];
     let stop_at = full.find(stop).unwrap();
     assert!(stop_at > 0, "answer: {full:?}");

@@ -14,6 +14,10 @@ pub const DEFAULT_N_BATCH: u32 = 512;
 pub const DEFAULT_N_UBATCH: u32 = 512;
 /// Default number of sequences (slots) that share one context.
 pub const DEFAULT_N_PARALLEL: u32 = 1;
+/// Default bound on a step's slowdown from prefill beside decoding streams.
+pub const DEFAULT_MAX_DECODE_SLOWDOWN: f64 = 2.0;
+/// Default number of requests that may wait for a slot.
+pub const DEFAULT_MAX_QUEUE: u32 = 64;
 
 /// How to run llama.cpp's flash attention kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -61,6 +65,11 @@ pub struct LoadParams {
     pub prefill_chunk: Option<u32>,
     /// Reuse the longest common prefix already in a slot's KV cache.
     pub prefix_cache: bool,
+    /// How much slower than a decode-only step a step may get from prefilling a prompt beside
+    /// running streams (used when `prefill_chunk` is not fixed).
+    pub max_decode_slowdown: f64,
+    /// Most requests waiting for a slot; more are refused with `QueueFull`.
+    pub max_queue: u32,
 }
 
 impl Default for LoadParams {
@@ -77,6 +86,8 @@ impl Default for LoadParams {
             use_mmap: true,
             prefill_chunk: None,
             prefix_cache: true,
+            max_decode_slowdown: DEFAULT_MAX_DECODE_SLOWDOWN,
+            max_queue: DEFAULT_MAX_QUEUE,
         }
     }
 }
@@ -242,6 +253,59 @@ pub struct GenerateRequest {
     /// Keep generating past end-of-generation tokens (benchmarks that need a fixed length).
     #[serde(default)]
     pub ignore_eos: bool,
+    /// Constrain the output (JSON, a JSON schema, a GBNF grammar).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<OutputConstraint>,
+    /// Report each generated token's log-probability and this many alternatives (0..=20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u32>,
+    /// What to do when a chat does not fit the context.
+    #[serde(default)]
+    pub context_overflow: ContextOverflow,
+}
+
+/// Most alternatives per token that `logprobs` may ask for (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+
+/// A constraint on the generated text, enforced by a grammar while sampling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutputConstraint {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching this JSON schema (converted with llama.cpp's JSON-schema-to-grammar).
+    JsonSchema { schema: serde_json::Value },
+    /// A GBNF grammar whose start rule is `root`.
+    Grammar { gbnf: String },
+}
+
+/// What to do when a chat's prompt does not fit the context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextOverflow {
+    /// Refuse with `ContextLengthExceeded` (the API's default).
+    #[default]
+    Error,
+    /// Keep the system messages and drop the oldest turns until it fits; the number dropped is
+    /// reported in `Started`.
+    DropOldestTurns,
+}
+
+/// One alternative token and its log-probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+}
+
+/// A generated token's log-probability, with the most likely alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+    pub top_logprobs: Vec<TopLogprob>,
 }
 
 /// Messages from the supervisor to the worker (one JSON object per line on stdin).
@@ -272,6 +336,10 @@ pub enum WorkerRequest {
     RenderChat {
         request_id: u64,
         messages: Vec<ChatMessage>,
+    },
+    /// Ask for the scheduler's current load (answered by `Stats`).
+    Stats {
+        request_id: u64,
     },
     /// Finish the step in progress and exit (closing stdin does the same).
     Shutdown,
@@ -363,6 +431,10 @@ pub enum ErrorKind {
     DecodeFailed,
     /// The request id is already in flight.
     DuplicateRequest,
+    /// Too many requests are waiting; try again later.
+    QueueFull,
+    /// The output constraint (JSON schema, grammar) is invalid.
+    InvalidConstraint,
 }
 
 /// A failure, with a message fit to show a user (no file-system paths beyond a file name).
@@ -417,11 +489,17 @@ pub enum WorkerEvent {
         /// Prompt tokens found in the KV cache and not computed again.
         cached_prompt_tokens: u32,
         template_source: Option<TemplateSource>,
+        /// Oldest chat messages dropped so the prompt fits (with `DropOldestTurns`).
+        #[serde(default)]
+        dropped_messages: u32,
     },
     /// Newly decoded text: always whole UTF-8 characters, never part of a stop string.
     Token {
         request_id: u64,
         text: String,
+        /// Per-token log-probabilities of the tokens behind `text`, when asked for.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        logprobs: Vec<TokenLogprob>,
     },
     Done {
         request_id: u64,
@@ -437,6 +515,14 @@ pub enum WorkerEvent {
         text: String,
         template_source: TemplateSource,
         prompt_tokens: u32,
+    },
+    Stats {
+        request_id: u64,
+        /// Requests waiting for a slot.
+        queued: u32,
+        /// Sequences prefilling or decoding.
+        running: u32,
+        n_parallel: u32,
     },
     /// A failure of one request (`request_id` set) or of the protocol itself (`None`).
     Error {
@@ -455,7 +541,8 @@ impl WorkerEvent {
             | WorkerEvent::Token { request_id, .. }
             | WorkerEvent::Done { request_id, .. }
             | WorkerEvent::Tokenized { request_id, .. }
-            | WorkerEvent::Rendered { request_id, .. } => Some(*request_id),
+            | WorkerEvent::Rendered { request_id, .. }
+            | WorkerEvent::Stats { request_id, .. } => Some(*request_id),
             WorkerEvent::Error { request_id, .. } => *request_id,
         }
     }
@@ -468,6 +555,7 @@ impl WorkerEvent {
                 | WorkerEvent::Done { .. }
                 | WorkerEvent::Tokenized { .. }
                 | WorkerEvent::Rendered { .. }
+                | WorkerEvent::Stats { .. }
                 | WorkerEvent::Error { .. }
         )
     }
@@ -488,6 +576,11 @@ mod tests {
             max_tokens: Some(16),
             stop: vec!["\n\n".into()],
             ignore_eos: false,
+            constraint: Some(OutputConstraint::JsonSchema {
+                schema: serde_json::json!({"type": "object"}),
+            }),
+            logprobs: Some(2),
+            context_overflow: ContextOverflow::DropOldestTurns,
         });
         let line = crate::encode_line(&request).unwrap();
         assert_eq!(
@@ -531,6 +624,7 @@ mod tests {
         let token = WorkerEvent::Token {
             request_id: 1,
             text: "a".into(),
+            logprobs: Vec::new(),
         };
         assert!(!token.is_terminal());
         assert_eq!(token.request_id(), Some(1));

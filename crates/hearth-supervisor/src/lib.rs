@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use hearth_protocol::{
-    encode_line, ChatMessage, FinishReason, GenerateRequest, LoadParams, ModelInfo, Prompt, RequestMetrics,
-    SamplingParams, TemplateSource, WorkerError, WorkerEvent, WorkerRequest, PROTOCOL_VERSION,
+    encode_line, ChatMessage, ContextOverflow, FinishReason, GenerateRequest, LoadParams,
+    ModelInfo, OutputConstraint, Prompt, RequestMetrics, SamplingParams, TemplateSource,
+    TokenLogprob, WorkerError, WorkerEvent, WorkerRequest, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -73,8 +74,14 @@ pub enum GenerationEvent {
         prompt_tokens: u32,
         cached_prompt_tokens: u32,
         template_source: Option<TemplateSource>,
+        /// Oldest messages dropped to fit the context (with `ContextOverflow::DropOldestTurns`).
+        dropped_messages: u32,
     },
-    Text(String),
+    /// Visible text, with the log-probabilities of its tokens when they were asked for.
+    Text {
+        text: String,
+        logprobs: Vec<TokenLogprob>,
+    },
     Done {
         finish_reason: FinishReason,
         metrics: RequestMetrics,
@@ -89,6 +96,10 @@ pub struct Generation {
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
+    pub constraint: Option<OutputConstraint>,
+    /// Alternatives per token to report with log-probabilities (`None`: none).
+    pub logprobs: Option<u32>,
+    pub context_overflow: ContextOverflow,
 }
 
 impl Generation {
@@ -99,8 +110,19 @@ impl Generation {
             max_tokens: None,
             stop: Vec::new(),
             ignore_eos: false,
+            constraint: None,
+            logprobs: None,
+            context_overflow: ContextOverflow::Error,
         }
     }
+}
+
+/// The scheduler's load, as the worker reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    pub queued: u32,
+    pub running: u32,
+    pub n_parallel: u32,
 }
 
 /// The worker's stdin; `None` once closed (closing it is how a worker is told to exit).
@@ -298,6 +320,9 @@ impl Supervisor {
             max_tokens: generation.max_tokens,
             stop: generation.stop,
             ignore_eos: generation.ignore_eos,
+            constraint: generation.constraint,
+            logprobs: generation.logprobs,
+            context_overflow: generation.context_overflow,
         });
         let events = self.send(&mut state, request_id, request).await?;
         let stdin = state.worker.as_ref().map(|w| w.stdin.clone());
@@ -348,6 +373,26 @@ impl Supervisor {
             .await?
         {
             WorkerEvent::Tokenized { tokens, .. } => Ok(tokens),
+            other => Err(SupervisorError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// The scheduler's queue depth and running sequences.
+    pub async fn stats(&self) -> Result<EngineStats, SupervisorError> {
+        match self
+            .request_reply(|request_id| WorkerRequest::Stats { request_id })
+            .await?
+        {
+            WorkerEvent::Stats {
+                queued,
+                running,
+                n_parallel,
+                ..
+            } => Ok(EngineStats {
+                queued,
+                running,
+                n_parallel,
+            }),
             other => Err(SupervisorError::Protocol(format!("{other:?}"))),
         }
     }
@@ -429,13 +474,17 @@ impl GenerationStream {
                     prompt_tokens,
                     cached_prompt_tokens,
                     template_source,
+                    dropped_messages,
                     ..
                 } => Ok(GenerationEvent::Started {
                     prompt_tokens,
                     cached_prompt_tokens,
                     template_source,
+                    dropped_messages,
                 }),
-                WorkerEvent::Token { text, .. } => Ok(GenerationEvent::Text(text)),
+                WorkerEvent::Token { text, logprobs, .. } => {
+                    Ok(GenerationEvent::Text { text, logprobs })
+                }
                 WorkerEvent::Done {
                     finish_reason,
                     metrics,
@@ -586,11 +635,17 @@ async fn read_events(
             }
         }
     }
-    let status = match child.wait().await {
-        Ok(status) => describe_exit(status),
-        Err(error) => format!("unknown exit: {error}"),
+    let (status, clean) = match child.wait().await {
+        Ok(status) => (describe_exit(status), status.success()),
+        Err(error) => (format!("unknown exit: {error}"), false),
     };
-    tracing::warn!(%status, "engine worker exited");
+    // A worker exits cleanly only when told to (stdin closed or Shutdown); anything else is a
+    // crash worth a warning.
+    if clean {
+        tracing::debug!(%status, "engine worker exited");
+    } else {
+        tracing::warn!(%status, "engine worker exited");
+    }
     if let Ok(mut exited) = exited.lock() {
         *exited = Some(status.clone());
     }
