@@ -506,10 +506,12 @@ pub fn write_synthetic_gguf(path: &Path, architecture: &str, total_bytes: usize)
     string(&mut bytes, "tokenizer.chat_template");
     bytes.extend_from_slice(&TYPE_STRING.to_le_bytes());
     string(&mut bytes, "{{ messages }}");
+    // 16 x 16 f32 elements: 1 KiB of data right after the header, so that even a 4 KiB file
+    // holds all of it (hearth-gguf checks that tensor data lies inside the file).
     string(&mut bytes, "token_embd.weight");
     bytes.extend_from_slice(&2u32.to_le_bytes());
-    bytes.extend_from_slice(&64u64.to_le_bytes());
-    bytes.extend_from_slice(&32u64.to_le_bytes());
+    bytes.extend_from_slice(&16u64.to_le_bytes());
+    bytes.extend_from_slice(&16u64.to_le_bytes());
     bytes.extend_from_slice(&0u32.to_le_bytes());
     bytes.extend_from_slice(&0u64.to_le_bytes());
     if bytes.len() < total_bytes {
