@@ -1,0 +1,414 @@
+//! The route handlers: completions (whole or streamed), models, health and metrics.
+//!
+//! A completion waits for the engine's first event before it answers: `Started` (the prompt
+//! fits and has a slot) or an error. So `context_length_exceeded`, a full queue or an invalid
+//! schema are plain HTTP errors sent before any SSE byte. After the 200, a failure is an
+//! `{"error": ...}` event and the stream ends. Dropping the response body (the client went
+//! away) drops the `GenerationStream`, which cancels the generation in the engine within one
+//! step; a client that leaves while its request is queued drops the handler itself, with the
+//! same effect.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hearth_protocol::{FinishReason, Prompt, RequestMetrics, TokenLogprob};
+use hearth_supervisor::{GenerationEvent, GenerationStream, SupervisorError};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, LOADING_RETRY_AFTER_SECS};
+use crate::metrics::{Metrics, SchedulerGauges};
+use crate::models::{unix_now, ModelLease, ModelState};
+use crate::openai::{model_object, new_response_id, AnswerContext};
+use crate::request::{parse_chat_request, parse_completion_request, CompletionRequest, Endpoint};
+use crate::{AppState, MAX_REQUEST_BODY_BYTES};
+
+/// How long `/metrics` waits for a model's scheduler figures.
+const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A request body parsed as JSON, within the size limit, with OpenAI errors for everything
+/// that can go wrong (too large: 413; empty, not UTF-8, not JSON: 400).
+#[derive(Debug)]
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // Refuse a declared oversize body before reading a byte of it.
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES as u64) {
+            return Err(ApiError::payload_too_large(MAX_REQUEST_BODY_BYTES));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::payload_too_large(MAX_REQUEST_BODY_BYTES)
+                } else {
+                    ApiError::bad_request("invalid_body", "The request body could not be read.")
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "The request body is empty; expected a JSON object.",
+            ));
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|error| {
+            ApiError::bad_request(
+                "invalid_json",
+                format!("We could not parse the JSON body of your request: {error}."),
+            )
+        })?;
+        Ok(JsonBody(value))
+    }
+}
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let request = parse_chat_request(&body)?;
+    complete(state, request).await
+}
+
+pub async fn completions(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let request = parse_completion_request(&body)?;
+    complete(state, request).await
+}
+
+/// Runs one completion of either endpoint.
+async fn complete(state: AppState, request: CompletionRequest) -> Result<Response, ApiError> {
+    let prompt_param = request.endpoint.prompt_param();
+    let lease = state.models.acquire(&request.model).await?;
+    let mut stream = lease
+        .supervisor()
+        .generate(request.generation())
+        .await
+        .map_err(|error| ApiError::from_supervisor(error, prompt_param))?;
+    // The first event decides the status: Started, or an error before any byte is sent.
+    match stream.next().await {
+        Some(Ok(GenerationEvent::Started { .. })) => {}
+        Some(Err(error)) => return Err(ApiError::from_supervisor(error, prompt_param)),
+        Some(Ok(other)) => {
+            return Err(ApiError::from_supervisor(
+                SupervisorError::Protocol(format!("{other:?} before Started")),
+                prompt_param,
+            ))
+        }
+        None => {
+            return Err(ApiError::from_supervisor(
+                SupervisorError::WorkerCrashed {
+                    status: "worker exited".into(),
+                },
+                prompt_param,
+            ))
+        }
+    }
+    let context = AnswerContext {
+        id: new_response_id(request.endpoint),
+        created: unix_now(),
+        model: lease.id().to_string(),
+        endpoint: request.endpoint,
+        include_usage: request.include_usage,
+        logprobs: request.logprobs.is_some(),
+    };
+    let echo = match (&request.prompt, request.echo) {
+        (Prompt::Text { text }, true) => Some(text.clone()),
+        _ => None,
+    };
+    if request.stream {
+        Ok(stream_answer(StreamingAnswer {
+            stream,
+            lease,
+            context,
+            metrics: state.metrics.clone(),
+            phase: Phase::Opening { echo },
+            text_offset: 0,
+        }))
+    } else {
+        whole_answer(stream, &lease, &context, &state.metrics, echo, prompt_param).await
+    }
+}
+
+/// Collects the answer and sends it as one object.
+async fn whole_answer(
+    mut stream: GenerationStream,
+    lease: &ModelLease,
+    context: &AnswerContext,
+    metrics: &Metrics,
+    echo: Option<String>,
+    prompt_param: &str,
+) -> Result<Response, ApiError> {
+    let mut text = echo.unwrap_or_default();
+    let mut logprobs: Vec<TokenLogprob> = Vec::new();
+    loop {
+        match stream.next().await {
+            Some(Ok(GenerationEvent::Text {
+                text: piece,
+                logprobs: piece_logprobs,
+            })) => {
+                text.push_str(&piece);
+                logprobs.extend(piece_logprobs);
+            }
+            Some(Ok(GenerationEvent::Started { .. })) => {}
+            Some(Ok(GenerationEvent::Done {
+                finish_reason,
+                metrics: figures,
+            })) => {
+                metrics.record_generation(lease.id(), finish_reason, &figures);
+                let answer = context.full_answer(&text, finish_reason, &logprobs, &figures);
+                return Ok(Json(answer).into_response());
+            }
+            Some(Err(error)) => return Err(ApiError::from_supervisor(error, prompt_param)),
+            None => {
+                return Err(ApiError::from_supervisor(
+                    SupervisorError::WorkerCrashed {
+                        status: "worker exited".into(),
+                    },
+                    prompt_param,
+                ))
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Nothing sent yet: the role chunk (chat) or the echoed prompt (completions) comes first.
+    Opening {
+        echo: Option<String>,
+    },
+    Streaming,
+    Finished,
+}
+
+/// One streamed answer: the engine's events turned into SSE chunks.
+#[derive(Debug)]
+struct StreamingAnswer {
+    stream: GenerationStream,
+    lease: ModelLease,
+    context: AnswerContext,
+    metrics: Arc<Metrics>,
+    phase: Phase,
+    /// Bytes of text sent so far (for the legacy `text_offset`).
+    text_offset: usize,
+}
+
+fn sse_event(value: &Value) -> String {
+    format!("data: {value}\n\n")
+}
+
+const SSE_DONE: &str = "data: [DONE]\n\n";
+
+impl StreamingAnswer {
+    /// The next bytes of the stream, or `None` at its end.
+    async fn next_bytes(&mut self) -> Option<Bytes> {
+        loop {
+            match std::mem::replace(&mut self.phase, Phase::Streaming) {
+                Phase::Finished => {
+                    self.phase = Phase::Finished;
+                    return None;
+                }
+                Phase::Opening { echo } => {
+                    let chunk = match (self.context.endpoint, echo) {
+                        (Endpoint::ChatCompletions, _) => self.context.role_chunk(),
+                        (Endpoint::Completions, Some(prompt)) => {
+                            self.text_offset = prompt.len();
+                            self.context.text_chunk(&prompt, &[], 0)
+                        }
+                        (Endpoint::Completions, None) => continue,
+                    };
+                    return Some(Bytes::from(sse_event(&chunk)));
+                }
+                Phase::Streaming => {}
+            }
+            match self.stream.next().await {
+                Some(Ok(GenerationEvent::Text { text, logprobs })) => {
+                    if text.is_empty() && logprobs.is_empty() {
+                        continue;
+                    }
+                    let chunk = self.context.text_chunk(&text, &logprobs, self.text_offset);
+                    self.text_offset += text.len();
+                    return Some(Bytes::from(sse_event(&chunk)));
+                }
+                Some(Ok(GenerationEvent::Started { .. })) => continue,
+                Some(Ok(GenerationEvent::Done {
+                    finish_reason,
+                    metrics,
+                })) => {
+                    self.phase = Phase::Finished;
+                    return Some(Bytes::from(self.closing(finish_reason, &metrics)));
+                }
+                Some(Err(error)) => {
+                    self.phase = Phase::Finished;
+                    return Some(self.error_event(error));
+                }
+                None => {
+                    self.phase = Phase::Finished;
+                    return Some(self.error_event(SupervisorError::WorkerCrashed {
+                        status: "worker exited".into(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The finish chunk, the usage chunk when asked for, and `[DONE]`.
+    fn closing(&self, finish_reason: FinishReason, metrics: &RequestMetrics) -> String {
+        self.metrics
+            .record_generation(self.lease.id(), finish_reason, metrics);
+        let mut out = sse_event(&self.context.finish_chunk(finish_reason, metrics));
+        if self.context.include_usage {
+            out.push_str(&sse_event(&self.context.usage_chunk(metrics)));
+        }
+        out.push_str(SSE_DONE);
+        out
+    }
+
+    /// A failure after the 200: an error event, then the end (no `[DONE]`).
+    fn error_event(&self, error: SupervisorError) -> Bytes {
+        self.metrics.record_stream_error();
+        let api = ApiError::from_supervisor(error, self.context.endpoint.prompt_param());
+        Bytes::from(sse_event(&api.body()))
+    }
+}
+
+impl Drop for StreamingAnswer {
+    fn drop(&mut self) {
+        if !matches!(self.phase, Phase::Finished) {
+            // The body was dropped before its end: the client went away. Dropping
+            // `self.stream` (next) cancels the generation in the engine.
+            self.metrics.record_client_disconnect(self.lease.id());
+        }
+    }
+}
+
+fn stream_answer(answer: StreamingAnswer) -> Response {
+    let chunks = futures_util::stream::unfold(answer, |mut answer| async move {
+        let bytes = answer.next_bytes().await?;
+        Some((Ok::<Bytes, Infallible>(bytes), answer))
+    });
+    let mut response = Response::new(Body::from_stream(chunks));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tell reverse proxies not to buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
+    let data: Vec<Value> = state
+        .models
+        .list()
+        .iter()
+        .map(|model| model_object(&model.id, model.created))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+pub async fn get_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .models
+        .list()
+        .into_iter()
+        .find(|model| model.id == id)
+        .map(|model| Json(model_object(&model.id, model.created)))
+        .ok_or_else(|| ApiError::model_not_found(&id))
+}
+
+/// 200 when ready (a model can be served or loaded on demand), 503 with `Retry-After` while a
+/// model is loading.
+pub async fn health(State(state): State<AppState>) -> Response {
+    let models: Vec<Value> = state
+        .models
+        .list()
+        .into_iter()
+        .filter(|model| model.state != ModelState::Available)
+        .map(|model| json!({"id": model.id, "state": model.state.as_str()}))
+        .collect();
+    if state.models.loading_count() > 0 {
+        let error = ApiError::unavailable(
+            "model_loading",
+            "A model is loading.",
+            LOADING_RETRY_AFTER_SECS,
+        );
+        let mut body = error.body();
+        if let Some(object) = body.as_object_mut() {
+            object.insert("status".into(), json!("loading"));
+            object.insert("models".into(), json!(models));
+        }
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(LOADING_RETRY_AFTER_SECS),
+        );
+        return response;
+    }
+    Json(json!({"status": "ok", "models": models})).into_response()
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut gauges = Vec::new();
+    for model in state.models.loaded() {
+        match tokio::time::timeout(STATS_TIMEOUT, model.supervisor.stats()).await {
+            Ok(Ok(stats)) => gauges.push(SchedulerGauges {
+                model: model.id.clone(),
+                queued: stats.queued,
+                running: stats.running,
+                n_parallel: stats.n_parallel,
+            }),
+            Ok(Err(error)) => tracing::warn!(model = %model.id, %error, "no scheduler stats"),
+            Err(_) => tracing::warn!(model = %model.id, "scheduler stats timed out"),
+        }
+    }
+    gauges.sort_by(|a, b| a.model.cmp(&b.model));
+    let text = state.metrics.render(&gauges, state.models.loading_count());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Unknown routes. The path is not repeated back (it could be anything, a file path too).
+pub async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        crate::error::TYPE_INVALID_REQUEST,
+        "There is no such route. The API serves POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/{id}, GET /health and GET /metrics.",
+    )
+    .with_code("unknown_url")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        crate::error::TYPE_INVALID_REQUEST,
+        "This route does not accept this method.",
+    )
+    .with_code("method_not_allowed")
+}

@@ -1,0 +1,135 @@
+//! Hearth's local HTTP API: how other programs (coding assistants, notebooks, scripts, the
+//! official OpenAI SDKs, and Hearth's own UI) use the models on this machine.
+//!
+//! It serves OpenAI's `POST /v1/chat/completions` and `POST /v1/completions` (whole or
+//! streamed as server-sent events), `GET /v1/models` and `GET /v1/models/{id}`, plus `GET
+//! /health` and Prometheus `GET /metrics`. Every failure is OpenAI's error object with the
+//! matching status. Models are chosen by name and loaded on demand, each in an engine worker
+//! process of its own that the server reaches only through `hearth-supervisor`: nothing here
+//! links llama.cpp, and nothing outside this crate knows HTTP.
+//!
+//! It is secure by default ([`security`]): it binds 127.0.0.1, refuses foreign Host headers
+//! (DNS rebinding) and foreign browser origins, never answers CORS with a wildcard or with
+//! credentials, needs an API key to listen beyond loopback, and caps request bodies.
+//!
+//! [`router`] builds the whole application from an [`AppState`], so tests drive the handlers
+//! without a socket; [`serve`] runs it on a listener until a shutdown signal.
+
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod models;
+pub mod openai;
+pub mod request;
+pub mod security;
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+pub use models::{ModelManager, ModelManagerConfig, ServableModel};
+pub use security::{SecurityConfigError, SecurityPolicy};
+
+/// Hearth's own port (`HEAR` on a phone keypad), clear of the ports other local model servers
+/// use (1234, 1337, 8080, 11434).
+pub const DEFAULT_PORT: u16 = 4327;
+/// Loopback only, unless the user asks for more (and gives a key).
+pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The largest request body. A chat filling a 128k-token context is well under 1 MB of text;
+/// 8 MiB leaves room for long chats while a 50 MB upload is refused (413) before it is read.
+pub const MAX_REQUEST_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// How long in-flight answers may run after a shutdown signal before the server stops anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub models: Arc<ModelManager>,
+    pub metrics: Arc<Metrics>,
+    pub security: Arc<SecurityPolicy>,
+}
+
+/// The whole application: routes, security checks, body limit, request metrics.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(handlers::chat_completions))
+        .route("/v1/completions", post(handlers::completions))
+        .route("/v1/models", get(handlers::list_models))
+        .route("/v1/models/{id}", get(handlers::get_model))
+        .route("/health", get(handlers::health))
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        // Inner to outer: the body limit applies to the handlers; security runs before them;
+        // the request counter sees every response, refusals included.
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::enforce,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
+        .with_state(state)
+}
+
+/// Counts every response by route pattern and status.
+async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let response = next.run(request).await;
+    state
+        .metrics
+        .record_response(&route, response.status().as_u16());
+    response
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then lets answers in
+/// flight finish for at most [`SHUTDOWN_GRACE`] and stops every engine worker.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let models = state.models.clone();
+    models.spawn_idle_reaper();
+    let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
+    let serving = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        let _ = stop_receiver.await;
+    });
+    let server = tokio::spawn(async move { serving.await });
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        result = &mut server => {
+            models.shutdown_all().await;
+            return result.unwrap_or_else(|error| Err(std::io::Error::other(error)));
+        }
+        () = shutdown => {}
+    }
+    let _ = stop_sender.send(());
+    let result = match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+        Ok(joined) => joined.unwrap_or_else(|error| Err(std::io::Error::other(error))),
+        Err(_) => {
+            tracing::info!("answers still running after the grace period; stopping anyway");
+            server.abort();
+            Ok(())
+        }
+    };
+    models.shutdown_all().await;
+    result
+}
+
+#[cfg(test)]
+mod router_tests;

@@ -1,0 +1,556 @@
+//! Models by name: which models the server can serve, which are loaded, loading on demand and
+//! unloading when idle.
+//!
+//! One [`Supervisor`] is one engine worker process with one model, so a loaded model is a
+//! supervisor of its own. A request for a model that is not loaded starts its load in a task
+//! of its own (a client that goes away does not abort it) and waits for it at most
+//! `load_wait`; past that it gets 503 with `Retry-After`, never a hang. At most
+//! `max_loaded_models` are loaded at once: a new one replaces the least recently used idle
+//! one, and when all are busy the request gets 503 too. A [`ModelLease`] marks a model busy
+//! for as long as a request uses it, so an idle unload never pulls a model from under a
+//! running answer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hearth_models::{ModelId, ModelLibrary};
+use hearth_protocol::{LoadParams, ModelInfo};
+use hearth_supervisor::{Supervisor, WorkerCommand};
+use tokio::sync::watch;
+
+use crate::error::{ApiError, LOADING_RETRY_AFTER_SECS};
+use crate::metrics::Metrics;
+
+/// How often the idle reaper looks at most (shorter idle times are checked more often).
+const MAX_IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the idle reaper looks at least.
+const MIN_IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A model the server can serve: its public id and the file behind it (never shown to
+/// clients).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServableModel {
+    pub id: String,
+    pub path: PathBuf,
+    /// Unix seconds, for the `created` field of `/v1/models`.
+    pub created: u64,
+}
+
+impl ServableModel {
+    /// A model given by its file path: the id is made from the file name
+    /// (`SmolLM2-135M-Instruct.Q4_1.gguf` → `smollm2-135m-instruct.q4_1`).
+    pub fn from_path(path: &Path) -> Self {
+        let file_name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self {
+            id: ModelId::suggest_from(&file_name).as_str().to_string(),
+            path: path.to_path_buf(),
+            created: modified_unix_seconds(path),
+        }
+    }
+}
+
+fn modified_unix_seconds(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |duration| duration.as_secs())
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |duration| duration.as_secs())
+}
+
+/// How models are found and loaded.
+#[derive(Debug, Clone)]
+pub struct ModelManagerConfig {
+    /// Models given by path (`hearth serve --model FILE`), served under their ids.
+    pub models: Vec<ServableModel>,
+    /// The installed models, served by library id.
+    pub library: Option<ModelLibrary>,
+    /// How to start an engine worker.
+    pub worker_command: WorkerCommand,
+    pub load_params: LoadParams,
+    /// Unload a model unused for this long (`None`: never).
+    pub idle_unload: Option<Duration>,
+    /// How long a request waits for a model that is loading before it gets 503.
+    pub load_wait: Duration,
+    pub max_loaded_models: usize,
+}
+
+/// Where a model is in its life, as `/health` and `/v1/models` report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelState {
+    Available,
+    Loading,
+    Loaded,
+}
+
+impl ModelState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelState::Available => "available",
+            ModelState::Loading => "loading",
+            ModelState::Loaded => "loaded",
+        }
+    }
+}
+
+/// A loaded model: its engine worker and what the worker said about it.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub id: String,
+    pub supervisor: Supervisor,
+    pub info: ModelInfo,
+    /// Requests using the model now.
+    active_requests: AtomicUsize,
+    last_used: Mutex<Instant>,
+}
+
+impl LoadedModel {
+    fn is_idle(&self) -> bool {
+        self.active_requests.load(Ordering::SeqCst) == 0
+    }
+
+    fn last_used(&self) -> Instant {
+        self.last_used
+            .lock()
+            .map(|at| *at)
+            .unwrap_or_else(|_| Instant::now())
+    }
+}
+
+/// A request's hold on a loaded model; dropping it marks the model used now.
+#[derive(Debug)]
+pub struct ModelLease {
+    model: Arc<LoadedModel>,
+}
+
+impl ModelLease {
+    fn new(model: &Arc<LoadedModel>) -> Self {
+        model.active_requests.fetch_add(1, Ordering::SeqCst);
+        Self {
+            model: model.clone(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.model.id
+    }
+
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.model.supervisor
+    }
+}
+
+impl Drop for ModelLease {
+    fn drop(&mut self) {
+        if let Ok(mut last_used) = self.model.last_used.lock() {
+            *last_used = Instant::now();
+        }
+        self.model.active_requests.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The outcome of a load, shared with every request waiting for it.
+type LoadOutcome = Option<Result<(), ApiError>>;
+
+#[derive(Debug)]
+enum Slot {
+    Loading { done: watch::Receiver<LoadOutcome> },
+    Ready(Arc<LoadedModel>),
+}
+
+/// One entry of `/v1/models`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelListing {
+    pub id: String,
+    pub created: u64,
+    pub state: ModelState,
+}
+
+/// The served models and their engine workers.
+#[derive(Debug)]
+pub struct ModelManager {
+    config: ModelManagerConfig,
+    slots: Mutex<HashMap<String, Slot>>,
+    metrics: Arc<Metrics>,
+}
+
+impl ModelManager {
+    pub fn new(config: ModelManagerConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            slots: Mutex::new(HashMap::new()),
+            metrics,
+        })
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        // A panic while holding this lock cannot leave the map half-updated (every update is
+        // one insert or remove), so a poisoned lock is still good to use.
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The model behind an id: one given by path first, then the library.
+    pub fn resolve(&self, id: &str) -> Option<ServableModel> {
+        if let Some(model) = self.config.models.iter().find(|m| m.id == id) {
+            return Some(model.clone());
+        }
+        let library = self.config.library.as_ref()?;
+        let model_id = ModelId::new(id).ok()?;
+        let installed = library.get(&model_id).ok()?;
+        Some(ServableModel {
+            id: id.to_string(),
+            created: modified_unix_seconds(&installed.model_path),
+            path: installed.model_path,
+        })
+    }
+
+    /// Every servable model, given ones first, then installed ones (sorted by id).
+    pub fn list(&self) -> Vec<ModelListing> {
+        let mut models: Vec<ServableModel> = self.config.models.clone();
+        if let Some(library) = &self.config.library {
+            match library.list() {
+                Ok(listing) => {
+                    for installed in listing.installed {
+                        let id = installed.manifest.id.as_str().to_string();
+                        if models.iter().all(|m| m.id != id) {
+                            models.push(ServableModel {
+                                id,
+                                created: modified_unix_seconds(&installed.model_path),
+                                path: installed.model_path,
+                            });
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot list the model library"),
+            }
+        }
+        let slots = self.slots();
+        models
+            .into_iter()
+            .map(|model| ModelListing {
+                state: match slots.get(&model.id) {
+                    None => ModelState::Available,
+                    Some(Slot::Loading { .. }) => ModelState::Loading,
+                    Some(Slot::Ready(_)) => ModelState::Loaded,
+                },
+                id: model.id,
+                created: model.created,
+            })
+            .collect()
+    }
+
+    /// The loaded models.
+    pub fn loaded(&self) -> Vec<Arc<LoadedModel>> {
+        self.slots()
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Ready(model) => Some(model.clone()),
+                Slot::Loading { .. } => None,
+            })
+            .collect()
+    }
+
+    /// How many models are loading now.
+    pub fn loading_count(&self) -> usize {
+        self.slots()
+            .values()
+            .filter(|slot| matches!(slot, Slot::Loading { .. }))
+            .count()
+    }
+
+    /// A lease on model `id`, loading it first when needed (waiting at most `load_wait`).
+    pub async fn acquire(self: &Arc<Self>, id: &str) -> Result<ModelLease, ApiError> {
+        let deadline = tokio::time::Instant::now() + self.config.load_wait;
+        loop {
+            let mut done = {
+                let mut slots = self.slots();
+                match slots.get(id) {
+                    Some(Slot::Ready(model)) => return Ok(ModelLease::new(model)),
+                    Some(Slot::Loading { done }) => done.clone(),
+                    None => {
+                        let model = self
+                            .resolve(id)
+                            .ok_or_else(|| ApiError::model_not_found(id))?;
+                        self.make_room(&mut slots)?;
+                        self.start_load_locked(&mut slots, model)
+                    }
+                }
+            };
+            // The timeout polls the wait once even past the deadline, so a finished load is
+            // seen with `load_wait` = 0 too.
+            let waited = tokio::time::timeout_at(deadline, done.wait_for(Option::is_some))
+                .await
+                .map(|outcome| outcome.map(|outcome| outcome.clone()));
+            match waited {
+                Ok(Ok(Some(Err(error)))) => return Err(error),
+                // Loaded: the next turn of the loop takes the lease.
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => {
+                    return Err(ApiError::internal(
+                        "model_load_failed",
+                        "The model's load was abandoned; retry the request.",
+                    ))
+                }
+                Err(_) => {
+                    return Err(ApiError::unavailable(
+                        "model_loading",
+                        format!("The model `{id}` is loading; retry shortly."),
+                        LOADING_RETRY_AFTER_SECS,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Starts loading `model` unless it is loaded or loading (used to preload at startup).
+    pub fn preload(self: &Arc<Self>, model: ServableModel) -> Result<(), ApiError> {
+        let mut slots = self.slots();
+        if slots.contains_key(&model.id) {
+            return Ok(());
+        }
+        self.make_room(&mut slots)?;
+        self.start_load_locked(&mut slots, model);
+        Ok(())
+    }
+
+    /// Unloads the least recently used idle model when the limit is reached; refuses (503)
+    /// when every loaded model is busy.
+    fn make_room(&self, slots: &mut HashMap<String, Slot>) -> Result<(), ApiError> {
+        let max = self.config.max_loaded_models.max(1);
+        while slots.len() >= max {
+            let victim = slots
+                .iter()
+                .filter_map(|(id, slot)| match slot {
+                    Slot::Ready(model) if model.is_idle() => Some((id.clone(), model.last_used())),
+                    _ => None,
+                })
+                .min_by_key(|(_, last_used)| *last_used)
+                .map(|(id, _)| id);
+            let Some(victim) = victim else {
+                return Err(ApiError::unavailable(
+                    "models_busy",
+                    format!(
+                        "{max} model(s) are loaded and all are answering requests; retry shortly."
+                    ),
+                    LOADING_RETRY_AFTER_SECS,
+                ));
+            };
+            if let Some(Slot::Ready(model)) = slots.remove(&victim) {
+                tracing::info!(model = %victim, "unloading the least recently used model to load another");
+                spawn_unload(model);
+            }
+        }
+        Ok(())
+    }
+
+    fn start_load_locked(
+        self: &Arc<Self>,
+        slots: &mut HashMap<String, Slot>,
+        model: ServableModel,
+    ) -> watch::Receiver<LoadOutcome> {
+        let (sender, receiver) = watch::channel(None);
+        slots.insert(
+            model.id.clone(),
+            Slot::Loading {
+                done: receiver.clone(),
+            },
+        );
+        let manager = Arc::downgrade(self);
+        let worker_command = self.config.worker_command.clone();
+        let load_params = self.config.load_params.clone();
+        tokio::spawn(async move {
+            let outcome = load_model(manager, worker_command, load_params, model).await;
+            let _ = sender.send(Some(outcome));
+        });
+        receiver
+    }
+
+    /// Unloads the models unused for longer than the idle time; returns their ids.
+    pub fn unload_idle(&self, now: Instant) -> Vec<String> {
+        let Some(idle_unload) = self.config.idle_unload else {
+            return Vec::new();
+        };
+        let mut slots = self.slots();
+        let expired: Vec<String> = slots
+            .iter()
+            .filter_map(|(id, slot)| match slot {
+                Slot::Ready(model)
+                    if model.is_idle()
+                        && now.saturating_duration_since(model.last_used()) >= idle_unload =>
+                {
+                    Some(id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for id in &expired {
+            if let Some(Slot::Ready(model)) = slots.remove(id) {
+                tracing::info!(model = %id, "unloading an idle model");
+                spawn_unload(model);
+            }
+        }
+        expired
+    }
+
+    /// Runs [`ModelManager::unload_idle`] periodically for as long as the manager lives.
+    pub fn spawn_idle_reaper(self: &Arc<Self>) {
+        let Some(idle_unload) = self.config.idle_unload else {
+            return;
+        };
+        let interval = (idle_unload / 4).clamp(MIN_IDLE_CHECK_INTERVAL, MAX_IDLE_CHECK_INTERVAL);
+        let manager: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(manager) = manager.upgrade() else {
+                    return;
+                };
+                manager.unload_idle(Instant::now());
+            }
+        });
+    }
+
+    /// Stops every engine worker (server shutdown).
+    pub async fn shutdown_all(&self) {
+        let models: Vec<Arc<LoadedModel>> = self
+            .slots()
+            .drain()
+            .filter_map(|(_, slot)| match slot {
+                Slot::Ready(model) => Some(model),
+                Slot::Loading { .. } => None,
+            })
+            .collect();
+        for model in models {
+            model.supervisor.shutdown().await;
+        }
+    }
+
+    /// Marks `id` as loading, with a load that never finishes (tests of the 503 path).
+    #[cfg(test)]
+    pub(crate) fn insert_never_loading(&self, id: &str) -> watch::Sender<LoadOutcome> {
+        let (sender, receiver) = watch::channel(None);
+        self.slots()
+            .insert(id.to_string(), Slot::Loading { done: receiver });
+        sender
+    }
+}
+
+/// Loads one model in a worker of its own and records it as ready, or removes its slot.
+async fn load_model(
+    manager: Weak<ModelManager>,
+    worker_command: WorkerCommand,
+    load_params: LoadParams,
+    model: ServableModel,
+) -> Result<(), ApiError> {
+    let supervisor = Supervisor::new(worker_command);
+    let started = Instant::now();
+    tracing::info!(model = %model.id, "loading model");
+    let result = supervisor.load(&model.path, load_params).await;
+    let Some(manager) = manager.upgrade() else {
+        supervisor.shutdown().await;
+        return Err(ApiError::internal(
+            "shutting_down",
+            "The server is shutting down.",
+        ));
+    };
+    match result {
+        Ok(info) => {
+            let load_seconds = started.elapsed().as_secs_f64();
+            tracing::info!(model = %model.id, load_seconds, "model loaded");
+            manager.metrics.record_model_load(&model.id, load_seconds);
+            let loaded = Arc::new(LoadedModel {
+                id: model.id.clone(),
+                supervisor,
+                info,
+                active_requests: AtomicUsize::new(0),
+                last_used: Mutex::new(Instant::now()),
+            });
+            manager.slots().insert(model.id, Slot::Ready(loaded));
+            Ok(())
+        }
+        Err(error) => {
+            tracing::warn!(model = %model.id, %error, "model load failed");
+            manager.slots().remove(&model.id);
+            supervisor.shutdown().await;
+            Err(ApiError::from_supervisor(error, "model"))
+        }
+    }
+}
+
+fn spawn_unload(model: Arc<LoadedModel>) {
+    tokio::spawn(async move { model.supervisor.shutdown().await });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager(models: Vec<ServableModel>) -> Arc<ModelManager> {
+        ModelManager::new(
+            ModelManagerConfig {
+                models,
+                library: None,
+                worker_command: WorkerCommand {
+                    program: "/nonexistent/hearth-for-tests".into(),
+                    args: Vec::new(),
+                    envs: Vec::new(),
+                },
+                load_params: LoadParams::default(),
+                idle_unload: Some(Duration::from_secs(1)),
+                load_wait: Duration::from_millis(50),
+                max_loaded_models: 1,
+            },
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    #[test]
+    fn ids_come_from_file_names() {
+        let model = ServableModel::from_path(Path::new("/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        assert_eq!(model.id, "smollm2-135m-instruct.q4_1");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_model_is_404() {
+        let error = manager(Vec::new()).acquire("nope").await.unwrap_err();
+        assert_eq!(error.status, axum::http::StatusCode::NOT_FOUND);
+        assert_eq!(error.code.as_deref(), Some("model_not_found"));
+    }
+
+    #[tokio::test]
+    async fn a_model_still_loading_is_503_with_retry_after() {
+        let manager = manager(Vec::new());
+        let _sender = manager.insert_never_loading("slow");
+        let error = manager.acquire("slow").await.unwrap_err();
+        assert_eq!(error.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.retry_after_secs, Some(LOADING_RETRY_AFTER_SECS));
+        assert_eq!(manager.loading_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_load_that_cannot_start_a_worker_fails_without_a_path() {
+        let manager = manager(vec![ServableModel {
+            id: "m".into(),
+            path: "/home/someone/m.gguf".into(),
+            created: 0,
+        }]);
+        let error = manager.acquire("m").await.unwrap_err();
+        assert_eq!(error.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!error.message.contains('/'), "{}", error.message);
+        assert_eq!(manager.loading_count(), 0, "a failed load leaves no slot");
+    }
+}

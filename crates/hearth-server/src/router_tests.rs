@@ -1,0 +1,400 @@
+//! The router driven without a socket (`tower::ServiceExt::oneshot`): validation, security,
+//! errors, models, health and metrics. No engine runs here: the one servable model points at
+//! a worker program that does not exist, so every path up to the engine is exercised and the
+//! engine's failure is seen as a clean 500.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::response::Response;
+use hearth_protocol::LoadParams;
+use hearth_supervisor::WorkerCommand;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::error::LOADING_RETRY_AFTER_SECS;
+use crate::{
+    router, AppState, Metrics, ModelManager, ModelManagerConfig, SecurityPolicy, ServableModel,
+    MAX_REQUEST_BODY_BYTES,
+};
+
+const PORT: u16 = 4327;
+const HOST: &str = "127.0.0.1:4327";
+const KEY: &str = "sk-test-key";
+
+fn state_with(api_key: Option<&str>, allowed_origins: &[&str]) -> AppState {
+    let metrics = Arc::new(Metrics::default());
+    let models = ModelManager::new(
+        ModelManagerConfig {
+            models: vec![ServableModel {
+                id: "m".into(),
+                path: "/home/someone/secret/m.gguf".into(),
+                created: 1_700_000_000,
+            }],
+            library: None,
+            worker_command: WorkerCommand {
+                program: "/nonexistent/hearth-for-tests".into(),
+                args: Vec::new(),
+                envs: Vec::new(),
+            },
+            load_params: LoadParams::default(),
+            idle_unload: None,
+            load_wait: Duration::from_millis(200),
+            max_loaded_models: 1,
+        },
+        metrics.clone(),
+    );
+    let origins: Vec<String> = allowed_origins.iter().map(|o| o.to_string()).collect();
+    let security = SecurityPolicy::for_bound_address(
+        SocketAddr::from(([127, 0, 0, 1], PORT)),
+        api_key.map(str::to_string),
+        &origins,
+    )
+    .unwrap();
+    AppState {
+        models,
+        metrics,
+        security: Arc::new(security),
+    }
+}
+
+fn state() -> AppState {
+    state_with(None, &[])
+}
+
+fn post(path: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::HOST, HOST)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())
+        .unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::builder()
+        .uri(path)
+        .header(header::HOST, HOST)
+        .body(Body::empty())
+        .unwrap()
+}
+
+async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, Response, Value) {
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, Response::from_parts(parts, Body::empty()), value)
+}
+
+/// Checks the body is OpenAI's error object, with this code.
+fn assert_error(body: &Value, code: &str) {
+    let error = &body["error"];
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(error["type"].as_str().is_some(), "{body}");
+    assert!(error.as_object().unwrap().contains_key("param"), "{body}");
+    assert_eq!(error["code"], code, "{body}");
+    let message = error["message"].as_str().unwrap();
+    assert!(!message.contains("/home/"), "a path leaked: {message}");
+}
+
+fn chat(extra: Value) -> String {
+    let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    for (key, value) in extra.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    body.to_string()
+}
+
+#[tokio::test]
+async fn invalid_fields_are_400_with_their_param() {
+    let state = state();
+    let cases = [
+        (json!({"n": 2}), "n"),
+        (json!({"temperature": "hot"}), "temperature"),
+        (json!({"temperature": -1}), "temperature"),
+        (json!({"max_tokens": -5}), "max_tokens"),
+        (json!({"max_tokens": 99_999_999_999u64}), "max_tokens"),
+        (json!({"top_p": 1.5}), "top_p"),
+        (json!({"stop": [1]}), "stop[0]"),
+        (
+            json!({"response_format": {"type": "yaml"}}),
+            "response_format.type",
+        ),
+        (json!({"messages": []}), "messages"),
+        (json!({"messages": "hi"}), "messages"),
+        (json!({"model": 7}), "model"),
+    ];
+    for (extra, param) in cases {
+        let (status, _, body) =
+            send(&state, post("/v1/chat/completions", chat(extra.clone()))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{extra}: {body}");
+        assert_eq!(body["error"]["param"], param, "{extra}: {body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400() {
+    let state = state();
+    for body in ["{", "", "[1,2]", "null", "\"text\"", "{\"model\": \"m\",}"] {
+        let (status, _, value) = send(&state, post("/v1/chat/completions", body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
+        assert_error(&value, "invalid_json");
+    }
+    let (status, _, value) = send(&state, post("/v1/completions", vec![0xff, 0xfe, b'{'])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&value, "invalid_json");
+}
+
+#[tokio::test]
+async fn oversize_bodies_are_413() {
+    let state = state();
+    let big = vec![b' '; MAX_REQUEST_BODY_BYTES + 1];
+    let (status, _, body) = send(&state, post("/v1/chat/completions", big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&body, "request_too_large");
+    // Declared too large: refused before reading.
+    let mut request = post("/v1/chat/completions", "{}");
+    request
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, "52428800".parse().unwrap());
+    let (status, _, body) = send(&state, request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&body, "request_too_large");
+}
+
+#[tokio::test]
+async fn unknown_models_and_routes_are_404() {
+    let state = state();
+    let (status, _, body) = send(
+        &state,
+        post("/v1/chat/completions", chat(json!({"model": "gpt-4o"}))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "model_not_found");
+    assert_eq!(body["error"]["param"], "model");
+    let (status, _, body) = send(&state, get("/v1/models/gpt-4o")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "model_not_found");
+    let (status, _, body) = send(&state, get("/v2/everything")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "unknown_url");
+    let (status, _, body) = send(&state, get("/v1/chat/completions")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&body, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn models_are_listed_without_paths() {
+    let state = state();
+    let (status, _, body) = send(&state, get("/v1/models")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["object"], "list");
+    assert_eq!(
+        body["data"][0],
+        json!({"id": "m", "object": "model", "created": 1_700_000_000, "owned_by": "hearth"})
+    );
+    assert!(!body.to_string().contains("secret"));
+    let (status, _, body) = send(&state, get("/v1/models/m")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["id"], "m");
+}
+
+#[tokio::test]
+async fn a_dead_engine_is_a_clean_500_without_paths() {
+    let state = state();
+    let (status, _, body) = send(&state, post("/v1/chat/completions", chat(json!({})))).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_error(&body, "engine_unavailable");
+    assert!(!body.to_string().contains("nonexistent"), "{body}");
+}
+
+#[tokio::test]
+async fn loading_models_make_requests_and_health_503_with_retry_after() {
+    let state = state();
+    let (status, _, body) = send(&state, get("/health")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+
+    let _loading = state.models.insert_never_loading("m");
+    let (status, response, body) = send(&state, get("/health")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "loading");
+    assert_eq!(
+        response.headers()[header::RETRY_AFTER],
+        LOADING_RETRY_AFTER_SECS.to_string().as_str()
+    );
+    let (status, response, body) =
+        send(&state, post("/v1/chat/completions", chat(json!({})))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_error(&body, "model_loading");
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test]
+async fn foreign_hosts_are_403() {
+    let state = state();
+    for host in ["evil.example", "evil.example:4327", "127.0.0.1:1"] {
+        let mut request = get("/v1/models");
+        request
+            .headers_mut()
+            .insert(header::HOST, host.parse().unwrap());
+        let (status, _, body) = send(&state, request).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{host}");
+        assert_error(&body, "host_not_allowed");
+    }
+    let request = Request::builder()
+        .uri("/health")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = send(&state, request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no Host at all");
+    for host in ["localhost:4327", "[::1]:4327", "127.0.0.1"] {
+        let mut request = get("/v1/models");
+        request
+            .headers_mut()
+            .insert(header::HOST, host.parse().unwrap());
+        let (status, _, _) = send(&state, request).await;
+        assert_eq!(status, StatusCode::OK, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn cors_allows_named_origins_only_and_never_credentials() {
+    let state = state_with(None, &["http://localhost:5173"]);
+    let with_origin = |origin: &str| {
+        let mut request = get("/v1/models");
+        request
+            .headers_mut()
+            .insert(header::ORIGIN, origin.parse().unwrap());
+        request
+    };
+    let (status, _, body) = send(&state, with_origin("http://evil.example")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&body, "origin_not_allowed");
+    let (status, _, _) = send(&state, with_origin("null")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    for origin in ["http://localhost:5173", "http://127.0.0.1:4327"] {
+        let (status, response, _) = send(&state, with_origin(origin)).await;
+        assert_eq!(status, StatusCode::OK, "{origin}");
+        let headers = response.headers();
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], origin);
+        assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+    }
+    // No Origin (not a browser): no CORS headers at all.
+    let (_, response, _) = send(&state, get("/v1/models")).await;
+    assert!(!response
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/v1/chat/completions")
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization, content-type, x-stainless-os",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, response, _) = send(&state, preflight("http://localhost:5173")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let headers = response.headers();
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "http://localhost:5173"
+    );
+    assert!(headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .contains("x-stainless-os"));
+    assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+    let (status, _, _) = send(&state, preflight("https://evil.example")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn api_keys_are_required_except_for_health() {
+    let state = state_with(Some(KEY), &[]);
+    let (status, _, body) = send(&state, get("/v1/models")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_error(&body, "invalid_api_key");
+    assert_eq!(body["error"]["type"], "authentication_error");
+
+    let with_key = |key: &str| {
+        let mut request = get("/v1/models");
+        request.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {key}").parse().unwrap(),
+        );
+        request
+    };
+    let (status, _, body) = send(&state, with_key("sk-wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        !body.to_string().contains("sk-wrong"),
+        "the key is not echoed"
+    );
+    let (status, _, _) = send(&state, with_key(KEY)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&state, get("/metrics")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = send(&state, get("/health")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_count_responses_by_route_and_status() {
+    let state = state();
+    send(&state, get("/v1/models")).await;
+    send(&state, post("/v1/chat/completions", "{")).await;
+    send(&state, get("/nowhere/at/all")).await;
+    let response = router(state.clone())
+        .oneshot(get("/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = String::from_utf8(
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("hearth_http_requests_total{route=\"/v1/models\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "hearth_http_requests_total{route=\"/v1/chat/completions\",status=\"400\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("hearth_http_requests_total{route=\"unmatched\",status=\"404\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("nowhere"));
+    assert!(text.contains("# TYPE hearth_time_to_first_token_seconds histogram"));
+    assert!(text.contains("hearth_models_loaded 0"));
+}
