@@ -24,8 +24,8 @@ pub enum KvCacheTypeArg {
 /// How to load the model.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// Path of a GGUF model file.
-    #[arg(long, short = 'm')]
+    /// A GGUF model file, or the id of an installed model (see `hearth ls`).
+    #[arg(long, short = 'm', default_value = crate::models::DEFAULT_MODEL_ID)]
     pub model: PathBuf,
     /// Context length in tokens (all parallel sequences together).
     #[arg(long = "ctx", default_value_t = hearth_protocol::DEFAULT_N_CTX)]
@@ -53,6 +53,12 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The file to load: `--model` itself when it is a file path, else the installed model
+    /// with that id.
+    pub fn model_path(&self) -> anyhow::Result<PathBuf> {
+        crate::models::resolve_model_path(&self.model)
+    }
+
     pub fn load_params(&self) -> LoadParams {
         LoadParams {
             n_ctx: self.n_ctx,

@@ -125,7 +125,7 @@ async fn bench_with(supervisor: &Supervisor, args: &BenchArgs) -> anyhow::Result
         ..args.model.load_params()
     };
     let model = supervisor
-        .load(&args.model.model, params)
+        .load(&args.model.model_path()?, params)
         .await
         .with_context(|| format!("cannot load {}", args.model.model.display()))?;
     anyhow::ensure!(

@@ -9,6 +9,7 @@ mod args;
 mod bench;
 mod chat;
 mod logging;
+mod models;
 mod run;
 
 use std::path::PathBuf;
@@ -40,6 +41,14 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Measure prefill and decode speed, TTFT, TPOT and inter-token latency.
     Bench(bench::BenchArgs),
+    /// Download a model from the catalog or a Hugging Face repository (resumable; Ctrl-C pauses).
+    Pull(models::PullArgs),
+    /// List the installed models.
+    Ls(models::LsArgs),
+    /// Remove an installed model (an in-place model's file is left alone).
+    Rm(models::RmArgs),
+    /// Add a local GGUF file, or models that Ollama, LM Studio or the Hugging Face cache hold.
+    Import(models::ImportArgs),
     /// The engine worker process (internal: speaks the worker protocol on stdin/stdout).
     #[command(hide = true)]
     Engine,
@@ -70,6 +79,10 @@ fn main() -> ExitCode {
         Command::Run(args) => with_runtime(run::run(args)),
         Command::Chat(args) => with_runtime(chat::chat(args)),
         Command::Bench(args) => with_runtime(bench::bench(args)),
+        Command::Pull(args) => with_runtime(models::pull(args)),
+        Command::Ls(args) => models::ls(args),
+        Command::Rm(args) => models::rm(args),
+        Command::Import(args) => models::import(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

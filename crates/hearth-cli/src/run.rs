@@ -40,8 +40,9 @@ struct RunReport {
 
 /// Loads the model, reporting a ChatML fallback (never silent).
 pub async fn load(supervisor: &Supervisor, args: &ModelArgs) -> anyhow::Result<ModelInfo> {
+    let model_path = args.model_path()?;
     let info = supervisor
-        .load(&args.model, args.load_params())
+        .load(&model_path, args.load_params())
         .await
         .with_context(|| format!("cannot load {}", args.model.display()))?;
     if info.template_source == hearth_protocol::TemplateSource::FallbackChatml {
