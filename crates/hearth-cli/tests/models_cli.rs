@@ -767,7 +767,10 @@ fn discovered_ollama_and_huggingface_models_register_in_place_without_copying() 
     assert!(stdout.contains("left in place"), "{stdout}");
     assert!(ollama_blob.is_file());
     assert_eq!(sha256_hex_of(&ollama_blob), SMOLLM2_SHA256);
-    assert_eq!(installed_ids(&sandbox.listing()), [hf_id.clone()]);
+    assert_eq!(
+        installed_ids(&sandbox.listing()),
+        std::slice::from_ref(hf_id)
+    );
 }
 
 #[test]
