@@ -129,7 +129,7 @@ fn describe(index: usize, adapter: &wgpu::Adapter) -> GpuAdapterInfo {
         device_type: device_type(info.device_type),
         driver: info.driver,
         driver_info: info.driver_info,
-        max_storage_buffer_binding_bytes: adapter.limits().max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_bytes: adapter.limits().max_storage_buffer_binding_size,
     }
 }
 
@@ -154,7 +154,8 @@ pub fn measure_adapter(index: usize) -> Result<GpuMeasurement, KernelError> {
         .get(index)
         .ok_or(KernelError::NoSuchAdapter { index })?;
     let adapter_limits = adapter.limits();
-    let read_buffer_bytes = (adapter_limits.max_storage_buffer_binding_size as u64)
+    let read_buffer_bytes = adapter_limits
+        .max_storage_buffer_binding_size
         .min(adapter_limits.max_buffer_size)
         .min(MAX_READ_BUFFER_BYTES);
     if read_buffer_bytes < MIN_READ_BUFFER_BYTES {

@@ -1,0 +1,943 @@
+//! The fit planner: pure functions from a device profile, the model's quantization variants
+//! and the user's wishes to a plan (quantization, context, GPU offload, KV cache type, flash
+//! attention, parallel sequences), its memory per device and its predicted speed.
+//!
+//! Rules, in order:
+//! 1. Budgets are free memory minus a stated margin, never total memory: the host keeps
+//!    [`HOST_MARGIN_MIN_BYTES`] or [`HOST_MARGIN_SHARE`] of its memory for the OS and other
+//!    programs, a GPU keeps [`GPU_MARGIN_MIN_BYTES`] or [`GPU_MARGIN_SHARE`]; GPU runtime
+//!    overheads are counted as memory, not hidden in the margin. With unified memory, host
+//!    and GPU allocations share one budget.
+//! 2. The whole model on the GPU(s) beats a better quantization split between GPU and CPU:
+//!    decode on the CPU part is several times slower. So variants are tried fully offloaded
+//!    first (best-ranked first, the KV cache in f16, then q8_0), then with as many layers on
+//!    the GPU(s) as fit, then on the CPU alone.
+//! 3. The context starts at the user's minimum (default [`DEFAULT_MIN_CONTEXT`], at most the
+//!    trained length) and then grows, in steps of 256 cells, while everything still fits, up
+//!    to the trained length (at most [`GPU_CONTEXT_CEILING`]; [`CPU_CONTEXT_CEILING`] when the
+//!    layers run on the CPU, whose prefill makes longer prompts impractical).
+//! 4. With room left on a GPU, a larger quantization that still fits replaces the chosen one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::memory::{memory_breakdown, ContextConfig, DeviceMemory, KvCacheType, Placement};
+use crate::model::ModelFacts;
+use crate::profile::{DeviceProfile, GIB, MIB};
+use crate::speed::{predict_speed, SpeedPrediction, DEFAULT_DECODE_POSITION};
+
+/// Context per sequence the planner aims for at least, unless the user says otherwise: a long
+/// chat with a system prompt.
+pub const DEFAULT_MIN_CONTEXT: u32 = 4096;
+/// Largest context planned for layers on the CPU.
+pub const CPU_CONTEXT_CEILING: u32 = 32_768;
+/// Largest context planned for layers on GPUs.
+pub const GPU_CONTEXT_CEILING: u32 = 131_072;
+/// Host memory kept free: at least 1 GiB, or 10% of the machine's memory.
+pub const HOST_MARGIN_MIN_BYTES: u64 = GIB;
+pub const HOST_MARGIN_SHARE: f64 = 0.10;
+/// GPU memory kept free besides the runtime overhead: at least 256 MiB, or 5% of the card.
+pub const GPU_MARGIN_MIN_BYTES: u64 = 256 * MIB;
+pub const GPU_MARGIN_SHARE: f64 = 0.05;
+/// Context steps: llama.cpp pads the KV cache to 256 cells anyway.
+const CONTEXT_STEP: u32 = 256;
+/// Quantizations under this many bits per weight lose too much quality to be offered when a
+/// larger one fits (they are tried last).
+const LOW_QUALITY_BITS: f64 = 3.5;
+/// Above this, quality gains are negligible while speed drops (Q8_0, F16): `Balanced` tries
+/// them after the 4-6.6 bit range, and takes them only when there is room to spare.
+const BALANCED_MAX_BITS: f64 = 6.6;
+/// Where `Balanced` starts with layers on the CPU: the Q4_K_M / Q4_0 class, the usual
+/// quality-for-speed trade there.
+const BALANCED_CPU_MIN_BITS: f64 = 4.5;
+
+/// What the user prefers when several quantizations fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QualityPreference {
+    /// The smallest reasonable quantization: fastest decode.
+    Fastest,
+    /// Q4_K_M to Q6_K first; larger only with room to spare.
+    #[default]
+    Balanced,
+    /// The largest quantization that fits.
+    Best,
+}
+
+/// What the user asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wishes {
+    /// Exact context length (all sequences together), as `hearth fit --ctx`.
+    pub context: Option<u32>,
+    /// Least context per sequence.
+    pub min_context: Option<u32>,
+    pub quality: QualityPreference,
+    /// Sequences served at once (they share the context).
+    pub n_parallel: u32,
+}
+
+impl Default for Wishes {
+    fn default() -> Self {
+        Wishes {
+            context: None,
+            min_context: None,
+            quality: QualityPreference::Balanced,
+            n_parallel: 1,
+        }
+    }
+}
+
+/// One quantization of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// `Q4_K_M`, `Q8_0`, ...
+    pub quantization: String,
+    pub facts: ModelFacts,
+    /// True when the facts were scaled from another variant's header, not read from this
+    /// variant's own file.
+    pub estimated: bool,
+}
+
+/// A device's budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceBudget {
+    /// `host`, a GPU's name, or `unified` for a shared pool.
+    pub device: String,
+    pub free_bytes: u64,
+    pub margin_bytes: u64,
+    /// `free - margin`: what the plan may use.
+    pub budget_bytes: u64,
+    /// What the plan uses (overheads included).
+    pub planned_bytes: u64,
+}
+
+/// Where the model's layers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Offload {
+    /// Every layer and the output on GPUs.
+    Full,
+    /// Some layers on GPUs, the rest on the CPU.
+    Partial,
+    /// Everything on the CPU.
+    None,
+}
+
+/// How to run flash attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlashAttentionChoice {
+    /// llama.cpp decides per device (it enables flash attention on CPU, CUDA, Metal, Vulkan).
+    Auto,
+    /// Required: a quantized KV cache needs it.
+    On,
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub quantization: String,
+    pub estimated_from_other_variant: bool,
+    pub n_ctx: u32,
+    pub n_ctx_per_sequence: u32,
+    pub n_parallel: u32,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub n_gpu_layers: u32,
+    /// Share of the offloaded layers per GPU (empty for one GPU or none).
+    pub gpu_split: Vec<f64>,
+    pub kv_cache_type: KvCacheType,
+    pub flash_attention: FlashAttentionChoice,
+    pub offload: Offload,
+    pub config: ContextConfig,
+    pub placement: Placement,
+    pub memory: Vec<DeviceMemory>,
+    pub budgets: Vec<DeviceBudget>,
+    pub speed: SpeedPrediction,
+    /// Plain-language remarks: what limited the plan, what was estimated.
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// llama.cpp buffers over all devices (what `--verify` compares).
+    pub fn buffers_bytes(&self) -> u64 {
+        self.memory.iter().map(DeviceMemory::buffers_bytes).sum()
+    }
+}
+
+/// Why no plan exists.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("no quantization variant to plan for")]
+    NoVariants,
+    #[error("{architecture} keeps a recurrent state the planner does not model")]
+    Unsupported { architecture: String },
+    #[error("does not fit: the smallest plan ({quantization}, {n_ctx} tokens of context) needs {needed_bytes} bytes, the budget is {budget_bytes} bytes")]
+    DoesNotFit {
+        quantization: String,
+        n_ctx: u32,
+        needed_bytes: u64,
+        budget_bytes: u64,
+    },
+}
+
+/// Nominal bits per weight of a quantization mix (llama.cpp's `quantize` table), for ranking
+/// variants; unknown names rank as 16 bits.
+pub fn nominal_bits_per_weight(quantization: &str) -> f64 {
+    const TABLE: &[(&str, f64)] = &[
+        ("F32", 32.0),
+        ("F16", 16.0),
+        ("BF16", 16.0),
+        ("Q8_0", 8.5),
+        ("Q6_K", 6.56),
+        ("Q5_1", 6.0),
+        ("Q5_K_M", 5.69),
+        ("Q5_K_S", 5.54),
+        ("Q5_0", 5.5),
+        ("Q4_1", 5.0),
+        ("Q4_K_M", 4.85),
+        ("Q4_K_S", 4.58),
+        ("Q4_0", 4.5),
+        ("IQ4_NL", 4.5),
+        ("IQ4_XS", 4.25),
+        ("MXFP4_MOE", 4.25),
+        ("Q3_K_L", 4.27),
+        ("Q3_K_M", 3.91),
+        ("IQ3_M", 3.66),
+        ("Q3_K_S", 3.5),
+        ("IQ3_S", 3.44),
+        ("IQ3_XS", 3.3),
+        ("IQ3_XXS", 3.06),
+        ("Q2_K", 2.96),
+        ("IQ2_M", 2.7),
+        ("Q2_K_S", 2.6),
+        ("IQ2_S", 2.5),
+        ("IQ2_XS", 2.31),
+        ("IQ2_XXS", 2.06),
+        ("TQ2_0", 2.06),
+        ("IQ1_M", 1.75),
+        ("TQ1_0", 1.69),
+        ("IQ1_S", 1.56),
+    ];
+    TABLE
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(quantization))
+        .map_or(16.0, |(_, bits)| *bits)
+}
+
+/// Variant indices in the order `quality` prefers them. With layers on the CPU (`on_cpu`),
+/// `Balanced` starts from the small end of its range: there decode time grows with every byte.
+fn preference_order(variants: &[Variant], quality: QualityPreference, on_cpu: bool) -> Vec<usize> {
+    let bits = |index: &usize| nominal_bits_per_weight(&variants[*index].quantization);
+    let mut order: Vec<usize> = (0..variants.len()).collect();
+    let rank = |index: &usize| -> (u8, f64) {
+        let bits = bits(index);
+        match quality {
+            QualityPreference::Best => (0, -bits),
+            QualityPreference::Balanced if on_cpu => {
+                if (BALANCED_CPU_MIN_BITS..=BALANCED_MAX_BITS).contains(&bits) {
+                    (0, bits)
+                } else if (LOW_QUALITY_BITS..BALANCED_CPU_MIN_BITS).contains(&bits) {
+                    (1, -bits)
+                } else if bits > BALANCED_MAX_BITS {
+                    (2, bits)
+                } else {
+                    (3, -bits)
+                }
+            }
+            QualityPreference::Balanced => {
+                if (LOW_QUALITY_BITS..=BALANCED_MAX_BITS).contains(&bits) {
+                    (0, -bits)
+                } else if bits > BALANCED_MAX_BITS {
+                    (1, bits)
+                } else {
+                    (2, -bits)
+                }
+            }
+            QualityPreference::Fastest => {
+                if bits >= LOW_QUALITY_BITS {
+                    (0, bits)
+                } else {
+                    (1, -bits)
+                }
+            }
+        }
+    };
+    order.sort_by(|a, b| {
+        let (group_a, key_a) = rank(a);
+        let (group_b, key_b) = rank(b);
+        group_a.cmp(&group_b).then(key_a.total_cmp(&key_b))
+    });
+    order
+}
+
+/// The budgets of `profile`: one per device, or one shared pool with unified memory.
+pub fn budgets(profile: &DeviceProfile) -> Vec<DeviceBudget> {
+    let host_margin =
+        HOST_MARGIN_MIN_BYTES.max((profile.memory.total_bytes as f64 * HOST_MARGIN_SHARE) as u64);
+    let budget = |device: &str, free: u64, margin: u64| DeviceBudget {
+        device: device.to_string(),
+        free_bytes: free,
+        margin_bytes: margin,
+        budget_bytes: free.saturating_sub(margin),
+        planned_bytes: 0,
+    };
+    if profile.unified_memory {
+        // The GPU's "free" is the share of system memory it may use; the pool is the smaller
+        // of that and what the OS says is available.
+        let pool = profile
+            .gpus
+            .iter()
+            .map(|gpu| gpu.memory_free_bytes)
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(profile.memory.available_bytes);
+        return vec![budget("unified", pool, host_margin)];
+    }
+    let mut budgets = vec![budget("host", profile.memory.available_bytes, host_margin)];
+    for gpu in &profile.gpus {
+        let margin =
+            GPU_MARGIN_MIN_BYTES.max((gpu.memory_total_bytes as f64 * GPU_MARGIN_SHARE) as u64);
+        budgets.push(budget(&gpu.name, gpu.memory_free_bytes, margin));
+    }
+    budgets
+}
+
+/// `budgets` with `planned_bytes` filled in from `memory`; `None` when something exceeds its
+/// budget.
+fn fill_budgets(
+    memory: &[DeviceMemory],
+    budgets: &[DeviceBudget],
+    unified: bool,
+) -> Option<Vec<DeviceBudget>> {
+    let mut filled = budgets.to_vec();
+    if unified {
+        let total: u64 = memory.iter().map(DeviceMemory::total_bytes).sum();
+        filled[0].planned_bytes = total;
+    } else {
+        for device in memory {
+            let budget = filled
+                .iter_mut()
+                .find(|budget| budget.device == device.device)?;
+            budget.planned_bytes = device.total_bytes();
+        }
+    }
+    filled
+        .iter()
+        .all(|budget| budget.planned_bytes <= budget.budget_bytes)
+        .then_some(filled)
+}
+
+/// One candidate: a variant at a KV type, context and placement.
+struct Candidate<'a> {
+    variant: &'a Variant,
+    config: ContextConfig,
+    placement: Placement,
+}
+
+impl Candidate<'_> {
+    fn evaluate(
+        &self,
+        profile: &DeviceProfile,
+        budgets: &[DeviceBudget],
+    ) -> (Vec<DeviceMemory>, Option<Vec<DeviceBudget>>) {
+        let memory = memory_breakdown(&self.variant.facts, &self.config, &self.placement, profile);
+        let filled = fill_budgets(&memory, budgets, profile.unified_memory);
+        (memory, filled)
+    }
+}
+
+/// Offloaded-layer shares per GPU, proportional to their budgets (llama.cpp's default split
+/// is proportional to free memory).
+fn gpu_split(budgets: &[DeviceBudget], profile: &DeviceProfile) -> Vec<f64> {
+    if profile.gpus.len() < 2 {
+        return Vec::new();
+    }
+    let gpu_budgets: Vec<f64> = profile
+        .gpus
+        .iter()
+        .map(|gpu| {
+            budgets
+                .iter()
+                .find(|budget| budget.device == gpu.name)
+                .map_or(0.0, |budget| budget.budget_bytes as f64)
+        })
+        .collect();
+    let total: f64 = gpu_budgets.iter().sum::<f64>().max(1.0);
+    gpu_budgets.iter().map(|budget| budget / total).collect()
+}
+
+/// Plans `variants` on `profile` for `wishes`.
+pub fn plan(
+    variants: &[Variant],
+    profile: &DeviceProfile,
+    wishes: &Wishes,
+) -> Result<Plan, PlanError> {
+    let first = variants.first().ok_or(PlanError::NoVariants)?;
+    if first.facts.recurrent {
+        return Err(PlanError::Unsupported {
+            architecture: first.facts.architecture.clone(),
+        });
+    }
+    let budgets = budgets(profile);
+    let n_parallel = wishes.n_parallel.max(1);
+    let split = gpu_split(&budgets, profile);
+    let n_ctx_train = u32::try_from(first.facts.n_ctx_train)
+        .unwrap_or(u32::MAX)
+        .max(CONTEXT_STEP);
+    let floor_for = |ceiling: u32| -> u32 {
+        match wishes.context {
+            Some(context) => context.max(n_parallel),
+            None => {
+                let per_sequence = wishes
+                    .min_context
+                    .unwrap_or(DEFAULT_MIN_CONTEXT)
+                    .min(n_ctx_train);
+                per_sequence
+                    .saturating_mul(n_parallel)
+                    .min(ceiling.max(per_sequence))
+            }
+        }
+    };
+    let ceiling_for = |offload: Offload| -> u32 {
+        match wishes.context {
+            Some(context) => context.max(n_parallel),
+            None => {
+                let cap = if offload == Offload::Full {
+                    GPU_CONTEXT_CEILING
+                } else {
+                    CPU_CONTEXT_CEILING
+                };
+                n_ctx_train.min(cap).saturating_mul(n_parallel)
+            }
+        }
+    };
+    let config_for = |n_ctx: u32, kv_cache_type: KvCacheType| ContextConfig {
+        n_ctx,
+        n_parallel,
+        kv_cache_type,
+        ..ContextConfig::engine_defaults(n_ctx)
+    };
+    let placement_for = |n_gpu_layers: u32| Placement {
+        n_gpu_layers,
+        gpu_split: split.clone(),
+    };
+    let kv_types = [KvCacheType::F16, KvCacheType::Q8_0];
+
+    let mut phases = Vec::new();
+    if !profile.gpus.is_empty() {
+        phases.push(Offload::Full);
+        phases.push(Offload::Partial);
+    }
+    phases.push(Offload::None);
+
+    let mut smallest_failure: Option<(String, u32, u64, u64)> = None;
+    for phase in phases {
+        let ceiling = ceiling_for(phase);
+        let floor = floor_for(ceiling);
+        let order = preference_order(variants, wishes.quality, phase != Offload::Full);
+        for &index in &order {
+            let variant = &variants[index];
+            let n_layer = variant.facts.n_layer;
+            for kv_cache_type in kv_types {
+                let layer_choices: Vec<u32> = match phase {
+                    Offload::Full => vec![n_layer + 1],
+                    Offload::Partial => (1..=n_layer).rev().collect(),
+                    Offload::None => vec![0],
+                };
+                for n_gpu_layers in layer_choices {
+                    let candidate = Candidate {
+                        variant,
+                        config: config_for(floor, kv_cache_type),
+                        placement: placement_for(n_gpu_layers),
+                    };
+                    let (memory, filled) = candidate.evaluate(profile, &budgets);
+                    if filled.is_none() {
+                        let needed: u64 = memory.iter().map(DeviceMemory::total_bytes).sum();
+                        let budget: u64 = budgets.iter().map(|budget| budget.budget_bytes).sum();
+                        if smallest_failure
+                            .as_ref()
+                            .is_none_or(|(_, _, smallest, _)| needed < *smallest)
+                        {
+                            smallest_failure =
+                                Some((variant.quantization.clone(), floor, needed, budget));
+                        }
+                        continue;
+                    }
+                    let mut chosen = candidate;
+                    // Rule 4: with the whole model on GPUs, take the largest variant that fits.
+                    if phase == Offload::Full && wishes.quality != QualityPreference::Fastest {
+                        chosen = upgrade_variant(chosen, variants, profile, &budgets);
+                    }
+                    let chosen = grow_context(chosen, ceiling, profile, &budgets);
+                    return Ok(finish(chosen, phase, profile, &budgets, floor, ceiling));
+                }
+            }
+        }
+    }
+    let (quantization, n_ctx, needed_bytes, budget_bytes) =
+        smallest_failure.unwrap_or((first.quantization.clone(), 0, 0, 0));
+    Err(PlanError::DoesNotFit {
+        quantization,
+        n_ctx,
+        needed_bytes,
+        budget_bytes,
+    })
+}
+
+/// Replaces the candidate's variant by the largest one that also fits fully offloaded.
+fn upgrade_variant<'a>(
+    candidate: Candidate<'a>,
+    variants: &'a [Variant],
+    profile: &DeviceProfile,
+    budgets: &[DeviceBudget],
+) -> Candidate<'a> {
+    let current_bits = nominal_bits_per_weight(&candidate.variant.quantization);
+    let mut larger: Vec<&Variant> = variants
+        .iter()
+        .filter(|variant| nominal_bits_per_weight(&variant.quantization) > current_bits)
+        .collect();
+    larger.sort_by(|a, b| {
+        nominal_bits_per_weight(&b.quantization)
+            .total_cmp(&nominal_bits_per_weight(&a.quantization))
+    });
+    for variant in larger {
+        let upgraded = Candidate {
+            variant,
+            config: candidate.config.clone(),
+            placement: Placement {
+                n_gpu_layers: variant.facts.n_layer + 1,
+                gpu_split: candidate.placement.gpu_split.clone(),
+            },
+        };
+        if upgraded.evaluate(profile, budgets).1.is_some() {
+            return upgraded;
+        }
+    }
+    candidate
+}
+
+/// Grows the context in steps of 256 up to `ceiling` while the candidate still fits.
+fn grow_context<'a>(
+    candidate: Candidate<'a>,
+    ceiling: u32,
+    profile: &DeviceProfile,
+    budgets: &[DeviceBudget],
+) -> Candidate<'a> {
+    let fits_at = |n_ctx: u32| {
+        let trial = Candidate {
+            variant: candidate.variant,
+            config: ContextConfig {
+                n_ctx,
+                ..candidate.config.clone()
+            },
+            placement: candidate.placement.clone(),
+        };
+        trial.evaluate(profile, budgets).1.is_some()
+    };
+    let floor = candidate.config.n_ctx;
+    if ceiling <= floor {
+        return candidate;
+    }
+    // Binary search over multiples of 256 in (floor, ceiling]: memory grows with the context.
+    let (mut low, mut high) = (floor, ceiling);
+    if fits_at(high) {
+        low = high;
+    } else {
+        while high - low > CONTEXT_STEP {
+            let middle = (low + (high - low) / 2) / CONTEXT_STEP * CONTEXT_STEP;
+            let middle = middle.max(low + 1);
+            if fits_at(middle) {
+                low = middle;
+            } else {
+                high = middle;
+            }
+        }
+    }
+    Candidate {
+        variant: candidate.variant,
+        config: ContextConfig {
+            n_ctx: low,
+            ..candidate.config
+        },
+        placement: candidate.placement,
+    }
+}
+
+fn finish(
+    candidate: Candidate<'_>,
+    offload: Offload,
+    profile: &DeviceProfile,
+    budgets: &[DeviceBudget],
+    floor: u32,
+    ceiling: u32,
+) -> Plan {
+    let (memory, filled) = candidate.evaluate(profile, budgets);
+    let filled = filled.unwrap_or_else(|| budgets.to_vec());
+    let facts = &candidate.variant.facts;
+    let config = candidate.config;
+    let mut notes = Vec::new();
+    if candidate.variant.estimated {
+        notes.push(format!(
+            "{} sizes are scaled from another variant's header (not downloaded yet)",
+            candidate.variant.quantization
+        ));
+    }
+    if config.kv_cache_type != KvCacheType::F16 {
+        notes.push("the KV cache is quantized to q8_0 so the context fits".to_string());
+    }
+    if config.n_ctx < ceiling {
+        notes.push(format!(
+            "context limited by memory to {} tokens (the model was trained for {})",
+            config.n_ctx, facts.n_ctx_train
+        ));
+    }
+    if config.n_ctx < floor {
+        notes.push(format!("less context than the {floor} tokens asked for"));
+    }
+    if offload == Offload::Partial {
+        notes.push(format!(
+            "{} of {} layers fit on the GPU; the rest run on the CPU",
+            candidate.placement.n_gpu_layers.min(facts.n_layer),
+            facts.n_layer
+        ));
+    }
+    if let Some(swa) = &facts.sliding_window {
+        if config.swa_full {
+            notes.push(format!(
+                "sliding-window layers keep a full-size KV cache (llama.cpp's swa_full, the engine's setting); window-sized ({} tokens) would save memory",
+                swa.window
+            ));
+        }
+    }
+    if facts.expert_count > 0 {
+        notes.push(format!(
+            "mixture of experts: all {} experts are in memory, {} are read per token",
+            facts.expert_count, facts.expert_used_count
+        ));
+    }
+    let speed = predict_speed(
+        facts,
+        &config,
+        &candidate.placement,
+        profile,
+        DEFAULT_DECODE_POSITION,
+    );
+    Plan {
+        quantization: candidate.variant.quantization.clone(),
+        estimated_from_other_variant: candidate.variant.estimated,
+        n_ctx: config.n_ctx,
+        n_ctx_per_sequence: config.n_ctx / config.n_parallel.max(1),
+        n_parallel: config.n_parallel,
+        n_batch: config.n_batch,
+        n_ubatch: config.n_ubatch,
+        n_gpu_layers: candidate.placement.n_gpu_layers,
+        gpu_split: candidate.placement.gpu_split.clone(),
+        kv_cache_type: config.kv_cache_type,
+        flash_attention: if config.kv_cache_type == KvCacheType::F16 {
+            FlashAttentionChoice::Auto
+        } else {
+            FlashAttentionChoice::On
+        },
+        offload,
+        placement: candidate.placement,
+        memory,
+        budgets: filled,
+        speed,
+        notes,
+        config,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::synthetic::{self, Shape};
+    use crate::profile::fixtures;
+
+    const QUANTIZATIONS: &[&str] = &["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"];
+
+    fn variants(shape: &Shape) -> Vec<Variant> {
+        QUANTIZATIONS
+            .iter()
+            .map(|quantization| Variant {
+                quantization: quantization.to_string(),
+                facts: synthetic::model(shape, quantization, nominal_bits_per_weight(quantization)),
+                estimated: false,
+            })
+            .collect()
+    }
+
+    fn shapes() -> Vec<Shape> {
+        vec![
+            synthetic::LLAMA_3_2_3B,
+            synthetic::LLAMA_3_1_8B,
+            synthetic::QWEN_2_5_14B,
+            synthetic::GEMMA_3_12B,
+            synthetic::QWEN_3_30B_A3B,
+        ]
+    }
+
+    fn gpu_unused_share(budget: &DeviceBudget) -> f64 {
+        1.0 - budget.planned_bytes as f64 / budget.free_bytes.max(1) as f64
+    }
+
+    /// The checks every plan must pass: it fits every budget, and a GPU left more than 25%
+    /// free means neither a longer context nor a larger quantization would have fit.
+    fn check(name: &str, variants: &[Variant], profile: &DeviceProfile, plan: &Plan) {
+        for budget in &plan.budgets {
+            assert!(
+                budget.planned_bytes <= budget.budget_bytes,
+                "{name}: {} over budget: {budget:?}",
+                budget.device
+            );
+        }
+        let gpu_budgets: Vec<&DeviceBudget> = plan
+            .budgets
+            .iter()
+            .filter(|budget| budget.device != "host")
+            .collect();
+        let underused = gpu_budgets
+            .iter()
+            .any(|budget| gpu_unused_share(budget) > 0.25);
+        if underused && plan.offload == Offload::Full {
+            let n_ctx_train = variants[0].facts.n_ctx_train as u32;
+            let ceiling = n_ctx_train.min(GPU_CONTEXT_CEILING) * plan.n_parallel;
+            assert!(
+                plan.n_ctx + CONTEXT_STEP > ceiling,
+                "{name}: GPU underused while the context could grow: {} of {ceiling}",
+                plan.n_ctx
+            );
+            let chosen_bits = nominal_bits_per_weight(&plan.quantization);
+            for variant in variants {
+                if nominal_bits_per_weight(&variant.quantization) <= chosen_bits {
+                    continue;
+                }
+                let forced = super::plan(
+                    std::slice::from_ref(variant),
+                    profile,
+                    &Wishes {
+                        context: Some(plan.n_ctx),
+                        ..Wishes::default()
+                    },
+                );
+                assert!(
+                    !matches!(forced, Ok(ref other) if other.offload == Offload::Full),
+                    "{name}: GPU underused while {} would have fit",
+                    variant.quantization
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_fixture_plan_fits_and_uses_the_gpu() {
+        for (profile_name, profile) in fixtures::all() {
+            for shape in shapes() {
+                let variants = variants(&shape);
+                let name = format!("{profile_name} / {}", shape.name);
+                match plan(&variants, &profile, &Wishes::default()) {
+                    Ok(plan) => {
+                        check(&name, &variants, &profile, &plan);
+                        assert!(plan.speed.decode_tokens_per_second > 0.0, "{name}");
+                    }
+                    Err(PlanError::DoesNotFit { .. }) => {
+                        // Only models whose weights nearly fill all budgets together may fail.
+                        let smallest = variants[0].facts.weight_bytes();
+                        let all_budgets: u64 = budgets(&profile)
+                            .iter()
+                            .map(|budget| budget.budget_bytes)
+                            .sum();
+                        assert!(
+                            smallest as f64 > all_budgets as f64 * 0.8,
+                            "{name} should fit"
+                        );
+                    }
+                    Err(other) => panic!("{name}: {other}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn laptop_without_gpu_runs_a_3b_model_on_the_cpu() {
+        let variants = variants(&synthetic::LLAMA_3_2_3B);
+        let plan = plan(
+            &variants,
+            &fixtures::laptop_8gb_no_gpu(),
+            &Wishes::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.offload, Offload::None);
+        assert_eq!(plan.n_gpu_layers, 0);
+        assert!(plan.n_ctx >= DEFAULT_MIN_CONTEXT);
+        assert!(plan.n_ctx <= CPU_CONTEXT_CEILING);
+        // 25 GB/s over ~2 GB of weights: about 10 tokens/s at best.
+        assert!(
+            (3.0..15.0).contains(&plan.speed.decode_tokens_per_second),
+            "{:?}",
+            plan.speed
+        );
+    }
+
+    #[test]
+    fn a_3b_model_fits_a_6gb_gpu_and_an_8b_one_mostly() {
+        let small = variants(&synthetic::LLAMA_3_2_3B);
+        let plan_small = plan(&small, &fixtures::nvidia_6gb(), &Wishes::default()).unwrap();
+        assert_eq!(plan_small.offload, Offload::Full);
+        assert_eq!(plan_small.n_gpu_layers, 29);
+        assert!(plan_small.n_ctx >= DEFAULT_MIN_CONTEXT);
+        // Llama 3.1 8B Q4_K_M: 4.6 GiB of weights, 0.5 GiB of KV at 4096, 0.25 GiB of logits
+        // scratch and the CUDA context do not fit 5.5 GiB with a margin: most layers do.
+        let large = variants(&synthetic::LLAMA_3_1_8B);
+        let plan_large = plan(&large, &fixtures::nvidia_6gb(), &Wishes::default()).unwrap();
+        assert_eq!(plan_large.offload, Offload::Partial);
+        assert_eq!(plan_large.quantization, "Q4_K_M");
+        assert!(plan_large.n_gpu_layers >= 24, "{}", plan_large.n_gpu_layers);
+    }
+
+    #[test]
+    fn a_24gb_gpu_takes_q8_and_a_long_context() {
+        let variants = variants(&synthetic::LLAMA_3_1_8B);
+        let plan = plan(&variants, &fixtures::nvidia_24gb(), &Wishes::default()).unwrap();
+        assert_eq!(plan.offload, Offload::Full);
+        assert_eq!(plan.quantization, "Q8_0");
+        assert!(plan.n_ctx >= 32_768, "{}", plan.n_ctx);
+        // 850 GB/s over ~8.5 GB: about 80 tokens/s.
+        assert!(
+            (50.0..110.0).contains(&plan.speed.decode_tokens_per_second),
+            "{:?}",
+            plan.speed
+        );
+    }
+
+    #[test]
+    fn a_14b_model_is_split_over_two_gpus() {
+        let variants = variants(&synthetic::QWEN_2_5_14B);
+        let profile = fixtures::two_gpus();
+        let plan = plan(&variants, &profile, &Wishes::default()).unwrap();
+        assert_eq!(plan.offload, Offload::Full);
+        assert_eq!(plan.gpu_split.len(), 2);
+        let gpus: Vec<&DeviceMemory> = plan.memory.iter().filter(|m| m.device != "host").collect();
+        assert_eq!(gpus.len(), 2, "{:?}", plan.memory);
+        assert!(gpus.iter().all(|gpu| gpu.weights_bytes > 2 * GIB));
+    }
+
+    #[test]
+    fn unified_memory_is_one_budget() {
+        let variants = variants(&synthetic::LLAMA_3_1_8B);
+        let profile = fixtures::apple_16gb_unified();
+        let plan = plan(&variants, &profile, &Wishes::default()).unwrap();
+        assert_eq!(plan.budgets.len(), 1);
+        assert_eq!(plan.budgets[0].device, "unified");
+        let total: u64 = plan.memory.iter().map(DeviceMemory::total_bytes).sum();
+        assert_eq!(plan.budgets[0].planned_bytes, total);
+        assert_eq!(plan.offload, Offload::Full);
+    }
+
+    #[test]
+    fn a_model_larger_than_the_gpu_is_split_with_the_cpu() {
+        let variants = variants(&synthetic::QWEN_2_5_14B);
+        let plan = plan(&variants, &fixtures::nvidia_6gb(), &Wishes::default()).unwrap();
+        assert_eq!(plan.offload, Offload::Partial);
+        assert!(
+            plan.n_gpu_layers > 10 && plan.n_gpu_layers < 48,
+            "{}",
+            plan.n_gpu_layers
+        );
+        let gpu = plan
+            .budgets
+            .iter()
+            .find(|budget| budget.device == "CUDA0")
+            .unwrap();
+        assert!(gpu_unused_share(gpu) < 0.25, "{gpu:?}");
+    }
+
+    #[test]
+    fn mixture_of_experts_reads_only_the_active_experts() {
+        let variants = variants(&synthetic::QWEN_3_30B_A3B);
+        let plan = plan(&variants, &fixtures::nvidia_24gb(), &Wishes::default()).unwrap();
+        assert_eq!(plan.offload, Offload::Full);
+        let weights = variants
+            .iter()
+            .find(|variant| variant.quantization == plan.quantization)
+            .unwrap()
+            .facts
+            .weight_bytes() as f64;
+        // About 3B of 30B parameters are active: far fewer bytes per token than the weights.
+        assert!(
+            plan.speed.bytes_read_per_token < weights * 0.25,
+            "{:?}",
+            plan.speed
+        );
+    }
+
+    #[test]
+    fn sliding_window_caches_follow_swa_full() {
+        let variants = variants(&synthetic::GEMMA_3_12B);
+        let profile = fixtures::nvidia_24gb();
+        let wishes = Wishes {
+            context: Some(32_768),
+            ..Wishes::default()
+        };
+        let full = plan(&variants[..1], &profile, &wishes).unwrap();
+        let mut windowed_config = full.config.clone();
+        windowed_config.swa_full = false;
+        let windowed = crate::memory::memory_breakdown(
+            &variants[0].facts,
+            &windowed_config,
+            &full.placement,
+            &profile,
+        );
+        let kv = |memory: &[DeviceMemory]| memory.iter().map(|m| m.kv_cache_bytes).sum::<u64>();
+        // 8 global layers of 48 keep the whole context; 40 sliding ones keep window + ubatch.
+        let ratio = kv(&windowed) as f64 / kv(&full.memory) as f64;
+        assert!((0.15..0.25).contains(&ratio), "{ratio}");
+    }
+
+    #[test]
+    fn an_exact_context_is_kept_or_refused() {
+        let variants = variants(&synthetic::LLAMA_3_2_3B);
+        let wishes = Wishes {
+            context: Some(8192),
+            ..Wishes::default()
+        };
+        let plan = plan(&variants, &fixtures::nvidia_12gb(), &wishes).unwrap();
+        assert_eq!(plan.n_ctx, 8192);
+        let huge = Wishes {
+            context: Some(4_000_000),
+            ..Wishes::default()
+        };
+        assert!(matches!(
+            super::plan(&variants, &fixtures::laptop_8gb_no_gpu(), &huge),
+            Err(PlanError::DoesNotFit { .. })
+        ));
+    }
+
+    #[test]
+    fn preferences_order_the_variants() {
+        let variants = variants(&synthetic::LLAMA_3_2_3B);
+        let names = |quality| -> Vec<String> {
+            preference_order(&variants, quality, false)
+                .into_iter()
+                .map(|index| variants[index].quantization.clone())
+                .collect()
+        };
+        assert_eq!(
+            names(QualityPreference::Best),
+            ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M"]
+        );
+        assert_eq!(
+            names(QualityPreference::Balanced),
+            ["Q6_K", "Q5_K_M", "Q4_K_M", "Q8_0"]
+        );
+        assert_eq!(
+            names(QualityPreference::Fastest),
+            ["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]
+        );
+        let on_cpu: Vec<String> = preference_order(&variants, QualityPreference::Balanced, true)
+            .into_iter()
+            .map(|index| variants[index].quantization.clone())
+            .collect();
+        assert_eq!(on_cpu, ["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]);
+    }
+}
