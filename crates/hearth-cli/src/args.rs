@@ -50,6 +50,18 @@ pub struct ModelArgs {
     /// Read the model into memory instead of mapping it.
     #[arg(long)]
     pub no_mmap: bool,
+    /// Sequences decoded together (continuous batching); they share the context.
+    #[arg(long = "parallel", default_value_t = hearth_protocol::DEFAULT_N_PARALLEL)]
+    pub n_parallel: u32,
+    /// Fixed prompt tokens per step while others decode (default: paced so running streams
+    /// slow down at most --max-decode-slowdown times).
+    #[arg(long)]
+    pub prefill_chunk: Option<u32>,
+    #[arg(long, default_value_t = hearth_protocol::DEFAULT_MAX_DECODE_SLOWDOWN)]
+    pub max_decode_slowdown: f64,
+    /// Compute every prompt in full instead of reusing cached prefixes.
+    #[arg(long)]
+    pub no_prefix_cache: bool,
 }
 
 impl ModelArgs {
@@ -77,6 +89,10 @@ impl ModelArgs {
                 KvCacheTypeArg::Q4_0 => KvCacheType::Q4_0,
             },
             use_mmap: !self.no_mmap,
+            n_parallel: self.n_parallel,
+            prefill_chunk: self.prefill_chunk,
+            max_decode_slowdown: self.max_decode_slowdown,
+            prefix_cache: !self.no_prefix_cache,
             ..LoadParams::default()
         }
     }

@@ -1,10 +1,12 @@
 //! `hearth bench`: prefill and decode speed, TTFT, TPOT and inter-token latency of the real
 //! engine, through the worker process exactly as the app uses it.
 //!
-//! The prompt is `--prompt-tokens` tokens of fixed English text; generation is greedy with
-//! end-of-generation ignored, so every repetition generates exactly `--gen-tokens` tokens.
-//! The prefix cache is off so each repetition computes its whole prompt. One short warm-up
-//! generation runs first (page faults of the mapped weights, thread pool start).
+//! Modes:
+//! - default: one stream. The prompt is `--prompt-tokens` tokens of fixed English text;
+//!   generation is greedy with end-of-generation ignored, so every repetition generates exactly
+//!   `--gen-tokens` tokens. The prefix cache is off so each repetition computes its whole
+//!   prompt. One short warm-up generation runs first (page faults, thread pool start).
+//! - `--concurrency 1,2,4,8`, `--turns N`, `--interference N`: see `bench_modes`.
 
 use anyhow::Context;
 use clap::Args;
@@ -26,12 +28,22 @@ Each station had its own pattern of flashes so that a sailor could tell one coas
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Prompt length in tokens.
-    #[arg(long, default_value_t = 512)]
-    pub prompt_tokens: u32,
-    /// Tokens generated per repetition.
-    #[arg(long, default_value_t = 128)]
-    pub gen_tokens: u32,
+    /// Prompt length in tokens (default: 512; 64 with --concurrency and --interference).
+    #[arg(long)]
+    pub prompt_tokens: Option<u32>,
+    /// Tokens generated per stream (default: 128; 256 with --interference).
+    #[arg(long)]
+    pub gen_tokens: Option<u32>,
+    /// Run this many streams at once, for each level in the list (for example 1,2,4,8).
+    #[arg(long, value_delimiter = ',')]
+    pub concurrency: Vec<u32>,
+    /// Run a chat of this many turns and report each turn's TTFT with and without prefix reuse
+    /// (only without when --no-prefix-cache is given).
+    #[arg(long)]
+    pub turns: Option<u32>,
+    /// While one stream decodes, send a prompt of this many tokens on another sequence.
+    #[arg(long)]
+    pub interference: Option<u32>,
     /// Measured repetitions (after one warm-up).
     #[arg(long, default_value_t = 3)]
     pub repetitions: u32,
@@ -39,6 +51,19 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+impl BenchArgs {
+    pub fn prompt_tokens(&self) -> u32 {
+        self.prompt_tokens.unwrap_or(DEFAULT_PROMPT_TOKENS)
+    }
+    pub fn gen_tokens(&self) -> u32 {
+        self.gen_tokens.unwrap_or(DEFAULT_GEN_TOKENS)
+    }
+}
+
+/// Default prompt and generation lengths of the single-stream bench (the baseline's too).
+pub const DEFAULT_PROMPT_TOKENS: u32 = 512;
+pub const DEFAULT_GEN_TOKENS: u32 = 128;
 
 /// Median figures over the repetitions, plus each repetition.
 #[derive(Debug, Serialize)]
@@ -75,35 +100,51 @@ pub async fn bench_prompt(supervisor: &Supervisor, count: u32) -> anyhow::Result
     Ok(tokens)
 }
 
-async fn measure(
+/// A greedy generation of exactly `gen_tokens` tokens from token ids.
+pub fn fixed_length_generation(prompt: &[i32], gen_tokens: u32) -> Generation {
+    let mut generation = Generation::new(Prompt::Tokens {
+        tokens: prompt.to_vec(),
+    });
+    generation.sampling = SamplingParams::greedy();
+    generation.max_tokens = Some(gen_tokens);
+    generation.ignore_eos = true;
+    generation
+}
+
+pub async fn measure(
     supervisor: &Supervisor,
     prompt: &[i32],
     gen_tokens: u32,
 ) -> anyhow::Result<RequestMetrics> {
-    let generation = Generation {
-        prompt: Prompt::Tokens {
-            tokens: prompt.to_vec(),
-        },
-        sampling: SamplingParams::greedy(),
-        max_tokens: Some(gen_tokens),
-        stop: Vec::new(),
-        ignore_eos: true,
-        ..Generation::new(Prompt::Text {
-            text: String::new(),
-        })
-    };
+    let generation = fixed_length_generation(prompt, gen_tokens);
     let (_, _, metrics) =
         crate::run::stream_answer(supervisor, generation, &mut std::io::sink()).await?;
     Ok(metrics)
 }
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let modes = usize::from(!args.concurrency.is_empty())
+        + usize::from(args.turns.is_some())
+        + usize::from(args.interference.is_some());
     anyhow::ensure!(
-        args.prompt_tokens >= 1,
+        modes <= 1,
+        "choose one of --concurrency, --turns and --interference"
+    );
+    if !args.concurrency.is_empty() {
+        return crate::bench_modes::concurrency(&args).await;
+    }
+    if let Some(turns) = args.turns {
+        return crate::bench_modes::turns(&args, turns).await;
+    }
+    if let Some(long_prompt) = args.interference {
+        return crate::bench_modes::interference(&args, long_prompt).await;
+    }
+    anyhow::ensure!(
+        args.prompt_tokens() >= 1,
         "--prompt-tokens must be at least 1"
     );
     anyhow::ensure!(
-        args.gen_tokens >= 2,
+        args.gen_tokens() >= 2,
         "--gen-tokens must be at least 2 (to measure decode)"
     );
     anyhow::ensure!(args.repetitions >= 1, "--repetitions must be at least 1");
@@ -129,21 +170,21 @@ async fn bench_with(supervisor: &Supervisor, args: &BenchArgs) -> anyhow::Result
         .await
         .with_context(|| format!("cannot load {}", args.model.model.display()))?;
     anyhow::ensure!(
-        args.prompt_tokens + args.gen_tokens <= model.n_ctx_per_sequence,
+        args.prompt_tokens() + args.gen_tokens() <= model.n_ctx_per_sequence,
         "--prompt-tokens + --gen-tokens ({}) exceed the context ({}); raise --ctx",
-        args.prompt_tokens + args.gen_tokens,
+        args.prompt_tokens() + args.gen_tokens(),
         model.n_ctx_per_sequence
     );
-    let prompt = bench_prompt(supervisor, args.prompt_tokens).await?;
+    let prompt = bench_prompt(supervisor, args.prompt_tokens()).await?;
     measure(supervisor, &prompt[..prompt.len().min(16)], 4).await?;
     let mut runs = Vec::new();
     for _ in 0..args.repetitions {
-        runs.push(measure(supervisor, &prompt, args.gen_tokens).await?);
+        runs.push(measure(supervisor, &prompt, args.gen_tokens()).await?);
     }
     Ok(BenchReport {
         model,
-        prompt_tokens: args.prompt_tokens,
-        gen_tokens: args.gen_tokens,
+        prompt_tokens: args.prompt_tokens(),
+        gen_tokens: args.gen_tokens(),
         repetitions: args.repetitions,
         prefill_tokens_per_s: median(&runs, |m| m.prefill_tokens_per_s),
         decode_tokens_per_s: median(&runs, |m| m.decode_tokens_per_s),

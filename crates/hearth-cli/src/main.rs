@@ -7,6 +7,7 @@
 
 mod args;
 mod bench;
+mod bench_modes;
 mod chat;
 mod logging;
 mod models;

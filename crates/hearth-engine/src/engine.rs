@@ -358,6 +358,8 @@ struct Session<'model> {
     /// cut or copied at an arbitrary position: prompts are always computed in full.
     partial_cache_reuse: bool,
     max_queue: usize,
+    /// Steps that decoded a batch (a step with nothing to compute is not counted).
+    decoded_batches: u64,
     step: u64,
     admissions: u64,
 }
@@ -403,6 +405,7 @@ impl<'model> Session<'model> {
             prefix_cache: params.prefix_cache,
             partial_cache_reuse,
             max_queue: params.max_queue as usize,
+            decoded_batches: 0,
             step: 0,
             admissions: 0,
         }
@@ -521,6 +524,7 @@ impl<'model> Session<'model> {
                     queued: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
                     running: u32::try_from(running).unwrap_or(u32::MAX),
                     n_parallel: u32::try_from(self.slots.len()).unwrap_or(u32::MAX),
+                    steps: self.decoded_batches,
                 });
             }
             WorkerRequest::RenderChat {
@@ -835,10 +839,16 @@ impl<'model> Session<'model> {
         if let Some((donor_index, shared)) = donor {
             let donor_seq = self.slots[donor_index].seq_id;
             let shared_u32 = u32::try_from(shared).unwrap_or(0);
+            // Each sequence has its own KV stream, and llama.cpp copies between streams only as
+            // a whole (a partial range aborts): copy it all, then cut after the shared prefix.
             let copied = self.context.kv_cache_seq_rm(seq_id, None, None).is_ok()
                 && self
                     .context
-                    .kv_cache_seq_cp(donor_seq, seq_id, Some(0), Some(shared_u32))
+                    .kv_cache_seq_cp(donor_seq, seq_id, None, None)
+                    .is_ok()
+                && self
+                    .context
+                    .kv_cache_seq_rm(seq_id, Some(shared_u32), None)
                     .is_ok();
             if copied {
                 self.slots[index].cached_tokens = prompt[..shared].to_vec();
@@ -943,6 +953,7 @@ impl<'model> Session<'model> {
         if self.batch.n_tokens() == 0 {
             return;
         }
+        self.decoded_batches += 1;
         if let Err(error) = self.context.decode(&mut self.batch) {
             tracing::error!(%error, "decode failed");
             self.fail_all_active(&format!("llama.cpp failed to decode: {error}"), sink);

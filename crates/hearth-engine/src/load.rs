@@ -210,6 +210,14 @@ pub fn context_params(path: &Path, params: &LoadParams) -> Result<LlamaContextPa
     let threads = i32::try_from(params.n_threads.unwrap_or_else(default_threads))
         .map_err(|_| invalid("n_threads is too large"))?;
     let flash_attention = match params.flash_attention {
+        // On the CPU, llama.cpp's flash attention switches kernels with the batch shape (tiled
+        // for 64+ query rows, KV-split for one query over 512+ cells), so the same request
+        // would give different greedy output alone, batched, or from a cached prefix. Plain
+        // attention computes every element the same way; it is the CPU default. With GPU
+        // offload, llama.cpp decides.
+        FlashAttention::Auto if params.n_gpu_layers == 0 => {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+        }
         FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
         FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
         FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
@@ -229,9 +237,11 @@ pub fn context_params(path: &Path, params: &LoadParams) -> Result<LlamaContextPa
         .with_flash_attention_policy(flash_attention)
         .with_type_k(kv_type)
         .with_type_v(kv_type)
-        // One KV buffer shared by all sequences: a shared prefix (a system prompt) can then be
-        // given to another sequence by reference (`seq_cp`) instead of being computed again.
-        .with_kv_unified(true))
+        // One KV stream per sequence, not one buffer shared by all: a sequence's cells then sit
+        // at the same places whether it runs alone or beside others, which (with the attention
+        // path below) keeps greedy output identical under batching. A shared prefix is still
+        // copied between sequences, as a whole-stream copy (see `Session::reuse_cached_prefix`).
+        .with_kv_unified(false))
 }
 
 /// A `tracing` layer that keeps llama.cpp's recent warning and error lines.

@@ -523,6 +523,8 @@ pub enum WorkerEvent {
         /// Sequences prefilling or decoding.
         running: u32,
         n_parallel: u32,
+        /// Batches decoded since the model was loaded (one per scheduler step).
+        steps: u64,
     },
     /// A failure of one request (`request_id` set) or of the protocol itself (`None`).
     Error {

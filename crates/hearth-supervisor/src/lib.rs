@@ -123,6 +123,8 @@ pub struct EngineStats {
     pub queued: u32,
     pub running: u32,
     pub n_parallel: u32,
+    /// Batches decoded since the model was loaded.
+    pub steps: u64,
 }
 
 /// The worker's stdin; `None` once closed (closing it is how a worker is told to exit).
@@ -387,11 +389,13 @@ impl Supervisor {
                 queued,
                 running,
                 n_parallel,
+                steps,
                 ..
             } => Ok(EngineStats {
                 queued,
                 running,
                 n_parallel,
+                steps,
             }),
             other => Err(SupervisorError::Protocol(format!("{other:?}"))),
         }
