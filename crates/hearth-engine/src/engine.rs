@@ -25,6 +25,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::load::{self, file_name, LlamaLogCapture};
+use crate::memory;
 use crate::policy::{self, FreeSlot, PrefillPacer};
 use crate::sampling::{build_sampler, token_logprob};
 use crate::stop::{StopMatcher, StopOutcome};
@@ -146,9 +147,14 @@ fn wait_for_load(
                 })
             }
             Ok(WorkerRequest::Cancel { .. }) => {}
+            Ok(WorkerRequest::Devices { request_id }) => sink.emit(WorkerEvent::Devices {
+                request_id,
+                devices: memory::backend_devices(),
+            }),
             Ok(WorkerRequest::Generate(GenerateRequest { request_id, .. }))
             | Ok(WorkerRequest::Tokenize { request_id, .. })
             | Ok(WorkerRequest::RenderChat { request_id, .. })
+            | Ok(WorkerRequest::MemoryReport { request_id })
             | Ok(WorkerRequest::Stats { request_id }) => sink.emit(error_event(
                 Some(request_id),
                 WorkerError::new(ErrorKind::NoModelLoaded, "no model is loaded"),
@@ -513,6 +519,14 @@ impl<'model> Session<'model> {
                     .collect();
                 sink.emit(WorkerEvent::Tokenized { request_id, tokens });
             }
+            WorkerRequest::MemoryReport { request_id } => sink.emit(WorkerEvent::Memory {
+                request_id,
+                report: memory::memory_report(self.model.size()),
+            }),
+            WorkerRequest::Devices { request_id } => sink.emit(WorkerEvent::Devices {
+                request_id,
+                devices: memory::backend_devices(),
+            }),
             WorkerRequest::Stats { request_id } => {
                 let running = self
                     .slots

@@ -10,6 +10,7 @@
 
 pub mod engine;
 pub mod load;
+pub mod memory;
 pub mod policy;
 pub mod sampling;
 pub mod stop;

@@ -22,6 +22,8 @@ use llama_cpp_2::model::LlamaModel;
 pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 /// How many recent llama.cpp warning/error lines are kept for explaining a failure.
 const CAPTURED_LOG_LINES: usize = 64;
+/// The `tracing` target of the lines `llama-cpp-2` forwards from llama.cpp's log.
+const LLAMA_CPP_LOG_TARGET: &str = "llama-cpp-2";
 
 /// Why a model could not be loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -289,11 +291,19 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LlamaLogCapture {
         event: &tracing::Event<'_>,
         _context: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        if *event.metadata().level() > tracing::Level::WARN {
+        let level = *event.metadata().level();
+        // llama.cpp's INFO lines report the buffers it allocates (`crate::memory`).
+        let llama_info =
+            level == tracing::Level::INFO && event.metadata().target() == LLAMA_CPP_LOG_TARGET;
+        if level > tracing::Level::WARN && !llama_info {
             return;
         }
         let mut visitor = MessageVisitor(String::new());
         event.record(&mut visitor);
+        if llama_info {
+            crate::memory::BufferLog::observe(&visitor.0);
+            return;
+        }
         if let Ok(mut lines) = captured_lines().lock() {
             if lines.len() == CAPTURED_LOG_LINES {
                 lines.pop_front();

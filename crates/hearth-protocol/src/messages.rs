@@ -341,6 +341,15 @@ pub enum WorkerRequest {
     Stats {
         request_id: u64,
     },
+    /// Ask what llama.cpp allocated for the loaded model and context (answered by `Memory`).
+    MemoryReport {
+        request_id: u64,
+    },
+    /// Ask which devices llama.cpp's backends offer, with their memory (answered by
+    /// `Devices`; needs no model).
+    Devices {
+        request_id: u64,
+    },
     /// Finish the step in progress and exit (closing stdin does the same).
     Shutdown,
 }
@@ -468,6 +477,86 @@ impl std::fmt::Display for WorkerError {
 
 impl std::error::Error for WorkerError {}
 
+/// What a llama.cpp buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferPurpose {
+    /// Model weights (`model buffer`, including the CPU's repacked copies).
+    Model,
+    /// The KV cache (or a recurrent state): `KV buffer`, `RS buffer`.
+    KvCache,
+    /// Logits and embeddings returned to the caller (`output buffer`).
+    Output,
+    /// Scratch of the compute graph (`compute buffer`).
+    Compute,
+}
+
+/// One buffer llama.cpp allocated, as it reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryBuffer {
+    /// ggml's buffer type: `CPU_Mapped`, `CPU_REPACK`, `CPU`, `CUDA0`, `CUDA_Host`, `Metal`.
+    pub buffer_type: String,
+    pub purpose: BufferPurpose,
+    pub bytes: u64,
+}
+
+/// What llama.cpp allocated for the loaded model and its context (from its load log, to
+/// 0.01 MiB).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    pub buffers: Vec<MemoryBuffer>,
+    pub model_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub output_bytes: u64,
+    pub compute_bytes: u64,
+    /// All buffers together.
+    pub total_bytes: u64,
+    /// llama.cpp's count of the weights' bytes (`llama_model_size`), for comparison.
+    pub model_size_bytes: u64,
+}
+
+impl MemoryReport {
+    /// Sums `buffers` by purpose.
+    pub fn from_buffers(buffers: Vec<MemoryBuffer>, model_size_bytes: u64) -> MemoryReport {
+        let sum = |purpose: BufferPurpose| -> u64 {
+            buffers
+                .iter()
+                .filter(|buffer| buffer.purpose == purpose)
+                .map(|buffer| buffer.bytes)
+                .sum()
+        };
+        let (model_bytes, kv_cache_bytes, output_bytes, compute_bytes) = (
+            sum(BufferPurpose::Model),
+            sum(BufferPurpose::KvCache),
+            sum(BufferPurpose::Output),
+            sum(BufferPurpose::Compute),
+        );
+        MemoryReport {
+            total_bytes: model_bytes + kv_cache_bytes + output_bytes + compute_bytes,
+            buffers,
+            model_bytes,
+            kv_cache_bytes,
+            output_bytes,
+            compute_bytes,
+            model_size_bytes,
+        }
+    }
+}
+
+/// A device of llama.cpp's backends (a ggml backend device).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendDevice {
+    /// `CPU`, `CUDA0`, `Metal`, `Vulkan0`.
+    pub name: String,
+    pub description: String,
+    /// `CPU`, `CUDA`, `Metal`, `Vulkan`, `BLAS`.
+    pub backend: String,
+    /// `cpu`, `gpu`, `integrated_gpu`, `accelerator` or `unknown`.
+    pub device_type: String,
+    pub memory_total_bytes: u64,
+    pub memory_free_bytes: u64,
+}
+
 /// Messages from the worker to the supervisor (one JSON object per line on stdout).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -526,6 +615,16 @@ pub enum WorkerEvent {
         /// Batches decoded since the model was loaded (one per scheduler step).
         steps: u64,
     },
+    /// What llama.cpp allocated for the loaded model and context.
+    Memory {
+        request_id: u64,
+        report: MemoryReport,
+    },
+    /// The devices llama.cpp's backends offer.
+    Devices {
+        request_id: u64,
+        devices: Vec<BackendDevice>,
+    },
     /// A failure of one request (`request_id` set) or of the protocol itself (`None`).
     Error {
         request_id: Option<u64>,
@@ -544,7 +643,9 @@ impl WorkerEvent {
             | WorkerEvent::Done { request_id, .. }
             | WorkerEvent::Tokenized { request_id, .. }
             | WorkerEvent::Rendered { request_id, .. }
-            | WorkerEvent::Stats { request_id, .. } => Some(*request_id),
+            | WorkerEvent::Stats { request_id, .. }
+            | WorkerEvent::Memory { request_id, .. }
+            | WorkerEvent::Devices { request_id, .. } => Some(*request_id),
             WorkerEvent::Error { request_id, .. } => *request_id,
         }
     }
@@ -558,6 +659,8 @@ impl WorkerEvent {
                 | WorkerEvent::Tokenized { .. }
                 | WorkerEvent::Rendered { .. }
                 | WorkerEvent::Stats { .. }
+                | WorkerEvent::Memory { .. }
+                | WorkerEvent::Devices { .. }
                 | WorkerEvent::Error { .. }
         )
     }
@@ -619,6 +722,42 @@ mod tests {
         assert!(top_p.validate().unwrap_err().contains("top_p"));
         assert!(SamplingParams::default().validate().is_ok());
         assert!(SamplingParams::greedy().is_greedy());
+    }
+
+    #[test]
+    fn memory_and_device_replies_are_terminal_and_round_trip() {
+        let report = MemoryReport::from_buffers(
+            vec![
+                MemoryBuffer {
+                    buffer_type: "CPU_Mapped".into(),
+                    purpose: BufferPurpose::Model,
+                    bytes: 100,
+                },
+                MemoryBuffer {
+                    buffer_type: "CPU".into(),
+                    purpose: BufferPurpose::Compute,
+                    bytes: 7,
+                },
+            ],
+            100,
+        );
+        assert_eq!(report.total_bytes, 107);
+        let event = WorkerEvent::Memory {
+            request_id: 3,
+            report,
+        };
+        assert!(event.is_terminal());
+        assert_eq!(event.request_id(), Some(3));
+        let line = crate::encode_line(&event).unwrap();
+        assert_eq!(serde_json::from_str::<WorkerEvent>(&line).unwrap(), event);
+        let devices = WorkerEvent::Devices {
+            request_id: 4,
+            devices: Vec::new(),
+        };
+        assert!(devices.is_terminal());
+        let request: WorkerRequest =
+            serde_json::from_str(r#"{"type":"memory_report","request_id":5}"#).unwrap();
+        assert_eq!(request, WorkerRequest::MemoryReport { request_id: 5 });
     }
 
     #[test]

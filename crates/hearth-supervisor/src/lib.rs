@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use hearth_protocol::{
-    encode_line, ChatMessage, ContextOverflow, FinishReason, GenerateRequest, LoadParams,
-    ModelInfo, OutputConstraint, Prompt, RequestMetrics, SamplingParams, TemplateSource,
-    TokenLogprob, WorkerError, WorkerEvent, WorkerRequest, PROTOCOL_VERSION,
+    encode_line, BackendDevice, ChatMessage, ContextOverflow, FinishReason, GenerateRequest,
+    LoadParams, MemoryReport, ModelInfo, OutputConstraint, Prompt, RequestMetrics, SamplingParams,
+    TemplateSource, TokenLogprob, WorkerError, WorkerEvent, WorkerRequest, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -398,6 +398,42 @@ impl Supervisor {
                 steps,
             }),
             other => Err(SupervisorError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// What llama.cpp allocated for the loaded model and context (its buffers, by purpose).
+    pub async fn memory_report(&self) -> Result<MemoryReport, SupervisorError> {
+        match self
+            .request_reply(|request_id| WorkerRequest::MemoryReport { request_id })
+            .await?
+        {
+            WorkerEvent::Memory { report, .. } => Ok(report),
+            other => Err(SupervisorError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// The devices llama.cpp's backends offer, with their total and free memory. Needs no
+    /// model: starts a worker if none is running.
+    pub async fn devices(&self) -> Result<Vec<BackendDevice>, SupervisorError> {
+        let mut state = self.state.lock().await;
+        self.ensure_worker(&mut state).await?;
+        let request_id = self.new_request_id();
+        let mut events = self
+            .send(
+                &mut state,
+                request_id,
+                WorkerRequest::Devices { request_id },
+            )
+            .await?;
+        drop(state);
+        match events.recv().await {
+            Some(Ok(WorkerEvent::Devices { devices, .. })) => Ok(devices),
+            Some(Ok(WorkerEvent::Error { error, .. })) => Err(SupervisorError::Worker(error)),
+            Some(Ok(other)) => Err(SupervisorError::Protocol(format!("{other:?}"))),
+            Some(Err(error)) => Err(error),
+            None => Err(SupervisorError::WorkerCrashed {
+                status: "worker exited".into(),
+            }),
         }
     }
 
