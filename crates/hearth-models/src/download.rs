@@ -293,7 +293,12 @@ impl HubClient {
                     }
                     failures_in_a_row += 1;
                     if failures_in_a_row >= self.config.max_attempts {
-                        partial.sync()?;
+                        // Nothing arrived (an unreachable hub, say): no partial to resume.
+                        if partial.length == 0 {
+                            partial.discard();
+                        } else {
+                            partial.sync()?;
+                        }
                         return Err(ModelsError::RetriesExhausted {
                             url: request.url.clone(),
                             attempts: failures_in_a_row,

@@ -16,6 +16,9 @@ pub enum ModelsError {
     #[error("model {id} is not installed")]
     ModelNotInstalled { id: String },
 
+    #[error("no download with id {id}")]
+    UnknownDownload { id: u64 },
+
     #[error("model id {id} is already taken by another installed model ({existing})")]
     ModelIdTaken { id: String, existing: String },
 

@@ -6,7 +6,9 @@
 //!
 //! It is a leaf crate: no llama.cpp, no async runtime, no server. The CLI (`hearth pull`, `ls`,
 //! `rm`, `import`) and the server's management endpoints call [`ModelLibrary`] and
-//! [`HubClient`] and show progress through their own [`DownloadProgress`] implementations.
+//! [`HubClient`] and show progress through their own [`DownloadProgress`] implementations;
+//! front ends that stay up run downloads in the background with [`DownloadManager`] (ids,
+//! pause, resume, cancel, status snapshots and subscriptions).
 //!
 //! Invariants:
 //! - A model is installed exactly when `<models dir>/<id>/manifest.json` is valid and its file
@@ -25,6 +27,7 @@ mod gguf_summary;
 mod hub;
 mod id;
 mod library;
+mod manager;
 mod manifest;
 mod transport;
 
@@ -53,6 +56,7 @@ pub use library::{
     BrokenModel, ImportMode, ImportRequest, InstalledModel, LibraryListing, ModelLibrary,
     PartialDownload, PullOutcome, PullRequest, INSTALL_LOCK_FILE_NAME,
 };
+pub use manager::{DownloadId, DownloadManager, DownloadState, DownloadStatus};
 pub use manifest::{
     format_rfc3339_utc, now_rfc3339, ImportOrigin, ModelManifest, ModelSource, MANIFEST_FILE_NAME,
     MANIFEST_FORMAT_VERSION,

@@ -6,4 +6,5 @@ mod catalog;
 mod download;
 mod gguf;
 mod library;
+mod manager;
 mod support;
