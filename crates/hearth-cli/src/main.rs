@@ -12,6 +12,7 @@ mod chat;
 mod logging;
 mod models;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,8 @@ enum Command {
     Rm(models::RmArgs),
     /// Add a local GGUF file, or models that Ollama, LM Studio or the Hugging Face cache hold.
     Import(models::ImportArgs),
+    /// Serve the local OpenAI-compatible API (chat, completions, models, health, metrics).
+    Serve(serve::ServeArgs),
     /// The engine worker process (internal: speaks the worker protocol on stdin/stdout).
     #[command(hide = true)]
     Engine,
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Engine => hearth_engine::worker::run_worker().context("engine worker failed"),
         Command::Run(args) => with_runtime(run::run(args)),
+        Command::Serve(args) => with_runtime(serve::serve(args)),
         Command::Chat(args) => with_runtime(chat::chat(args)),
         Command::Bench(args) => with_runtime(bench::bench(args)),
         Command::Pull(args) => with_runtime(models::pull(args)),

@@ -204,7 +204,12 @@ impl ApiError {
             ErrorKind::InvalidConstraint => {
                 Self::invalid_param("response_format", message).with_code("invalid_response_format")
             }
-            ErrorKind::InvalidRequest => Self::bad_request("invalid_request", message),
+            // Fields are validated before the engine sees them; what it still refuses is the
+            // prompt itself (a NUL character, token ids outside the vocabulary, nothing to
+            // generate from).
+            ErrorKind::InvalidRequest => {
+                Self::invalid_param(prompt_param, message).with_code("invalid_prompt")
+            }
             ErrorKind::TemplateFailed => {
                 Self::invalid_param(prompt_param, message).with_code("template_error")
             }
