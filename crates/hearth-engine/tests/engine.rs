@@ -38,6 +38,61 @@ fn smollm2_prompt_is_exactly_its_chatml_template() {
     );
 }
 
+/// The header of the SmolLM2 file (its metadata, template included) lies in its first bytes.
+const SMOLLM2_HEADER_BYTES: usize = 4 * 1024 * 1024;
+
+#[test]
+fn a_model_without_a_template_falls_back_to_chatml_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("no-template.gguf");
+    let renamed = hearth_testkit::craft::with_bytes_replaced(
+        &hearth_testkit::smollm2(),
+        &model,
+        "tokenizer.chat_template",
+        "tokenizer.chat_templatX",
+        SMOLLM2_HEADER_BYTES,
+    )
+    .unwrap();
+    assert_eq!(renamed, 1);
+    let (mut engine, info) = TestEngine::with_model(&model, LoadParams::default());
+    assert_eq!(info.template_source, TemplateSource::FallbackChatml);
+    let (text, source, _) = engine.render(vec![ChatMessage::new(Role::User, "Hi")]);
+    assert_eq!(source, TemplateSource::FallbackChatml);
+    assert_eq!(
+        text,
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+}
+
+#[test]
+fn a_template_llama_cpp_does_not_know_is_rendered_by_the_jinja_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("custom-template.gguf");
+    // Same length as "<|im_start|>", unknown to llama.cpp's template detection.
+    let changed = hearth_testkit::craft::with_bytes_replaced(
+        &hearth_testkit::smollm2(),
+        &model,
+        "'<|im_start|>",
+        "'<|turn_from|",
+        SMOLLM2_HEADER_BYTES,
+    )
+    .unwrap();
+    assert!(changed >= 1);
+    let (mut engine, info) = TestEngine::with_model(&model, LoadParams::default());
+    assert_eq!(info.template_source, TemplateSource::Jinja);
+    let (text, source, _) = engine.render(vec![
+        ChatMessage::new(Role::System, "Be brief."),
+        ChatMessage::new(Role::User, "Hi"),
+    ]);
+    assert_eq!(source, TemplateSource::Jinja);
+    assert_eq!(
+        text,
+        "<|turn_from|system\nBe brief.<|im_end|>\n<|turn_from|user\nHi<|im_end|>\n<|turn_from|assistant\n"
+    );
+    let outcome = engine.generate(chat("Hi"), SamplingParams::greedy(), Some(4), &[]);
+    assert_eq!(outcome.done().1.generated_tokens, 4);
+}
+
 #[test]
 fn greedy_output_is_deterministic_and_sensible() {
     let mut engine = smollm2_engine();

@@ -78,4 +78,32 @@ pub mod craft {
         bytes[type_at + 4..type_at + 8].copy_from_slice(&value.to_le_bytes());
         std::fs::write(target, bytes)
     }
+
+    /// A copy of `source` with every occurrence of `from` in its first `within` bytes (the
+    /// header) replaced by `to`, which must have the same length so no offset moves. Used to
+    /// rename a metadata key or change a chat template in place.
+    pub fn with_bytes_replaced(
+        source: &Path,
+        target: &Path,
+        from: &str,
+        to: &str,
+        within: usize,
+    ) -> std::io::Result<usize> {
+        assert_eq!(from.len(), to.len(), "same length keeps every offset");
+        let mut bytes = std::fs::read(source)?;
+        let end = within.min(bytes.len());
+        let mut count = 0;
+        let mut at = 0;
+        while let Some(found) = bytes[at..end]
+            .windows(from.len())
+            .position(|window| window == from.as_bytes())
+        {
+            let start = at + found;
+            bytes[start..start + to.len()].copy_from_slice(to.as_bytes());
+            at = start + to.len();
+            count += 1;
+        }
+        std::fs::write(target, bytes)?;
+        Ok(count)
+    }
 }
