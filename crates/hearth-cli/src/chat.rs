@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use clap::Args;
-use hearth_protocol::{ChatMessage, Prompt, Role};
+use hearth_protocol::{ChatMessage, ContextOverflow, Prompt, Role};
 use hearth_supervisor::{Generation, GenerationEvent, Supervisor};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -74,18 +74,15 @@ async fn chat_with(supervisor: &Supervisor, args: &ChatArgs) -> anyhow::Result<(
             _ => {}
         }
         history.push(ChatMessage::new(Role::User, input.to_string()));
-        let generation = Generation {
-            prompt: Prompt::Chat {
-                messages: history.clone(),
-            },
-            sampling: args.sampling.sampling_params(),
-            max_tokens: args.sampling.max_tokens,
-            stop: args.sampling.stop.clone(),
-            ignore_eos: false,
-            ..Generation::new(Prompt::Text {
-                text: String::new(),
-            })
-        };
+        let mut generation = Generation::new(Prompt::Chat {
+            messages: history.clone(),
+        });
+        generation.sampling = args.sampling.sampling_params();
+        generation.max_tokens = args.sampling.max_tokens;
+        generation.stop = args.sampling.stop.clone();
+        // A long chat keeps going: the oldest turns leave the prompt (never the system message),
+        // and the user is told.
+        generation.context_overflow = ContextOverflow::DropOldestTurns;
         let answer =
             answer_until_interrupted(supervisor, generation, &mut stdout, args.metrics).await;
         match answer {
@@ -119,7 +116,13 @@ async fn answer_until_interrupted(
         };
         let Some(event) = event else { break };
         match event? {
-            GenerationEvent::Started { .. } => {}
+            GenerationEvent::Started {
+                dropped_messages, ..
+            } => {
+                if dropped_messages > 0 {
+                    eprintln!("({dropped_messages} oldest messages no longer fit the context and were left out)");
+                }
+            }
             GenerationEvent::Text { text: piece, .. } => {
                 write!(stdout, "{piece}")?;
                 stdout.flush()?;

@@ -100,16 +100,10 @@ async fn run_with(supervisor: &Supervisor, args: &RunArgs) -> anyhow::Result<()>
         messages.push(ChatMessage::new(Role::User, args.prompt.clone()));
         Prompt::Chat { messages }
     };
-    let generation = Generation {
-        prompt,
-        sampling: args.sampling.sampling_params(),
-        max_tokens: args.sampling.max_tokens,
-        stop: args.sampling.stop.clone(),
-        ignore_eos: false,
-        ..Generation::new(Prompt::Text {
-            text: String::new(),
-        })
-    };
+    let mut generation = Generation::new(prompt);
+    generation.sampling = args.sampling.sampling_params();
+    generation.max_tokens = args.sampling.max_tokens;
+    generation.stop = args.sampling.stop.clone();
     if args.json {
         let (text, finish_reason, metrics) =
             stream_answer(supervisor, generation, &mut std::io::sink()).await?;

@@ -19,18 +19,12 @@ fn supervisor() -> Supervisor {
 }
 
 fn greedy_chat(text: &str, max_tokens: u32) -> Generation {
-    Generation {
-        prompt: Prompt::Chat {
-            messages: vec![ChatMessage::new(Role::User, text)],
-        },
-        sampling: SamplingParams::greedy(),
-        max_tokens: Some(max_tokens),
-        stop: Vec::new(),
-        ignore_eos: false,
-        ..Generation::new(Prompt::Text {
-            text: String::new(),
-        })
-    }
+    let mut generation = Generation::new(Prompt::Chat {
+        messages: vec![ChatMessage::new(Role::User, text)],
+    });
+    generation.sampling = SamplingParams::greedy();
+    generation.max_tokens = Some(max_tokens);
+    generation
 }
 
 async fn answer(
