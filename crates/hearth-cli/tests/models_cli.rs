@@ -869,3 +869,38 @@ fn bad_files_and_hostile_ids_get_one_clear_line() {
     // Nothing reached the hub for any of these.
     assert!(hub.requests().is_empty(), "{:?}", hub.requests());
 }
+
+#[test]
+fn a_model_whose_file_is_gone_is_flagged_broken_and_can_be_removed() {
+    let hub = TestHub::start();
+    let sandbox = Sandbox::new(&hub);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let moved_away = elsewhere.path().join(SMOLLM2_FILE);
+    std::fs::copy(hearth_testkit::smollm2(), &moved_away).unwrap();
+    sandbox.run_ok(&[
+        "import",
+        moved_away.to_str().unwrap(),
+        "--in-place",
+        "--id",
+        "fragile",
+    ]);
+    std::fs::remove_file(&moved_away).unwrap();
+
+    let listing = sandbox.listing();
+    assert!(installed_ids(&listing).is_empty(), "{listing}");
+    let broken = listing["broken"].as_array().unwrap();
+    assert_eq!(broken.len(), 1, "{listing}");
+    assert_eq!(broken[0]["id"], "fragile");
+    assert!(broken[0]["reason"].as_str().unwrap().contains("missing"));
+    let table = sandbox.run_ok(&["ls"]);
+    assert!(table.contains("fragile is broken"), "{table}");
+    let output = sandbox.run(&["run", "--model", "fragile", "hi"]);
+    assert_one_clear_line(&output, "hearth rm fragile");
+
+    sandbox.run_ok(&["rm", "fragile"]);
+    let listing = sandbox.listing();
+    assert!(
+        listing["broken"].as_array().unwrap().is_empty(),
+        "{listing}"
+    );
+}
