@@ -542,6 +542,13 @@ mod tests {
     }
 
     #[test]
+    fn the_manager_can_be_shared_across_threads_and_tasks() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<DownloadManager>();
+        assert_send_sync::<DownloadStatus>();
+    }
+
+    #[test]
     fn unknown_downloads_are_errors() {
         let directory = tempfile::tempdir().unwrap();
         let hub = HubClient::new("http://127.0.0.1:9", crate::DownloadConfig::default()).unwrap();
