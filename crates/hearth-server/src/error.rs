@@ -22,9 +22,9 @@ pub const TYPE_PERMISSION: &str = "permission_error";
 pub const TYPE_SERVER: &str = "server_error";
 
 /// Seconds a client should wait before retrying when the queue is full.
-pub const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 1;
+pub const QUEUE_FULL_RETRY_AFTER_SECS: u32 = 1;
 /// Seconds a client should wait before retrying while a model loads.
-pub const LOADING_RETRY_AFTER_SECS: u64 = 1;
+pub const LOADING_RETRY_AFTER_SECS: u32 = 1;
 
 /// An API failure: status, OpenAI error fields, and an optional `Retry-After`.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,10 +33,11 @@ pub struct ApiError {
     pub message: String,
     pub error_type: &'static str,
     pub param: Option<String>,
-    pub code: Option<String>,
-    pub retry_after_secs: Option<u64>,
-    /// Extra members of the error object (the token counts of `context_length_exceeded`).
-    pub extra: Map<String, Value>,
+    pub code: Option<&'static str>,
+    pub retry_after_secs: Option<u32>,
+    /// Extra members of the error object (the token counts of `context_length_exceeded`);
+    /// boxed because it is rare and errors travel in every `Result`.
+    pub extra: Option<Box<Map<String, Value>>>,
 }
 
 impl ApiError {
@@ -48,7 +49,7 @@ impl ApiError {
             param: None,
             code: None,
             retry_after_secs: None,
-            extra: Map::new(),
+            extra: None,
         }
     }
 
@@ -60,7 +61,7 @@ impl ApiError {
     }
 
     /// 400 for a request that is wrong as a whole (bad JSON, not an object).
-    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, TYPE_INVALID_REQUEST, message).with_code(code)
     }
 
@@ -83,7 +84,7 @@ impl ApiError {
             .with_code("invalid_api_key")
     }
 
-    pub fn forbidden(code: &str, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, TYPE_PERMISSION, message).with_code(code)
     }
 
@@ -98,14 +99,18 @@ impl ApiError {
 
     /// 503 with `Retry-After`: the server is busy or loading and the same request will work
     /// later.
-    pub fn unavailable(code: &str, message: impl Into<String>, retry_after_secs: u64) -> Self {
+    pub fn unavailable(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after_secs: u32,
+    ) -> Self {
         let mut error =
             Self::new(StatusCode::SERVICE_UNAVAILABLE, TYPE_SERVER, message).with_code(code);
         error.retry_after_secs = Some(retry_after_secs);
         error
     }
 
-    pub fn internal(code: &str, message: impl Into<String>) -> Self {
+    pub fn internal(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, TYPE_SERVER, message).with_code(code)
     }
 
@@ -114,8 +119,8 @@ impl ApiError {
         self
     }
 
-    pub fn with_code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
         self
     }
 
@@ -128,11 +133,8 @@ impl ApiError {
             "param".into(),
             self.param.clone().map_or(Value::Null, Value::String),
         );
-        error.insert(
-            "code".into(),
-            self.code.clone().map_or(Value::Null, Value::String),
-        );
-        for (key, value) in &self.extra {
+        error.insert("code".into(), self.code.map_or(Value::Null, Value::from));
+        for (key, value) in self.extra.iter().flat_map(|extra| extra.iter()) {
             error.insert(key.clone(), value.clone());
         }
         json!({ "error": error })
@@ -187,13 +189,14 @@ impl ApiError {
                 )
                 .with_param(prompt_param)
                 .with_code("context_length_exceeded");
+                let mut extra = Map::new();
                 if let Some(prompt_tokens) = error.prompt_tokens {
-                    api.extra
-                        .insert("n_prompt_tokens".into(), json!(prompt_tokens));
+                    extra.insert("n_prompt_tokens".into(), json!(prompt_tokens));
                 }
                 if let Some(n_ctx) = error.n_ctx {
-                    api.extra.insert("n_ctx".into(), json!(n_ctx));
+                    extra.insert("n_ctx".into(), json!(n_ctx));
                 }
+                api.extra = Some(Box::new(extra));
                 api
             }
             ErrorKind::QueueFull => Self::unavailable(

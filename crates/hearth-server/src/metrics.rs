@@ -266,6 +266,11 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A histogram series: name, help, and where its histogram is in a model's counters.
+type HistogramSeries = (&'static str, &'static str, fn(&ModelCounters) -> &Histogram);
+/// A counter series: name, help, and how to read it from a model's counters.
+type CounterSeries = (&'static str, &'static str, fn(&ModelCounters) -> u64);
+
 fn write_counters(out: &mut String, c: &Counters) {
     header(
         out,
@@ -288,7 +293,7 @@ fn write_counters(out: &mut String, c: &Counters) {
     );
     let _ = writeln!(out, "hearth_stream_errors_total {}", c.stream_errors);
 
-    let histograms: [(&str, &str, fn(&ModelCounters) -> &Histogram); 4] = [
+    let histograms: [HistogramSeries; 4] = [
         (
             "hearth_time_to_first_token_seconds",
             "Time from arrival to the first generated token (TTFT).",
@@ -316,7 +321,7 @@ fn write_counters(out: &mut String, c: &Counters) {
             histogram(counters).write(out, name, &format!("model=\"{}\"", escape(model)));
         }
     }
-    let totals: [(&str, &str, fn(&ModelCounters) -> u64); 5] = [
+    let totals: [CounterSeries; 5] = [
         (
             "hearth_prompt_tokens_total",
             "Prompt tokens of finished requests.",

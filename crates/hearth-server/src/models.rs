@@ -528,7 +528,7 @@ mod tests {
     async fn an_unknown_model_is_404() {
         let error = manager(Vec::new()).acquire("nope").await.unwrap_err();
         assert_eq!(error.status, axum::http::StatusCode::NOT_FOUND);
-        assert_eq!(error.code.as_deref(), Some("model_not_found"));
+        assert_eq!(error.code, Some("model_not_found"));
     }
 
     #[tokio::test]

@@ -356,7 +356,11 @@ mod tests {
                 logprob: -1.0,
             }],
         };
-        let chat = context(Endpoint::ChatCompletions, false).text_chunk("Hi", &[token.clone()], 0);
+        let chat = context(Endpoint::ChatCompletions, false).text_chunk(
+            "Hi",
+            std::slice::from_ref(&token),
+            0,
+        );
         assert_eq!(
             chat["choices"][0]["logprobs"]["content"][0]["top_logprobs"][0]["token"],
             "Hello"

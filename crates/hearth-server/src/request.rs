@@ -889,7 +889,7 @@ mod tests {
     #[test]
     fn a_body_that_is_not_an_object_is_refused() {
         let error = parse_chat_request(&json!([1, 2])).unwrap_err();
-        assert_eq!(error.code.as_deref(), Some("invalid_json"));
+        assert_eq!(error.code, Some("invalid_json"));
     }
 
     #[test]

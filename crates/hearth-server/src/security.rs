@@ -104,7 +104,7 @@ impl SecurityPolicy {
             None => true,
             Some(allowed) => {
                 let host = host.trim().to_ascii_lowercase();
-                allowed.iter().any(|a| *a == host)
+                allowed.contains(&host)
             }
         }
     }

@@ -1,0 +1,240 @@
+"""The official `openai` Python SDK against a running `hearth serve` on the real SmolLM2 model.
+
+Started by crates/hearth-cli/tests/serve_openai.rs, which creates the virtual environment,
+starts the server and passes it here through the environment:
+
+    HEARTH_BASE_URL   http://127.0.0.1:PORT/v1
+    HEARTH_API_KEY    the key the server was started with
+    HEARTH_MODEL      the model id to ask for
+
+Checks what a client of the OpenAI API relies on: whole and streamed chat, usage, stop
+sequences, seed determinism, json_schema output that parses and validates, log-probabilities,
+the legacy completions endpoint, models, and errors raised as the SDK's own exception classes.
+"""
+
+import json
+import os
+import unittest
+
+import jsonschema
+import openai
+from openai import OpenAI
+
+BASE_URL = os.environ["HEARTH_BASE_URL"]
+API_KEY = os.environ["HEARTH_API_KEY"]
+MODEL = os.environ["HEARTH_MODEL"]
+# Generous: the test machine may be busy building other things.
+TIMEOUT_SECONDS = 120
+
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 24},
+        "country": {"type": "string", "maxLength": 24},
+        "is_capital": {"type": "boolean"},
+    },
+    "required": ["city", "country", "is_capital"],
+    "additionalProperties": False,
+}
+
+
+def client(api_key=API_KEY, max_retries=2):
+    return OpenAI(
+        base_url=BASE_URL, api_key=api_key, timeout=TIMEOUT_SECONDS, max_retries=max_retries
+    )
+
+
+def ask(content, **options):
+    return client().chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": content}], **options
+    )
+
+
+def extra(obj, name):
+    """A field outside the SDK's types (Hearth's `timings`)."""
+    return (obj.model_extra or {}).get(name)
+
+
+class Chat(unittest.TestCase):
+    def test_a_whole_answer_has_usage_and_timings(self):
+        answer = ask("What is the capital of France?", temperature=0, max_tokens=24)
+        self.assertEqual(answer.object, "chat.completion")
+        self.assertTrue(answer.id.startswith("chatcmpl-"))
+        self.assertEqual(answer.model, MODEL)
+        self.assertEqual(len(answer.choices), 1)
+        choice = answer.choices[0]
+        self.assertEqual(choice.message.role, "assistant")
+        self.assertIn("Paris", choice.message.content)
+        self.assertIn(choice.finish_reason, ("stop", "length"))
+        usage = answer.usage
+        self.assertGreater(usage.prompt_tokens, 0)
+        self.assertGreater(usage.completion_tokens, 0)
+        self.assertEqual(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens)
+        timings = extra(answer, "timings")
+        self.assertIsNotNone(timings)
+        for key in ("ttft_ms", "tpot_ms", "prompt_per_second", "predicted_per_second"):
+            self.assertIn(key, timings)
+        self.assertGreater(timings["ttft_ms"], 0)
+
+    def test_a_streamed_answer_matches_the_openai_stream(self):
+        options = dict(temperature=0, max_tokens=16)
+        stream = ask(
+            "Name three colors.", stream=True, stream_options={"include_usage": True}, **options
+        )
+        chunks = list(stream)
+        self.assertGreater(len(chunks), 2)
+        self.assertEqual(len({chunk.id for chunk in chunks}), 1, "one id for every chunk")
+        self.assertTrue(all(chunk.object == "chat.completion.chunk" for chunk in chunks))
+        self.assertEqual(chunks[0].choices[0].delta.role, "assistant")
+        with_choices = [chunk for chunk in chunks if chunk.choices]
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in with_choices)
+        self.assertTrue(text.strip())
+        finish_reasons = [c.choices[0].finish_reason for c in with_choices if c.choices[0].finish_reason]
+        self.assertEqual(len(finish_reasons), 1)
+        self.assertIn(finish_reasons[0], ("stop", "length"))
+        self.assertEqual(with_choices[-1].choices[0].finish_reason, finish_reasons[0])
+        usage_chunk = chunks[-1]
+        self.assertEqual(usage_chunk.choices, [])
+        self.assertGreater(usage_chunk.usage.completion_tokens, 0)
+        self.assertGreater(usage_chunk.usage.prompt_tokens, 0)
+
+        # Without include_usage there is no usage chunk.
+        plain = list(ask("Name three colors.", stream=True, **options))
+        self.assertTrue(all(chunk.choices for chunk in plain))
+        self.assertTrue(all(chunk.usage is None for chunk in plain))
+
+    def test_stop_sequences_end_the_answer_and_never_appear(self):
+        prompt = "Tell me about the sea."
+        full = ask(prompt, temperature=0, max_tokens=40).choices[0].message.content
+        words = full.split()
+        self.assertGreater(len(words), 6, full)
+        # A word from the middle of the greedy answer: the same request with it as a stop
+        # sequence must give exactly the text before its first occurrence.
+        stop_word = words[5]
+        stopped = ask(prompt, temperature=0, max_tokens=40, stop=stop_word).choices[0]
+        self.assertEqual(stopped.finish_reason, "stop")
+        self.assertNotIn(stop_word, stopped.message.content)
+        self.assertEqual(stopped.message.content, full[: full.index(stop_word)])
+        listed = ask(prompt, temperature=0, max_tokens=40, stop=["no such text", words[3]])
+        self.assertEqual(listed.choices[0].message.content, full[: full.index(words[3])])
+
+    def test_a_seed_makes_sampling_repeatable(self):
+        options = dict(temperature=0.9, seed=1234, max_tokens=24)
+        first = ask("Write one line about the sea.", **options).choices[0].message.content
+        second = ask("Write one line about the sea.", **options).choices[0].message.content
+        self.assertEqual(first, second)
+        self.assertTrue(first.strip())
+
+    def test_json_schema_output_parses_and_validates(self):
+        answer = ask(
+            "Give the capital of France as JSON.",
+            temperature=0,
+            max_tokens=120,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "capital", "schema": CITY_SCHEMA, "strict": True},
+            },
+        )
+        data = json.loads(answer.choices[0].message.content)
+        jsonschema.validate(data, CITY_SCHEMA)
+
+    def test_json_object_output_is_a_json_object(self):
+        answer = ask(
+            "Give a JSON object with the keys name and age for a person called Tom aged 30.",
+            temperature=0,
+            max_tokens=120,
+            response_format={"type": "json_object"},
+        )
+        self.assertEqual(answer.choices[0].finish_reason, "stop")
+        self.assertIsInstance(json.loads(answer.choices[0].message.content), dict)
+
+    def test_logprobs_come_with_their_alternatives(self):
+        answer = ask("Hi", temperature=0, max_tokens=4, logprobs=True, top_logprobs=2)
+        content = answer.choices[0].logprobs.content
+        self.assertEqual(len(content), answer.usage.completion_tokens)
+        for token in content:
+            self.assertLessEqual(token.logprob, 0.0)
+            self.assertEqual(len(token.top_logprobs), 2)
+
+    def test_messages_of_every_role_and_text_parts(self):
+        answer = client().chat.completions.create(
+            model=MODEL,
+            temperature=0,
+            max_completion_tokens=8,
+            messages=[
+                {"role": "system", "content": "You are brief."},
+                {"role": "user", "content": [{"type": "text", "text": "Say hello."}]},
+                {"role": "assistant", "content": "Hello."},
+                {"role": "developer", "content": "Answer in English."},
+                {"role": "user", "content": "Again."},
+            ],
+        )
+        self.assertTrue(answer.choices[0].message.content.strip())
+        self.assertLessEqual(answer.usage.completion_tokens, 8)
+
+
+class Completions(unittest.TestCase):
+    def test_legacy_completions_whole_and_streamed(self):
+        answer = client().completions.create(
+            model=MODEL, prompt="Once upon a time", max_tokens=8, temperature=0
+        )
+        self.assertEqual(answer.object, "text_completion")
+        self.assertTrue(answer.choices[0].text)
+        self.assertEqual(answer.usage.completion_tokens, 8)
+        self.assertEqual(answer.choices[0].finish_reason, "length")
+        streamed = client().completions.create(
+            model=MODEL, prompt="Once upon a time", max_tokens=8, temperature=0, stream=True
+        )
+        text = "".join(chunk.choices[0].text for chunk in streamed if chunk.choices)
+        self.assertEqual(text, answer.choices[0].text)
+
+
+class Models(unittest.TestCase):
+    def test_models_are_listed_and_retrieved(self):
+        ids = [model.id for model in client().models.list()]
+        self.assertIn(MODEL, ids)
+        model = client().models.retrieve(MODEL)
+        self.assertEqual(model.id, MODEL)
+        self.assertEqual(model.object, "model")
+
+
+class Errors(unittest.TestCase):
+    def test_invalid_fields_raise_bad_request(self):
+        with self.assertRaises(openai.BadRequestError) as caught:
+            ask("Hi", n=2)
+        self.assertEqual(caught.exception.status_code, 400)
+        self.assertEqual(caught.exception.param, "n")
+        with self.assertRaises(openai.BadRequestError) as caught:
+            ask("Hi", temperature=5)
+        self.assertEqual(caught.exception.param, "temperature")
+        with self.assertRaises(openai.BadRequestError) as caught:
+            ask("Hi", response_format={"type": "xml"})
+        self.assertEqual(caught.exception.param, "response_format.type")
+
+    def test_a_prompt_too_long_is_context_length_exceeded_also_when_streaming(self):
+        long_prompt = "history " * 6000
+        with self.assertRaises(openai.BadRequestError) as caught:
+            ask(long_prompt, max_tokens=4)
+        self.assertEqual(caught.exception.code, "context_length_exceeded")
+        self.assertIn("tokens", caught.exception.message)
+        with self.assertRaises(openai.BadRequestError) as caught:
+            ask(long_prompt, max_tokens=4, stream=True)
+        self.assertEqual(caught.exception.code, "context_length_exceeded")
+
+    def test_a_wrong_key_raises_authentication_error(self):
+        with self.assertRaises(openai.AuthenticationError) as caught:
+            client(api_key="sk-wrong").models.list()
+        self.assertEqual(caught.exception.status_code, 401)
+
+    def test_an_unknown_model_raises_not_found(self):
+        with self.assertRaises(openai.NotFoundError) as caught:
+            client().chat.completions.create(
+                model="no-such-model", messages=[{"role": "user", "content": "Hi"}]
+            )
+        self.assertEqual(caught.exception.code, "model_not_found")
+        with self.assertRaises(openai.NotFoundError):
+            client().models.retrieve("no-such-model")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
