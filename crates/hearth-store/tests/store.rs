@@ -1,0 +1,420 @@
+//! The store through its public API on real files: conversations, messages, search, delete
+//! with undo, export, and rows corrupted behind its back with raw SQL.
+
+use hearth_store::{
+    ConversationStore, ListQuery, MessageStatus, NewConversation, NewMessage, Role, SettingsUpdate,
+    StoreError,
+};
+use serde_json::json;
+
+fn open() -> (tempfile::TempDir, ConversationStore) {
+    let folder = tempfile::tempdir().unwrap();
+    let store = ConversationStore::open(&folder.path().join("data/hearth.sqlite3")).unwrap();
+    (folder, store)
+}
+
+fn message(role: Role, content: &str) -> NewMessage {
+    NewMessage {
+        role,
+        content: content.into(),
+        status: MessageStatus::Complete,
+        metrics: None,
+    }
+}
+
+fn raw(store: &ConversationStore) -> rusqlite::Connection {
+    rusqlite::Connection::open(store.path()).unwrap()
+}
+
+#[test]
+fn conversations_are_created_listed_renamed_and_configured() {
+    let (_folder, store) = open();
+    let first = store
+        .create_conversation(NewConversation {
+            title: Some("Garden plans".into()),
+            model: Some("smollm2".into()),
+            system_prompt: Some("Be brief.".into()),
+            settings: Some(json!({"temperature": 0.2})),
+        })
+        .unwrap();
+    let second = store
+        .create_conversation(NewConversation::default())
+        .unwrap();
+    assert_eq!(second.title, "");
+    store
+        .append_message(second.id, message(Role::User, "What is a trellis?\nMore."))
+        .unwrap();
+    assert_eq!(
+        store.conversation(second.id).unwrap().title,
+        "What is a trellis?"
+    );
+
+    let listed = store.list_conversations(&ListQuery::default()).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, second.id, "most recently updated first");
+
+    let renamed = store.rename_conversation(first.id, " Vegetables ").unwrap();
+    assert_eq!(renamed.title, "Vegetables");
+    assert!(matches!(
+        store.rename_conversation(first.id, ""),
+        Err(StoreError::InvalidInput { field: "title", .. })
+    ));
+    assert!(matches!(
+        store.rename_conversation(999, "x"),
+        Err(StoreError::ConversationNotFound(999))
+    ));
+
+    let updated = store
+        .update_settings(
+            first.id,
+            SettingsUpdate {
+                model: Some(Some("gemma".into())),
+                system_prompt: Some(None),
+                settings: Some(json!({"temperature": 0.9, "top_p": 0.5})),
+            },
+        )
+        .unwrap();
+    assert_eq!(updated.model.as_deref(), Some("gemma"));
+    assert_eq!(updated.system_prompt, None);
+    assert_eq!(updated.settings["top_p"], 0.5);
+    assert!(matches!(
+        store.update_settings(
+            first.id,
+            SettingsUpdate {
+                settings: Some(json!([1, 2])),
+                ..SettingsUpdate::default()
+            }
+        ),
+        Err(StoreError::InvalidInput {
+            field: "settings",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn search_finds_titles_and_message_text_and_takes_wildcards_literally() {
+    let (_folder, store) = open();
+    let tomatoes = store
+        .create_conversation(NewConversation {
+            title: Some("Tomatoes".into()),
+            ..NewConversation::default()
+        })
+        .unwrap();
+    let rust = store
+        .create_conversation(NewConversation {
+            title: Some("Borrowing".into()),
+            ..NewConversation::default()
+        })
+        .unwrap();
+    store
+        .append_message(
+            rust.id,
+            message(Role::User, "Explain the borrow checker, 100% please"),
+        )
+        .unwrap();
+    let search = |text: &str| {
+        store
+            .list_conversations(&ListQuery {
+                search: Some(text.into()),
+                ..ListQuery::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(search("tomato"), vec![tomatoes.id]);
+    assert_eq!(search("CHECKER"), vec![rust.id]);
+    assert_eq!(search("100%"), vec![rust.id]);
+    assert!(search("1_0").is_empty());
+    assert_eq!(search("  ").len(), 2);
+}
+
+#[test]
+fn delete_can_be_undone_until_purged() {
+    let (_folder, store) = open();
+    let conversation = store
+        .create_conversation(NewConversation {
+            title: Some("Temporary".into()),
+            ..NewConversation::default()
+        })
+        .unwrap();
+    store
+        .append_message(conversation.id, message(Role::User, "hello"))
+        .unwrap();
+    let deleted = store.soft_delete(conversation.id).unwrap();
+    assert!(deleted.deleted_at.is_some());
+    assert!(store
+        .list_conversations(&ListQuery::default())
+        .unwrap()
+        .is_empty());
+    let trash = store
+        .list_conversations(&ListQuery {
+            deleted: true,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(trash.len(), 1);
+    assert!(matches!(
+        store.append_message(conversation.id, message(Role::User, "more")),
+        Err(StoreError::ConversationDeleted(_))
+    ));
+
+    let restored = store.restore(conversation.id).unwrap();
+    assert_eq!(restored.deleted_at, None);
+    assert_eq!(store.messages(conversation.id).unwrap().len(), 1);
+
+    store.soft_delete(conversation.id).unwrap();
+    assert_eq!(store.purge_deleted_before(i64::MAX).unwrap(), 1);
+    assert!(matches!(
+        store.conversation(conversation.id),
+        Err(StoreError::ConversationNotFound(_))
+    ));
+    let orphans: i64 = raw(&store)
+        .query_row("SELECT COUNT(*) FROM messages", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(orphans, 0, "messages go with their conversation");
+}
+
+#[test]
+fn a_streaming_answer_is_saved_as_it_grows_and_then_finished() {
+    let (_folder, store) = open();
+    let conversation = store
+        .create_conversation(NewConversation::default())
+        .unwrap();
+    store
+        .append_message(conversation.id, message(Role::User, "Count"))
+        .unwrap();
+    let answer = store
+        .append_message(
+            conversation.id,
+            NewMessage {
+                role: Role::Assistant,
+                content: String::new(),
+                status: MessageStatus::Streaming,
+                metrics: None,
+            },
+        )
+        .unwrap();
+    store.update_streaming_message(answer.id, "one").unwrap();
+    store
+        .update_streaming_message(answer.id, "one two")
+        .unwrap();
+    assert_eq!(store.message(answer.id).unwrap().content, "one two");
+    let metrics = json!({"ttft_ms": 12.5, "decode_tokens_per_second": 80.0, "generated_tokens": 3});
+    let finished = store
+        .finish_message(
+            answer.id,
+            "one two three",
+            MessageStatus::Complete,
+            Some(&metrics),
+        )
+        .unwrap();
+    assert_eq!(finished.status, MessageStatus::Complete);
+    assert_eq!(finished.metrics, Some(metrics));
+    assert!(matches!(
+        store.update_streaming_message(answer.id, "late"),
+        Err(StoreError::MessageNotStreaming(_))
+    ));
+    assert!(matches!(
+        store.update_streaming_message(12345, "x"),
+        Err(StoreError::MessageNotFound(12345))
+    ));
+}
+
+#[test]
+fn answers_left_streaming_by_a_crash_are_stopped_on_reopen() {
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("hearth.sqlite3");
+    let store = ConversationStore::open(&path).unwrap();
+    let conversation = store
+        .create_conversation(NewConversation::default())
+        .unwrap();
+    let answer = store
+        .append_message(
+            conversation.id,
+            NewMessage {
+                role: Role::Assistant,
+                content: "partial".into(),
+                status: MessageStatus::Streaming,
+                metrics: None,
+            },
+        )
+        .unwrap();
+    drop(store);
+    let store = ConversationStore::open(&path).unwrap();
+    let reopened = store.message(answer.id).unwrap();
+    assert_eq!(reopened.status, MessageStatus::Stopped);
+    assert_eq!(reopened.content, "partial");
+}
+
+#[test]
+fn a_corrupt_row_hides_one_message_and_keeps_the_rest() {
+    let (_folder, store) = open();
+    let conversation = store
+        .create_conversation(NewConversation {
+            title: Some("Fragile".into()),
+            ..NewConversation::default()
+        })
+        .unwrap();
+    let mut ids = Vec::new();
+    for text in [
+        "first",
+        "bad utf-8",
+        "bad metrics",
+        "null text",
+        "bad role",
+        "last",
+    ] {
+        ids.push(
+            store
+                .append_message(conversation.id, message(Role::User, text))
+                .unwrap()
+                .id,
+        );
+    }
+    let connection = raw(&store);
+    connection
+        .execute(
+            "UPDATE messages SET content = CAST(x'48ff6c6c6f' AS TEXT) WHERE id = ?1",
+            [ids[1]],
+        )
+        .unwrap();
+    connection
+        .execute(
+            "UPDATE messages SET metrics = '{not json' WHERE id = ?1",
+            [ids[2]],
+        )
+        .unwrap();
+    // The schema says NOT NULL; an old bug or a manual edit can still get one in.
+    connection
+        .execute_batch(
+            "PRAGMA writable_schema = ON;
+             UPDATE sqlite_schema SET sql = replace(sql, 'content         TEXT NOT NULL', 'content TEXT') WHERE name = 'messages';
+             PRAGMA writable_schema = OFF;"
+        )
+        .unwrap();
+    drop(connection);
+    let connection = raw(&store);
+    connection
+        .execute("UPDATE messages SET content = NULL WHERE id = ?1", [ids[3]])
+        .unwrap();
+    connection
+        .execute(
+            "UPDATE messages SET role = 'wizard' WHERE id = ?1",
+            [ids[4]],
+        )
+        .unwrap();
+    drop(connection);
+
+    // A fresh store reads the corrupted file (no cached state involved).
+    let path = store.path().to_path_buf();
+    drop(store);
+    let store = ConversationStore::open(&path).unwrap();
+    let messages = store.messages(conversation.id).unwrap();
+    assert_eq!(messages.len(), 6, "every row is listed");
+    let shown: Vec<&str> = messages
+        .iter()
+        .filter(|m| !m.hidden)
+        .map(|m| m.content.as_str())
+        .collect();
+    assert_eq!(shown, vec!["first", "last"]);
+    let notices: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m.notice.as_deref())
+        .collect();
+    assert_eq!(notices.len(), 4);
+    assert!(notices[0].contains("not valid UTF-8"), "{}", notices[0]);
+    assert!(
+        notices[1].contains("metrics are not valid JSON")
+            || notices[1].contains("the metrics is not valid JSON"),
+        "{}",
+        notices[1]
+    );
+    assert!(notices[2].contains("missing"), "{}", notices[2]);
+    assert!(notices[3].contains("role"), "{}", notices[3]);
+    assert!(messages
+        .iter()
+        .filter(|m| m.hidden)
+        .all(|m| m.content.is_empty()));
+
+    // The list, the exports and new messages still work.
+    assert_eq!(
+        store
+            .list_conversations(&ListQuery::default())
+            .unwrap()
+            .len(),
+        1
+    );
+    let markdown = store.export_markdown(conversation.id).unwrap();
+    assert!(markdown.contains("first") && markdown.contains("could not be read"));
+    let exported = store.export_json(conversation.id).unwrap();
+    assert_eq!(exported["messages"].as_array().unwrap().len(), 6);
+    store
+        .append_message(conversation.id, message(Role::User, "still works"))
+        .unwrap();
+}
+
+#[test]
+fn a_corrupt_conversation_header_is_shown_with_a_notice() {
+    let (_folder, store) = open();
+    let conversation = store
+        .create_conversation(NewConversation::default())
+        .unwrap();
+    store
+        .append_message(conversation.id, message(Role::User, "hello"))
+        .unwrap();
+    raw(&store)
+        .execute(
+            "UPDATE conversations SET title = CAST(x'ff' AS TEXT), settings = 'oops' WHERE id = ?1",
+            [conversation.id],
+        )
+        .unwrap();
+    let listed = store.list_conversations(&ListQuery::default()).unwrap();
+    assert_eq!(listed.len(), 1);
+    let notice = listed[0].notice.as_deref().unwrap();
+    assert!(
+        notice.contains("title") && notice.contains("settings"),
+        "{notice}"
+    );
+    assert_eq!(listed[0].settings, json!({}));
+    assert_eq!(store.messages(conversation.id).unwrap()[0].content, "hello");
+}
+
+#[test]
+fn exports_hold_the_whole_conversation() {
+    let (_folder, store) = open();
+    let conversation = store
+        .create_conversation(NewConversation {
+            title: Some("Export me".into()),
+            model: Some("smollm2".into()),
+            system_prompt: Some("You are terse.".into()),
+            settings: None,
+        })
+        .unwrap();
+    store
+        .append_message(conversation.id, message(Role::User, "Hi *there*"))
+        .unwrap();
+    store
+        .append_message(
+            conversation.id,
+            NewMessage {
+                role: Role::Assistant,
+                content: "Hello.".into(),
+                status: MessageStatus::Complete,
+                metrics: Some(json!({"ttft_ms": 5.0})),
+            },
+        )
+        .unwrap();
+    let markdown = store.export_markdown(conversation.id).unwrap();
+    assert_eq!(
+        markdown,
+        "# Export me\n\nModel: `smollm2`\n\n## System\n\nYou are terse.\n\n## User\n\nHi *there*\n\n## Assistant\n\nHello.\n\n"
+    );
+    let exported = store.export_json(conversation.id).unwrap();
+    assert_eq!(exported["format"], "hearth-conversation");
+    assert_eq!(exported["title"], "Export me");
+    assert_eq!(exported["messages"][1]["metrics"]["ttft_ms"], 5.0);
+    assert_eq!(exported["messages"][0]["role"], "user");
+}
