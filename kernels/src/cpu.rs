@@ -2,8 +2,7 @@
 //!
 //! Each thread allocates and fills its own part of the buffer (so on a NUMA machine the pages
 //! sit next to the core that reads them, as llama.cpp's threads' weights mostly do), waits at
-//! a barrier, then sums its part with eight independent accumulators, which the compiler turns
-//! into wide vector loads. A pass's bandwidth is the bytes of all threads over the slowest
+//! a barrier, then sums its part in a loop the compiler turns into wide vector loads. A pass's bandwidth is the bytes of all threads over the slowest
 //! thread's time; the best of several passes counts.
 
 use std::hint::black_box;
@@ -17,8 +16,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CPU_BUFFER_BYTES: usize = 512 * 1024 * 1024;
 /// Default passes; the best counts (the others lost time to the rest of the machine).
 pub const DEFAULT_CPU_PASSES: usize = 5;
-/// Independent accumulators in the read loop: enough for two 256-bit loads per cycle.
-const ACCUMULATORS: usize = 8;
+/// Words per thread are rounded to a multiple of this (one 512-bit vector).
+const WORDS_PER_VECTOR: usize = 8;
 
 /// What one measurement found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +38,8 @@ pub fn measure_cpu_read_bandwidth(
 ) -> CpuBandwidthMeasurement {
     let threads = threads.max(1);
     let passes = passes.max(1);
-    let words_per_thread = (buffer_bytes / threads / 8 / ACCUMULATORS).max(1) * ACCUMULATORS;
+    let words_per_thread =
+        (buffer_bytes / threads / 8 / WORDS_PER_VECTOR).max(1) * WORDS_PER_VECTOR;
     let start_line = Barrier::new(threads);
     let per_thread_seconds: Vec<Vec<f64>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -84,17 +84,14 @@ pub fn measure_cpu_read_bandwidth(
     }
 }
 
-/// Sums the words with [`ACCUMULATORS`] independent lanes (vectorizable, no dependency chain).
+/// Sums the words. A plain fold is what LLVM vectorizes best here: with `target-cpu=native`
+/// on an AVX-512 machine, hand-written multi-accumulator loops compiled to code five times
+/// slower (3.6 GB/s against 18 GB/s on one thread, measured), while the fold is unrolled and
+/// vectorized by the compiler itself.
 fn sum_words(words: &[u64]) -> u64 {
-    let mut lanes = [0u64; ACCUMULATORS];
-    for chunk in words.chunks_exact(ACCUMULATORS) {
-        for (lane, word) in lanes.iter_mut().zip(chunk) {
-            *lane = lane.wrapping_add(*word);
-        }
-    }
-    lanes
+    words
         .iter()
-        .fold(0u64, |total, lane| total.wrapping_add(*lane))
+        .fold(0u64, |total, word| total.wrapping_add(*word))
 }
 
 #[cfg(test)]

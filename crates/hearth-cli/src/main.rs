@@ -11,6 +11,7 @@ mod bench_modes;
 mod chat;
 mod logging;
 mod models;
+mod probe;
 mod run;
 mod serve;
 
@@ -51,6 +52,11 @@ enum Command {
     Rm(models::RmArgs),
     /// Add a local GGUF file, or models that Ollama, LM Studio or the Hugging Face cache hold.
     Import(models::ImportArgs),
+    /// Report this machine: CPU, memory, GPUs, llama.cpp's devices and measured bandwidths.
+    Probe(probe::ProbeArgs),
+    /// Plan a model for this machine (quantization, context, GPU layers, memory, speed);
+    /// --verify loads it and compares with what llama.cpp allocates.
+    Fit(probe::FitArgs),
     /// Serve the local OpenAI-compatible API (chat, completions, models, health, metrics).
     Serve(serve::ServeArgs),
     /// The engine worker process (internal: speaks the worker protocol on stdin/stdout).
@@ -88,6 +94,14 @@ fn main() -> ExitCode {
         Command::Ls(args) => models::ls(args),
         Command::Rm(args) => models::rm(args),
         Command::Import(args) => models::import(args),
+        Command::Probe(args) => {
+            probe::quiet_gpu_drivers();
+            with_runtime(probe::probe(args))
+        }
+        Command::Fit(args) => {
+            probe::quiet_gpu_drivers();
+            with_runtime(probe::fit(args))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,10 +16,14 @@ const F32_BYTES: u64 = 4;
 /// Bytes per element of the flash-attention mask (f16); without flash attention it is f32.
 const F16_BYTES: u64 = 2;
 /// Activation tensors of width `n_embd` per ubatch token that are live at the compute graph's
-/// peak besides the logits: measured 5 (SmolLM2 and Gemma 3, CPU, flash attention, every
-/// context and ubatch size), 6 for some contexts where ggml's allocator places the mask
-/// differently. The planner takes the larger: it may over-predict by one such tensor.
-const PEAK_EMBEDDING_WIDTH_ACTIVATIONS: u64 = 6;
+/// peak besides the logits. Measured (SmolLM2 and Gemma 3 on the CPU, every context and ubatch
+/// size): 5 with flash attention, 6 without, each sometimes one more or one less where ggml's
+/// allocator places the mask differently. With flash attention the planner takes the larger.
+const PEAK_ACTIVATIONS_FLASH_ATTENTION: u64 = 6;
+const PEAK_ACTIVATIONS_PLAIN_ATTENTION: u64 = 6;
+/// Without flash attention the peak also holds 1536 bytes per ubatch token that do not
+/// depend on the model's width (measured on both models: 0.75 MiB at 512 tokens).
+const PLAIN_ATTENTION_BYTES_PER_TOKEN: u64 = 1536;
 /// A GPU backend's own memory besides llama.cpp's buffers (driver context, kernels, cuBLAS or
 /// Metal library workspace). llama.cpp reports it as "unaccounted"; public reports put a CUDA
 /// context at 250-500 MiB and Metal's at about 100 MiB.
@@ -70,9 +74,13 @@ pub struct ContextConfig {
     /// Sequences (`n_seq_max`).
     pub n_parallel: u32,
     pub kv_cache_type: KvCacheType,
-    /// Whether flash attention runs (llama.cpp's `auto` turns it on for the CPU, CUDA, Metal
-    /// and Vulkan backends).
+    /// Whether flash attention runs. Hearth's engine turns it off on the CPU (its `auto`
+    /// with no GPU layers, for batch-invariant output) unless the KV cache is quantized, and
+    /// leaves `auto` to llama.cpp with GPU layers (on for CUDA, Metal and Vulkan).
     pub flash_attention: bool,
+    /// One KV buffer shared by all sequences (`true`) or one stream of `n_ctx / n_parallel`
+    /// cells per sequence (`false`, the engine's setting).
+    pub kv_unified: bool,
     /// Full-size KV cache for sliding-window layers. llama.cpp's default (and so Hearth's
     /// engine today) is `true`; `false` sizes those layers to the window.
     pub swa_full: bool,
@@ -81,7 +89,8 @@ pub struct ContextConfig {
 }
 
 impl ContextConfig {
-    /// Hearth's engine defaults (crates/hearth-engine/src/load.rs `context_params`).
+    /// Hearth's engine defaults for a CPU-only load (crates/hearth-engine/src/load.rs
+    /// `context_params`; keep the two in step).
     pub fn engine_defaults(n_ctx: u32) -> ContextConfig {
         ContextConfig {
             n_ctx,
@@ -89,15 +98,44 @@ impl ContextConfig {
             n_ubatch: 512,
             n_parallel: 1,
             kv_cache_type: KvCacheType::F16,
-            flash_attention: true,
+            flash_attention: false,
+            kv_unified: false,
             swa_full: true,
             n_outputs_max: None,
         }
     }
 
-    /// Cells of the main KV cache: `n_ctx` padded to 256.
+    /// Whether the engine runs flash attention for this KV type and GPU offload (see
+    /// [`ContextConfig::flash_attention`]).
+    pub fn engine_flash_attention(kv_cache_type: KvCacheType, n_gpu_layers: u32) -> bool {
+        kv_cache_type != KvCacheType::F16 || n_gpu_layers > 0
+    }
+
+    /// KV streams: one per sequence unless the cache is unified.
+    pub fn kv_streams(&self) -> u64 {
+        if self.kv_unified {
+            1
+        } else {
+            u64::from(self.n_parallel.max(1))
+        }
+    }
+
+    /// Cells of one stream of the main KV cache (`llama_context`: `n_ctx` padded to 256, then
+    /// split per sequence and padded again when not unified).
     pub fn kv_cells(&self) -> u64 {
-        u64::from(self.n_ctx.max(1)).next_multiple_of(KV_CELL_PADDING)
+        let n_ctx = u64::from(self.n_ctx.max(1)).next_multiple_of(KV_CELL_PADDING);
+        if self.kv_unified {
+            n_ctx
+        } else {
+            (n_ctx / self.kv_streams())
+                .max(1)
+                .next_multiple_of(KV_CELL_PADDING)
+        }
+    }
+
+    /// The context llama.cpp really creates (all streams together).
+    pub fn effective_n_ctx(&self) -> u64 {
+        self.kv_cells() * self.kv_streams()
     }
 
     /// The batch llama.cpp uses: with causal attention no larger than the (unpadded) context.
@@ -120,13 +158,19 @@ impl ContextConfig {
         self.effective_n_ubatch().min(n_outputs_max.max(1))
     }
 
-    /// Cells of the KV cache of a sliding-window layer (`llama_kv_cache_iswa`):
-    /// `pad(min(n_ctx, window * n_seq + n_ubatch), 256)`, or the full size with `swa_full`.
+    /// Cells of one stream of a sliding-window layer's KV cache (`llama_kv_cache_iswa`):
+    /// `pad(min(cells, window * (n_seq if unified else 1) + n_ubatch), 256)`, or the full size
+    /// with `swa_full`.
     pub fn sliding_kv_cells(&self, window: u64) -> u64 {
         if self.swa_full {
             return self.kv_cells();
         }
-        let needed = window * u64::from(self.n_parallel.max(1)) + self.effective_n_ubatch();
+        let sequences_per_stream = if self.kv_unified {
+            u64::from(self.n_parallel.max(1))
+        } else {
+            1
+        };
+        let needed = window * sequences_per_stream + self.effective_n_ubatch();
         self.kv_cells()
             .min(needed)
             .next_multiple_of(KV_CELL_PADDING)
@@ -230,7 +274,7 @@ pub fn layer_kv_bytes(model: &ModelFacts, config: &ContextConfig, layer: usize) 
     };
     let k_row = config.kv_cache_type.row_bytes(n_head_kv * model.head_dim_k);
     let v_row = config.kv_cache_type.row_bytes(n_head_kv * model.head_dim_v);
-    cells * (k_row + v_row)
+    cells * config.kv_streams() * (k_row + v_row)
 }
 
 /// The distinct KV caches a layer's attention mask spans: the full cache, and the window-sized
@@ -272,7 +316,12 @@ fn compute_bytes(
         .iter()
         .map(|cells| cells * n_tokens * mask_element_bytes)
         .sum();
-    let activations = PEAK_EMBEDDING_WIDTH_ACTIVATIONS * model.n_embd * n_tokens * F32_BYTES;
+    let activations = if config.flash_attention {
+        PEAK_ACTIVATIONS_FLASH_ATTENTION * model.n_embd * n_tokens * F32_BYTES
+    } else {
+        PEAK_ACTIVATIONS_PLAIN_ATTENTION * model.n_embd * n_tokens * F32_BYTES
+            + PLAIN_ATTENTION_BYTES_PER_TOKEN * n_tokens
+    };
     let logits = if computes_logits {
         model.n_vocab * config.reserved_outputs() * F32_BYTES
     } else {
@@ -468,36 +517,61 @@ mod tests {
         config.swa_full = false;
         // min(32768, 512 * 1 + 512) = 1024.
         assert_eq!(config.sliding_kv_cells(512), 1024);
+        config.kv_unified = true;
         config.n_parallel = 4;
         assert_eq!(config.sliding_kv_cells(512), 2560);
+        config.kv_unified = false;
+        assert_eq!(config.kv_cells(), 8192);
+        assert_eq!(config.sliding_kv_cells(512), 1024);
     }
 
     #[test]
     fn smollm2_buffers_match_llama_cpp_log() {
-        // llama.cpp at n_ctx 4096: model 92.10, KV 90.00, output 0.19, compute 106.77 MiB.
+        // llama.cpp at n_ctx 8192 without flash attention (the engine on the CPU): model
+        // 92.10, KV 180.00, output 0.19, compute 167.52 MiB; with flash attention at 4096 the
+        // compute buffer is 106.77 MiB.
         let model = facts(&hearth_testkit::smollm2());
         let memory = memory_breakdown(
             &model,
-            &ContextConfig::engine_defaults(4096),
+            &ContextConfig::engine_defaults(8192),
             &Placement::cpu_only(),
             &cpu_profile(),
         );
         let host = &memory[0];
         assert_eq!(host.repacked_weights_bytes, 0, "q4_1 is never repacked");
         assert!((mib(host.weights_bytes) - 92.10).abs() < 0.01);
-        assert!((mib(host.kv_cache_bytes) - 90.0).abs() < 0.01);
+        assert!((mib(host.kv_cache_bytes) - 180.0).abs() < 0.01);
         assert!((mib(host.output_bytes) - 0.19).abs() < 0.01);
-        assert!(
-            (mib(host.compute_bytes) - 106.77).abs() < 1.2,
-            "{}",
-            mib(host.compute_bytes)
-        );
+        assert!((mib(host.compute_bytes) - 167.52).abs() < 0.05);
+        let flash = ContextConfig {
+            flash_attention: true,
+            ..ContextConfig::engine_defaults(4096)
+        };
+        let memory = memory_breakdown(&model, &flash, &Placement::cpu_only(), &cpu_profile());
+        assert!((mib(memory[0].compute_bytes) - 106.77).abs() < 1.2);
+    }
+
+    #[test]
+    fn per_sequence_streams_pad_each_stream() {
+        // llama.cpp, SmolLM2 at n_ctx 4096 with 3 sequences: 3 streams of 1536 cells, KV
+        // 101.25 MiB, output 0.56 MiB, compute 106.53 MiB.
+        let model = facts(&hearth_testkit::smollm2());
+        let config = ContextConfig {
+            n_parallel: 3,
+            ..ContextConfig::engine_defaults(4096)
+        };
+        assert_eq!(config.kv_cells(), 1536);
+        assert_eq!(config.effective_n_ctx(), 4608);
+        let memory = memory_breakdown(&model, &config, &Placement::cpu_only(), &cpu_profile());
+        assert!((mib(memory[0].kv_cache_bytes) - 101.25).abs() < 0.01);
+        assert!((mib(memory[0].output_bytes) - 0.56).abs() < 0.01);
+        assert!((mib(memory[0].compute_bytes) - 106.53).abs() < 0.05);
     }
 
     #[test]
     fn gemma3_buffers_match_llama_cpp_log() {
         // llama.cpp at n_ctx 32768: mapped 235.16 + repacked 12.66, KV 96 + 480 (full-size SWA),
-        // output 1.00, compute 582.28 MiB.
+        // output 1.00, compute 648.27 MiB without flash attention (the engine on the CPU).
         let model = facts(&hearth_testkit::gemma3());
         let memory = memory_breakdown(
             &model,
@@ -514,7 +588,7 @@ mod tests {
         assert!((mib(host.weights_bytes) - 247.82).abs() < 0.02);
         assert!((mib(host.kv_cache_bytes) - 576.0).abs() < 0.01);
         assert!(
-            (mib(host.compute_bytes) - 582.28).abs() < 1.5,
+            (mib(host.compute_bytes) - 648.27).abs() < 0.05,
             "{}",
             mib(host.compute_bytes)
         );
@@ -541,7 +615,10 @@ mod tests {
         };
         let memory = memory_breakdown(
             &model,
-            &ContextConfig::engine_defaults(4096),
+            &ContextConfig {
+                flash_attention: true,
+                ..ContextConfig::engine_defaults(4096)
+            },
             &placement,
             &profile,
         );

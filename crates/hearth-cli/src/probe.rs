@@ -1,0 +1,522 @@
+//! `hearth probe` (what this machine is, with measured bandwidths) and `hearth fit` (the plan
+//! for a model on this machine, and with `--verify`, the plan checked against what llama.cpp
+//! really allocates when the model is loaded).
+//!
+//! Both ask the engine worker which devices llama.cpp's backends offer (only it links
+//! llama.cpp), then probe the rest in this process with `hearth-probe`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use hearth_models::{Catalog, ModelLibrary, ModelSource};
+use hearth_probe::{
+    estimate_variant, plan, variant_from_file, DeviceMemory, KvCacheType, LlamaDevice, Plan,
+    ProbeOptions, ProbeReport, QualityPreference, Variant, Wishes,
+};
+use hearth_protocol::{FlashAttention, LoadParams, MemoryReport};
+use serde::Serialize;
+
+/// Largest |relative error| of the predicted total that `--verify` accepts (the goal is 5%).
+pub const VERIFY_TOLERANCE: f64 = 0.10;
+const BYTES_PER_MIB: f64 = 1024.0 * 1024.0;
+const BYTES_PER_GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Print one JSON object instead of a report.
+    #[arg(long)]
+    pub json: bool,
+    /// Use only cached bandwidth figures; run no kernel.
+    #[arg(long)]
+    pub no_measure: bool,
+    /// Measure again even if cached figures exist.
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum QualityArg {
+    Fastest,
+    Balanced,
+    Best,
+}
+
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// A GGUF file, an installed model id, or a catalog id (`hearth pull` it first: reading a
+    /// remote header is not implemented yet).
+    pub model: String,
+    /// Exact context length (all parallel sequences together); default: the longest that fits.
+    #[arg(long = "ctx")]
+    pub n_ctx: Option<u32>,
+    /// Least context per sequence when choosing the length.
+    #[arg(long)]
+    pub min_ctx: Option<u32>,
+    /// Sequences served at once.
+    #[arg(long = "parallel", default_value_t = 1)]
+    pub n_parallel: u32,
+    #[arg(long, value_enum, default_value = "balanced")]
+    pub quality: QualityArg,
+    /// Load the model with the plan and compare the prediction with what llama.cpp allocates.
+    #[arg(long)]
+    pub verify: bool,
+    /// Print one JSON object instead of a report.
+    #[arg(long)]
+    pub json: bool,
+    /// Use only cached bandwidth figures; run no kernel.
+    #[arg(long)]
+    pub no_measure: bool,
+}
+
+/// lavapipe (Mesa's Vulkan on the CPU) warns on stderr when `XDG_RUNTIME_DIR` is unset, though
+/// compute needs no runtime directory. Call before any thread that reads the environment.
+pub fn quiet_gpu_drivers() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+}
+
+fn llama_device(device: hearth_protocol::BackendDevice) -> LlamaDevice {
+    LlamaDevice {
+        name: device.name,
+        description: device.description,
+        backend: device.backend,
+        device_type: device.device_type,
+        memory_total_bytes: device.memory_total_bytes,
+        memory_free_bytes: device.memory_free_bytes,
+    }
+}
+
+/// Asks the worker for llama.cpp's devices, then probes the machine (kernels off the async
+/// threads: they take seconds).
+async fn probe_machine(
+    supervisor: &hearth_supervisor::Supervisor,
+    measure: bool,
+    refresh: bool,
+) -> anyhow::Result<ProbeReport> {
+    let devices = match supervisor.devices().await {
+        Ok(devices) => Some(devices.into_iter().map(llama_device).collect()),
+        Err(error) => {
+            tracing::warn!(%error, "could not ask the engine for llama.cpp's devices");
+            None
+        }
+    };
+    let options = ProbeOptions {
+        data_dir: crate::data_dir(),
+        models_dir: crate::data_dir().join("models"),
+        measure,
+        refresh,
+    };
+    tokio::task::spawn_blocking(move || hearth_probe::probe::probe(&options, devices))
+        .await
+        .context("the probe failed")
+}
+
+pub async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+    let supervisor = crate::supervisor()?;
+    let report = probe_machine(&supervisor, !args.no_measure, args.refresh).await;
+    supervisor.shutdown().await;
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_probe(&report);
+    }
+    Ok(())
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / BYTES_PER_GIB)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / BYTES_PER_MIB)
+}
+
+fn rate(bytes_per_second: Option<f64>) -> String {
+    bytes_per_second.map_or_else(
+        || "not measured".to_string(),
+        |rate| format!("{:.1} GB/s", rate / 1e9),
+    )
+}
+
+fn print_probe(report: &ProbeReport) {
+    let profile = &report.profile;
+    println!("OS        {}", profile.os);
+    println!(
+        "CPU       {} ({}, {} cores / {} threads)",
+        profile.cpu.model,
+        profile.cpu.architecture,
+        profile.cpu.physical_cores,
+        profile.cpu.logical_cores
+    );
+    println!("SIMD      {}", profile.cpu.features.join(" "));
+    println!(
+        "CPU read  {}{}",
+        rate(profile.cpu.read_bandwidth_bytes_per_second),
+        if report.cpu_bandwidth_from_cache {
+            " (cached)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "RAM       {} total, {} available",
+        gib(profile.memory.total_bytes),
+        gib(profile.memory.available_bytes)
+    );
+    if let Some(free) = profile.models_disk_free_bytes {
+        println!("Disk      {} free for models", gib(free));
+    }
+    println!(
+        "Unified   {}",
+        if profile.unified_memory { "yes" } else { "no" }
+    );
+    match &report.llama_devices {
+        Some(devices) => {
+            for device in devices {
+                println!(
+                    "llama.cpp {} ({}, {}, {}): {} total, {} free",
+                    device.name,
+                    device.description,
+                    device.backend,
+                    device.device_type,
+                    gib(device.memory_total_bytes),
+                    gib(device.memory_free_bytes)
+                );
+            }
+        }
+        None => println!("llama.cpp devices: unknown (the engine could not be asked)"),
+    }
+    if report.adapters.is_empty() {
+        println!("GPU       none found by wgpu");
+    }
+    for probed in &report.adapters {
+        let adapter = &probed.adapter;
+        let measured = match (&probed.measurement, &probed.measurement_error) {
+            (Some(measurement), _) => format!(
+                "read {:.1} GB/s, f32 {:.1} TFLOP/s{}",
+                measurement.read_bytes_per_second / 1e9,
+                measurement.f32_flops_per_second / 1e12,
+                if probed.from_cache { " (cached)" } else { "" }
+            ),
+            (None, Some(error)) => error.clone(),
+            (None, None) => "not measured".to_string(),
+        };
+        println!(
+            "GPU       {} ({} {:?}, {}, {}): {}",
+            adapter.name,
+            adapter.vendor,
+            adapter.device_type,
+            adapter.backend,
+            adapter.driver,
+            measured
+        );
+    }
+    let usable = if profile.gpus.is_empty() {
+        "none (layers run on the CPU)".to_string()
+    } else {
+        profile
+            .gpus
+            .iter()
+            .map(|gpu| gpu.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("Offload   {usable}");
+}
+
+/// A model's quantization variants, each with its file when it is on disk.
+type LocatedVariants = Vec<(Variant, Option<PathBuf>)>;
+
+/// The variants `model` names, and the file of each one that is on disk.
+fn resolve_variants(model: &str) -> anyhow::Result<(String, LocatedVariants)> {
+    let path = Path::new(model);
+    if path.is_file() {
+        let variant = variant_from_file(path)
+            .with_context(|| format!("cannot read the GGUF header of {}", path.display()))?;
+        return Ok((model.to_string(), vec![(variant, Some(path.to_path_buf()))]));
+    }
+    let library = ModelLibrary::new(crate::data_dir().join("models"));
+    let catalog = Catalog::builtin().context("the built-in catalog is invalid")?;
+    if let Ok(entry) = catalog.get(model) {
+        let mut known: LocatedVariants = Vec::new();
+        if let Ok(listing) = library.list() {
+            for installed in listing.installed {
+                if let ModelSource::Catalog {
+                    catalog_id,
+                    quantization,
+                    ..
+                } = &installed.manifest.source
+                {
+                    if catalog_id == model {
+                        let mut variant =
+                            variant_from_file(&installed.model_path).with_context(|| {
+                                format!("cannot read {}", installed.model_path.display())
+                            })?;
+                        variant.quantization = quantization.clone();
+                        known.push((variant, Some(installed.model_path.clone())));
+                    }
+                }
+            }
+        }
+        let Some((reference, _)) = known.first().cloned() else {
+            anyhow::bail!(
+                "{model} is in the catalog but not installed, and its header is needed to plan: run `hearth pull {model}` (reading the header of the remote file is not implemented yet)"
+            );
+        };
+        for file in &entry.files {
+            let already = known.iter().any(|(variant, _)| {
+                variant
+                    .quantization
+                    .eq_ignore_ascii_case(&file.quantization)
+            });
+            if !already {
+                known.push((estimate_variant(&reference, &file.quantization), None));
+            }
+        }
+        return Ok((entry.display_name.clone(), known));
+    }
+    let id = hearth_models::ModelId::new(model)
+        .with_context(|| format!("{model} is neither a file, a catalog id nor a model id"))?;
+    let installed = library.get(&id).with_context(|| {
+        format!("{model} is neither a file, a catalog id nor an installed model")
+    })?;
+    let variant = variant_from_file(&installed.model_path)
+        .with_context(|| format!("cannot read {}", installed.model_path.display()))?;
+    Ok((
+        model.to_string(),
+        vec![(variant, Some(installed.model_path))],
+    ))
+}
+
+/// Memory totals by purpose.
+#[derive(Debug, Serialize)]
+pub struct MemoryTotals {
+    pub weights_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub output_bytes: u64,
+    pub compute_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl MemoryTotals {
+    fn predicted(memory: &[DeviceMemory]) -> MemoryTotals {
+        let sum = |field: fn(&DeviceMemory) -> u64| memory.iter().map(field).sum::<u64>();
+        MemoryTotals {
+            weights_bytes: sum(|device| device.weights_bytes),
+            kv_cache_bytes: sum(|device| device.kv_cache_bytes),
+            output_bytes: sum(|device| device.output_bytes),
+            compute_bytes: sum(|device| device.compute_bytes),
+            total_bytes: sum(DeviceMemory::buffers_bytes),
+        }
+    }
+
+    fn measured(report: &MemoryReport) -> MemoryTotals {
+        MemoryTotals {
+            weights_bytes: report.model_bytes,
+            kv_cache_bytes: report.kv_cache_bytes,
+            output_bytes: report.output_bytes,
+            compute_bytes: report.compute_bytes,
+            total_bytes: report.total_bytes,
+        }
+    }
+}
+
+/// What `hearth fit` reports.
+#[derive(Debug, Serialize)]
+pub struct FitReport {
+    pub model: String,
+    pub plan: Plan,
+    /// The plan's llama.cpp buffers by purpose (overheads excluded: they are no buffer).
+    pub predicted: MemoryTotals,
+    /// With `--verify`: what llama.cpp allocated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<MemoryTotals>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured_buffers: Option<MemoryReport>,
+    /// With `--verify`: (predicted - measured) / measured of the totals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative_error: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within_tolerance: Option<bool>,
+    pub tolerance: f64,
+}
+
+fn load_params(plan: &Plan) -> LoadParams {
+    LoadParams {
+        n_ctx: plan.n_ctx,
+        n_batch: plan.n_batch,
+        n_ubatch: plan.n_ubatch,
+        n_gpu_layers: plan.n_gpu_layers,
+        n_parallel: plan.n_parallel,
+        flash_attention: match plan.flash_attention {
+            hearth_probe::plan::FlashAttentionChoice::Auto => FlashAttention::Auto,
+            hearth_probe::plan::FlashAttentionChoice::On => FlashAttention::On,
+        },
+        kv_cache_type: match plan.kv_cache_type {
+            KvCacheType::F16 => hearth_protocol::KvCacheType::F16,
+            KvCacheType::Q8_0 => hearth_protocol::KvCacheType::Q8_0,
+            KvCacheType::Q4_0 => hearth_protocol::KvCacheType::Q4_0,
+        },
+        ..LoadParams::default()
+    }
+}
+
+pub async fn fit(args: FitArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.n_parallel >= 1, "--parallel must be at least 1");
+    let (model_name, variants) = resolve_variants(&args.model)?;
+    let supervisor = crate::supervisor()?;
+    let result = fit_with(&supervisor, &args, model_name, variants).await;
+    supervisor.shutdown().await;
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_fit(&report);
+    }
+    if report.within_tolerance == Some(false) {
+        anyhow::bail!(
+            "the prediction is off by {:+.1}% (more than {:.0}%)",
+            report.relative_error.unwrap_or(0.0) * 100.0,
+            VERIFY_TOLERANCE * 100.0
+        );
+    }
+    Ok(())
+}
+
+async fn fit_with(
+    supervisor: &hearth_supervisor::Supervisor,
+    args: &FitArgs,
+    model_name: String,
+    variants: LocatedVariants,
+) -> anyhow::Result<FitReport> {
+    let report = probe_machine(supervisor, !args.no_measure, false).await?;
+    let wishes = Wishes {
+        context: args.n_ctx,
+        min_context: args.min_ctx,
+        quality: match args.quality {
+            QualityArg::Fastest => QualityPreference::Fastest,
+            QualityArg::Balanced => QualityPreference::Balanced,
+            QualityArg::Best => QualityPreference::Best,
+        },
+        n_parallel: args.n_parallel,
+    };
+    let plain: Vec<Variant> = variants
+        .iter()
+        .map(|(variant, _)| variant.clone())
+        .collect();
+    let plan = plan(&plain, &report.profile, &wishes)
+        .with_context(|| format!("no plan for {model_name} on this machine"))?;
+    let predicted = MemoryTotals::predicted(&plan.memory);
+    let mut fit = FitReport {
+        model: model_name,
+        predicted,
+        measured: None,
+        measured_buffers: None,
+        relative_error: None,
+        within_tolerance: None,
+        tolerance: VERIFY_TOLERANCE,
+        plan,
+    };
+    if args.verify {
+        let path = variants
+            .iter()
+            .find(|(variant, path)| variant.quantization == fit.plan.quantization && path.is_some())
+            .and_then(|(_, path)| path.clone())
+            .with_context(|| {
+                format!(
+                    "cannot verify: the planned {} variant is not on disk (`hearth pull` it)",
+                    fit.plan.quantization
+                )
+            })?;
+        supervisor
+            .load(&path, load_params(&fit.plan))
+            .await
+            .with_context(|| format!("cannot load {}", path.display()))?;
+        let memory = supervisor
+            .memory_report()
+            .await
+            .context("the engine did not report its memory")?;
+        anyhow::ensure!(
+            memory.total_bytes > 0,
+            "llama.cpp reported no buffers (is its log routed to the engine?)"
+        );
+        let measured = MemoryTotals::measured(&memory);
+        let relative_error = (fit.predicted.total_bytes as f64 - measured.total_bytes as f64)
+            / measured.total_bytes as f64;
+        fit.relative_error = Some(relative_error);
+        fit.within_tolerance = Some(relative_error.abs() <= VERIFY_TOLERANCE);
+        fit.measured = Some(measured);
+        fit.measured_buffers = Some(memory);
+    }
+    Ok(fit)
+}
+
+fn print_fit(report: &FitReport) {
+    let plan = &report.plan;
+    println!(
+        "{} · {}{} · context {} ({} per sequence × {}) · {:?} offload, {} GPU layers · KV {} · flash attention {:?}",
+        report.model,
+        plan.quantization,
+        if plan.estimated_from_other_variant {
+            " (estimated)"
+        } else {
+            ""
+        },
+        plan.n_ctx,
+        plan.n_ctx_per_sequence,
+        plan.n_parallel,
+        plan.offload,
+        plan.n_gpu_layers,
+        plan.kv_cache_type.name(),
+        plan.flash_attention
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "device", "weights", "KV cache", "output", "compute", "overhead", "total"
+    );
+    for device in &plan.memory {
+        println!(
+            "{:<10} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+            device.device,
+            mib(device.weights_bytes),
+            mib(device.kv_cache_bytes),
+            mib(device.output_bytes),
+            mib(device.compute_bytes),
+            mib(device.overhead_bytes),
+            mib(device.total_bytes())
+        );
+    }
+    for budget in &plan.budgets {
+        println!(
+            "budget {}: {} of {} free (margin {}) planned",
+            budget.device,
+            gib(budget.planned_bytes),
+            gib(budget.free_bytes),
+            gib(budget.margin_bytes)
+        );
+    }
+    println!(
+        "predicted: decode {:.1} tokens/s (at position {}), prefill {:.0} tokens/s",
+        plan.speed.decode_tokens_per_second,
+        plan.speed.decode_position,
+        plan.speed.prefill_tokens_per_second
+    );
+    for note in &plan.notes {
+        println!("note: {note}");
+    }
+    if let (Some(measured), Some(error)) = (&report.measured, report.relative_error) {
+        println!(
+            "verify: predicted {} · measured {} (weights {}, KV {}, output {}, compute {}) · error {:+.2}%",
+            mib(report.predicted.total_bytes),
+            mib(measured.total_bytes),
+            mib(measured.weights_bytes),
+            mib(measured.kv_cache_bytes),
+            mib(measured.output_bytes),
+            mib(measured.compute_bytes),
+            error * 100.0
+        );
+    }
+}
