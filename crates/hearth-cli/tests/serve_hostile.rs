@@ -480,7 +480,19 @@ fn idle_models_unload_and_load_again_on_demand_with_503_meanwhile() {
     let model = server.model_id();
     let ask =
         json!({"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2});
-    assert_eq!(server.post_json("/v1/chat/completions", &ask).status, 200);
+    // As an SDK does: retry a 503 after its Retry-After (the model may unload between two
+    // requests on a slow machine, since it idles for one second only).
+    let ask_until_answered = || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let response = server.post_json("/v1/chat/completions", &ask);
+            if response.status != 503 || std::time::Instant::now() >= deadline {
+                return response;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    assert_eq!(ask_until_answered().status, 200);
     assert_eq!(
         server.wait_for_metric("hearth_models_loaded", 0.0, Duration::from_secs(15)),
         Some(0.0),
@@ -490,13 +502,12 @@ fn idle_models_unload_and_load_again_on_demand_with_503_meanwhile() {
     let response = server.post_json("/v1/chat/completions", &ask);
     check_error("loading", &response, 503, "model_loading", None);
     assert_eq!(response.header("retry-after"), Some("1"));
-    server.wait_ready();
-    let response = server.post_json("/v1/chat/completions", &ask);
+    let response = ask_until_answered();
     assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(
-        server.metric(&format!("hearth_model_loads_total{{model=\"{model}\"}}")),
-        Some(2.0)
-    );
+    let loads = server
+        .metric(&format!("hearth_model_loads_total{{model=\"{model}\"}}"))
+        .unwrap_or(0.0);
+    assert!(loads >= 2.0, "{loads} loads");
 }
 
 #[test]
