@@ -203,10 +203,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     stdout.flush()?;
 
+    let conversations = hearth_server::conversations::open_store(&crate::data_dir())
+        .context("cannot open the conversation history")?;
     let state = AppState {
         models,
         metrics,
         security: Arc::new(security),
+        conversations: Some(conversations),
     };
     hearth_server::serve(listener, state, shutdown_signal())
         .await

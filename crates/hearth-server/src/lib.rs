@@ -15,6 +15,7 @@
 //! [`router`] builds the whole application from an [`AppState`], so tests drive the handlers
 //! without a socket; [`serve`] runs it on a listener until a shutdown signal.
 
+pub mod conversations;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
@@ -56,6 +57,9 @@ pub struct AppState {
     pub models: Arc<ModelManager>,
     pub metrics: Arc<Metrics>,
     pub security: Arc<SecurityPolicy>,
+    /// The conversation history behind `/api/conversations` (`None`: the server keeps none
+    /// and those routes answer 503).
+    pub conversations: Option<Arc<hearth_store::ConversationStore>>,
 }
 
 /// The whole application: routes, security checks, body limit, request metrics.
@@ -67,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{id}", get(handlers::get_model))
         .route("/health", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
+        .merge(conversations::router())
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         // Inner to outer: the body limit applies to the handlers; security runs before them;

@@ -58,6 +58,7 @@ fn state_with(api_key: Option<&str>, allowed_origins: &[&str]) -> AppState {
         models,
         metrics,
         security: Arc::new(security),
+        conversations: None,
     }
 }
 

@@ -1,0 +1,235 @@
+//! Conversation history end to end: the real `hearth serve` binary, the real SmolLM2 model,
+//! real HTTP. A message's answer streams as server-sent events and is found again after the
+//! server restarts; a server killed with SIGKILL mid-answer keeps the answer up to about the
+//! last second.
+
+mod serve_support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use serve_support::{request, HttpResponse, LISTENING_PREFIX};
+
+/// How long a server may take to print its address and load the model.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The server saves a streaming answer at least this often (`STREAMING_SAVE_INTERVAL` is
+/// 500 ms); the SIGKILL test allows this much plus scheduling noise on a busy machine.
+const MAX_LOST_MILLIS: i64 = 1_500;
+
+/// `hearth serve` on a free port with `home` as its data directory; SIGKILLed when dropped.
+struct Server {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Server {
+    fn start(home: &Path) -> Server {
+        let model = hearth_testkit::smollm2();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["serve", "--port", "0", "--model"])
+            .arg(&model)
+            .env("HEARTH_HOME", home)
+            .env_remove("HEARTH_LOG")
+            .env_remove("HEARTH_API_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start hearth serve");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix(LISTENING_PREFIX) {
+                    let _ = sender.send(address.trim().to_string());
+                }
+            }
+        });
+        let address = receiver
+            .recv_timeout(READY_TIMEOUT)
+            .expect("hearth serve printed no address")
+            .parse()
+            .unwrap();
+        let server = Server { child, address };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while server.get("/health").status != 200 {
+            assert!(Instant::now() < deadline, "the model never loaded");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn get(&self, path: &str) -> HttpResponse {
+        request(self.address, "GET", path, &[], b"")
+    }
+
+    fn post(&self, path: &str, body: &Value) -> HttpResponse {
+        post(self.address, path, body)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn post(address: SocketAddr, path: &str, body: &Value) -> HttpResponse {
+    request(
+        address,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+}
+
+/// The `data` of every event of a server-sent event stream.
+fn sse_events(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|event| event.trim().strip_prefix("data:"))
+        .map(|data| serde_json::from_str(data.trim()).expect("each event is JSON"))
+        .collect()
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn an_answer_streams_and_is_found_after_a_restart() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path());
+    let created = server.post(
+        "/api/conversations",
+        &json!({"settings": {"temperature": 0, "max_tokens": 24}}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_i64().unwrap();
+
+    let response = server.post(
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "What is the capital of France?"}),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.header("content-type"), Some("text/event-stream"));
+    let events = sse_events(&response.text());
+    assert_eq!(events[0]["type"], "start", "{events:?}");
+    let streamed: String = events
+        .iter()
+        .filter(|event| event["type"] == "token")
+        .map(|event| event["text"].as_str().unwrap())
+        .collect();
+    assert!(!streamed.is_empty(), "{events:?}");
+    let done = events.last().unwrap();
+    assert_eq!(done["type"], "done", "{done}");
+    assert_eq!(done["message"]["content"], streamed.as_str());
+    assert_eq!(done["message"]["status"], "complete");
+    assert!(done["message"]["metrics"]["ttft_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        done["message"]["metrics"]["generated_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    server.kill();
+
+    let server = Server::start(home.path());
+    let listed = server.get("/api/conversations").json();
+    assert_eq!(listed["data"][0]["title"], "What is the capital of France?");
+    let conversation = server.get(&format!("/api/conversations/{id}")).json();
+    let messages = conversation["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{conversation}");
+    assert_eq!(messages[0]["role"], "user");
+    assert_eq!(messages[1]["role"], "assistant");
+    assert_eq!(messages[1]["content"], streamed.as_str());
+    assert_eq!(messages[1]["status"], "complete");
+    assert!(
+        messages[1]["metrics"]["decode_tokens_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+
+    // The next turn sees the history (the model answers it; the store keeps both turns).
+    let second = server.post(
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "And of Italy?"}),
+    );
+    assert_eq!(second.status, 200);
+    let conversation = server.get(&format!("/api/conversations/{id}")).json();
+    assert_eq!(conversation["messages"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn sigkill_mid_answer_keeps_the_answer_up_to_about_the_last_second() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path());
+    // A long answer: it runs to max_tokens (many seconds at ~80 tokens/s on 2 cores).
+    let created = server.post(
+        "/api/conversations",
+        &json!({"settings": {"temperature": 0, "max_tokens": 4000, "ignore_eos": true}}),
+    );
+    let id = created.json()["id"].as_i64().unwrap();
+    let address = server.address;
+    // The client runs on a thread; the server dies under it.
+    let client = std::thread::spawn(move || {
+        post(
+            address,
+            &format!("/api/conversations/{id}/messages"),
+            &json!({"content": "Write a very long story about a lighthouse."}),
+        )
+    });
+
+    // Wait until the answer has been saved a few times, then kill the server.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    loop {
+        let conversation = server.get(&format!("/api/conversations/{id}")).json();
+        if let Some(answer) = conversation["messages"].get(1) {
+            assert_eq!(answer["status"], "streaming", "{answer}");
+            seen = answer["content"].as_str().unwrap().to_string();
+        }
+        if seen.len() > 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the answer was never saved");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let killed_at = now_millis();
+    server.kill();
+    let _ = client.join();
+
+    let server = Server::start(home.path());
+    let conversation = server.get(&format!("/api/conversations/{id}")).json();
+    let messages = conversation["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{conversation}");
+    let answer = &messages[1];
+    let saved = answer["content"].as_str().unwrap();
+    assert!(
+        saved.starts_with(&seen),
+        "the saved answer continues what was seen before the kill"
+    );
+    assert_eq!(answer["status"], "stopped", "a crash mid-answer is a stop");
+    let last_save = answer["updated_at"].as_i64().unwrap();
+    assert!(
+        killed_at - last_save <= MAX_LOST_MILLIS,
+        "the last save was {} ms before the kill",
+        killed_at - last_save
+    );
+}

@@ -1,0 +1,707 @@
+//! The conversation endpoints: history kept by the server (`hearth-store`), so the UI never
+//! holds the only copy.
+//!
+//! - `GET /api/conversations` (`?search=`, `?deleted=true` for the trash, `?limit=`),
+//!   `POST /api/conversations` (`title`, `model`, `system_prompt`, `settings`).
+//! - `GET`/`PATCH`/`DELETE /api/conversations/{id}` (`DELETE` keeps it for undo;
+//!   `?purge=true` removes it for good), `POST /api/conversations/{id}/restore`.
+//! - `GET /api/conversations/{id}/export?format=markdown|json`.
+//! - `POST /api/conversations/{id}/messages` (`content`, optional `model`): saves the user
+//!   message, answers through the same model manager and request validation as
+//!   `/v1/chat/completions`, and streams server-sent events (`start`, `token`…, then `done`
+//!   or `error`). The answer is saved while it streams, every [`STREAMING_SAVE_INTERVAL`] and
+//!   at its end, by a task of its own, so it is kept whether or not the client stays: a client
+//!   that leaves stops the answer (status `stopped`), and a server killed mid-answer loses at
+//!   most the last interval.
+//!
+//! A conversation's `settings` are the sampling fields of a chat completion request
+//! ([`SAMPLING_SETTING_KEYS`]), validated by the same parser.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hearth_protocol::{FinishReason, RequestMetrics};
+use hearth_store::{
+    ConversationId, ConversationStore, ListQuery, MessageId, MessageStatus, NewConversation,
+    NewMessage, Role, SettingsUpdate, StoreError,
+};
+use hearth_supervisor::{GenerationEvent, GenerationStream, SupervisorError};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use crate::error::{ApiError, TYPE_INVALID_REQUEST, TYPE_SERVER};
+use crate::handlers::JsonBody;
+use crate::models::ModelLease;
+use crate::request::parse_chat_request;
+use crate::AppState;
+
+/// How often a streaming answer is saved while text arrives: the most a crash can lose.
+pub const STREAMING_SAVE_INTERVAL: Duration = Duration::from_millis(500);
+/// Events buffered between the answer's task and a slow client before the task waits.
+const EVENT_BUFFER: usize = 64;
+/// The fields of a chat completion request a conversation's `settings` may hold.
+pub const SAMPLING_SETTING_KEYS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "max_tokens",
+    "stop",
+    // For benchmarks and tests: answers that run to max_tokens.
+    "ignore_eos",
+];
+/// The prompt param named by errors of the messages endpoint.
+const CONTENT_PARAM: &str = "content";
+
+/// The conversation routes, merged into [`crate::router`] (so the same security layers apply).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/conversations",
+            get(list_conversations).post(create_conversation),
+        )
+        .route(
+            "/api/conversations/{id}",
+            get(show_conversation)
+                .patch(update_conversation)
+                .delete(delete_conversation),
+        )
+        .route(
+            "/api/conversations/{id}/restore",
+            post(restore_conversation),
+        )
+        .route("/api/conversations/{id}/export", get(export_conversation))
+        .route("/api/conversations/{id}/messages", post(send_message))
+}
+
+/// The conversation database's file name inside the data directory.
+pub const STORE_FILE_NAME: &str = "hearth.sqlite3";
+
+/// Opens (creating and migrating it if needed) `<data_dir>/hearth.sqlite3`.
+pub fn open_store(data_dir: &std::path::Path) -> Result<Arc<ConversationStore>, StoreError> {
+    ConversationStore::open(&data_dir.join(STORE_FILE_NAME)).map(Arc::new)
+}
+
+fn store(state: &AppState) -> Result<Arc<ConversationStore>, ApiError> {
+    state.conversations.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TYPE_SERVER,
+            "This server keeps no conversation history.",
+        )
+        .with_code("history_unavailable")
+    })
+}
+
+fn conversation_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        TYPE_INVALID_REQUEST,
+        "There is no such conversation.",
+    )
+    .with_code("conversation_not_found")
+}
+
+/// Ids are positive integers; anything else is a conversation that does not exist.
+fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
+    raw.parse::<ConversationId>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(conversation_not_found)
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::ConversationNotFound(_) => conversation_not_found(),
+        StoreError::ConversationDeleted(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            TYPE_INVALID_REQUEST,
+            "This conversation is deleted; restore it first.",
+        )
+        .with_code("conversation_deleted"),
+        StoreError::InvalidInput { field, reason } => {
+            ApiError::invalid_param(field, format!("'{field}' is invalid: {reason}."))
+        }
+        other => {
+            // The store's messages can hold the database path: log them, answer plainly.
+            tracing::error!(error = %other, "conversation store failure");
+            ApiError::internal(
+                "history_error",
+                "The conversation history could not be read or written.",
+            )
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    search: Option<String>,
+    deleted: Option<bool>,
+    limit: Option<u32>,
+}
+
+async fn list_conversations(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::bad_request("invalid_query", format!("Invalid query: {rejection}."))
+    })?;
+    let listed = store(&state)?
+        .list_conversations(&ListQuery {
+            search: params.search,
+            deleted: params.deleted.unwrap_or(false),
+            limit: params.limit,
+        })
+        .map_err(store_error)?;
+    Ok(Json(json!({"object": "list", "data": listed})))
+}
+
+/// The fields a create or update body may hold, each absent, `null` or a value.
+#[derive(Debug, Default)]
+struct ConversationFields {
+    title: Option<Option<String>>,
+    model: Option<Option<String>>,
+    system_prompt: Option<Option<String>>,
+    settings: Option<Value>,
+}
+
+fn parse_conversation_fields(
+    state: &AppState,
+    body: &Value,
+) -> Result<ConversationFields, ApiError> {
+    let Some(object) = body.as_object() else {
+        return Err(ApiError::bad_request(
+            "invalid_type",
+            "The request body must be a JSON object.",
+        ));
+    };
+    let mut fields = ConversationFields::default();
+    for (key, value) in object {
+        let text = || -> Result<Option<String>, ApiError> {
+            match value {
+                Value::Null => Ok(None),
+                Value::String(text) => Ok(Some(text.clone())),
+                _ => Err(ApiError::invalid_param(
+                    key.as_str(),
+                    format!("'{key}' must be a string or null."),
+                )),
+            }
+        };
+        match key.as_str() {
+            "title" => fields.title = Some(text()?),
+            "model" => {
+                let model = text()?;
+                if let Some(model) = &model {
+                    if state.models.resolve(model).is_none() {
+                        return Err(ApiError::model_not_found(model));
+                    }
+                }
+                fields.model = Some(model);
+            }
+            "system_prompt" => fields.system_prompt = Some(text()?),
+            "settings" => {
+                let settings = match value {
+                    Value::Null => Value::Object(Map::new()),
+                    other => other.clone(),
+                };
+                validate_settings(&settings)?;
+                fields.settings = Some(settings);
+            }
+            _ => {
+                return Err(ApiError::invalid_param(
+                    key.as_str(),
+                    format!("Unknown field '{key}': a conversation has title, model, system_prompt and settings."),
+                ))
+            }
+        }
+    }
+    Ok(fields)
+}
+
+/// Settings must be an object of known sampling fields with values the chat completion
+/// parser accepts, so a conversation never holds settings that would fail every answer.
+fn validate_settings(settings: &Value) -> Result<(), ApiError> {
+    let Some(object) = settings.as_object() else {
+        return Err(ApiError::invalid_param(
+            "settings",
+            "'settings' must be a JSON object.",
+        ));
+    };
+    if let Some(key) = object
+        .keys()
+        .find(|key| !SAMPLING_SETTING_KEYS.contains(&key.as_str()))
+    {
+        return Err(ApiError::invalid_param(
+            format!("settings.{key}"),
+            format!(
+                "Unknown setting '{key}'; settings may hold {}.",
+                SAMPLING_SETTING_KEYS.join(", ")
+            ),
+        ));
+    }
+    let mut probe = object.clone();
+    probe.insert("model".into(), json!("settings-check"));
+    probe.insert(
+        "messages".into(),
+        json!([{"role": "user", "content": "settings check"}]),
+    );
+    parse_chat_request(&Value::Object(probe)).map(|_| ())
+}
+
+async fn create_conversation(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let fields = parse_conversation_fields(&state, &body)?;
+    let conversation = store(&state)?
+        .create_conversation(NewConversation {
+            title: fields.title.flatten(),
+            model: fields.model.flatten(),
+            system_prompt: fields.system_prompt.flatten(),
+            settings: fields.settings,
+        })
+        .map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(conversation)).into_response())
+}
+
+async fn show_conversation(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = conversation_id(&raw_id)?;
+    let conversation = store(&state)?
+        .conversation_with_messages(id)
+        .map_err(store_error)?;
+    Ok(Json(json!(conversation)))
+}
+
+async fn update_conversation(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let id = conversation_id(&raw_id)?;
+    let store = store(&state)?;
+    let fields = parse_conversation_fields(&state, &body)?;
+    if let Some(title) = &fields.title {
+        let title = title.as_deref().unwrap_or("");
+        store.rename_conversation(id, title).map_err(store_error)?;
+    }
+    let conversation = store
+        .update_settings(
+            id,
+            SettingsUpdate {
+                model: fields.model,
+                system_prompt: fields.system_prompt,
+                settings: fields.settings,
+            },
+        )
+        .map_err(store_error)?;
+    Ok(Json(json!(conversation)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeleteParams {
+    purge: Option<bool>,
+}
+
+async fn delete_conversation(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    params: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::bad_request("invalid_query", format!("Invalid query: {rejection}."))
+    })?;
+    let id = conversation_id(&raw_id)?;
+    let store = store(&state)?;
+    if params.purge.unwrap_or(false) {
+        store.purge(id).map_err(store_error)?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let conversation = store.soft_delete(id).map_err(store_error)?;
+    Ok(Json(conversation).into_response())
+}
+
+async fn restore_conversation(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = conversation_id(&raw_id)?;
+    let conversation = store(&state)?.restore(id).map_err(store_error)?;
+    Ok(Json(json!(conversation)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ExportParams {
+    format: Option<String>,
+}
+
+async fn export_conversation(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::bad_request("invalid_query", format!("Invalid query: {rejection}."))
+    })?;
+    let id = conversation_id(&raw_id)?;
+    let store = store(&state)?;
+    let (body, content_type, extension) = match params.format.as_deref().unwrap_or("markdown") {
+        "markdown" | "md" => (
+            store.export_markdown(id).map_err(store_error)?,
+            "text/markdown; charset=utf-8",
+            "md",
+        ),
+        "json" => (
+            serde_json::to_string_pretty(&store.export_json(id).map_err(store_error)?)
+                .unwrap_or_default(),
+            "application/json",
+            "json",
+        ),
+        _ => {
+            return Err(ApiError::invalid_param(
+                "format",
+                "'format' must be \"markdown\" or \"json\".",
+            ))
+        }
+    };
+    // The file name is made of the id only: a title can hold anything.
+    let disposition = format!("attachment; filename=\"conversation-{id}.{extension}\"");
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// `POST /api/conversations/{id}/messages`: saves the user's message and streams the answer.
+async fn send_message(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let id = conversation_id(&raw_id)?;
+    let store = store(&state)?;
+    let Some(object) = body.as_object() else {
+        return Err(ApiError::bad_request(
+            "invalid_type",
+            "The request body must be a JSON object.",
+        ));
+    };
+    if let Some(key) = object
+        .keys()
+        .find(|key| !matches!(key.as_str(), "content" | "model"))
+    {
+        return Err(ApiError::invalid_param(
+            key.as_str(),
+            format!("Unknown field '{key}': a message has content and, optionally, model."),
+        ));
+    }
+    let content = match object.get(CONTENT_PARAM) {
+        Some(Value::String(text)) if !text.trim().is_empty() => text.clone(),
+        Some(Value::String(_)) => {
+            return Err(ApiError::invalid_param(
+                CONTENT_PARAM,
+                "'content' is empty.",
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                CONTENT_PARAM,
+                "'content' must be a string.",
+            ))
+        }
+        None => {
+            return Err(ApiError::invalid_param(
+                CONTENT_PARAM,
+                "'content' is required: the text of your message.",
+            )
+            .with_code("missing_required_parameter"))
+        }
+    };
+    let requested_model = match object.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(model)) => Some(model.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "model",
+                "'model' must be a string.",
+            ))
+        }
+    };
+
+    let history = store.conversation_with_messages(id).map_err(store_error)?;
+    if history.conversation.deleted_at.is_some() {
+        return Err(store_error(StoreError::ConversationDeleted(id)));
+    }
+    let model = requested_model
+        .or_else(|| history.conversation.model.clone())
+        .or_else(|| state.models.list().into_iter().next().map(|model| model.id))
+        .ok_or_else(|| {
+            ApiError::invalid_param(
+                "model",
+                "No model is installed: install one (`hearth pull`) or start the server with --model.",
+            )
+        })?;
+
+    // The same request as a chat completion, through the same validation.
+    let mut request_body = Map::new();
+    if let Some(settings) = history.conversation.settings.as_object() {
+        for (key, value) in settings {
+            if SAMPLING_SETTING_KEYS.contains(&key.as_str()) {
+                request_body.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let mut messages = Vec::new();
+    if let Some(system_prompt) = history
+        .conversation
+        .system_prompt
+        .as_deref()
+        .filter(|prompt| !prompt.trim().is_empty())
+    {
+        messages.push(json!({"role": "system", "content": system_prompt}));
+    }
+    for message in history
+        .messages
+        .iter()
+        .filter(|message| !message.hidden && !message.content.is_empty())
+    {
+        messages.push(json!({"role": message.role.as_str(), "content": message.content}));
+    }
+    messages.push(json!({"role": "user", "content": content}));
+    request_body.insert("model".into(), json!(model));
+    request_body.insert("messages".into(), Value::Array(messages));
+    request_body.insert("stream".into(), json!(true));
+    // A long conversation keeps going: the oldest turns make room, and `start` says so.
+    request_body.insert("context_overflow".into(), json!("drop_oldest_turns"));
+    let request = parse_chat_request(&Value::Object(request_body))?;
+
+    // Acquire before saving anything: a 503 while the model loads is retried by the client,
+    // and a retry must not save the user's message twice.
+    let lease = state.models.acquire(&request.model).await?;
+    let user_message = store
+        .append_message(
+            id,
+            NewMessage {
+                role: Role::User,
+                content,
+                status: MessageStatus::Complete,
+                metrics: None,
+            },
+        )
+        .map_err(store_error)?;
+    if history.conversation.model.is_none() {
+        let _ = store.update_settings(
+            id,
+            SettingsUpdate {
+                model: Some(Some(lease.id().to_string())),
+                ..SettingsUpdate::default()
+            },
+        );
+    }
+    let mut stream = lease
+        .supervisor()
+        .generate(request.generation())
+        .await
+        .map_err(|error| ApiError::from_supervisor(error, CONTENT_PARAM))?;
+    let (prompt_tokens, dropped_messages) = match stream.next().await {
+        Some(Ok(GenerationEvent::Started {
+            prompt_tokens,
+            dropped_messages,
+            ..
+        })) => (prompt_tokens, dropped_messages),
+        Some(Err(error)) => return Err(ApiError::from_supervisor(error, CONTENT_PARAM)),
+        Some(Ok(other)) => {
+            return Err(ApiError::from_supervisor(
+                SupervisorError::Protocol(format!("{other:?} before Started")),
+                CONTENT_PARAM,
+            ))
+        }
+        None => {
+            return Err(ApiError::from_supervisor(
+                SupervisorError::WorkerCrashed {
+                    status: "worker exited".into(),
+                },
+                CONTENT_PARAM,
+            ))
+        }
+    };
+    let answer = store
+        .append_message(
+            id,
+            NewMessage {
+                role: Role::Assistant,
+                content: String::new(),
+                status: MessageStatus::Streaming,
+                metrics: None,
+            },
+        )
+        .map_err(store_error)?;
+    let (sender, receiver) = mpsc::channel::<Value>(EVENT_BUFFER);
+    let start = json!({
+        "type": "start",
+        "conversation_id": id,
+        "model": lease.id(),
+        "user_message": user_message,
+        "assistant_message": answer,
+        "prompt_tokens": prompt_tokens,
+        "dropped_messages": dropped_messages,
+    });
+    let _ = sender.try_send(start);
+    tokio::spawn(run_answer(AnswerTask {
+        store,
+        message_id: answer.id,
+        stream,
+        lease,
+        metrics: state.metrics.clone(),
+        sender,
+    }));
+    Ok(sse_response(receiver))
+}
+
+/// One answer being generated and saved, independent of the client's connection.
+struct AnswerTask {
+    store: Arc<ConversationStore>,
+    message_id: MessageId,
+    stream: GenerationStream,
+    /// Held until the answer ends, so the model is not unloaded under it.
+    lease: ModelLease,
+    metrics: Arc<crate::Metrics>,
+    sender: mpsc::Sender<Value>,
+}
+
+enum AnswerEnd {
+    Done(FinishReason, RequestMetrics),
+    Failed(SupervisorError),
+    ClientLeft,
+}
+
+async fn run_answer(task: AnswerTask) {
+    let AnswerTask {
+        store,
+        message_id,
+        mut stream,
+        lease,
+        metrics,
+        sender,
+    } = task;
+    let mut content = String::new();
+    let mut unsaved = false;
+    let mut save_timer = tokio::time::interval(STREAMING_SAVE_INTERVAL);
+    save_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end = loop {
+        tokio::select! {
+            event = stream.next() => match event {
+                Some(Ok(GenerationEvent::Text { text, .. })) => {
+                    if text.is_empty() {
+                        continue;
+                    }
+                    content.push_str(&text);
+                    unsaved = true;
+                    if sender.send(json!({"type": "token", "text": text})).await.is_err() {
+                        break AnswerEnd::ClientLeft;
+                    }
+                }
+                Some(Ok(GenerationEvent::Started { .. })) => {}
+                Some(Ok(GenerationEvent::Done { finish_reason, metrics })) => {
+                    break AnswerEnd::Done(finish_reason, metrics)
+                }
+                Some(Err(error)) => break AnswerEnd::Failed(error),
+                None => break AnswerEnd::Failed(SupervisorError::WorkerCrashed {
+                    status: "worker exited".into(),
+                }),
+            },
+            _ = save_timer.tick() => {
+                if unsaved {
+                    if let Err(error) = store.update_streaming_message(message_id, &content) {
+                        tracing::warn!(%error, "cannot save a streaming answer");
+                    }
+                    unsaved = false;
+                }
+            }
+            () = sender.closed() => break AnswerEnd::ClientLeft,
+        }
+    };
+    // Dropping the stream before its end cancels the generation in the engine.
+    drop(stream);
+    let (status, figures, event) = match end {
+        AnswerEnd::Done(finish_reason, figures) => {
+            metrics.record_generation(lease.id(), finish_reason, &figures);
+            let figures = answer_metrics(finish_reason, &figures);
+            (MessageStatus::Complete, Some(figures), None)
+        }
+        AnswerEnd::Failed(error) => {
+            metrics.record_stream_error();
+            let api = ApiError::from_supervisor(error, CONTENT_PARAM);
+            (MessageStatus::Error, None, Some(api.body()))
+        }
+        AnswerEnd::ClientLeft => {
+            metrics.record_client_disconnect(lease.id());
+            (MessageStatus::Stopped, None, None)
+        }
+    };
+    drop(lease);
+    match store.finish_message(message_id, &content, status, figures.as_ref()) {
+        Ok(saved) => {
+            let final_event = match event {
+                Some(error) => json!({"type": "error", "error": error["error"], "message": saved}),
+                None => json!({"type": "done", "message": saved}),
+            };
+            let _ = sender.send(final_event).await;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot save a finished answer");
+            let api = store_error(error);
+            let _ = sender
+                .send(json!({"type": "error", "error": api.body()["error"]}))
+                .await;
+        }
+    }
+}
+
+/// The figures kept with an answer: everything but the list of every inter-token gap.
+fn answer_metrics(finish_reason: FinishReason, figures: &RequestMetrics) -> Value {
+    let mut value = serde_json::to_value(figures).unwrap_or_else(|_| json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.remove("itl_ms");
+        object.insert("finish_reason".into(), json!(finish_reason.as_str()));
+    }
+    value
+}
+
+fn sse_response(receiver: mpsc::Receiver<Value>) -> Response {
+    let events = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let event = receiver.recv().await?;
+        let bytes = Bytes::from(format!("data: {event}\n\n"));
+        Some((Ok::<Bytes, Infallible>(bytes), receiver))
+    });
+    let mut response = Response::new(Body::from_stream(events));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+#[cfg(test)]
+mod tests;

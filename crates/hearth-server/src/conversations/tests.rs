@@ -1,0 +1,365 @@
+//! The conversation routes through `router(state)` without a socket: CRUD, validation,
+//! delete with undo, export, and the messages endpoint up to the engine (whose worker
+//! program does not exist here; the real model runs in hearth-cli's end-to-end tests).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::response::Response;
+use hearth_protocol::LoadParams;
+use hearth_store::ConversationStore;
+use hearth_supervisor::WorkerCommand;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::{
+    router, AppState, Metrics, ModelManager, ModelManagerConfig, SecurityPolicy, ServableModel,
+};
+
+const HOST: &str = "127.0.0.1:4327";
+
+fn state_with_store(store: Option<Arc<ConversationStore>>) -> AppState {
+    let metrics = Arc::new(Metrics::default());
+    let models = ModelManager::new(
+        ModelManagerConfig {
+            models: vec![ServableModel {
+                id: "m".into(),
+                path: "/nonexistent/m.gguf".into(),
+                created: 1_700_000_000,
+            }],
+            library: None,
+            worker_command: WorkerCommand {
+                program: "/nonexistent/hearth-for-tests".into(),
+                args: Vec::new(),
+                envs: Vec::new(),
+            },
+            load_params: LoadParams::default(),
+            idle_unload: None,
+            load_wait: Duration::from_millis(200),
+            max_loaded_models: 1,
+        },
+        metrics.clone(),
+    );
+    let security =
+        SecurityPolicy::for_bound_address(SocketAddr::from(([127, 0, 0, 1], 4327)), None, &[])
+            .unwrap();
+    AppState {
+        models,
+        metrics,
+        security: Arc::new(security),
+        conversations: store,
+    }
+}
+
+fn state() -> (tempfile::TempDir, AppState) {
+    let folder = tempfile::tempdir().unwrap();
+    let store = ConversationStore::open(&folder.path().join("hearth.sqlite3")).unwrap();
+    (folder, state_with_store(Some(Arc::new(store))))
+}
+
+fn request(method: Method, path: &str, body: Option<Value>) -> Request<Body> {
+    let builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, HOST);
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, Response) {
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    (response.status(), response)
+}
+
+async fn json_of(response: Response) -> Value {
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+async fn call(
+    state: &AppState,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let (status, response) = send(state, request(method, path, body)).await;
+    (status, json_of(response).await)
+}
+
+#[tokio::test]
+async fn conversations_are_created_listed_updated_and_searched() {
+    let (_folder, state) = state();
+    let (status, created) = call(
+        &state,
+        Method::POST,
+        "/api/conversations",
+        Some(json!({"title": "Garden", "model": "m", "system_prompt": "Be brief.", "settings": {"temperature": 0.3}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["settings"]["temperature"], 0.3);
+
+    let (status, updated) = call(
+        &state,
+        Method::PATCH,
+        &format!("/api/conversations/{id}"),
+        Some(json!({"title": "Vegetables", "system_prompt": null, "settings": {"top_p": 0.5}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["title"], "Vegetables");
+    assert_eq!(updated["system_prompt"], Value::Null);
+    assert_eq!(updated["settings"], json!({"top_p": 0.5}));
+
+    let (status, shown) = call(
+        &state,
+        Method::GET,
+        &format!("/api/conversations/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["messages"], json!([]));
+
+    let (_, listed) = call(&state, Method::GET, "/api/conversations?search=veget", None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    let (_, listed) = call(&state, Method::GET, "/api/conversations?search=zzz", None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn bad_bodies_and_ids_get_openai_errors() {
+    let (_folder, state) = state();
+    for (body, param) in [
+        (json!({"title": 5}), "title"),
+        (json!({"model": "no-such-model"}), "model"),
+        (json!({"settings": {"temperature": "hot"}}), "temperature"),
+        (json!({"settings": {"rm_rf": true}}), "settings.rm_rf"),
+        (json!({"colour": "red"}), "colour"),
+    ] {
+        let (status, error) = call(
+            &state,
+            Method::POST,
+            "/api/conversations",
+            Some(body.clone()),
+        )
+        .await;
+        assert!(status.is_client_error(), "{body}: {status}");
+        assert_eq!(error["error"]["param"], param, "{body}: {error}");
+    }
+    let (status, _) = call(&state, Method::POST, "/api/conversations", Some(json!([1]))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for path in [
+        "/api/conversations/999",
+        "/api/conversations/abc",
+        "/api/conversations/-1",
+    ] {
+        let (status, error) = call(&state, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(error["error"]["code"], "conversation_not_found");
+    }
+    let (status, _) = call(&state, Method::GET, "/api/conversations?limit=lots", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn delete_is_undone_by_restore_and_purge_is_final() {
+    let (_folder, state) = state();
+    let (_, created) = call(
+        &state,
+        Method::POST,
+        "/api/conversations",
+        Some(json!({"title": "Tmp"})),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let (status, deleted) = call(
+        &state,
+        Method::DELETE,
+        &format!("/api/conversations/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(deleted["deleted_at"].is_i64());
+    let (_, listed) = call(&state, Method::GET, "/api/conversations", None).await;
+    assert_eq!(listed["data"], json!([]));
+    let (_, trash) = call(&state, Method::GET, "/api/conversations?deleted=true", None).await;
+    assert_eq!(trash["data"].as_array().unwrap().len(), 1);
+    let (status, error) = call(
+        &state,
+        Method::POST,
+        &format!("/api/conversations/{id}/messages"),
+        Some(json!({"content": "hello"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+
+    let (status, restored) = call(
+        &state,
+        Method::POST,
+        &format!("/api/conversations/{id}/restore"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(restored["deleted_at"], Value::Null);
+
+    let (status, _) = send(
+        &state,
+        request(
+            Method::DELETE,
+            &format!("/api/conversations/{id}?purge=true"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        &state,
+        Method::POST,
+        &format!("/api/conversations/{id}/restore"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn exports_are_markdown_or_json_attachments() {
+    let (folder, state) = state();
+    let (_, created) = call(
+        &state,
+        Method::POST,
+        "/api/conversations",
+        Some(json!({"title": "Notes"})),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    // A message written directly, as a finished answer would be.
+    let store = ConversationStore::open(&folder.path().join("hearth.sqlite3")).unwrap();
+    store
+        .append_message(
+            id,
+            hearth_store::NewMessage {
+                role: hearth_store::Role::User,
+                content: "<b>hi</b>".into(),
+                status: hearth_store::MessageStatus::Complete,
+                metrics: None,
+            },
+        )
+        .unwrap();
+    let (status, response) = send(
+        &state,
+        request(
+            Method::GET,
+            &format!("/api/conversations/{id}/export?format=markdown"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/markdown"));
+    assert_eq!(
+        response.headers()[header::CONTENT_DISPOSITION],
+        format!("attachment; filename=\"conversation-{id}.md\"").as_str()
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&bytes).unwrap(),
+        "# Notes\n\n## User\n\n<b>hi</b>\n\n"
+    );
+    let (status, exported) = call(
+        &state,
+        Method::GET,
+        &format!("/api/conversations/{id}/export?format=json"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(exported["messages"][0]["content"], "<b>hi</b>");
+    let (status, _) = call(
+        &state,
+        Method::GET,
+        &format!("/api/conversations/{id}/export?format=pdf"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn messages_are_validated_before_anything_is_saved() {
+    let (_folder, state) = state();
+    let (_, created) = call(&state, Method::POST, "/api/conversations", Some(json!({}))).await;
+    let id = created["id"].as_i64().unwrap();
+    let path = format!("/api/conversations/{id}/messages");
+    for body in [
+        json!({}),
+        json!({"content": "  "}),
+        json!({"content": 3}),
+        json!({"content": "x", "extra": 1}),
+    ] {
+        let (status, error) = call(&state, Method::POST, &path, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+    }
+    let (status, error) = call(
+        &state,
+        Method::POST,
+        &path,
+        Some(json!({"content": "hi", "model": "nope"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+    assert_eq!(error["error"]["code"], "model_not_found");
+    // The engine cannot start here: a clean server error, and the user's message was not
+    // saved twice by the failed attempt (at most once, before the engine failed).
+    let (status, _) = call(&state, Method::POST, &path, Some(json!({"content": "hi"}))).await;
+    assert!(status.is_server_error(), "{status}");
+    let (_, shown) = call(
+        &state,
+        Method::GET,
+        &format!("/api/conversations/{id}"),
+        None,
+    )
+    .await;
+    assert!(shown["messages"].as_array().unwrap().len() <= 1);
+}
+
+#[tokio::test]
+async fn without_a_store_the_routes_say_so_and_the_api_still_works() {
+    let state = state_with_store(None);
+    let (status, error) = call(&state, Method::GET, "/api/conversations", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error["error"]["code"], "history_unavailable");
+    let (status, _) = call(&state, Method::GET, "/v1/models", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn foreign_hosts_are_refused_here_too() {
+    let (_folder, state) = state();
+    let request = Request::builder()
+        .uri("/api/conversations")
+        .header(header::HOST, "evil.example:4327")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _) = send(&state, request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
