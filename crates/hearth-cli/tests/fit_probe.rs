@@ -1,0 +1,99 @@
+//! `hearth probe --json` and `hearth fit --verify --json` end to end: the real binary, the real
+//! engine worker, SmolLM2, and (in CI) Mesa's lavapipe as a Vulkan adapter.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn hearth(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .env("HEARTH_HOME", home)
+        .env_remove("HEARTH_LOG")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "not JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+#[test]
+fn probe_reports_the_machine_and_caches_its_measurements() {
+    let home = tempfile::tempdir().unwrap();
+    let report = json(&hearth(home.path(), &["probe", "--json"]));
+    let profile = &report["profile"];
+    assert!(profile["cpu"]["physical_cores"].as_u64().unwrap() >= 1);
+    assert!(!profile["cpu"]["features"].as_array().unwrap().is_empty());
+    assert!(profile["memory"]["total_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        profile["cpu"]["read_bandwidth_bytes_per_second"]
+            .as_f64()
+            .unwrap()
+            > 1e8
+    );
+    // llama.cpp's devices come from the engine worker; the CPU is always one.
+    let devices = report["llama_devices"].as_array().unwrap();
+    assert!(devices.iter().any(|device| device["device_type"] == "cpu"));
+    for adapter in report["adapters"].as_array().unwrap() {
+        assert!(
+            adapter["measurement"]["read_bytes_per_second"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.0,
+            "{adapter}"
+        );
+    }
+    // The second probe reads the cache instead of measuring again.
+    assert!(home.path().join("probe/measurements.json").is_file());
+    let again = json(&hearth(home.path(), &["probe", "--json", "--no-measure"]));
+    assert_eq!(again["cpu_bandwidth_from_cache"], true);
+}
+
+#[test]
+fn fit_verify_predicts_smollm2_memory_within_ten_percent() {
+    let home = tempfile::tempdir().unwrap();
+    let model = hearth_testkit::smollm2().display().to_string();
+    let report = json(&hearth(
+        home.path(),
+        &["fit", &model, "--ctx", "2048", "--verify", "--json"],
+    ));
+    let relative_error = report["relative_error"].as_f64().unwrap();
+    assert!(relative_error.abs() <= 0.10, "{report}");
+    assert_eq!(report["within_tolerance"], true);
+    assert_eq!(report["plan"]["n_ctx"], 2048);
+    let measured = report["measured"]["total_bytes"].as_u64().unwrap();
+    let predicted = report["predicted"]["total_bytes"].as_u64().unwrap();
+    assert!(
+        measured > 96_576_768,
+        "weights alone are 92 MiB: {measured}"
+    );
+    assert!(predicted > 0);
+    assert!(
+        report["plan"]["speed"]["decode_tokens_per_second"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+#[test]
+fn fit_refuses_what_it_cannot_read() {
+    let home = tempfile::tempdir().unwrap();
+    let output = hearth(home.path(), &["fit", "no-such-model-anywhere"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("error:"), "{stderr}");
+    let not_installed = hearth(home.path(), &["fit", "smollm2-135m-instruct"]);
+    assert!(!not_installed.status.success());
+    assert!(String::from_utf8_lossy(&not_installed.stderr).contains("hearth pull"));
+}
