@@ -456,8 +456,13 @@ async fn fit_with(
 
 fn print_fit(report: &FitReport) {
     let plan = &report.plan;
+    let placement = match plan.offload {
+        hearth_probe::Offload::Full => "all layers on the GPU".to_string(),
+        hearth_probe::Offload::Partial => format!("{} layers on the GPU", plan.n_gpu_layers),
+        hearth_probe::Offload::None => "CPU only".to_string(),
+    };
     println!(
-        "{} · {}{} · context {} ({} per sequence × {}) · {:?} offload, {} GPU layers · KV {} · flash attention {:?}",
+        "{} · {}{} · context {} ({} per sequence × {}) · {} · KV {} · flash attention {}",
         report.model,
         plan.quantization,
         if plan.estimated_from_other_variant {
@@ -468,10 +473,12 @@ fn print_fit(report: &FitReport) {
         plan.n_ctx,
         plan.n_ctx_per_sequence,
         plan.n_parallel,
-        plan.offload,
-        plan.n_gpu_layers,
+        placement,
         plan.kv_cache_type.name(),
-        plan.flash_attention
+        match plan.flash_attention {
+            hearth_probe::plan::FlashAttentionChoice::Auto => "auto",
+            hearth_probe::plan::FlashAttentionChoice::On => "on",
+        }
     );
     println!(
         "{:<10} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
