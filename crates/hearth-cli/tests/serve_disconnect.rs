@@ -175,3 +175,41 @@ fn check_complete(events: &[Value], model: &str) {
         .collect();
     assert!(!text.trim().is_empty(), "no text");
 }
+
+#[test]
+fn a_client_that_leaves_during_prefill_frees_its_sequence() {
+    let server = TestServer::start(&["--parallel", "1", "--ctx", "4096"]);
+    server.wait_ready();
+    let model = server.model_id();
+    let running = format!("hearth_running_sequences{{model=\"{model}\"}}");
+    let steps = format!("hearth_engine_steps_total{{model=\"{model}\"}}");
+    let steps_before = server.metric(&steps).expect("no step counter");
+    // About 3860 tokens: 8 prefill steps of 512 tokens. Time on this machine varies tenfold
+    // with load, so the check counts the engine's steps, not seconds.
+    let long_prompt = "The history of the river and the town beside it. ".repeat(350);
+    const PROMPT_STEPS: f64 = 8.0;
+    let body = json!({"model": model, "stream": true, "max_tokens": 8,
+                      "messages": [{"role": "user", "content": long_prompt}]});
+    let mut stream = SseStream::open(&server, "/v1/chat/completions", &body);
+    assert_eq!(stream.status, 200);
+    // The role chunk is sent when the request gets its slot, before the prompt is computed.
+    let first: Value = serde_json::from_str(&stream.next_data().unwrap()).unwrap();
+    assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+    drop(stream);
+    assert_eq!(
+        server.wait_for_metric(&running, 0.0, Duration::from_secs(600)),
+        Some(0.0),
+        "the sequence never left"
+    );
+    let steps_taken = server.metric(&steps).unwrap() - steps_before;
+    assert!(
+        steps_taken < PROMPT_STEPS / 2.0,
+        "the engine ran {steps_taken} steps for a client that left during its prefill"
+    );
+    assert_eq!(
+        server.metric(&format!(
+            "hearth_client_disconnects_total{{model=\"{model}\"}}"
+        )),
+        Some(1.0)
+    );
+}

@@ -28,8 +28,10 @@ use crate::openai::{model_object, new_response_id, AnswerContext};
 use crate::request::{parse_chat_request, parse_completion_request, CompletionRequest, Endpoint};
 use crate::{AppState, MAX_REQUEST_BODY_BYTES};
 
-/// How long `/metrics` waits for a model's scheduler figures.
-const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `/metrics` waits for a model's scheduler figures. The engine answers between two
+/// steps, and one step of prefill on a CPU can take seconds; this stays under Prometheus'
+/// default scrape timeout (10 s).
+const STATS_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// A request body parsed as JSON, within the size limit, with OpenAI errors for everything
 /// that can go wrong (too large: 413; empty, not UTF-8, not JSON: 400).
@@ -377,6 +379,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
                 queued: stats.queued,
                 running: stats.running,
                 n_parallel: stats.n_parallel,
+                steps: stats.steps,
             }),
             Ok(Err(error)) => tracing::warn!(model = %model.id, %error, "no scheduler stats"),
             Err(_) => tracing::warn!(model = %model.id, "scheduler stats timed out"),

@@ -122,6 +122,8 @@ pub struct SchedulerGauges {
     pub queued: u32,
     pub running: u32,
     pub n_parallel: u32,
+    /// Batches the engine decoded since the model was loaded.
+    pub steps: u64,
 }
 
 /// All counters of one server; cheap to share behind an `Arc`.
@@ -255,6 +257,20 @@ impl Metrics {
                 "hearth_parallel_sequences{{model=\"{}\"}} {}",
                 escape(&gauges.model),
                 gauges.n_parallel
+            );
+        }
+        header(
+            &mut out,
+            "hearth_engine_steps_total",
+            "counter",
+            "Batches the engine decoded since the model was loaded (scheduler steps).",
+        );
+        for gauges in schedulers {
+            let _ = writeln!(
+                out,
+                "hearth_engine_steps_total{{model=\"{}\"}} {}",
+                escape(&gauges.model),
+                gauges.steps
             );
         }
         out
@@ -443,6 +459,7 @@ mod tests {
                 queued: 2,
                 running: 1,
                 n_parallel: 4,
+                steps: 17,
             }],
             0,
         );
@@ -451,6 +468,7 @@ mod tests {
         ));
         assert!(text.contains("hearth_queue_depth{model=\"m\"} 2"));
         assert!(text.contains("hearth_running_sequences{model=\"m\"} 1"));
+        assert!(text.contains("hearth_engine_steps_total{model=\"m\"} 17"));
         assert!(text.contains("hearth_model_load_seconds{model=\"m\"} 0.25"));
     }
 
