@@ -536,3 +536,43 @@ fn unsafe_options_are_refused_before_binding() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no-such-model"));
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_crash_mid_stream_sends_an_error_event_and_the_next_request_works() {
+    let server = TestServer::start(&[]);
+    server.wait_ready();
+    let model = server.model_id();
+    let body = json!({"model": model, "stream": true, "ignore_eos": true, "max_tokens": 2000,
+                      "messages": [{"role": "user", "content": "Tell a long story."}]});
+    let mut stream = SseStream::open(&server, "/v1/chat/completions", &body);
+    assert_eq!(stream.status, 200);
+    for _ in 0..3 {
+        assert!(stream.next_data().is_some());
+    }
+    let workers = server.worker_pids();
+    assert_eq!(workers.len(), 1, "one engine worker: {workers:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &workers[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest = stream.collect();
+    let last: Value = serde_json::from_str(rest.last().expect("no event after the crash")).unwrap();
+    assert_eq!(last["error"]["code"], "model_crashed", "{last}");
+    assert!(last["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("crashed"));
+    assert!(
+        !rest.iter().any(|data| data == "[DONE]"),
+        "a failed stream has no [DONE]"
+    );
+    // The supervisor starts a fresh worker and reloads the model for the next request.
+    let response = server.post_json(
+        "/v1/chat/completions",
+        &json!({"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(server.metric("hearth_stream_errors_total"), Some(1.0));
+}

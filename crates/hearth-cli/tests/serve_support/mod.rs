@@ -102,6 +102,25 @@ impl TestServer {
         }
     }
 
+    /// The process ids of the server's children (its engine workers), on Linux.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        // Each thread lists the children it started; the workers are started by whichever
+        // runtime thread ran the load.
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
+        tasks
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|children| {
+                children
+                    .split_whitespace()
+                    .filter_map(|child| child.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    }
+
     /// The server's stderr so far (for failure messages).
     pub fn stderr(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
