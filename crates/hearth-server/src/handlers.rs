@@ -402,7 +402,7 @@ pub async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         crate::error::TYPE_INVALID_REQUEST,
-        "There is no such route. The API serves POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/{id}, GET /health and GET /metrics.",
+        "There is no such route. The OpenAI API is under /v1 (chat/completions, completions, models); also /health and /metrics.",
     )
     .with_code("unknown_url")
 }

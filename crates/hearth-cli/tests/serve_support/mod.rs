@@ -37,19 +37,20 @@ impl TestServer {
     /// it listens (not until the model is loaded: see [`TestServer::wait_ready`]).
     pub fn start(extra: &[&str]) -> TestServer {
         let model = hearth_testkit::smollm2();
-        Self::start_with_model(&model, extra)
+        Self::start_in(tempfile::tempdir().unwrap(), Some(&model), extra)
     }
 
-    pub fn start_with_model(model: &Path, extra: &[&str]) -> TestServer {
-        let home = tempfile::tempdir().unwrap();
+    /// Starts `hearth serve` with `home` as its data directory (its model library is
+    /// `home/models`), serving `model` (a path) if given.
+    pub fn start_in(home: tempfile::TempDir, model: Option<&Path>, extra: &[&str]) -> TestServer {
         let api_key = extra
             .iter()
             .position(|arg| *arg == "--api-key")
             .and_then(|at| extra.get(at + 1))
             .map(|key| key.to_string());
         let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(["serve", "--port", "0", "--model"])
-            .arg(model)
+            .args(["serve", "--port", "0"])
+            .args(model.iter().flat_map(|model| [Path::new("--model"), model]))
             .args(extra)
             .env("HEARTH_HOME", home.path())
             .env_remove("HEARTH_LOG")

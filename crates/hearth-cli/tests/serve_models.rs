@@ -1,0 +1,110 @@
+//! Models by name on the real server: installed models (`hearth import`) are served by their
+//! library ids, loaded on demand, and with `--max-loaded 1` a request for another model
+//! unloads the idle one first. Nothing is preloaded, so `/health` is 200 at once.
+
+mod serve_support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use serve_support::{HttpResponse, TestServer};
+
+fn import(home: &Path, model: &Path, id: &str) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("import")
+        .arg(model)
+        .args(["--in-place", "--id", id])
+        .env("HEARTH_HOME", home)
+        .env_remove("HEARTH_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "hearth import failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Asks `model` for a short answer, retrying 503 after its Retry-After as an SDK does.
+fn ask(server: &TestServer, model: &str) -> HttpResponse {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": "Hi"}],
+                      "max_tokens": 4, "temperature": 0});
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let response = server.post_json("/v1/chat/completions", &body);
+        if response.status != 503 || Instant::now() >= deadline {
+            return response;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn health_states(server: &TestServer) -> Vec<(String, String)> {
+    let health = server.get("/health").json();
+    health["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap().to_string(),
+                m["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn installed_models_are_served_by_id_loaded_on_demand_and_swapped() {
+    let home = tempfile::tempdir().unwrap();
+    import(home.path(), &hearth_testkit::smollm2(), "smol");
+    import(home.path(), &hearth_testkit::gemma3(), "gemma");
+    let server = TestServer::start_in(home, None, &["--max-loaded", "1"]);
+
+    // Nothing to load yet: ready at once, both models listed, none loaded.
+    assert_eq!(server.get("/health").status, 200);
+    let listed: Vec<Value> = server.get("/v1/models").json()["data"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let ids: Vec<&str> = listed.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["gemma", "smol"]);
+    assert!(health_states(&server).is_empty());
+    assert_eq!(server.get("/v1/models/smol").json()["id"], "smol");
+
+    let answer = ask(&server, "smol");
+    assert_eq!(answer.status, 200, "{}\n{}", answer.text(), server.stderr());
+    assert_eq!(answer.json()["model"], "smol");
+    assert_eq!(
+        health_states(&server),
+        [("smol".to_string(), "loaded".to_string())]
+    );
+
+    // Only one model at a time: asking for the other unloads the idle first.
+    let answer = ask(&server, "gemma");
+    assert_eq!(answer.status, 200, "{}\n{}", answer.text(), server.stderr());
+    assert_eq!(answer.json()["model"], "gemma");
+    assert_eq!(
+        health_states(&server),
+        [("gemma".to_string(), "loaded".to_string())]
+    );
+    assert_eq!(server.metric("hearth_models_loaded"), Some(1.0));
+    assert_eq!(
+        server.metric("hearth_model_loads_total{model=\"smol\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        server.metric("hearth_model_loads_total{model=\"gemma\"}"),
+        Some(1.0)
+    );
+    // The first engine worker is gone: one worker per loaded model.
+    #[cfg(target_os = "linux")]
+    {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.worker_pids().len() > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(server.worker_pids().len(), 1);
+    }
+}
