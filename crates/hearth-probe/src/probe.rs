@@ -16,6 +16,9 @@ pub const PROBE_VERSION: u32 = 1;
 pub const MEASUREMENT_CACHE_FILE: &str = "probe/measurements.json";
 /// Bytes the CPU bandwidth kernel streams per pass (all threads).
 const CPU_BANDWIDTH_BUFFER_BYTES: usize = hearth_kernels::DEFAULT_CPU_BUFFER_BYTES;
+/// Passes of the CPU kernel; the best counts. Each takes about 15 ms on a laptop: more passes
+/// make it likelier that one ran while the rest of the machine was quiet.
+const CPU_BANDWIDTH_PASSES: usize = 10;
 
 /// A device llama.cpp's backends report (ggml backend devices, asked of the engine worker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +112,8 @@ pub struct ProbeOptions {
     pub models_dir: PathBuf,
     /// Run the kernels (else use only cached figures).
     pub measure: bool,
-    /// Ignore the cache and measure again.
+    /// Measure again even when cached figures exist (the cache keeps the best figure seen:
+    /// other programs can only make a measurement slower).
     pub refresh: bool,
 }
 
@@ -237,36 +241,39 @@ pub fn probe(options: &ProbeOptions, llama_devices: Option<Vec<LlamaDevice>>) ->
         .unwrap_or(logical_cores)
         .max(1);
 
-    let mut cache = if options.refresh {
-        MeasurementCache::default()
-    } else {
-        MeasurementCache::load(&options.data_dir)
-    };
+    let mut cache = MeasurementCache::load(&options.data_dir);
     let mut cache_changed = false;
 
-    // CPU bandwidth, one thread per physical core (what the engine runs with).
+    // CPU bandwidth, one thread per physical core (what the engine runs with). Other programs
+    // can only slow a measurement down, never speed it up, so a new measurement keeps the
+    // best of itself and the cached one.
     let cpu_key = format!("cpu:{cpu_model}:{physical_cores}:{logical_cores}");
-    let (cpu_bandwidth, cpu_bandwidth_from_cache) = match cache.current(&cpu_key) {
-        Some(entry) => (entry.cpu_read_bytes_per_second, true),
-        None if options.measure => {
+    let cached_cpu = cache
+        .current(&cpu_key)
+        .and_then(|entry| entry.cpu_read_bytes_per_second);
+    let (cpu_bandwidth, cpu_bandwidth_from_cache) = match cached_cpu {
+        Some(cached) if !options.refresh => (Some(cached), true),
+        _ if options.measure => {
             let measured = hearth_kernels::measure_cpu_read_bandwidth(
                 physical_cores as usize,
                 CPU_BANDWIDTH_BUFFER_BYTES,
-                hearth_kernels::DEFAULT_CPU_PASSES,
-            );
+                CPU_BANDWIDTH_PASSES,
+            )
+            .read_bytes_per_second
+            .max(cached_cpu.unwrap_or(0.0));
             cache.entries.insert(
                 cpu_key,
                 CachedMeasurement {
                     probe_version: PROBE_VERSION,
                     measured_at: now_seconds(),
-                    cpu_read_bytes_per_second: Some(measured.read_bytes_per_second),
+                    cpu_read_bytes_per_second: Some(measured),
                     gpu: None,
                 },
             );
             cache_changed = true;
-            (Some(measured.read_bytes_per_second), false)
+            (Some(measured), false)
         }
-        None => (None, false),
+        cached => (cached, cached.is_some()),
     };
 
     // GPU adapters and their kernels.
@@ -274,8 +281,9 @@ pub fn probe(options: &ProbeOptions, llama_devices: Option<Vec<LlamaDevice>>) ->
         .into_iter()
         .map(|adapter| {
             let key = adapter.cache_key();
-            if let Some(entry) = cache.current(&key) {
-                if let Some(gpu) = &entry.gpu {
+            let cached = cache.current(&key).and_then(|entry| entry.gpu.clone());
+            if let Some(gpu) = &cached {
+                if !options.refresh || !options.measure {
                     return ProbedAdapter {
                         measurement: Some(gpu.clone()),
                         adapter,
@@ -293,7 +301,15 @@ pub fn probe(options: &ProbeOptions, llama_devices: Option<Vec<LlamaDevice>>) ->
                 };
             }
             match hearth_kernels::measure_adapter(adapter.index) {
-                Ok(measurement) => {
+                Ok(mut measurement) => {
+                    if let Some(cached) = &cached {
+                        measurement.read_bytes_per_second = measurement
+                            .read_bytes_per_second
+                            .max(cached.read_bytes_per_second);
+                        measurement.f32_flops_per_second = measurement
+                            .f32_flops_per_second
+                            .max(cached.f32_flops_per_second);
+                    }
                     cache.entries.insert(
                         key,
                         CachedMeasurement {
