@@ -217,7 +217,10 @@ pub fn context_params(path: &Path, params: &LoadParams) -> Result<LlamaContextPa
         // would give different greedy output alone, batched, or from a cached prefix. Plain
         // attention computes every element the same way; it is the CPU default. With GPU
         // offload, llama.cpp decides.
-        FlashAttention::Auto if params.n_gpu_layers == 0 => {
+        // A quantized V cache needs flash attention, so there `auto` means on.
+        FlashAttention::Auto
+            if params.n_gpu_layers == 0 && params.kv_cache_type == KvCacheType::F16 =>
+        {
             llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
         }
         FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
