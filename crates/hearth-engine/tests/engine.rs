@@ -372,6 +372,29 @@ fn bad_files_are_typed_errors_and_the_engine_survives() {
 }
 
 #[test]
+fn an_unknown_architecture_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = TestEngine::start();
+    // "llama" renamed to an architecture llama.cpp does not know (same length, same offsets).
+    let unknown = dir.path().join("unknown-arch.gguf");
+    hearth_testkit::craft::with_bytes_replaced(
+        &hearth_testkit::smollm2(),
+        &unknown,
+        "\x05\0\0\0\0\0\0\0llama",
+        "\x05\0\0\0\0\0\0\0qwzzy",
+        64 * 1024,
+    )
+    .unwrap();
+    let error = engine.load(&unknown, LoadParams::default()).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::UnsupportedArchitecture, "{error:?}");
+    assert!(error.message.contains("qwzzy"), "{}", error.message);
+
+    engine
+        .load(&hearth_testkit::smollm2(), LoadParams::default())
+        .unwrap();
+}
+
+#[test]
 fn a_prompt_longer_than_the_context_is_refused_with_counts() {
     let (mut engine, info) = TestEngine::with_model(
         &hearth_testkit::smollm2(),

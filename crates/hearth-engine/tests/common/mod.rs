@@ -40,6 +40,15 @@ impl Outcome {
 
 impl TestEngine {
     pub fn start() -> Self {
+        // As the `hearth` binary does: llama.cpp's log goes through tracing, and the capture
+        // layer keeps the lines that explain a failed load.
+        {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            let _ = tracing_subscriber::registry()
+                .with(hearth_engine::LlamaLogCapture)
+                .try_init();
+        }
         let (sender, events) = mpsc::channel();
         let engine = EngineHandle::spawn(move |event| {
             let _ = sender.send(event);
