@@ -168,7 +168,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let models = ModelManager::new(
         ModelManagerConfig {
             models: by_path,
-            library: Some(library),
+            library: Some(library.clone()),
             worker_command: WorkerCommand::hearth_engine(exe),
             load_params: LoadParams {
                 n_ctx,
@@ -210,6 +210,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics,
         security: Arc::new(security),
         conversations: Some(conversations),
+        downloads: Some(Arc::new(hearth_models::DownloadManager::new(
+            library,
+            hearth_models::HubClient::from_environment(Default::default())?,
+        ))),
     };
     hearth_server::serve(listener, state, shutdown_signal())
         .await

@@ -18,6 +18,7 @@
 pub mod conversations;
 pub mod error;
 pub mod handlers;
+pub mod management;
 pub mod metrics;
 pub mod models;
 pub mod openai;
@@ -60,6 +61,9 @@ pub struct AppState {
     /// The conversation history behind `/api/conversations` (`None`: the server keeps none
     /// and those routes answer 503).
     pub conversations: Option<Arc<hearth_store::ConversationStore>>,
+    /// The model library and background downloads behind `/api/models` and
+    /// `/api/downloads` (`None`: those routes answer 503).
+    pub downloads: Option<Arc<hearth_models::DownloadManager>>,
 }
 
 /// The whole application: routes, security checks, body limit, request metrics.
@@ -72,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
         .merge(conversations::router())
+        .merge(management::router())
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         // Inner to outer: the body limit applies to the handlers; security runs before them;

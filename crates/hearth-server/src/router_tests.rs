@@ -59,6 +59,7 @@ fn state_with(api_key: Option<&str>, allowed_origins: &[&str]) -> AppState {
         metrics,
         security: Arc::new(security),
         conversations: None,
+        downloads: None,
     }
 }
 

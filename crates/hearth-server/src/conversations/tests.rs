@@ -51,6 +51,7 @@ fn state_with_store(store: Option<Arc<ConversationStore>>) -> AppState {
         metrics,
         security: Arc::new(security),
         conversations: store,
+        downloads: None,
     }
 }
 

