@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use hearth_models::{Catalog, ModelLibrary, ModelSource};
+use hearth_models::{
+    Catalog, DownloadConfig, HubClient, HubRepo, ModelLibrary, ModelSource, MAX_HEADER_PREFIX_BYTES,
+};
 use hearth_probe::{
-    estimate_variant, plan, variant_from_file, DeviceMemory, KvCacheType, LlamaDevice, Plan,
-    ProbeOptions, ProbeReport, QualityPreference, Variant, Wishes,
+    estimate_variant, plan, variant_from_file, variant_from_gguf, DeviceMemory, KvCacheType,
+    LlamaDevice, Plan, ProbeOptions, ProbeReport, QualityPreference, Variant, Wishes,
 };
 use hearth_protocol::{FlashAttention, LoadParams, MemoryReport};
 use serde::Serialize;
@@ -44,8 +46,8 @@ pub enum QualityArg {
 
 #[derive(Debug, Args)]
 pub struct FitArgs {
-    /// A GGUF file, an installed model id, or a catalog id (`hearth pull` it first: reading a
-    /// remote header is not implemented yet).
+    /// A GGUF file, an installed model id, a catalog id or `owner/name:FILE.gguf`; a model not
+    /// on disk is planned from its header, read from the hub (`HF_ENDPOINT`) without a download.
     pub model: String,
     /// Exact context length (all parallel sequences together); default: the longest that fits.
     #[arg(long = "ctx")]
@@ -230,6 +232,17 @@ fn print_probe(report: &ProbeReport) {
 /// A model's quantization variants, each with its file when it is on disk.
 type LocatedVariants = Vec<(Variant, Option<PathBuf>)>;
 
+/// The variant of a GGUF file on the hub (`HF_ENDPOINT`), planned from its header alone: the
+/// first bytes of the file, fetched with HTTP Range requests before any download.
+fn remote_variant(repo: &HubRepo, revision: &str, file: &str) -> anyhow::Result<Variant> {
+    let hub = HubClient::from_environment(DownloadConfig::default())?;
+    let header = hub
+        .fetch_gguf_header(repo, revision, file, MAX_HEADER_PREFIX_BYTES)
+        .with_context(|| format!("cannot read the header of {file} in {repo} from the hub"))?;
+    variant_from_gguf(&header.gguf)
+        .with_context(|| format!("cannot plan from the header of {file} in {repo}"))
+}
+
 /// The variants `model` names, and the file of each one that is on disk.
 fn resolve_variants(model: &str) -> anyhow::Result<(String, LocatedVariants)> {
     let path = Path::new(model);
@@ -261,11 +274,19 @@ fn resolve_variants(model: &str) -> anyhow::Result<(String, LocatedVariants)> {
                 }
             }
         }
-        let Some((reference, _)) = known.first().cloned() else {
-            anyhow::bail!(
-                "{model} is in the catalog but not installed, and its header is needed to plan: run `hearth pull {model}` (reading the header of the remote file is not implemented yet)"
-            );
-        };
+        if known.is_empty() {
+            // Not on disk: read the default quantization's header from the hub.
+            let file = entry
+                .file_for(None)
+                .with_context(|| format!("the catalog entry {model} names no file"))?;
+            let repo = entry
+                .hub_repo()
+                .with_context(|| format!("the catalog entry {model} names no valid repository"))?;
+            let mut variant = remote_variant(&repo, entry.revision(), &file.file)?;
+            variant.quantization = file.quantization.clone();
+            known.push((variant, None));
+        }
+        let (reference, _) = known[0].clone();
         for file in &entry.files {
             let already = known.iter().any(|(variant, _)| {
                 variant
@@ -277,6 +298,13 @@ fn resolve_variants(model: &str) -> anyhow::Result<(String, LocatedVariants)> {
             }
         }
         return Ok((entry.display_name.clone(), known));
+    }
+    if let Some((repo, file)) = model.split_once(':') {
+        if repo.contains('/') && file.to_ascii_lowercase().ends_with(".gguf") {
+            let repo = HubRepo::parse(repo)?;
+            let variant = remote_variant(&repo, "main", file)?;
+            return Ok((model.to_string(), vec![(variant, None)]));
+        }
     }
     let id = hearth_models::ModelId::new(model)
         .with_context(|| format!("{model} is neither a file, a catalog id nor a model id"))?;
@@ -366,7 +394,11 @@ fn load_params(plan: &Plan) -> LoadParams {
 
 pub async fn fit(args: FitArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.n_parallel >= 1, "--parallel must be at least 1");
-    let (model_name, variants) = resolve_variants(&args.model)?;
+    // Resolving may read a remote header over blocking HTTP.
+    let model = args.model.clone();
+    let (model_name, variants) = tokio::task::spawn_blocking(move || resolve_variants(&model))
+        .await
+        .context("resolving the model panicked")??;
     let supervisor = crate::supervisor()?;
     let result = fit_with(&supervisor, &args, model_name, variants).await;
     supervisor.shutdown().await;

@@ -18,7 +18,7 @@ use crate::digest::{Sha256Digest, Sha256Hasher, HASH_BUFFER_BYTES};
 use crate::error::{ModelsError, Result};
 use crate::gguf_summary::GGUF_MAGIC;
 use crate::hub::{http_status_error, HubClient};
-use crate::transport::{map_io_error, RequestMethod};
+use crate::transport::{map_io_error, ByteRange, RequestMethod};
 
 /// Suffix of the file a download writes into until it is verified.
 pub const PARTIAL_SUFFIX: &str = ".partial";
@@ -351,7 +351,10 @@ impl HubClient {
             .send(
                 RequestMethod::Get,
                 &request.url,
-                Some(partial.length),
+                Some(ByteRange {
+                    start: partial.length,
+                    last: None,
+                }),
                 false,
             )
             .map_err(|error| self.with_stall_timeout(error))?;

@@ -5,13 +5,17 @@
 //! mirror works the same way for Hearth as for them.
 
 use std::fmt;
+use std::io::Read;
 
 use serde::Deserialize;
 
 use crate::digest::{is_sha256_hex, Sha256Digest};
 use crate::download::DownloadConfig;
 use crate::error::{ModelsError, Result};
-use crate::transport::{check_url_allowed, uri_host, RequestMethod, Transport, TransportSettings};
+use crate::transport::{
+    check_url_allowed, map_io_error, uri_host, ByteRange, RequestMethod, Transport,
+    TransportSettings,
+};
 
 /// The public hub.
 pub const DEFAULT_HUB_ENDPOINT: &str = "https://huggingface.co";
@@ -23,6 +27,22 @@ pub const HUB_TOKEN_ENV: &str = "HF_TOKEN";
 const MAX_REPO_PART_LEN: usize = 96;
 /// Largest repository listing we read; real ones are a few kilobytes.
 const MAX_API_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The first prefix [`HubClient::fetch_gguf_header`] asks for: SmolLM2's header fits in it.
+pub const FIRST_HEADER_PREFIX_BYTES: u64 = 1024 * 1024;
+/// The largest prefix [`HubClient::fetch_gguf_header`] reads (Gemma 3's header is 6.2 MiB).
+pub const MAX_HEADER_PREFIX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A remote GGUF file's parsed header, read from the first bytes of the file.
+#[derive(Debug, Clone)]
+pub struct RemoteHeader {
+    pub gguf: hearth_gguf::GgufFile,
+    /// The whole file's length, when the server said it.
+    pub total_size: Option<u64>,
+    /// Body bytes read over all requests.
+    pub transferred_bytes: u64,
+    pub requests: u32,
+}
 
 /// A hub repository, `owner/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -350,6 +370,123 @@ impl HubClient {
                 }
             })
             .collect())
+    }
+
+    /// The first bytes of a file, at most `max_bytes` (a `Range: bytes=0-{max_bytes - 1}`
+    /// request), and the whole file's length when the server says it. A server that ignores
+    /// the range and sends the whole file is read only up to `max_bytes`, then left.
+    pub fn fetch_header_prefix(
+        &self,
+        repo: &HubRepo,
+        revision: &str,
+        file: &str,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, Option<u64>)> {
+        let url = self.resolve_url(repo, revision, file);
+        if max_bytes == 0 {
+            return Ok((Vec::new(), None));
+        }
+        let (final_url, response) = self
+            .transport
+            .send(
+                RequestMethod::Get,
+                &url,
+                Some(ByteRange {
+                    start: 0,
+                    last: Some(max_bytes - 1),
+                }),
+                false,
+            )
+            .map_err(|error| self.with_stall_timeout(error))?;
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::trim)
+                .map(str::to_string)
+        };
+        let total_size = match status {
+            206 => header("content-range").and_then(|value| {
+                let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+                let start: u64 = range.split_once('-')?.0.trim().parse().ok()?;
+                if start != 0 {
+                    return None;
+                }
+                total.trim().parse().ok()
+            }),
+            200 => header("content-length").and_then(|value| value.parse().ok()),
+            _ => return Err(http_status_error(&final_url, status)),
+        };
+        if status == 206 && header("content-range").is_none() {
+            return Err(ModelsError::NotGguf {
+                url: final_url,
+                detail: "a partial answer without a Content-Range header".to_string(),
+            });
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(max_bytes.min(1 << 20)).unwrap_or(0));
+        response
+            .into_body()
+            .into_reader()
+            .take(max_bytes)
+            .read_to_end(&mut bytes)
+            .map_err(|error| self.with_stall_timeout(map_io_error(&final_url, error)))?;
+        Ok((bytes, total_size))
+    }
+
+    /// Reads and parses a remote GGUF file's header without downloading the file: prefixes
+    /// of [`FIRST_HEADER_PREFIX_BYTES`], doubling (or more, when the parser says so) up to
+    /// `max_bytes`, until the header, metadata and tensor infos parse.
+    pub fn fetch_gguf_header(
+        &self,
+        repo: &HubRepo,
+        revision: &str,
+        file: &str,
+        max_bytes: u64,
+    ) -> Result<RemoteHeader> {
+        let url = self.resolve_url(repo, revision, file);
+        let mut wanted = FIRST_HEADER_PREFIX_BYTES.min(max_bytes);
+        let mut transferred_bytes = 0;
+        let mut requests = 0;
+        loop {
+            let (bytes, total_size) = self.fetch_header_prefix(repo, revision, file, wanted)?;
+            requests += 1;
+            transferred_bytes += bytes.len() as u64;
+            // Fewer bytes than asked for is the whole file.
+            let file_length = total_size
+                .or_else(|| ((bytes.len() as u64) < wanted).then_some(bytes.len() as u64));
+            match hearth_gguf::GgufFile::parse_prefix(&bytes, file_length) {
+                Ok(gguf) => {
+                    return Ok(RemoteHeader {
+                        gguf,
+                        total_size,
+                        transferred_bytes,
+                        requests,
+                    })
+                }
+                Err(error) if error.is_truncated() => {
+                    let whole = file_length.is_some_and(|length| bytes.len() as u64 >= length);
+                    if whole || wanted >= max_bytes {
+                        return Err(ModelsError::NotGguf {
+                            url,
+                            detail: format!(
+                                "the header does not fit in the first {} bytes ({error})",
+                                bytes.len()
+                            ),
+                        });
+                    }
+                    let needed = error.needed_bytes().unwrap_or(0);
+                    wanted = wanted.saturating_mul(2).max(needed).min(max_bytes);
+                }
+                Err(error) => {
+                    return Err(ModelsError::NotGguf {
+                        url,
+                        detail: error.to_string(),
+                    })
+                }
+            }
+        }
     }
 
     /// Fills in the configured stall timeout, which the transport does not know.

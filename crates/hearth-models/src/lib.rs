@@ -49,7 +49,8 @@ pub use error::{ModelsError, Result};
 pub use gguf_summary::{file_type_name, summarize_gguf, GgufSummary, GGUF_MAGIC};
 pub use hub::{
     hub_endpoint_from, resolve_url, validate_repo_file_path, validate_revision, HubClient, HubRepo,
-    RemoteFileInfo, DEFAULT_HUB_ENDPOINT, HUB_ENDPOINT_ENV, HUB_TOKEN_ENV,
+    RemoteFileInfo, RemoteHeader, DEFAULT_HUB_ENDPOINT, FIRST_HEADER_PREFIX_BYTES,
+    HUB_ENDPOINT_ENV, HUB_TOKEN_ENV, MAX_HEADER_PREFIX_BYTES,
 };
 pub use id::{ModelId, MAX_MODEL_ID_LEN};
 pub use library::{

@@ -75,13 +75,13 @@ impl Transport {
         &self,
         method: RequestMethod,
         url: &str,
-        range_start: Option<u64>,
+        range: Option<ByteRange>,
         stop_at_linked_metadata: bool,
     ) -> Result<(String, Response<Body>)> {
         let mut current_url = url.to_string();
         let mut current_uri = check_url_allowed(&current_url)?;
         for _ in 0..=MAX_REDIRECTS {
-            let response = self.send_once(method, &current_url, &current_uri, range_start)?;
+            let response = self.send_once(method, &current_url, &current_uri, range)?;
             let status = response.status().as_u16();
             let is_redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
             if !is_redirect
@@ -121,7 +121,7 @@ impl Transport {
         method: RequestMethod,
         url: &str,
         uri: &Uri,
-        range_start: Option<u64>,
+        range: Option<ByteRange>,
     ) -> Result<Response<Body>> {
         let host = uri_host(uri);
         let agent = if is_loopback_host(host) {
@@ -135,8 +135,15 @@ impl Transport {
         }
         // Byte offsets in Range must refer to the file itself, never to a compressed form.
         .header("Accept-Encoding", "identity");
-        if let Some(start) = range_start.filter(|start| *start > 0) {
-            request = request.header("Range", format!("bytes={start}-"));
+        match range {
+            Some(ByteRange {
+                start,
+                last: Some(last),
+            }) => request = request.header("Range", format!("bytes={start}-{last}")),
+            Some(ByteRange { start, last: None }) if start > 0 => {
+                request = request.header("Range", format!("bytes={start}-"));
+            }
+            _ => {}
         }
         // The token is for the hub only: a CDN or any other host the hub redirects to must not
         // see it.
@@ -147,6 +154,14 @@ impl Transport {
         }
         request.call().map_err(|error| map_ureq_error(url, error))
     }
+}
+
+/// The bytes a request asks for: from `start` to `last` (inclusive), or to the end of the file
+/// when `last` is `None`. A range from 0 to the end sends no `Range` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub last: Option<u64>,
 }
 
 /// Turns a client error into ours; timeouts while waiting for bytes are stalls.

@@ -40,7 +40,13 @@ pub use speed::SpeedPrediction;
 /// The variant held in a local GGUF file; its quantization is the file's type.
 pub fn variant_from_file(path: &Path) -> Result<Variant, ModelFactsError> {
     let file = hearth_gguf::GgufFile::open(path)?;
-    let facts = ModelFacts::from_gguf(&file)?;
+    variant_from_gguf(&file)
+}
+
+/// The variant a parsed GGUF header describes (for example one read from a remote file's
+/// first bytes), with its quantization from the header's file type.
+pub fn variant_from_gguf(file: &hearth_gguf::GgufFile) -> Result<Variant, ModelFactsError> {
+    let facts = ModelFacts::from_gguf(file)?;
     Ok(Variant {
         quantization: facts
             .file_type

@@ -7,4 +7,5 @@ mod download;
 mod gguf;
 mod library;
 mod manager;
+mod remote_header;
 mod support;

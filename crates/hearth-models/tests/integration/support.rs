@@ -48,6 +48,17 @@ pub fn smollm2_path() -> PathBuf {
     path
 }
 
+/// The real Gemma 3 270M test model (a 6.2 MiB header). Fails (never skips) when missing.
+pub fn gemma3_path() -> PathBuf {
+    let path = test_models_dir().join("gemma-3-270m-q4_k_m.gguf");
+    assert!(
+        path.is_file(),
+        "the test model {} is missing: run scripts/fetch-test-models from the repository root",
+        path.display()
+    );
+    path
+}
+
 /// The test model's bytes, read once per test binary.
 pub fn smollm2_bytes() -> Arc<Vec<u8>> {
     static BYTES: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
@@ -99,6 +110,8 @@ pub struct RecordedRequest {
     pub path: String,
     /// The start of a `Range: bytes=<start>-` header.
     pub range_start: Option<u64>,
+    /// The end of a `Range: bytes=<start>-<last>` header (inclusive).
+    pub range_last: Option<u64>,
     pub headers: Vec<(String, String)>,
 }
 
@@ -259,10 +272,17 @@ fn serve_connection(stream: TcpStream, requests: &Mutex<Vec<RecordedRequest>>, h
         .and_then(|(_, value)| value.strip_prefix("bytes="))
         .and_then(|value| value.split('-').next())
         .and_then(|start| start.parse().ok());
+    let range_last = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("range"))
+        .and_then(|(_, value)| value.strip_prefix("bytes="))
+        .and_then(|value| value.split('-').nth(1))
+        .and_then(|last| last.trim().parse().ok());
     let request = RecordedRequest {
         method,
         path,
         range_start,
+        range_last,
         headers,
     };
     let index = {
@@ -327,6 +347,7 @@ fn write_file(
     if let Some(sha256) = &file.linked_sha256 {
         linked = format!("X-Linked-Size: {total}\r\nX-Linked-Etag: \"{sha256}\"\r\n");
     }
+    let mut end = total;
     let start = match (file.honor_range, request.range_start) {
         (true, Some(start)) if start >= total => {
             write!(
@@ -336,12 +357,15 @@ fn write_file(
             return Ok(());
         }
         (true, Some(start)) => {
+            let last = request
+                .range_last
+                .map_or(total - 1, |last| last.min(total - 1));
+            end = last + 1;
             write!(
                 stream,
-                "HTTP/1.1 206 Partial Content\r\nContent-Type: {}\r\nContent-Range: bytes {start}-{}/{total}\r\nContent-Length: {}\r\n{linked}Connection: close\r\n\r\n",
+                "HTTP/1.1 206 Partial Content\r\nContent-Type: {}\r\nContent-Range: bytes {start}-{last}/{total}\r\nContent-Length: {}\r\n{linked}Connection: close\r\n\r\n",
                 file.content_type,
-                total - 1,
-                total - start
+                end - start
             )?;
             start
         }
@@ -357,7 +381,7 @@ fn write_file(
     if is_head {
         return Ok(());
     }
-    let body = &file.bytes[start as usize..];
+    let body = &file.bytes[start as usize..end as usize];
     let mut limit = body.len();
     if let Some(cut_after) = file.cut_after {
         limit = limit.min(cut_after as usize);
