@@ -238,7 +238,12 @@ fn remote_variant(repo: &HubRepo, revision: &str, file: &str) -> anyhow::Result<
     let hub = HubClient::from_environment(DownloadConfig::default())?;
     let header = hub
         .fetch_gguf_header(repo, revision, file, MAX_HEADER_PREFIX_BYTES)
-        .with_context(|| format!("cannot read the header of {file} in {repo} from the hub"))?;
+        .with_context(|| {
+            format!(
+                "cannot read the header of {file} in {repo} from the hub (offline? once the \
+                 model is on disk, `hearth pull` it or `hearth import` it, and fit works offline)"
+            )
+        })?;
     variant_from_gguf(&header.gguf)
         .with_context(|| format!("cannot plan from the header of {file} in {repo}"))
 }

@@ -93,7 +93,14 @@ fn fit_refuses_what_it_cannot_read() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.starts_with("error:"), "{stderr}");
-    let not_installed = hearth(home.path(), &["fit", "smollm2-135m-instruct"]);
+    // A catalog model that is not installed is planned from its remote header; with the hub
+    // unreachable (a closed loopback port: tests never leave the machine) that fails clearly.
+    let not_installed = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .env("HEARTH_HOME", home.path())
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .args(["fit", "smollm2-135m-instruct"])
+        .output()
+        .unwrap();
     assert!(!not_installed.status.success());
     assert!(String::from_utf8_lossy(&not_installed.stderr).contains("hearth pull"));
 }
