@@ -16,6 +16,30 @@ fn run(home: &Path, args: &[&str]) -> Output {
     hearth(home).args(args).output().unwrap()
 }
 
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The JSON a successful command printed.
+fn success_json(output: &Output) -> serde_json::Value {
+    assert_success(output);
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Waits (up to a minute) until `seen` holds at least `length` bytes of output.
+fn read_at_least(receiver: &std::sync::mpsc::Receiver<String>, seen: &mut String, length: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < length && Instant::now() < deadline {
+        if let Ok(chunk) = receiver.recv_timeout(Duration::from_secs(1)) {
+            seen.push_str(&chunk);
+        }
+    }
+}
+
 fn smollm2() -> String {
     hearth_testkit::smollm2().display().to_string()
 }
@@ -48,11 +72,7 @@ fn run_streams_an_answer_and_json_reports_metrics() {
             "What is the capital of France?",
         ],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     assert!(String::from_utf8_lossy(&output.stdout).contains("Paris"));
 
     let output = run(
@@ -69,12 +89,7 @@ fn run_streams_an_answer_and_json_reports_metrics() {
             "Hi",
         ],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = success_json(&output);
     assert!(report["text"].as_str().is_some());
     assert_eq!(report["model"]["template_source"], "builtin");
     let metrics = &report["metrics"];
@@ -153,12 +168,7 @@ fn bench_json_has_the_documented_keys() {
             "--json",
         ],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = success_json(&output);
     for key in [
         "prefill_tokens_per_s",
         "decode_tokens_per_s",
@@ -237,12 +247,7 @@ fn chat_keeps_context_and_ctrl_c_stops_only_the_answer() {
         "Write a very long story about a dragon and a knight."
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.len() < before + 40 && Instant::now() < deadline {
-        if let Ok(chunk) = output.recv_timeout(Duration::from_secs(1)) {
-            seen.push_str(&chunk);
-        }
-    }
+    read_at_least(&output, &mut seen, before + 40);
     let interrupted_at = Instant::now();
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -285,12 +290,7 @@ fn killing_the_front_end_leaves_no_orphan_worker() {
         .unwrap();
     let output = spawn_reader(child.stdout.take().unwrap());
     let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.len() < 20 && Instant::now() < deadline {
-        if let Ok(chunk) = output.recv_timeout(Duration::from_secs(1)) {
-            seen.push_str(&chunk);
-        }
-    }
+    read_at_least(&output, &mut seen, 20);
     let children =
         std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
             .unwrap_or_default();
