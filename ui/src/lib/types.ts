@@ -1,0 +1,249 @@
+/** The shapes of the local API's answers, as far as the UI reads them (docs/ui-contract.md). */
+
+export type Role = 'system' | 'user' | 'assistant';
+export type MessageStatus = 'streaming' | 'complete' | 'stopped' | 'error';
+
+/** Sampling settings kept with a conversation (the fields of a chat completion request). */
+export interface SamplingSettings {
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  min_p?: number;
+  repeat_penalty?: number;
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  seed?: number;
+  max_tokens?: number;
+  stop?: string[] | string;
+  ignore_eos?: boolean;
+}
+
+export interface Conversation {
+  id: number;
+  title: string;
+  model: string | null;
+  system_prompt: string | null;
+  settings: SamplingSettings | null;
+  created_at: number;
+  updated_at: number;
+  deleted_at: number | null;
+  notice?: string;
+}
+
+/** An answer's figures as the server recorded them. */
+export interface AnswerMetrics {
+  ttft_ms?: number;
+  tpot_ms?: number;
+  decode_tokens_per_s?: number;
+  prefill_tokens_per_s?: number;
+  prompt_tokens?: number;
+  cached_prompt_tokens?: number;
+  completion_tokens?: number;
+  generated_tokens?: number;
+  e2e_ms?: number;
+  queue_ms?: number;
+  finish_reason?: string;
+  [key: string]: unknown;
+}
+
+export interface Message {
+  id: number;
+  conversation_id: number;
+  role: Role;
+  content: string;
+  status: MessageStatus;
+  metrics: AnswerMetrics | null;
+  created_at: number;
+  updated_at: number;
+  hidden?: boolean;
+  notice?: string;
+}
+
+export interface ConversationWithMessages extends Conversation {
+  messages: Message[];
+}
+
+export interface ApiErrorBody {
+  message?: string;
+  type?: string;
+  param?: string | null;
+  code?: string | null;
+}
+
+/** One event of a chat stream (`/messages`, `/regenerate`, `/edit`). */
+export type ChatEvent =
+  | {
+      type: 'start';
+      conversation_id?: number;
+      model?: string;
+      user_message?: Message;
+      assistant_message?: Message;
+      prompt_tokens?: number;
+      dropped_messages?: number;
+      n_ctx?: number;
+    }
+  | { type: 'token'; text: string }
+  | { type: 'done'; message: Message }
+  | { type: 'error'; error?: ApiErrorBody; message?: Message };
+
+export type FitBadge = 'gpu' | 'partial' | 'cpu' | 'too_large';
+
+export interface Fit {
+  badge: FitBadge;
+  predicted_decode_tokens_per_s?: number;
+  n_ctx?: number;
+  n_gpu_layers?: number;
+  memory_bytes?: number;
+}
+
+export interface GgufSummary {
+  architecture?: string | null;
+  name?: string | null;
+  parameter_count?: number | null;
+  context_length?: number | null;
+  block_count?: number | null;
+  quantization?: string | null;
+}
+
+export interface InstalledModel {
+  id: string;
+  file_name?: string;
+  size_bytes?: number;
+  installed_at?: string;
+  in_place?: boolean;
+  source?: { kind?: string; catalog_id?: string; quantization?: string; repo?: string };
+  summary?: GgufSummary;
+  fit?: Fit;
+}
+
+export interface CatalogFile {
+  quantization: string;
+  size_bytes?: number;
+  fit?: Fit;
+}
+
+export interface CatalogEntry {
+  id: string;
+  display_name?: string;
+  family?: string;
+  repo?: string;
+  license?: string;
+  parameters_billions?: number;
+  context_length?: number;
+  purpose?: string;
+  default_quantization?: string;
+  files: CatalogFile[];
+  installed?: boolean;
+  installed_ids?: string[];
+  fit?: Fit;
+}
+
+export interface Recommendation {
+  model: string;
+  name?: string;
+  quantization?: string;
+  size_bytes?: number;
+  fit?: Fit;
+  reason?: string;
+}
+
+export interface ModelsListing {
+  models: InstalledModel[];
+  broken: { id: string; reason: string }[];
+  catalog: CatalogEntry[];
+  recommendation?: Recommendation | null;
+}
+
+/** Download states: the server's (`starting`, `retrying`...) and the contract's (`queued`...). */
+export type DownloadStateName =
+  | 'queued'
+  | 'starting'
+  | 'waiting_for_other_download'
+  | 'downloading'
+  | 'retrying'
+  | 'paused'
+  | 'verifying'
+  | 'installed'
+  | 'failed'
+  | 'cancelled';
+
+export interface DownloadStatus {
+  id: number;
+  model_id?: string;
+  repo?: string;
+  file?: string;
+  state: DownloadStateName;
+  bytes_done?: number;
+  downloaded_bytes?: number;
+  total_bytes?: number | null;
+  bytes_per_second?: number;
+  eta_seconds?: number | null;
+  error?: string;
+  reason?: string;
+  delay_seconds?: number;
+}
+
+export interface ServableModel {
+  id: string;
+}
+
+export interface HealthModel {
+  id: string;
+  state: string;
+}
+
+export interface Health {
+  status: string;
+  models?: HealthModel[];
+}
+
+export interface Plan {
+  n_ctx?: number;
+  n_parallel?: number;
+  n_gpu_layers?: number;
+  kv_cache_type?: string;
+  flash_attention?: boolean;
+  memory_bytes?: number;
+}
+
+export interface SystemReport {
+  version?: string;
+  data_dir?: string;
+  server?: { address?: string; port?: number; api_key_required?: boolean };
+  probe?: {
+    cpu?: {
+      model?: string;
+      physical_cores?: number;
+      logical_cores?: number;
+      features?: string[];
+    };
+    memory?: { total_bytes?: number; available_bytes?: number };
+    gpus?: {
+      name?: string;
+      backend?: string;
+      device_type?: string;
+      total_bytes?: number | null;
+      free_bytes?: number | null;
+    }[];
+    bandwidth?: { cpu_gb_per_s?: number | null; gpu_gb_per_s?: number | null };
+    os?: string;
+  };
+  loaded?: { id: string; state?: string; plan?: Plan | null }[];
+}
+
+export type Theme = 'system' | 'light' | 'dark';
+
+export interface ServerSettings {
+  theme?: Theme;
+  default_model?: string | null;
+  api_port?: number;
+  api_key_set?: boolean;
+  data_dir?: string;
+}
+
+export interface SettingsUpdate {
+  theme?: Theme;
+  default_model?: string | null;
+  api_port?: number;
+  api_key?: string | null;
+}
