@@ -35,7 +35,7 @@ use hearth_store::{
 use hearth_supervisor::{GenerationEvent, GenerationStream, SupervisorError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::error::{ApiError, TYPE_INVALID_REQUEST, TYPE_SERVER};
 use crate::handlers::JsonBody;
@@ -565,6 +565,7 @@ async fn send_message(
         "dropped_messages": dropped_messages,
     });
     let _ = sender.try_send(start);
+    let (running, stop) = state.answers.begin();
     tokio::spawn(run_answer(AnswerTask {
         store,
         message_id: answer.id,
@@ -572,8 +573,73 @@ async fn send_message(
         lease,
         metrics: state.metrics.clone(),
         sender,
+        stop,
+        running,
     }));
     Ok(sse_response(receiver))
+}
+
+/// The answers being generated: a shutdown stops them all (each is saved as `stopped`) and
+/// waits for them to be saved before the engine workers go.
+#[derive(Debug)]
+pub struct AnswerTasks {
+    stop: watch::Sender<bool>,
+    running: watch::Sender<usize>,
+}
+
+impl Default for AnswerTasks {
+    fn default() -> Self {
+        Self {
+            stop: watch::channel(false).0,
+            running: watch::channel(0).0,
+        }
+    }
+}
+
+/// Counts one answer as running for as long as it lives.
+#[derive(Debug)]
+struct RunningAnswer {
+    tasks: Arc<AnswerTasks>,
+}
+
+impl Drop for RunningAnswer {
+    fn drop(&mut self) {
+        self.tasks
+            .running
+            .send_modify(|running| *running = running.saturating_sub(1));
+    }
+}
+
+impl AnswerTasks {
+    fn begin(self: &Arc<Self>) -> (RunningAnswer, watch::Receiver<bool>) {
+        self.running.send_modify(|running| *running += 1);
+        (
+            RunningAnswer {
+                tasks: self.clone(),
+            },
+            self.stop.subscribe(),
+        )
+    }
+
+    /// Answers running now.
+    pub fn running(&self) -> usize {
+        *self.running.borrow()
+    }
+
+    /// Stops every answer, now and from now on.
+    pub fn stop_all(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Waits until no answer runs, at most `limit`; whether they all ended.
+    pub async fn wait_finished(&self, limit: Duration) -> bool {
+        let mut running = self.running.subscribe();
+        let ended = tokio::time::timeout(limit, async move {
+            let _ = running.wait_for(|running| *running == 0).await;
+        })
+        .await;
+        ended.is_ok()
+    }
 }
 
 /// One answer being generated and saved, independent of the client's connection.
@@ -585,6 +651,10 @@ struct AnswerTask {
     lease: ModelLease,
     metrics: Arc<crate::Metrics>,
     sender: mpsc::Sender<Value>,
+    /// Turns true when the server shuts down.
+    stop: watch::Receiver<bool>,
+    /// Counts the answer as running until it is saved.
+    running: RunningAnswer,
 }
 
 enum AnswerEnd {
@@ -601,6 +671,8 @@ async fn run_answer(task: AnswerTask) {
         lease,
         metrics,
         sender,
+        mut stop,
+        running,
     } = task;
     let mut content = String::new();
     let mut unsaved = false;
@@ -637,6 +709,8 @@ async fn run_answer(task: AnswerTask) {
                 }
             }
             () = sender.closed() => break AnswerEnd::ClientLeft,
+            // A shutdown stops the answer like a client that leaves: saved as `stopped`.
+            () = stopping(&mut stop) => break AnswerEnd::ClientLeft,
         }
     };
     // Dropping the stream before its end cancels the generation in the engine.
@@ -672,6 +746,20 @@ async fn run_answer(task: AnswerTask) {
             let _ = sender
                 .send(json!({"type": "error", "error": api.body()["error"]}))
                 .await;
+        }
+    }
+    drop(running);
+}
+
+/// Resolves once `stop` turns true (never, if its sender is gone).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    loop {
+        let stopped = *stop.borrow_and_update();
+        if stopped {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }

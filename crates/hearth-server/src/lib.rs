@@ -13,8 +13,11 @@
 //! credentials, needs an API key to listen beyond loopback, and caps request bodies.
 //!
 //! [`router`] builds the whole application from an [`AppState`], so tests drive the handlers
-//! without a socket; [`serve`] runs it on a listener until a shutdown signal.
+//! without a socket; [`app::start`] builds the state from [`app::ServerOptions`], binds and
+//! serves (both `hearth serve` and the desktop shell start the server this way), and
+//! [`serve`] runs a router on a listener until a shutdown signal.
 
+pub mod app;
 pub mod conversations;
 pub mod error;
 pub mod handlers;
@@ -36,6 +39,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use app::{start, RunningServer, ServerOptions, StartError};
+pub use conversations::AnswerTasks;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use models::{ModelManager, ModelManagerConfig, ServableModel};
@@ -64,6 +69,27 @@ pub struct AppState {
     /// The model library and background downloads behind `/api/models` and
     /// `/api/downloads` (`None`: those routes answer 503).
     pub downloads: Option<Arc<hearth_models::DownloadManager>>,
+    /// The conversation answers being generated, so a shutdown can stop and save them.
+    pub answers: Arc<AnswerTasks>,
+}
+
+impl AppState {
+    /// A state with models, metrics and security, and no history or model management (those
+    /// routes answer 503 until the fields are set).
+    pub fn new(
+        models: Arc<ModelManager>,
+        metrics: Arc<Metrics>,
+        security: Arc<SecurityPolicy>,
+    ) -> Self {
+        Self {
+            models,
+            metrics,
+            security,
+            conversations: None,
+            downloads: None,
+            answers: Arc::new(AnswerTasks::default()),
+        }
+    }
 }
 
 /// The whole application: routes, security checks, body limit, request metrics.
@@ -106,39 +132,16 @@ async fn count_responses(State(state): State<AppState>, request: Request, next: 
     response
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` resolves, then lets answers in
-/// flight finish for at most [`SHUTDOWN_GRACE`] and stops every engine worker.
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then stops as
+/// [`RunningServer::shutdown`] does.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let models = state.models.clone();
-    models.spawn_idle_reaper();
-    let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
-    let serving = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        let _ = stop_receiver.await;
-    });
-    let server = tokio::spawn(async move { serving.await });
-    let mut server = std::pin::pin!(server);
-    tokio::select! {
-        result = &mut server => {
-            models.shutdown_all().await;
-            return result.unwrap_or_else(|error| Err(std::io::Error::other(error)));
-        }
-        () = shutdown => {}
-    }
-    let _ = stop_sender.send(());
-    let result = match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-        Ok(joined) => joined.unwrap_or_else(|error| Err(std::io::Error::other(error))),
-        Err(_) => {
-            tracing::info!("answers still running after the grace period; stopping anyway");
-            server.abort();
-            Ok(())
-        }
-    };
-    models.shutdown_all().await;
-    result
+    RunningServer::spawn(listener, state, Vec::new())?
+        .run_until(shutdown)
+        .await
 }
 
 #[cfg(test)]

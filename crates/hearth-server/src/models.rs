@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +28,8 @@ use crate::metrics::Metrics;
 const MAX_IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the idle reaper looks at least.
 const MIN_IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a shutdown waits for loads in progress to end (each then stops its worker).
+const SHUTDOWN_LOAD_WAIT: Duration = Duration::from_secs(10);
 
 /// A model the server can serve: its public id and the file behind it (never shown to
 /// clients).
@@ -184,6 +186,8 @@ pub struct ModelManager {
     config: ModelManagerConfig,
     slots: Mutex<HashMap<String, Slot>>,
     metrics: Arc<Metrics>,
+    /// Set by [`ModelManager::shutdown_all`]: no model loads after it.
+    closed: AtomicBool,
 }
 
 impl ModelManager {
@@ -192,7 +196,21 @@ impl ModelManager {
             config,
             slots: Mutex::new(HashMap::new()),
             metrics,
+            closed: AtomicBool::new(false),
         })
+    }
+
+    /// The load parameters every model gets (context, parallel sequences, GPU layers).
+    pub fn load_params(&self) -> &LoadParams {
+        &self.config.load_params
+    }
+
+    fn shutting_down() -> ApiError {
+        ApiError::unavailable(
+            "shutting_down",
+            "The server is shutting down.",
+            LOADING_RETRY_AFTER_SECS,
+        )
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
@@ -276,6 +294,9 @@ impl ModelManager {
     pub async fn acquire(self: &Arc<Self>, id: &str) -> Result<ModelLease, ApiError> {
         let deadline = tokio::time::Instant::now() + self.config.load_wait;
         loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(Self::shutting_down());
+            }
             let mut done = {
                 let mut slots = self.slots();
                 match slots.get(id) {
@@ -318,6 +339,9 @@ impl ModelManager {
 
     /// Starts loading `model` unless it is loaded or loading (used to preload at startup).
     pub fn preload(self: &Arc<Self>, model: ServableModel) -> Result<(), ApiError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Self::shutting_down());
+        }
         let mut slots = self.slots();
         if slots.contains_key(&model.id) {
             return Ok(());
@@ -424,18 +448,37 @@ impl ModelManager {
         });
     }
 
-    /// Stops every engine worker (server shutdown).
+    /// Stops every engine worker (server shutdown): loaded models now, and models still
+    /// loading as soon as their load ends (waiting at most [`SHUTDOWN_LOAD_WAIT`]). No model
+    /// loads afterwards.
     pub async fn shutdown_all(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut loading = Vec::new();
         let models: Vec<Arc<LoadedModel>> = self
             .slots()
             .drain()
             .filter_map(|(_, slot)| match slot {
                 Slot::Ready(model) => Some(model),
-                Slot::Loading { .. } => None,
+                Slot::Loading { done } => {
+                    loading.push(done);
+                    None
+                }
             })
             .collect();
         for model in models {
             model.supervisor.shutdown().await;
+        }
+        // A load that ends after `closed` is set stops its own worker (see `load_model`).
+        let loads_ended = futures_util::future::join_all(
+            loading
+                .iter_mut()
+                .map(|done| async move { done.wait_for(Option::is_some).await.map(|_| ()) }),
+        );
+        if tokio::time::timeout(SHUTDOWN_LOAD_WAIT, loads_ended)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a model was still loading at shutdown; its worker stops when it ends");
         }
     }
 
@@ -460,7 +503,10 @@ async fn load_model(
     let started = Instant::now();
     tracing::info!(model = %model.id, "loading model");
     let result = supervisor.load(&model.path, load_params).await;
-    let Some(manager) = manager.upgrade() else {
+    let Some(manager) = manager
+        .upgrade()
+        .filter(|manager| !manager.closed.load(Ordering::SeqCst))
+    else {
         supervisor.shutdown().await;
         return Err(ApiError::internal(
             "shutting_down",
@@ -479,8 +525,20 @@ async fn load_model(
                 active_requests: AtomicUsize::new(0),
                 last_used: Mutex::new(Instant::now()),
             });
-            manager.slots().insert(model.id, Slot::Ready(loaded));
-            Ok(())
+            {
+                // Checked under the lock `shutdown_all` drains with: a load never lands in a
+                // manager that has shut down.
+                let mut slots = manager.slots();
+                if !manager.closed.load(Ordering::SeqCst) {
+                    slots.insert(model.id, Slot::Ready(loaded));
+                    return Ok(());
+                }
+            }
+            loaded.supervisor.shutdown().await;
+            Err(ApiError::internal(
+                "shutting_down",
+                "The server is shutting down.",
+            ))
         }
         Err(error) => {
             tracing::warn!(model = %model.id, %error, "model load failed");

@@ -50,17 +50,11 @@ fn state_with(api_key: Option<&str>, allowed_origins: &[&str]) -> AppState {
     let origins: Vec<String> = allowed_origins.iter().map(|o| o.to_string()).collect();
     let security = SecurityPolicy::for_bound_address(
         SocketAddr::from(([127, 0, 0, 1], PORT)),
-        api_key.map(str::to_string),
+        api_key.map(str::to_string).into_iter().collect(),
         &origins,
     )
     .unwrap();
-    AppState {
-        models,
-        metrics,
-        security: Arc::new(security),
-        conversations: None,
-        downloads: None,
-    }
+    AppState::new(models, metrics, Arc::new(security))
 }
 
 fn state() -> AppState {

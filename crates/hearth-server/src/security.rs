@@ -10,8 +10,10 @@
 //!   allowed Origin is echoed in `Access-Control-Allow-Origin` but credentials are never
 //!   allowed. Any other Origin gets 403 before its request runs: a "simple" cross-site POST
 //!   would otherwise still make the model work even though the page cannot read the answer.
-//! - **API key**: `Authorization: Bearer <key>`, compared in constant time. `/health` and CORS
-//!   preflights need no key (browsers send preflights without credentials).
+//! - **API keys**: `Authorization: Bearer <key>`, compared in constant time against every
+//!   accepted key (the desktop's per-launch token and the user's own key for other programs
+//!   can both be set). `/health`, CORS preflights (browsers send them without credentials)
+//!   and the UI's static files (they hold no secret) need no key.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -46,7 +48,7 @@ pub enum SecurityConfigError {
     WildcardOrigin { origin: String },
     #[error("--allowed-origin {origin:?} is not an origin: expected scheme://host[:port] with no path (for example http://localhost:5173)")]
     MalformedOrigin { origin: String },
-    #[error("the API key must not be empty")]
+    #[error("an API key must not be empty")]
     EmptyApiKey,
 }
 
@@ -59,23 +61,25 @@ pub struct SecurityPolicy {
     allowed_origins: Vec<String>,
     /// The server's own origins under its loopback names (`http://localhost:4327`).
     own_origins: Vec<String>,
-    api_key: Option<String>,
+    /// Every accepted key; empty: no key is needed.
+    api_keys: Vec<String>,
 }
 
 impl SecurityPolicy {
-    /// The policy for a server bound to `address`: refuses a non-loopback address without a
-    /// key, and wildcard or malformed origins.
+    /// The policy for a server bound to `address` that accepts any of `api_keys` (none: no
+    /// key needed): refuses a non-loopback address without a key, empty keys, and wildcard
+    /// or malformed origins.
     pub fn for_bound_address(
         address: SocketAddr,
-        api_key: Option<String>,
+        api_keys: Vec<String>,
         allowed_origins: &[String],
     ) -> Result<Self, SecurityConfigError> {
-        if api_key.as_deref() == Some("") {
+        if api_keys.iter().any(String::is_empty) {
             return Err(SecurityConfigError::EmptyApiKey);
         }
         let ip = address.ip();
         let loopback = ip.is_loopback();
-        if !loopback && api_key.is_none() {
+        if !loopback && api_keys.is_empty() {
             return Err(SecurityConfigError::NonLoopbackWithoutKey { address: ip });
         }
         let allowed_hosts = loopback.then(|| loopback_hosts(address));
@@ -94,8 +98,13 @@ impl SecurityPolicy {
             allowed_hosts,
             allowed_origins,
             own_origins,
-            api_key,
+            api_keys,
         })
+    }
+
+    /// Whether API calls need a key.
+    pub fn api_key_required(&self) -> bool {
+        !self.api_keys.is_empty()
     }
 
     /// Whether `host` (a Host header value) names this server.
@@ -118,11 +127,11 @@ impl SecurityPolicy {
         same_origin || self.own_origins.contains(&origin) || self.allowed_origins.contains(&origin)
     }
 
-    /// Whether the request carries the right key (always true without a key).
+    /// Whether the request carries one of the accepted keys (always true without keys).
     pub fn key_accepted(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(expected) = &self.api_key else {
+        if self.api_keys.is_empty() {
             return Ok(());
-        };
+        }
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::unauthorized(
                 "Missing API key: send it as 'Authorization: Bearer <key>'.",
@@ -136,7 +145,7 @@ impl SecurityPolicy {
                 scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
             })
             .unwrap_or("");
-        if keys_match(expected.as_bytes(), presented.as_bytes()) {
+        if any_key_matches(&self.api_keys, presented.as_bytes()) {
             Ok(())
         } else {
             // The presented key is never repeated back.
@@ -154,6 +163,16 @@ pub fn keys_match(expected: &[u8], presented: &[u8]) -> bool {
         equal &= byte.ct_eq(&other);
     }
     equal.into()
+}
+
+/// Whether `presented` equals one of `expected`. Every key is compared, with no early exit, so
+/// the time taken does not tell which key (or how much of one) was right.
+pub fn any_key_matches(expected: &[String], presented: &[u8]) -> bool {
+    let mut matched = subtle::Choice::from(0);
+    for key in expected {
+        matched |= subtle::Choice::from(u8::from(keys_match(key.as_bytes(), presented)));
+    }
+    matched.into()
 }
 
 /// The Host values of a loopback-bound server: its loopback names and addresses, with its
@@ -309,7 +328,7 @@ mod tests {
 
     #[test]
     fn loopback_servers_accept_loopback_hosts_only() {
-        let policy = SecurityPolicy::for_bound_address(loopback(4327), None, &[]).unwrap();
+        let policy = SecurityPolicy::for_bound_address(loopback(4327), Vec::new(), &[]).unwrap();
         for host in [
             "127.0.0.1:4327",
             "localhost:4327",
@@ -334,10 +353,10 @@ mod tests {
     fn non_loopback_binds_need_a_key() {
         let any = SocketAddr::from(([0, 0, 0, 0], 4327));
         assert_eq!(
-            SecurityPolicy::for_bound_address(any, None, &[]).unwrap_err(),
+            SecurityPolicy::for_bound_address(any, Vec::new(), &[]).unwrap_err(),
             SecurityConfigError::NonLoopbackWithoutKey { address: any.ip() }
         );
-        let policy = SecurityPolicy::for_bound_address(any, Some("k".into()), &[]).unwrap();
+        let policy = SecurityPolicy::for_bound_address(any, vec!["k".into()], &[]).unwrap();
         assert!(policy.host_allowed("192.168.1.5:4327"));
     }
 
@@ -345,13 +364,13 @@ mod tests {
     fn wildcard_and_malformed_origins_are_refused() {
         for origin in ["*", "null", "http://*.example.com"] {
             assert!(matches!(
-                SecurityPolicy::for_bound_address(loopback(1), None, &[origin.into()]),
+                SecurityPolicy::for_bound_address(loopback(1), Vec::new(), &[origin.into()]),
                 Err(SecurityConfigError::WildcardOrigin { .. })
             ));
         }
         for origin in ["localhost:3000", "http://a/b", "http://"] {
             assert!(matches!(
-                SecurityPolicy::for_bound_address(loopback(1), None, &[origin.into()]),
+                SecurityPolicy::for_bound_address(loopback(1), Vec::new(), &[origin.into()]),
                 Err(SecurityConfigError::MalformedOrigin { .. })
             ));
         }
@@ -361,7 +380,7 @@ mod tests {
     fn origins_are_same_origin_or_configured() {
         let policy = SecurityPolicy::for_bound_address(
             loopback(4327),
-            None,
+            Vec::new(),
             &["http://localhost:5173/".into()],
         )
         .unwrap();
@@ -386,7 +405,7 @@ mod tests {
     #[test]
     fn bearer_keys_are_read_from_authorization() {
         let policy =
-            SecurityPolicy::for_bound_address(loopback(1), Some("sk-local".into()), &[]).unwrap();
+            SecurityPolicy::for_bound_address(loopback(1), vec!["sk-local".into()], &[]).unwrap();
         let mut headers = HeaderMap::new();
         assert!(policy.key_accepted(&headers).is_err());
         headers.insert(
@@ -404,5 +423,40 @@ mod tests {
             HeaderValue::from_static("Basic sk-local"),
         );
         assert!(policy.key_accepted(&headers).is_err());
+    }
+
+    #[test]
+    fn any_of_several_keys_is_accepted() {
+        let policy = SecurityPolicy::for_bound_address(
+            loopback(1),
+            vec!["desktop-token".into(), "sk-user".into()],
+            &[],
+        )
+        .unwrap();
+        assert!(policy.api_key_required());
+        for (presented, accepted) in [
+            ("Bearer desktop-token", true),
+            ("Bearer sk-user", true),
+            ("Bearer sk-use", false),
+            ("Bearer desktop-tokensk-user", false),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(presented));
+            assert_eq!(
+                policy.key_accepted(&headers).is_ok(),
+                accepted,
+                "{presented}"
+            );
+        }
+        assert_eq!(
+            SecurityPolicy::for_bound_address(loopback(1), vec!["k".into(), String::new()], &[])
+                .unwrap_err(),
+            SecurityConfigError::EmptyApiKey
+        );
+        assert!(
+            !SecurityPolicy::for_bound_address(loopback(1), Vec::new(), &[])
+                .unwrap()
+                .api_key_required()
+        );
     }
 }

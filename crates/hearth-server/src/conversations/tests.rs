@@ -43,15 +43,15 @@ fn state_with_store(store: Option<Arc<ConversationStore>>) -> AppState {
         },
         metrics.clone(),
     );
-    let security =
-        SecurityPolicy::for_bound_address(SocketAddr::from(([127, 0, 0, 1], 4327)), None, &[])
-            .unwrap();
+    let security = SecurityPolicy::for_bound_address(
+        SocketAddr::from(([127, 0, 0, 1], 4327)),
+        Vec::new(),
+        &[],
+    )
+    .unwrap();
     AppState {
-        models,
-        metrics,
-        security: Arc::new(security),
         conversations: store,
-        downloads: None,
+        ..AppState::new(models, metrics, Arc::new(security))
     }
 }
 

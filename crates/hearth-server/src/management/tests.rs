@@ -35,20 +35,20 @@ fn state(models_directory: Option<&std::path::Path>) -> AppState {
         },
         metrics.clone(),
     );
-    let security =
-        SecurityPolicy::for_bound_address(SocketAddr::from(([127, 0, 0, 1], 4327)), None, &[])
-            .unwrap();
+    let security = SecurityPolicy::for_bound_address(
+        SocketAddr::from(([127, 0, 0, 1], 4327)),
+        Vec::new(),
+        &[],
+    )
+    .unwrap();
     let downloads = models_directory.map(|directory| {
         // Port 9 on loopback: nothing in these tests ever downloads.
         let hub = HubClient::new("http://127.0.0.1:9", DownloadConfig::default()).unwrap();
         Arc::new(DownloadManager::new(ModelLibrary::new(directory), hub))
     });
     AppState {
-        models,
-        metrics,
-        security: Arc::new(security),
-        conversations: None,
         downloads,
+        ..AppState::new(models, metrics, Arc::new(security))
     }
 }
 

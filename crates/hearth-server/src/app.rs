@@ -1,0 +1,434 @@
+//! Starting the whole server in-process: the one way `hearth serve` and the desktop shell
+//! bring the API up.
+//!
+//! [`start`] checks the options before binding anything (no listening beyond loopback without
+//! a key, no wildcard origins), resolves the models to serve, binds, builds the [`AppState`]
+//! (security policy, model manager, library, conversation history, downloads), starts
+//! loading the first models in the background (so `/health` turns 200 when they are ready)
+//! and serves on a task of its own. The [`RunningServer`] it returns tells the bound address
+//! (`port: 0` picks a free port) and stops everything with [`RunningServer::shutdown`]:
+//! conversation answers are stopped and saved, connections close, and every engine worker
+//! ends.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_models::{DownloadManager, HubClient, ModelId, ModelLibrary, ModelsError};
+use hearth_protocol::{LoadParams, DEFAULT_MAX_QUEUE, DEFAULT_N_CTX};
+use hearth_store::StoreError;
+use hearth_supervisor::WorkerCommand;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::security::{SecurityConfigError, SecurityPolicy};
+use crate::{
+    router, AppState, Metrics, ModelManager, ModelManagerConfig, ServableModel, DEFAULT_HOST,
+    DEFAULT_PORT, SHUTDOWN_GRACE,
+};
+
+/// Sequences answered at once per model: a chat window and a tool or two side by side.
+pub const DEFAULT_PARALLEL: u32 = 2;
+/// Unload a model unused for five minutes (as Ollama does), giving its memory back.
+pub const DEFAULT_IDLE_UNLOAD: Duration = Duration::from_secs(300);
+/// How long a request waits for its model to load before it gets 503 and `Retry-After`.
+pub const DEFAULT_LOAD_WAIT: Duration = Duration::from_secs(5);
+/// Models loaded at once: one by default, since a laptop rarely has memory for two.
+pub const DEFAULT_MAX_LOADED: usize = 1;
+/// The models folder inside the data directory.
+pub const MODELS_FOLDER: &str = "models";
+/// How long a shutdown waits for stopped answers to be saved.
+const ANSWER_SAVE_WAIT: Duration = Duration::from_secs(2);
+
+/// Everything the server needs to start. [`ServerOptions::new`] gives `hearth serve`'s
+/// defaults.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Address to listen on; anything but loopback needs an API key.
+    pub host: IpAddr,
+    /// Port to listen on; 0 picks a free port ([`RunningServer::local_addr`] tells which).
+    pub port: u16,
+    /// Models to serve: GGUF files (served under ids made from their names) or installed
+    /// ids. The first `max_loaded` are loaded at startup; every installed model is also
+    /// served by its id.
+    pub models: Vec<String>,
+    /// Keys accepted as `Authorization: Bearer KEY` (any of them); empty: no key needed.
+    pub api_keys: Vec<String>,
+    /// Web origins allowed to call the API besides the server's own (never a wildcard).
+    pub allowed_origins: Vec<String>,
+    /// Sequences each model answers at once.
+    pub parallel: u32,
+    /// Context length of each sequence, in tokens (the KV cache holds n_ctx × parallel).
+    pub n_ctx: u32,
+    /// Unload a model after this long unused (`None`: never).
+    pub idle_unload: Option<Duration>,
+    /// Requests that may wait for a free sequence per model.
+    pub max_queue: u32,
+    /// Models loaded at once.
+    pub max_loaded: usize,
+    /// How long a request waits for its model to load before it gets 503.
+    pub load_wait: Duration,
+    /// Threads per model (`None`: the physical cores).
+    pub n_threads: Option<u32>,
+    /// Layers to offload to the GPU.
+    pub n_gpu_layers: u32,
+    /// Where models (`models/`), the conversation history and the settings live.
+    pub data_dir: PathBuf,
+    /// How to start an engine worker (`hearth engine`, or the desktop's own binary).
+    pub worker_command: WorkerCommand,
+}
+
+impl ServerOptions {
+    /// `hearth serve`'s defaults: 127.0.0.1 on [`DEFAULT_PORT`], no models given, no key.
+    pub fn new(data_dir: impl Into<PathBuf>, worker_command: WorkerCommand) -> Self {
+        Self {
+            host: DEFAULT_HOST,
+            port: DEFAULT_PORT,
+            models: Vec::new(),
+            api_keys: Vec::new(),
+            allowed_origins: Vec::new(),
+            parallel: DEFAULT_PARALLEL,
+            n_ctx: DEFAULT_N_CTX,
+            idle_unload: Some(DEFAULT_IDLE_UNLOAD),
+            max_queue: DEFAULT_MAX_QUEUE,
+            max_loaded: DEFAULT_MAX_LOADED,
+            load_wait: DEFAULT_LOAD_WAIT,
+            n_threads: None,
+            n_gpu_layers: 0,
+            data_dir: data_dir.into(),
+            worker_command,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("--parallel must be at least 1")]
+    ZeroParallel,
+    #[error("--ctx × --parallel is too large")]
+    ContextTooLarge,
+    #[error(transparent)]
+    Security(#[from] SecurityConfigError),
+    #[error("--model {spec}: there is no such file, and no installed model has this id (`hearth ls` lists them)")]
+    UnknownModel { spec: String },
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the conversation history: {0}")]
+    History(#[source] StoreError),
+    #[error("cannot set up model downloads: {0}")]
+    Downloads(#[source] ModelsError),
+}
+
+/// A server serving on a task of its own.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    served_model_ids: Vec<String>,
+    state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// What `--model` values name: files (served under ids made from their names) and installed
+/// ids. Returns the models given by path and every model to preload, in order.
+pub fn resolve_models(
+    specs: &[String],
+    library: &ModelLibrary,
+) -> Result<(Vec<ServableModel>, Vec<ServableModel>), StartError> {
+    let mut by_path: Vec<ServableModel> = Vec::new();
+    let mut preload = Vec::new();
+    for spec in specs {
+        let path = Path::new(spec);
+        if path.is_file() {
+            let mut model = ServableModel::from_path(path);
+            // Two files with the same name in different folders get distinct ids.
+            let base = model.id.clone();
+            let mut suffix = 2;
+            while by_path.iter().any(|m| m.id == model.id) {
+                model.id = format!("{base}-{suffix}");
+                suffix += 1;
+            }
+            by_path.push(model.clone());
+            preload.push(model);
+            continue;
+        }
+        let installed = ModelId::new(spec.as_str())
+            .ok()
+            .and_then(|id| library.get(&id).ok());
+        match installed {
+            Some(installed) => preload.push(ServableModel {
+                id: spec.clone(),
+                path: installed.model_path,
+                created: 0,
+            }),
+            None => return Err(StartError::UnknownModel { spec: spec.clone() }),
+        }
+    }
+    Ok((by_path, preload))
+}
+
+/// Checks `options`, binds, builds the state and serves on a task of its own.
+pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> {
+    if options.parallel == 0 {
+        return Err(StartError::ZeroParallel);
+    }
+    // The worker's context holds every sequence's cache.
+    let n_ctx_total = options
+        .n_ctx
+        .checked_mul(options.parallel)
+        .ok_or(StartError::ContextTooLarge)?;
+    let requested = SocketAddr::new(options.host, options.port);
+    // Refuse an unsafe configuration before binding anything.
+    SecurityPolicy::for_bound_address(
+        requested,
+        options.api_keys.clone(),
+        &options.allowed_origins,
+    )?;
+    let library = ModelLibrary::new(options.data_dir.join(MODELS_FOLDER));
+    let (by_path, preload) = resolve_models(&options.models, &library)?;
+
+    let listener = tokio::net::TcpListener::bind(requested)
+        .await
+        .map_err(|source| StartError::Bind {
+            address: requested,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| StartError::Bind {
+        address: requested,
+        source,
+    })?;
+    let security =
+        SecurityPolicy::for_bound_address(bound, options.api_keys, &options.allowed_origins)?;
+
+    let conversations =
+        crate::conversations::open_store(&options.data_dir).map_err(StartError::History)?;
+    let hub = HubClient::from_environment(Default::default()).map_err(StartError::Downloads)?;
+    let downloads = Arc::new(DownloadManager::new(library.clone(), hub));
+
+    let metrics = Arc::new(Metrics::default());
+    let max_loaded = options.max_loaded.max(1);
+    let models = ModelManager::new(
+        ModelManagerConfig {
+            models: by_path,
+            library: Some(library),
+            worker_command: options.worker_command,
+            load_params: LoadParams {
+                n_ctx: n_ctx_total,
+                n_parallel: options.parallel,
+                max_queue: options.max_queue,
+                n_threads: options.n_threads,
+                n_gpu_layers: options.n_gpu_layers,
+                ..LoadParams::default()
+            },
+            idle_unload: options.idle_unload.filter(|idle| !idle.is_zero()),
+            load_wait: options.load_wait,
+            max_loaded_models: max_loaded,
+        },
+        metrics.clone(),
+    );
+    for model in preload.into_iter().take(max_loaded) {
+        if let Err(error) = models.preload(model) {
+            tracing::warn!(%error, "cannot preload a model");
+        }
+    }
+    let served: Vec<String> = models.list().into_iter().map(|m| m.id).collect();
+
+    let state = AppState {
+        conversations: Some(conversations),
+        downloads: Some(downloads),
+        ..AppState::new(models, metrics, Arc::new(security))
+    };
+    RunningServer::spawn(listener, state, served).map_err(|source| StartError::Bind {
+        address: bound,
+        source,
+    })
+}
+
+impl RunningServer {
+    /// Serves `router(state)` on `listener` on a task of its own.
+    pub fn spawn(
+        listener: tokio::net::TcpListener,
+        state: AppState,
+        served_model_ids: Vec<String>,
+    ) -> std::io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        state.models.spawn_idle_reaper();
+        let (stop, stop_receiver) = oneshot::channel::<()>();
+        let serving =
+            axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
+                let _ = stop_receiver.await;
+            });
+        let task = tokio::spawn(async move { serving.await });
+        Ok(Self {
+            local_addr,
+            served_model_ids,
+            state,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The address the server listens on (with the port picked for `port: 0`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The ids of the models served at startup (given ones first, then installed ones).
+    pub fn served_model_ids(&self) -> &[String] {
+        &self.served_model_ids
+    }
+
+    /// The state the handlers share.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `signal` resolves (or the server fails), then shuts down.
+    pub async fn run_until(
+        mut self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tokio::select! {
+            joined = &mut self.task => {
+                self.state.answers.stop_all();
+                self.state.models.shutdown_all().await;
+                return joined.unwrap_or_else(|error| Err(std::io::Error::other(error)));
+            }
+            () = signal => {}
+        }
+        self.shutdown().await
+    }
+
+    /// Stops the server: conversation answers stop (saved as `stopped`), the listener closes,
+    /// other requests in flight get at most [`SHUTDOWN_GRACE`], and every engine worker
+    /// (loaded or loading) ends.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        self.state.answers.stop_all();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+            Ok(joined) => joined.unwrap_or_else(|error| Err(std::io::Error::other(error))),
+            Err(_) => {
+                tracing::info!("answers still running after the grace period; stopping anyway");
+                self.task.abort();
+                Ok(())
+            }
+        };
+        if !self.state.answers.wait_finished(ANSWER_SAVE_WAIT).await {
+            tracing::warn!("an answer was not saved before shutdown");
+        }
+        self.state.models.shutdown_all().await;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(data_dir: &Path) -> ServerOptions {
+        let mut options = ServerOptions::new(
+            data_dir,
+            WorkerCommand {
+                program: "/nonexistent/hearth-for-tests".into(),
+                args: Vec::new(),
+                envs: Vec::new(),
+            },
+        );
+        options.port = 0;
+        options
+    }
+
+    #[test]
+    fn unknown_models_are_refused_at_startup() {
+        let home = tempfile::tempdir().unwrap();
+        let library = ModelLibrary::new(home.path().join("models"));
+        let error = resolve_models(&["no-such-model".into()], &library).unwrap_err();
+        assert!(error.to_string().contains("no-such-model"));
+    }
+
+    #[test]
+    fn files_with_the_same_name_get_distinct_ids() {
+        let home = tempfile::tempdir().unwrap();
+        let (a, b) = (home.path().join("a"), home.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(a.join("m.gguf"), b"x").unwrap();
+        std::fs::write(b.join("m.gguf"), b"x").unwrap();
+        let library = ModelLibrary::new(home.path().join("models"));
+        let specs = [
+            a.join("m.gguf").display().to_string(),
+            b.join("m.gguf").display().to_string(),
+        ];
+        let (by_path, preload) = resolve_models(&specs, &library).unwrap();
+        assert_eq!(by_path[0].id, "m");
+        assert_eq!(by_path[1].id, "m-2");
+        assert_eq!(preload.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn unsafe_options_are_refused_before_binding() {
+        let home = tempfile::tempdir().unwrap();
+        let mut beyond_loopback = options(home.path());
+        beyond_loopback.host = IpAddr::from([0, 0, 0, 0]);
+        assert!(matches!(
+            start(beyond_loopback).await.unwrap_err(),
+            StartError::Security(SecurityConfigError::NonLoopbackWithoutKey { .. })
+        ));
+        let mut no_sequences = options(home.path());
+        no_sequences.parallel = 0;
+        assert!(matches!(
+            start(no_sequences).await.unwrap_err(),
+            StartError::ZeroParallel
+        ));
+        let mut huge = options(home.path());
+        huge.n_ctx = u32::MAX;
+        assert!(matches!(
+            start(huge).await.unwrap_err(),
+            StartError::ContextTooLarge
+        ));
+        assert!(
+            !home
+                .path()
+                .join(crate::conversations::STORE_FILE_NAME)
+                .exists(),
+            "nothing is created for refused options"
+        );
+    }
+
+    /// Starts on a free port, answers with either key, and stops: the port closes.
+    #[tokio::test]
+    async fn starts_in_process_with_several_keys_and_shuts_down() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let home = tempfile::tempdir().unwrap();
+        let mut options = options(home.path());
+        options.api_keys = vec!["launch-token".into(), "sk-user".into()];
+        let server = start(options).await.unwrap();
+        let address = server.local_addr();
+        assert!(address.ip().is_loopback() && address.port() != 0);
+        assert!(server.served_model_ids().is_empty());
+        let status_of = |key: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            let request = format!(
+                "GET /v1/models HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer.split(' ').nth(1).unwrap_or_default().to_string()
+        };
+        assert_eq!(status_of("launch-token").await, "200");
+        assert_eq!(status_of("sk-user").await, "200");
+        assert_eq!(status_of("wrong").await, "401");
+        server.shutdown().await.unwrap();
+        assert!(tokio::net::TcpStream::connect(address).await.is_err());
+    }
+}
