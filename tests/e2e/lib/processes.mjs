@@ -1,6 +1,7 @@
 // Child processes that can never outlive a test: every process the suite starts carries a
 // marker in its environment (inherited by whatever it starts in turn, such as the engine worker
 // in its own process group), so cleanup finds them all through /proc, even after re-parenting.
+// The marker starts with $HEARTH_E2E_RUN, so scripts/test-e2e can sweep up after a killed run.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -51,7 +52,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * wrote to stdout and stderr so far; `onLine` sees each line of stdout and stderr.
  */
 export function startMarked(command, args, { env = {}, unsetEnv = [], cwd, onLine } = {}) {
-  const token = `${process.pid}-${randomBytes(6).toString('hex')}`;
+  const token = `${process.env.HEARTH_E2E_RUN ?? 'adhoc'}-${process.pid}-${randomBytes(6).toString('hex')}`;
   const childEnv = { ...process.env, ...env, [MARKER]: token };
   for (const key of unsetEnv) delete childEnv[key];
   const child = spawn(command, args, {

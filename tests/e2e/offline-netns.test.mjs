@@ -1,0 +1,48 @@
+// Offline means offline, with the network really gone: scripts/test-e2e runs this file inside
+// `unshare -n` (a network namespace holding only the loopback interface, brought up with
+// `ip link set lo up`). `hearth serve` starts, loads the installed model, and a chat works
+// through the UI and the API. Outside such a namespace the test is skipped (it would prove
+// nothing there).
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createConversation, sendMessage } from './lib/api.mjs';
+import { e2eTest } from './lib/e2e.mjs';
+import { openConversation, send, waitForAnswerDone } from './lib/ui.mjs';
+
+const IN_NETNS = process.env.HEARTH_E2E_NETNS === '1';
+const API_ONLY = process.env.HEARTH_E2E_API_ONLY === '1';
+
+e2eTest('with networking removed (unshare -n), hearth serve and the UI still chat', {
+  timeout: 180_000,
+  skip: IN_NETNS ? false : 'runs inside `unshare -n` from scripts/test-e2e (HEARTH_E2E_NETNS=1)',
+}, async (e2e) => {
+  // /proc/net/dev belongs to the namespace (/sys/class/net would need sysfs remounted).
+  const interfaces = readFileSync('/proc/net/dev', 'utf8')
+    .split('\n')
+    .slice(2)
+    .map((line) => line.split(':')[0].trim())
+    .filter(Boolean);
+  assert.deepEqual(interfaces, ['lo'], `not an isolated network namespace: interfaces ${interfaces.join(', ')}`);
+  e2e.check('the only network interface is lo');
+  const outside = await fetch('http://1.1.1.1/', { signal: AbortSignal.timeout(5_000) }).then(
+    () => 'reachable',
+    (error) => error.cause?.code ?? error.name,
+  );
+  assert.notEqual(outside, 'reachable', 'an outside address answered inside the namespace');
+  e2e.check(`an outside address is unreachable (${outside})`);
+
+  const server = await e2e.server({ name: 'offline-netns' });
+  const conversation = await createConversation(server, { title: 'offline chat', settings: { max_tokens: 24 } });
+  const { text } = await sendMessage(server, conversation.id, 'Name three colours.');
+  assert.ok(text.length > 0, 'no answer over the API');
+  e2e.check(`the API answers offline: ${JSON.stringify(text.slice(0, 60))}`);
+  if (API_ONLY) return e2e.note('HEARTH_E2E_API_ONLY=1: the UI part is skipped');
+
+  const page = await e2e.open(server);
+  await openConversation(page, 'offline chat');
+  await send(page, 'Name three animals.');
+  const answer = await waitForAnswerDone(page);
+  assert.ok(answer.trim().length > 0, 'no answer in the UI');
+  e2e.check(`the UI chats offline: ${JSON.stringify(answer.slice(0, 60))}`);
+  await e2e.screenshot('offline chat in a network namespace');
+});
