@@ -1,0 +1,425 @@
+/**
+ * The open conversation and the answer streaming into it.
+ *
+ * One session for the whole app, so an answer keeps streaming while the user looks at the
+ * Models or Hardware page; opening another conversation stops it (the server keeps what was
+ * said, with status `stopped`). The server owns the history: after every answer the local copy
+ * is replaced by what the server saved.
+ */
+
+import { ApiError, api, errorMessage } from './api';
+import { app } from './app.svelte';
+import { completionTokens } from './format';
+import { router } from './router.svelte';
+import { isAbortError } from './sse';
+import type { ChatEvent, ConversationWithMessages, Message, SamplingSettings } from './types';
+
+let localIds = -1;
+
+function localMessage(role: Message['role'], content: string, status: Message['status'], conversationId: number): Message {
+  const now = Date.now();
+  return {
+    id: localIds--,
+    conversation_id: conversationId,
+    role,
+    content,
+    status,
+    metrics: null,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
+type StreamCall = (onEvent: (event: ChatEvent) => void, signal: AbortSignal) => Promise<void>;
+
+class ChatSession {
+  conversation = $state<ConversationWithMessages | null>(null);
+  loading = $state(false);
+  loadError = $state('');
+  streaming = $state(false);
+  /** The answer being written, while `streaming`. */
+  streamingId = $state<number | null>(null);
+  /** Prompt tokens of the last request, and tokens streamed since. */
+  promptTokens = $state<number | null>(null);
+  streamedTokens = $state(0);
+  nCtx = $state<number | null>(null);
+  droppedMessages = $state(0);
+  /** Choices made before the conversation exists (it is created on the first message). */
+  draftModel = $state<string | null>(null);
+  draftSystemPrompt = $state('');
+  draftSettings = $state<SamplingSettings>({});
+  /** A failure to show under the messages (not tied to one answer). */
+  notice = $state('');
+  private controller: AbortController | null = null;
+  private pendingSaves: Promise<unknown>[] = [];
+  private loadToken = 0;
+
+  get id(): number | null {
+    return this.conversation?.id ?? null;
+  }
+
+  get model(): string | null {
+    return this.conversation ? this.conversation.model ?? app.defaultModel : this.draftModel ?? app.defaultModel;
+  }
+
+  get systemPrompt(): string {
+    return this.conversation ? this.conversation.system_prompt ?? '' : this.draftSystemPrompt;
+  }
+
+  get samplingSettings(): SamplingSettings {
+    return (this.conversation ? this.conversation.settings : this.draftSettings) ?? {};
+  }
+
+  /** Tokens the conversation fills in the context: the last prompt plus its answer. */
+  get contextUsed(): number | null {
+    if (this.promptTokens === null) return null;
+    return this.promptTokens + this.streamedTokens;
+  }
+
+  get contextLimit(): number | null {
+    return this.nCtx ?? app.contextLength(this.model);
+  }
+
+  /** Opens a conversation (null: a new, empty one). */
+  async open(id: number | null): Promise<void> {
+    if (id !== null && id === this.id && !this.loadError) return;
+    if (this.streaming) this.stop();
+    const token = ++this.loadToken;
+    this.notice = '';
+    this.loadError = '';
+    this.droppedMessages = 0;
+    this.nCtx = null;
+    this.promptTokens = null;
+    this.streamedTokens = 0;
+    if (id === null) {
+      this.conversation = null;
+      this.draftModel = null;
+      this.draftSystemPrompt = '';
+      this.draftSettings = {};
+      return;
+    }
+    this.loading = true;
+    try {
+      const conversation = await api.getConversation(id);
+      if (token !== this.loadToken) return;
+      this.conversation = conversation;
+      this.usageFromHistory();
+    } catch (error) {
+      if (token !== this.loadToken) return;
+      this.conversation = null;
+      this.loadError =
+        error instanceof ApiError && error.status === 404 ? 'This conversation does not exist (or was deleted).' : errorMessage(error);
+    } finally {
+      if (token === this.loadToken) this.loading = false;
+    }
+  }
+
+  /** Context use as the last finished answer recorded it. */
+  private usageFromHistory(): void {
+    const messages = this.conversation?.messages ?? [];
+    for (let index = messages.length - 1; index >= 0; index--) {
+      const metrics = messages[index]?.metrics;
+      if (metrics && typeof metrics.prompt_tokens === 'number') {
+        this.promptTokens = metrics.prompt_tokens;
+        this.streamedTokens = completionTokens(metrics) ?? 0;
+        return;
+      }
+    }
+    this.promptTokens = null;
+    this.streamedTokens = 0;
+  }
+
+  async reload(): Promise<void> {
+    const id = this.id;
+    if (id === null) return;
+    try {
+      const conversation = await api.getConversation(id);
+      if (this.id === id && !this.streaming) {
+        this.conversation = conversation;
+      }
+    } catch {
+      // Keep what is shown.
+    }
+  }
+
+  /** Waits for settings saves in flight, so a message never overtakes its system prompt. */
+  private async settled(): Promise<void> {
+    const pending = this.pendingSaves;
+    this.pendingSaves = [];
+    await Promise.allSettled(pending);
+  }
+
+  private async ensureConversation(firstMessage: string): Promise<number | null> {
+    await this.settled();
+    if (this.conversation) return this.conversation.id;
+    try {
+      const settings = Object.keys(this.draftSettings).length ? { ...this.draftSettings } : null;
+      const created = await api.createConversation({
+        model: this.draftModel ?? app.defaultModel,
+        system_prompt: this.draftSystemPrompt.trim() ? this.draftSystemPrompt : null,
+        settings,
+      });
+      this.conversation = { ...created, messages: [] };
+      void firstMessage;
+      router.go({ name: 'chat', id: created.id }, true);
+      void app.refreshConversations();
+      return created.id;
+    } catch (error) {
+      this.notice = errorMessage(error);
+      app.error(error);
+      return null;
+    }
+  }
+
+  async send(text: string): Promise<boolean> {
+    const content = text.trim();
+    if (!content || this.streaming) return false;
+    const id = await this.ensureConversation(content);
+    if (id === null || !this.conversation) return false;
+    const user = localMessage('user', content, 'complete', id);
+    this.conversation.messages.push(user);
+    const model = this.model;
+    await this.run(user.id, (onEvent, signal) => api.sendMessage(id, content, model, onEvent, signal), () => {
+      // Never saved (refused before the stream): take the message back out.
+      if (this.conversation) this.conversation.messages = this.conversation.messages.filter((message) => message.id !== user.id);
+      return content;
+    });
+    return true;
+  }
+
+  async regenerate(): Promise<void> {
+    const conversation = this.conversation;
+    if (!conversation || this.streaming) return;
+    const before = [...conversation.messages];
+    let lastUser = -1;
+    for (let index = conversation.messages.length - 1; index >= 0; index--) {
+      if (conversation.messages[index]?.role === 'user') {
+        lastUser = index;
+        break;
+      }
+    }
+    if (lastUser === -1) return;
+    conversation.messages = conversation.messages.slice(0, lastUser + 1);
+    const model = this.model;
+    const id = conversation.id;
+    await this.run(conversation.messages[lastUser]!.id, (onEvent, signal) => api.regenerate(id, model, onEvent, signal), () => {
+      if (this.conversation?.id === id) this.conversation.messages = before;
+      return null;
+    });
+  }
+
+  async edit(messageId: number, text: string): Promise<void> {
+    const conversation = this.conversation;
+    const content = text.trim();
+    if (!conversation || this.streaming || !content) return;
+    const index = conversation.messages.findIndex((message) => message.id === messageId);
+    if (index === -1) return;
+    const before = [...conversation.messages];
+    const edited = { ...conversation.messages[index]!, content };
+    conversation.messages = [...conversation.messages.slice(0, index), edited];
+    const model = this.model;
+    const id = conversation.id;
+    await this.run(messageId, (onEvent, signal) => api.editMessage(id, messageId, content, model, onEvent, signal), () => {
+      if (this.conversation?.id === id) this.conversation.messages = before;
+      return null;
+    });
+  }
+
+  stop(): void {
+    this.controller?.abort();
+  }
+
+  /**
+   * Streams one answer into the conversation. `userMessageId` is the local or saved id of the
+   * message being answered; `refused` undoes the local changes when the server refused the
+   * request before any answer (it may return text to put back in the composer).
+   */
+  private async run(userMessageId: number, call: StreamCall, refused: () => string | null): Promise<void> {
+    const conversation = this.conversation;
+    if (!conversation) return;
+    const conversationId = conversation.id;
+    const answer = localMessage('assistant', '', 'streaming', conversationId);
+    conversation.messages.push(answer);
+    const controller = new AbortController();
+    this.controller = controller;
+    this.streaming = true;
+    this.streamingId = answer.id;
+    this.notice = '';
+    this.streamedTokens = 0;
+    this.promptTokens = null;
+    let started = false;
+    let finished = false;
+    let userId = userMessageId;
+    let answerId = answer.id;
+
+    const current = (): Message | undefined =>
+      this.conversation?.id === conversationId ? this.conversation.messages.find((message) => message.id === answerId) : undefined;
+
+    const onEvent = (event: ChatEvent) => {
+      if (!event || typeof event !== 'object') return;
+      switch (event.type) {
+        case 'start': {
+          started = true;
+          this.promptTokens = typeof event.prompt_tokens === 'number' ? event.prompt_tokens : null;
+          this.droppedMessages = event.dropped_messages ?? 0;
+          if (typeof event.n_ctx === 'number') this.nCtx = event.n_ctx;
+          const messages = this.conversation?.id === conversationId ? this.conversation.messages : null;
+          if (messages && event.user_message) {
+            const index = messages.findIndex((message) => message.id === userId);
+            if (index !== -1) messages[index] = event.user_message;
+            userId = event.user_message.id;
+          }
+          if (messages && event.assistant_message) {
+            const index = messages.findIndex((message) => message.id === answerId);
+            if (index !== -1) messages[index] = { ...event.assistant_message, content: messages[index]!.content };
+            answerId = event.assistant_message.id;
+            this.streamingId = answerId;
+          }
+          break;
+        }
+        case 'token': {
+          started = true;
+          const message = current();
+          if (message && typeof event.text === 'string') {
+            message.content += event.text;
+            this.streamedTokens += 1;
+          }
+          break;
+        }
+        case 'done': {
+          finished = true;
+          const messages = this.conversation?.id === conversationId ? this.conversation.messages : null;
+          const index = messages?.findIndex((message) => message.id === answerId) ?? -1;
+          if (messages && index !== -1 && event.message) messages[index] = event.message;
+          const metrics = event.message?.metrics;
+          if (metrics) {
+            if (typeof metrics.prompt_tokens === 'number') this.promptTokens = metrics.prompt_tokens;
+            const tokens = completionTokens(metrics);
+            if (tokens !== undefined) this.streamedTokens = tokens;
+          }
+          break;
+        }
+        case 'error': {
+          finished = true;
+          const messages = this.conversation?.id === conversationId ? this.conversation.messages : null;
+          const index = messages?.findIndex((message) => message.id === answerId) ?? -1;
+          const text = event.error?.message ?? 'The answer failed.';
+          if (messages && index !== -1) {
+            messages[index] = { ...(event.message ?? messages[index]!), status: 'error', notice: text };
+          }
+          this.notice = text;
+          break;
+        }
+        default:
+          break;
+      }
+    };
+
+    try {
+      await call(onEvent, controller.signal);
+      if (!finished) {
+        const message = current();
+        if (message) {
+          message.status = 'error';
+          message.notice = 'The answer ended early: the connection to the server closed.';
+        }
+      }
+    } catch (error) {
+      if (isAbortError(error)) {
+        const message = current();
+        if (message) message.status = 'stopped';
+        if (!started) {
+          // Stopped before the server answered: nothing may have been saved yet.
+        }
+      } else if (!started) {
+        // Refused before the stream: undo, and say why.
+        if (this.conversation?.id === conversationId) {
+          this.conversation.messages = this.conversation.messages.filter((message) => message.id !== answerId);
+        }
+        const text = refused();
+        this.notice = errorMessage(error);
+        if (text !== null) this.restoreDraft = text;
+      } else {
+        const message = current();
+        if (message) {
+          message.status = 'error';
+          message.notice = errorMessage(error);
+        }
+        this.notice = errorMessage(error);
+      }
+    } finally {
+      if (this.controller === controller) this.controller = null;
+      this.streaming = false;
+      this.streamingId = null;
+      void app.refreshConversations();
+      // Stopped answers are saved by the server once it notices; read the saved copy shortly.
+      if (controller.signal.aborted && this.conversation?.id === conversationId) {
+        setTimeout(() => {
+          if (this.conversation?.id === conversationId && !this.streaming) void this.reload();
+        }, 700);
+      }
+    }
+  }
+
+  /** Text to put back in the composer after a refused message. */
+  restoreDraft = $state<string | null>(null);
+
+  // ---- conversation settings ----
+
+  private save(fields: Parameters<typeof api.updateConversation>[1]): void {
+    const conversation = this.conversation;
+    if (!conversation) return;
+    const id = conversation.id;
+    const saving = api
+      .updateConversation(id, fields)
+      .then((updated) => {
+        if (this.conversation?.id === id) {
+          Object.assign(this.conversation, { ...updated, messages: this.conversation.messages });
+        }
+        void app.refreshConversations();
+      })
+      .catch((error: unknown) => {
+        app.error(error);
+      });
+    this.pendingSaves.push(saving);
+  }
+
+  setModel(model: string | null): void {
+    if (this.conversation) {
+      this.conversation.model = model;
+      this.save({ model });
+    } else {
+      this.draftModel = model;
+    }
+  }
+
+  setSystemPrompt(text: string): void {
+    if (this.conversation) {
+      if ((this.conversation.system_prompt ?? '') === text) return;
+      this.conversation.system_prompt = text || null;
+      this.save({ system_prompt: text.trim() ? text : null });
+    } else {
+      this.draftSystemPrompt = text;
+    }
+  }
+
+  setSettings(settings: SamplingSettings): void {
+    if (this.conversation) {
+      this.conversation.settings = settings;
+      this.save({ settings: Object.keys(settings).length ? settings : null });
+    } else {
+      this.draftSettings = settings;
+    }
+  }
+
+  async rename(title: string): Promise<void> {
+    const conversation = this.conversation;
+    const clean = title.trim();
+    if (!conversation || !clean || clean === conversation.title) return;
+    conversation.title = clean;
+    this.save({ title: clean });
+    await this.settled();
+  }
+}
+
+export const chat = new ChatSession();

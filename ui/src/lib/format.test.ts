@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { downloadFraction, formatBytes, metricsLine } from './format';
+
+describe('format', () => {
+  it('formats sizes', () => {
+    expect(formatBytes(96_576_768)).toBe('96.6 MB');
+    expect(formatBytes(4_920_000_000)).toBe('4.92 GB');
+    expect(formatBytes(undefined)).toBe('—');
+  });
+
+  it('writes the metrics line with TTFT, tokens/s and the token count', () => {
+    expect(metricsLine({ ttft_ms: 123.4, decode_tokens_per_s: 45.67, generated_tokens: 87 })).toBe(
+      'TTFT 123 ms · 45.7 tok/s · 87 tokens',
+    );
+    expect(metricsLine({ ttft_ms: 1500, decode_tokens_per_s: 120, completion_tokens: 3 })).toBe(
+      'TTFT 1.50 s · 120 tok/s · 3 tokens',
+    );
+  });
+
+  it('computes a download fraction from either byte key', () => {
+    expect(downloadFraction({ id: 1, state: 'downloading', bytes_done: 50, total_bytes: 200 })).toBe(0.25);
+    expect(downloadFraction({ id: 1, state: 'downloading', downloaded_bytes: 10, total_bytes: 20 })).toBe(0.5);
+    expect(downloadFraction({ id: 1, state: 'downloading', bytes_done: 10, total_bytes: null })).toBeNull();
+    expect(downloadFraction({ id: 1, state: 'installed' })).toBe(1);
+  });
+});
