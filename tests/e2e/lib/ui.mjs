@@ -1,5 +1,6 @@
 // Steps in Hearth's web UI, by the data-testids of docs/ui-contract.md.
 import assert from 'node:assert/strict';
+import { getConversation } from './api.mjs';
 import { ANSWER_TIMEOUT, UI_TIMEOUT } from './env.mjs';
 
 export const byId = (page, id) => page.getByTestId(id);
@@ -89,26 +90,83 @@ export async function waitForAnswerLength(page, length, timeout = ANSWER_TIMEOUT
   );
 }
 
-/** The text of every message on the page, in order: [{ role, text }]. */
+/**
+ * The text of every message on the page, in order: [{ role, text, metrics, busy }]. Buttons
+ * inside a message (a code block's Copy) are left out of its text.
+ */
 export async function messagesOnPage(page) {
   return page.evaluate(() =>
     Array.from(document.querySelectorAll('[data-testid="message-user"], [data-testid="message-assistant"]')).map(
       (element) => {
-        const content = element.querySelector('[data-testid="message-content"]') ?? element;
+        const content = element.querySelector('[data-testid="message-content"]');
+        let text = '';
+        if (content) {
+          const copy = content.cloneNode(true);
+          copy.querySelectorAll('button').forEach((button) => button.remove());
+          text = copy.textContent ?? '';
+        }
         return {
           role: element.getAttribute('data-testid') === 'message-user' ? 'user' : 'assistant',
-          text: content.textContent ?? '',
+          text,
+          metrics: element.querySelector('[data-testid="message-metrics"]')?.textContent ?? null,
+          busy: element.getAttribute('aria-busy') === 'true',
+          whole: element.textContent ?? '',
         };
       },
     ),
   );
 }
 
-/** Whitespace-insensitive comparison of rendered markdown with its source text. */
-export function squash(text) {
-  return text.replace(/[\s`*_#>]+/g, '');
+/**
+ * Markdown source and its rendering compared by their letters and digits only: list numbers,
+ * fence lines and markup characters are dropped from the source, whitespace and punctuation
+ * from both (a renderer may show `1.` as a list marker that is not in textContent).
+ */
+export function normalize(text, { markdown = false } = {}) {
+  let source = text;
+  if (markdown) {
+    source = source
+      .replace(/^\s*```.*$/gm, '')
+      .replace(/^\s*(\d+[.)]|[-*+])\s+/gm, '')
+      .replace(/\[([^\]]*)\]\([^)]*\)/g, '$1');
+  }
+  return source.replace(/[^\p{L}\p{N}]+/gu, '').toLowerCase();
 }
 
-export function assertRenderedLike(rendered, source, what) {
-  assert.equal(squash(rendered), squash(source), `${what}: the page shows\n${rendered}\nbut the server saved\n${source}`);
+export function renderedMatches(rendered, source) {
+  return normalize(rendered) === normalize(source, { markdown: true });
+}
+
+/**
+ * Waits until the server's copy of conversation `id` satisfies `ready(conversation)` and the
+ * page shows exactly its messages (same roles, same text), the last answer with its metrics
+ * when it is complete. Returns the conversation. Throws with both sides when it never does.
+ */
+export async function waitForPageToMatchServer(page, server, id, ready = () => true, timeout = ANSWER_TIMEOUT) {
+  const deadline = Date.now() + timeout;
+  let conversation = null;
+  let shown = [];
+  while (Date.now() < deadline) {
+    conversation = await getConversation(server, id);
+    if (ready(conversation)) {
+      shown = await messagesOnPage(page);
+      const saved = conversation.messages.filter((m) => m.role !== 'system');
+      const last = saved[saved.length - 1];
+      const same =
+        shown.length === saved.length &&
+        saved.every((m, i) => shown[i].role === m.role && renderedMatches(shown[i].text, m.content)) &&
+        (last?.role !== 'assistant' || last.status !== 'complete' || shown[shown.length - 1].metrics !== null);
+      if (same) return conversation;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(
+    `the page never showed the server's conversation ${id}:\n` +
+      `server: ${JSON.stringify(conversation?.messages?.map((m) => ({ role: m.role, status: m.status, content: m.content })), null, 1)}\n` +
+      `page: ${JSON.stringify(shown.map(({ role, text, metrics }) => ({ role, text, metrics })), null, 1)}`,
+  );
+}
+
+export function lastAnswerOf(conversation) {
+  return conversation.messages.filter((m) => m.role === 'assistant').at(-1);
 }

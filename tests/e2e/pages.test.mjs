@@ -1,0 +1,52 @@
+// Every page of the UI opens and shows what it is for, with a screenshot of each under
+// test-output/e2e/: chat, models (catalog with fit badges), hardware (the probe's report and
+// the active plan), settings (the data directory is this server's HEARTH_HOME).
+import assert from 'node:assert/strict';
+import { createConversation, sendMessage } from './lib/api.mjs';
+import { e2eTest } from './lib/e2e.mjs';
+import { byId, openConversation } from './lib/ui.mjs';
+
+e2eTest('every page opens: chat, models, hardware, settings', {}, async (e2e) => {
+  const server = await e2e.server();
+  const conversation = await createConversation(server, { title: 'A conversation', settings: { max_tokens: 16 } });
+  await sendMessage(server, conversation.id, 'Hello!');
+  const page = await e2e.open(server);
+  await openConversation(page, 'A conversation');
+  await byId(page, 'message-assistant').first().waitFor({ state: 'visible' });
+  e2e.check('chat: the conversation opens with its answer');
+  await e2e.screenshot('chat page');
+
+  await byId(page, 'nav-models').click();
+  await byId(page, 'catalog-item').first().waitFor({ state: 'visible' });
+  const catalogItems = await byId(page, 'catalog-item').count();
+  assert.ok(catalogItems >= 1, 'the catalog is empty');
+  const badges = await byId(page, 'fit-badge').allTextContents();
+  e2e.check(`models: ${catalogItems} catalog entries, ${badges.length} fit badges (${[...new Set(badges.map((b) => b.trim()))].join(', ')})`);
+  await e2e.screenshot('models page');
+
+  await byId(page, 'nav-hardware').click();
+  const cpu = byId(page, 'hardware-cpu');
+  await cpu.waitFor({ state: 'visible' });
+  assert.match(await cpu.textContent(), /\d/, 'the CPU report shows no figures');
+  await byId(page, 'hardware-memory').waitFor({ state: 'visible' });
+  e2e.check('hardware: the CPU and memory reports are shown');
+  await e2e.screenshot('hardware page');
+
+  await byId(page, 'nav-settings').click();
+  const dataDir = byId(page, 'data-dir');
+  await dataDir.waitFor({ state: 'visible' });
+  await assert.doesNotReject(
+    page.waitForFunction(
+      ([home]) => document.querySelector('[data-testid="data-dir"]')?.textContent?.includes(home),
+      [server.home],
+      { timeout: 10_000 },
+    ),
+    `settings do not show the data directory ${server.home}`,
+  );
+  e2e.check(`settings: the data directory is this server's HEARTH_HOME (${server.home})`);
+  await e2e.screenshot('settings page');
+
+  await byId(page, 'nav-chat').click();
+  await byId(page, 'composer').waitFor({ state: 'visible' });
+  e2e.check('back to chat');
+});
