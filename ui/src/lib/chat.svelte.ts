@@ -16,6 +16,10 @@ import type { ChatEvent, ConversationWithMessages, Message, SamplingSettings } f
 
 let localIds = -1;
 
+/** How long a stopped answer waits for the server's saved copy, and how often it asks. */
+const STOP_SYNC_MS = 3000;
+const STOP_SYNC_POLL_MS = 150;
+
 function localMessage(role: Message['role'], content: string, status: Message['status'], conversationId: number): Message {
   const now = Date.now();
   return {
@@ -37,6 +41,8 @@ class ChatSession {
   loading = $state(false);
   loadError = $state('');
   streaming = $state(false);
+  /** Stop was pressed: waiting for the server to save the answer as it stood. */
+  stopping = $state(false);
   /** The answer being written, while `streaming`. */
   streamingId = $state<number | null>(null);
   /** Prompt tokens of the last request, and tokens streamed since. */
@@ -226,7 +232,34 @@ class ChatSession {
   }
 
   stop(): void {
-    this.controller?.abort();
+    if (!this.controller || this.controller.signal.aborted) return;
+    this.stopping = true;
+    this.controller.abort();
+  }
+
+  /**
+   * After a stop, the server saves the answer once it notices the client left, perhaps with a
+   * token or two the page never received. Waiting for that saved copy (briefly) before the
+   * answer counts as stopped means the page and the history agree, and the text shown at
+   * "stopped" never changes afterwards.
+   */
+  private async syncAfterStop(conversationId: number, loadToken: number): Promise<void> {
+    const deadline = Date.now() + STOP_SYNC_MS;
+    while (Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, STOP_SYNC_POLL_MS));
+      if (this.loadToken !== loadToken || this.conversation?.id !== conversationId) return;
+      let saved: ConversationWithMessages;
+      try {
+        saved = await api.getConversation(conversationId);
+      } catch {
+        return;
+      }
+      if (this.loadToken !== loadToken || this.conversation?.id !== conversationId) return;
+      if (!saved.messages.some((message) => message.status === 'streaming')) {
+        this.conversation = saved;
+        return;
+      }
+    }
   }
 
   /**
@@ -238,6 +271,7 @@ class ChatSession {
     const conversation = this.conversation;
     if (!conversation) return;
     const conversationId = conversation.id;
+    const loadToken = this.loadToken;
     const answer = localMessage('assistant', '', 'streaming', conversationId);
     conversation.messages.push(answer);
     const controller = new AbortController();
@@ -245,6 +279,7 @@ class ChatSession {
     this.streaming = true;
     this.streamingId = answer.id;
     this.notice = '';
+    const previousUsage = { prompt: this.promptTokens, streamed: this.streamedTokens, dropped: this.droppedMessages };
     this.streamedTokens = 0;
     this.promptTokens = null;
     let started = false;
@@ -328,15 +363,15 @@ class ChatSession {
       if (isAbortError(error)) {
         const message = current();
         if (message) message.status = 'stopped';
-        if (!started) {
-          // Stopped before the server answered: nothing may have been saved yet.
-        }
       } else if (!started) {
         // Refused before the stream: undo, and say why.
         if (this.conversation?.id === conversationId) {
           this.conversation.messages = this.conversation.messages.filter((message) => message.id !== answerId);
         }
         const text = refused();
+        this.promptTokens = previousUsage.prompt;
+        this.streamedTokens = previousUsage.streamed;
+        this.droppedMessages = previousUsage.dropped;
         this.notice = errorMessage(error);
         if (text !== null) this.restoreDraft = text;
       } else {
@@ -348,16 +383,14 @@ class ChatSession {
         this.notice = errorMessage(error);
       }
     } finally {
+      if (controller.signal.aborted) await this.syncAfterStop(conversationId, loadToken);
       if (this.controller === controller) this.controller = null;
       this.streaming = false;
+      this.stopping = false;
       this.streamingId = null;
       void app.refreshConversations();
-      // Stopped answers are saved by the server once it notices; read the saved copy shortly.
-      if (controller.signal.aborted && this.conversation?.id === conversationId) {
-        setTimeout(() => {
-          if (this.conversation?.id === conversationId && !this.streaming) void this.reload();
-        }, 700);
-      }
+      // The server's copy wins: titles it chose, ids, saved content.
+      if (finished && !controller.signal.aborted && this.conversation?.id === conversationId) void this.reload();
     }
   }
 
