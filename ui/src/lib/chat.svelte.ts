@@ -298,6 +298,8 @@ class ChatSession {
           this.promptTokens = typeof event.prompt_tokens === 'number' ? event.prompt_tokens : null;
           this.droppedMessages = event.dropped_messages ?? 0;
           if (typeof event.n_ctx === 'number') this.nCtx = event.n_ctx;
+          // Without n_ctx in the event, the active plan (GET /api/system) knows it.
+          else if (this.contextLimit === null) void app.refreshSystem();
           const messages = this.conversation?.id === conversationId ? this.conversation.messages : null;
           if (messages && event.user_message) {
             const index = messages.findIndex((message) => message.id === userId);

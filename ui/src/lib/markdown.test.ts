@@ -45,7 +45,7 @@ describe('renderMarkdown', () => {
   it('never loads a remote image', () => {
     const root = dom(renderMarkdown('![tracker](https://evil.example/pixel.png) ![x](//evil.example/y.png)'));
     expect(root.querySelector('img')).toBeNull();
-    expect(root.textContent).toContain('[image: tracker]');
+    expect(root.querySelector('.blocked-image')?.textContent).toBe('tracker');
   });
 
   it('keeps an inline raster data image', () => {
@@ -63,6 +63,8 @@ describe('renderMarkdown', () => {
     expect(python?.className).toContain('language-python');
     expect(python?.querySelector('.hljs-keyword')?.textContent).toBe('def');
     expect(python?.textContent).toBe('def f(x):\n    return x + 1');
+    expect(blocks[0]!.querySelector('.code-lang')?.getAttribute('data-lang')).toBe('python');
+    expect(blocks[0]!.querySelector('.code-head')?.textContent).toBe('Copy');
     expect(blocks[1]!.querySelector('b')).toBeNull();
     expect(blocks[1]!.textContent).toContain('plain <b>text</b>');
   });

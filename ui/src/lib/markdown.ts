@@ -59,7 +59,7 @@ const ALLOWED_TAGS = [
   'table', 'tbody', 'td', 'th', 'thead', 'tr', 'ul',
 ];
 const ALLOWED_ATTR = [
-  'alt', 'align', 'aria-label', 'checked', 'class', 'data-testid', 'data-copy-code', 'disabled',
+  'alt', 'align', 'aria-label', 'checked', 'class', 'data-testid', 'data-copy-code', 'data-lang', 'disabled',
   'href', 'rel', 'src', 'start', 'target', 'title', 'type',
 ];
 
@@ -102,7 +102,8 @@ function codeBlock(text: string, info: string | undefined): string {
   const languageClass = language ? ` language-${language}` : '';
   return (
     `<div class="code-block">` +
-    `<div class="code-head"><span class="code-lang">${escapeHtml(label || 'text')}</span>` +
+    // The label is drawn by CSS from data-lang, so the block's text is only its code.
+    `<div class="code-head"><span class="code-lang" data-lang="${escapeHtml(label || 'text')}"></span>` +
     `<button type="button" class="copy-code" data-copy-code="" data-testid="copy-code" aria-label="Copy code">Copy</button></div>` +
     `<pre><code class="hljs${languageClass}">${body}</code></pre></div>`
   );
@@ -131,9 +132,9 @@ const safeRenderer: RendererObject = {
     if (SAFE_IMAGE.test(source)) {
       return `<img src="${escapeHtml(source)}" alt="${escapeHtml(text)}">`;
     }
-    // A remote image would tell a server this conversation happened: show what it was.
-    const label = text ? `image: ${text}` : 'image';
-    return `<span class="blocked-image" title="Remote images are not loaded">[${escapeHtml(label)}]</span>`;
+    // A remote image would tell a server this conversation happened: show its description
+    // (CSS marks it as an image that was not loaded).
+    return `<span class="blocked-image" title="${escapeHtml(`Image not loaded: ${source}`)}">${escapeHtml(text)}</span>`;
   },
 };
 
