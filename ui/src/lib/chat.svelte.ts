@@ -59,6 +59,7 @@ class ChatSession {
   private controller: AbortController | null = null;
   private pendingSaves: Promise<unknown>[] = [];
   private loadToken = 0;
+  private loadingId: number | null = null;
 
   get id(): number | null {
     return this.conversation?.id ?? null;
@@ -86,9 +87,13 @@ class ChatSession {
     return this.nCtx ?? app.contextLength(this.model);
   }
 
+  /** The load `open` started, so a message sent meanwhile goes to the right conversation. */
+  private loadingPromise: Promise<void> | null = null;
+
   /** Opens a conversation (null: a new, empty one). */
-  async open(id: number | null): Promise<void> {
-    if (id !== null && id === this.id && !this.loadError) return;
+  open(id: number | null): Promise<void> {
+    if (id !== null && id === this.id && !this.loadError) return this.loadingPromise ?? Promise.resolve();
+    if (id !== null && id === this.loadingId && this.loadingPromise) return this.loadingPromise;
     if (this.streaming) this.stop();
     const token = ++this.loadToken;
     this.notice = '';
@@ -97,27 +102,40 @@ class ChatSession {
     this.nCtx = null;
     this.promptTokens = null;
     this.streamedTokens = 0;
+    this.conversation = null;
+    this.loadingId = id;
     if (id === null) {
-      this.conversation = null;
       this.draftModel = null;
       this.draftSystemPrompt = '';
       this.draftSettings = {};
-      return;
+      this.loadingPromise = null;
+      this.loading = false;
+      return Promise.resolve();
     }
     this.loading = true;
-    try {
-      const conversation = await api.getConversation(id);
-      if (token !== this.loadToken) return;
-      this.conversation = conversation;
-      this.usageFromHistory();
-    } catch (error) {
-      if (token !== this.loadToken) return;
-      this.conversation = null;
-      this.loadError =
-        error instanceof ApiError && error.status === 404 ? 'This conversation does not exist (or was deleted).' : errorMessage(error);
-    } finally {
-      if (token === this.loadToken) this.loading = false;
-    }
+    const promise = (async () => {
+      try {
+        const conversation = await api.getConversation(id);
+        if (token !== this.loadToken) return;
+        this.conversation = conversation;
+        this.usageFromHistory();
+      } catch (error) {
+        if (token !== this.loadToken) return;
+        this.conversation = null;
+        this.loadError =
+          error instanceof ApiError && error.status === 404
+            ? 'This conversation does not exist (or was deleted).'
+            : errorMessage(error);
+      } finally {
+        if (token === this.loadToken) {
+          this.loading = false;
+          this.loadingPromise = null;
+          this.loadingId = null;
+        }
+      }
+    })();
+    this.loadingPromise = promise;
+    return promise;
   }
 
   /** Context use as the last finished answer recorded it. */
@@ -156,6 +174,12 @@ class ChatSession {
   }
 
   private async ensureConversation(firstMessage: string): Promise<number | null> {
+    // A conversation still loading is the one the message is for.
+    if (this.loadingPromise) await this.loadingPromise;
+    if (this.loadError) {
+      this.notice = this.loadError;
+      return null;
+    }
     await this.settled();
     if (this.conversation) return this.conversation.id;
     try {
