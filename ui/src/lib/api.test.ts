@@ -127,6 +127,7 @@ describe('ApiClient', () => {
     const error = (await client.regenerate(1, null, () => {}).catch((caught: unknown) => caught)) as ApiError;
     expect(error.status).toBe(503);
     expect(error.code).toBe('model_loading');
+    expect(error.retryAfter).toBe(2);
   });
 
   it('downloads an export with the name the server gives', async () => {

@@ -44,6 +44,8 @@ export class ApiError extends Error {
   readonly code: string | null;
   readonly type: string | null;
   readonly param: string | null;
+  /** Seconds the server asked to wait (Retry-After), when it did. */
+  retryAfter: number | null = null;
 
   constructor(status: number, body: ApiErrorBody | undefined, fallback: string) {
     super(body?.message || fallback);
@@ -119,7 +121,10 @@ async function errorFrom(response: Response): Promise<ApiError> {
     // Not JSON: the status line will do.
   }
   const fallback = `The server answered ${response.status}${response.statusText ? ` ${response.statusText}` : ''}.`;
-  return new ApiError(response.status, body, fallback);
+  const error = new ApiError(response.status, body, fallback);
+  const retryAfter = Number(response.headers.get('Retry-After'));
+  if (Number.isFinite(retryAfter) && retryAfter >= 0) error.retryAfter = retryAfter;
+  return error;
 }
 
 function networkError(error: unknown): ApiError {

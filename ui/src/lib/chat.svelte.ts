@@ -19,6 +19,8 @@ let localIds = -1;
 /** How long a stopped answer waits for the server's saved copy, and how often it asks. */
 const STOP_SYNC_MS = 3000;
 const STOP_SYNC_POLL_MS = 150;
+/** How long a message waits for its model to load before the refusal is shown. */
+const MODEL_LOAD_WAIT_MS = 120_000;
 
 function localMessage(role: Message['role'], content: string, status: Message['status'], conversationId: number): Message {
   const now = Date.now();
@@ -377,7 +379,29 @@ class ChatSession {
     };
 
     try {
-      await call(onEvent, controller.signal);
+      // A model that is still loading answers 503 with Retry-After: wait for it, a while.
+      const loadDeadline = Date.now() + MODEL_LOAD_WAIT_MS;
+      for (;;) {
+        try {
+          await call(onEvent, controller.signal);
+          break;
+        } catch (error) {
+          const loading =
+            error instanceof ApiError && error.status === 503 && error.code === 'model_loading' && !started;
+          if (!loading || Date.now() > loadDeadline) throw error;
+          const message = current();
+          if (message) message.notice = 'Loading the model…';
+          const wait = Math.min(5, Math.max(0.5, error.retryAfter ?? 1)) * 1000;
+          await new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(resolve, wait);
+            controller.signal.addEventListener('abort', () => {
+              clearTimeout(timer);
+              reject(new DOMException('The request was stopped.', 'AbortError'));
+            }, { once: true });
+          });
+          if (message) delete message.notice;
+        }
+      }
       if (!finished) {
         const message = current();
         if (message) {
