@@ -61,12 +61,21 @@ export class E2E {
   /** Opens the UI served by `server` at `path` in a fresh audited page. */
   async open(server, path = '/') {
     this.browser ??= await launchBrowser();
+    let base = server.url;
+    if (process.env.HEARTH_E2E_UI_DIST) {
+      // Development aid only (see dev-ui-proxy.mjs); the page origin is the proxy's.
+      const { startDevUiProxy } = await import('./dev-ui-proxy.mjs');
+      const proxy = await startDevUiProxy(process.env.HEARTH_E2E_UI_DIST, server.url);
+      this.cleanups.push(() => proxy.close());
+      base = proxy.url;
+      log(`  (HEARTH_E2E_UI_DIST: the UI comes from ${process.env.HEARTH_E2E_UI_DIST} through ${base})`);
+    }
     const opened = await openAuditedPage(this.browser);
     this.pages.push(opened);
     this.page = opened.page;
     this.audit = opened.audit;
-    const response = await opened.page.goto(`${server.url}${path}`, { waitUntil: 'domcontentloaded' });
-    assert.ok(response, `no response for ${server.url}${path}`);
+    const response = await opened.page.goto(`${base}${path}`, { waitUntil: 'domcontentloaded' });
+    assert.ok(response, `no response for ${base}${path}`);
     assert.equal(response.status(), 200, `GET ${path} answered ${response.status()}: is ui/dist embedded in hearth?`);
     return opened.page;
   }

@@ -160,8 +160,10 @@ export async function waitForPageToMatchServer(page, server, id, ready = () => t
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+  shown = await messagesOnPage(page).catch(() => shown);
+  const why = conversation && !ready(conversation) ? ' (the server never reached the expected state)' : '';
   throw new Error(
-    `the page never showed the server's conversation ${id}:\n` +
+    `the page never showed the server's conversation ${id}${why}:\n` +
       `server: ${JSON.stringify(conversation?.messages?.map((m) => ({ role: m.role, status: m.status, content: m.content })), null, 1)}\n` +
       `page: ${JSON.stringify(shown.map(({ role, text, metrics }) => ({ role, text, metrics })), null, 1)}`,
   );
