@@ -1,0 +1,139 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { chat } from './chat.svelte';
+import { app } from './app.svelte';
+import type { Message } from './types';
+
+type Handler = (url: string, init: RequestInit) => Response | Promise<Response>;
+
+function json(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } });
+}
+
+function sse(events: unknown[]): Response {
+  const text = events.map((event) => `data: ${JSON.stringify(event)}\n\n`).join('');
+  const bytes = new TextEncoder().encode(text);
+  return new Response(
+    new ReadableStream({
+      start(controller) {
+        for (let index = 0; index < bytes.length; index += 11) controller.enqueue(bytes.slice(index, index + 11));
+        controller.close();
+      },
+    }),
+    { headers: { 'Content-Type': 'text/event-stream' } },
+  );
+}
+
+function message(id: number, role: Message['role'], content: string, extra: Partial<Message> = {}): Message {
+  return { id, conversation_id: 1, role, content, status: 'complete', metrics: null, created_at: 0, updated_at: 0, ...extra };
+}
+
+let routes: Record<string, Handler>;
+const calls: string[] = [];
+
+beforeEach(() => {
+  calls.length = 0;
+  routes = {};
+  vi.stubGlobal('fetch', async (input: RequestInfo | URL, init: RequestInit = {}) => {
+    const url = String(input);
+    const key = `${init.method ?? 'GET'} ${url.split('?')[0]}`;
+    calls.push(key);
+    const handler = routes[key];
+    if (!handler) return json({ error: { message: 'no route', code: 'unknown_url' } }, 404);
+    return handler(url, init);
+  });
+  app.servable = ['tiny'];
+  routes['GET /api/conversations'] = () => json({ object: 'list', data: [] });
+});
+
+afterEach(() => {
+  vi.unstubAllGlobals();
+});
+
+const conversation = { id: 1, title: '', model: 'tiny', system_prompt: null, settings: null, created_at: 0, updated_at: 0, deleted_at: null };
+
+describe('chat session', () => {
+  it('creates the conversation on the first message and streams the answer into it', async () => {
+    await chat.open(null);
+    chat.setSystemPrompt('Be brief.');
+    routes['POST /api/conversations'] = (_url, init) => {
+      expect(JSON.parse(String(init.body))).toMatchObject({ model: 'tiny', system_prompt: 'Be brief.' });
+      return json(conversation, 201);
+    };
+    const answer = message(3, 'assistant', 'Hello there', {
+      metrics: { ttft_ms: 50, decode_tokens_per_s: 80, completion_tokens: 2, prompt_tokens: 10 },
+    });
+    routes['POST /api/conversations/1/messages'] = (_url, init) => {
+      expect(JSON.parse(String(init.body))).toEqual({ content: 'Hi', model: 'tiny' });
+      return sse([
+        { type: 'start', user_message: message(2, 'user', 'Hi'), assistant_message: message(3, 'assistant', '', { status: 'streaming' }), prompt_tokens: 10, dropped_messages: 1, n_ctx: 4096 },
+        { type: 'token', text: 'Hello' },
+        { type: 'token', text: ' there' },
+        { type: 'done', message: answer },
+      ]);
+    };
+    routes['GET /api/conversations/1'] = () => json({ ...conversation, title: 'Hi', messages: [message(2, 'user', 'Hi'), answer] });
+
+    expect(await chat.send('  Hi  ')).toBe(true);
+    expect(chat.streaming).toBe(false);
+    expect(chat.droppedMessages).toBe(1);
+    expect(chat.contextUsed).toBe(12);
+    expect(chat.contextLimit).toBe(4096);
+    const messages = chat.conversation?.messages ?? [];
+    expect(messages.map((m) => [m.id, m.role, m.content])).toEqual([
+      [2, 'user', 'Hi'],
+      [3, 'assistant', 'Hello there'],
+    ]);
+    expect(messages[1]?.metrics?.decode_tokens_per_s).toBe(80);
+    await vi.waitFor(() => expect(chat.conversation?.title).toBe('Hi'));
+  });
+
+  it('puts everything back when the server refuses a regenerate', async () => {
+    routes['GET /api/conversations/1'] = () =>
+      json({ ...conversation, messages: [message(2, 'user', 'Hi'), message(3, 'assistant', 'Hello')] });
+    await chat.open(null);
+    await chat.open(1);
+    expect(chat.conversation?.messages).toHaveLength(2);
+    await chat.regenerate();
+    expect(calls).toContain('POST /api/conversations/1/regenerate');
+    expect(chat.conversation?.messages.map((m) => m.content)).toEqual(['Hi', 'Hello']);
+    expect(chat.notice).toMatch(/does not offer this yet/);
+    expect(chat.streaming).toBe(false);
+  });
+
+  it('edits a question: later messages go and the new answer streams in', async () => {
+    routes['GET /api/conversations/1'] = () =>
+      json({ ...conversation, messages: [message(2, 'user', 'Name a fruit.'), message(3, 'assistant', 'Apple')] });
+    await chat.open(null);
+    await chat.open(1);
+    routes['POST /api/conversations/1/messages/2/edit'] = (_url, init) => {
+      expect(JSON.parse(String(init.body))).toEqual({ content: 'Name a vegetable.', model: 'tiny' });
+      return sse([
+        { type: 'start', user_message: message(2, 'user', 'Name a vegetable.'), assistant_message: message(4, 'assistant', '', { status: 'streaming' }), prompt_tokens: 9, dropped_messages: 0 },
+        { type: 'token', text: 'Carrot' },
+        { type: 'done', message: message(4, 'assistant', 'Carrot', { metrics: { completion_tokens: 1 } }) },
+      ]);
+    };
+    await chat.edit(2, 'Name a vegetable.');
+    expect(chat.conversation?.messages.map((m) => [m.id, m.content])).toEqual([
+      [2, 'Name a vegetable.'],
+      [4, 'Carrot'],
+    ]);
+  });
+
+  it('marks an answer that failed mid-stream with the server error', async () => {
+    routes['GET /api/conversations/1'] = () => json({ ...conversation, messages: [] });
+    await chat.open(null);
+    await chat.open(1);
+    routes['POST /api/conversations/1/messages'] = () =>
+      sse([
+        { type: 'start', user_message: message(2, 'user', 'Hi'), assistant_message: message(3, 'assistant', '', { status: 'streaming' }), prompt_tokens: 3, dropped_messages: 0 },
+        { type: 'token', text: 'Hel' },
+        { type: 'error', error: { message: 'The model crashed.', code: 'model_crashed' }, message: message(3, 'assistant', 'Hel', { status: 'error' }) },
+      ]);
+    await chat.send('Hi');
+    const answer = chat.conversation?.messages.at(-1);
+    expect(answer?.status).toBe('error');
+    expect(answer?.notice).toBe('The model crashed.');
+    expect(answer?.content).toBe('Hel');
+  });
+});
