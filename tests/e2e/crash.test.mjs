@@ -33,7 +33,7 @@ e2eTest('SIGKILL while an answer streams: after a restart the answer is there up
   await sleep(STREAM_BEFORE_KILL_MS);
   const killedAt = await page.evaluate(() => performance.now());
   await first.crash();
-  e2e.check(`hearth serve (pid ${first.pid}) was killed with SIGKILL while the answer streamed`);
+  e2e.check(`hearth serve (pid ${first.pid}, ${first.url}) was killed with SIGKILL while the answer streamed`);
   const growth = await answerGrowth(page);
   const beforeKill = growth.filter((o) => o.at <= killedAt && o.length > 0);
   assert.ok(beforeKill.length >= 2, 'the answer was not streaming when the server was killed');
