@@ -88,6 +88,16 @@ e2eTest('Stop ends the answer mid-way and it is kept as stopped', {}, async (e2e
   await waitForPageToMatchServer(page, server, conversation.id);
   e2e.check('after a reload the stopped answer is still shown in full');
   await e2e.screenshot('stopped answer');
+
+  // The keyboard way: Esc stops too.
+  await send(page, 'Write another long story, about a baker.');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="message-assistant"]').length === 2);
+  await waitForAnswerLength(page, 30);
+  await page.keyboard.press('Escape');
+  await byId(page, 'stop').waitFor({ state: 'hidden', timeout: UI_TIMEOUT });
+  const afterEscape = await waitForPageToMatchServer(page, server, conversation.id, (c) => lastAnswerOf(c)?.status !== 'streaming');
+  assert.equal(lastAnswerOf(afterEscape).status, 'stopped', 'Esc did not stop the answer');
+  e2e.check('Esc stops an answer too; it is kept as stopped');
 });
 
 e2eTest('Regenerate replaces the last answer with a new one', {}, async (e2e) => {
