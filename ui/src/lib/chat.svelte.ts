@@ -56,6 +56,8 @@ class ChatSession {
   draftModel = $state<string | null>(null);
   draftSystemPrompt = $state('');
   draftSettings = $state<SamplingSettings>({});
+  /** What a screen reader hears when an answer starts or ends. */
+  announcement = $state('');
   /** A failure to show under the messages (not tied to one answer). */
   notice = $state('');
   private controller: AbortController | null = null;
@@ -303,6 +305,7 @@ class ChatSession {
     const controller = new AbortController();
     this.controller = controller;
     this.streaming = true;
+    this.announcement = 'The assistant is answering.';
     this.streamingId = answer.id;
     this.notice = '';
     const previousUsage = { prompt: this.promptTokens, streamed: this.streamedTokens, dropped: this.droppedMessages };
@@ -437,6 +440,15 @@ class ChatSession {
       if (this.controller === controller) this.controller = null;
       this.streaming = false;
       this.stopping = false;
+      const last = this.conversation?.id === conversationId ? this.conversation.messages.at(-1) : undefined;
+      this.announcement =
+        last?.status === 'error'
+          ? `The answer failed. ${last.notice ?? ''}`
+          : controller.signal.aborted
+            ? 'The answer was stopped.'
+            : finished
+              ? `Answer complete: ${last?.content ?? ''}`
+              : '';
       this.streamingId = null;
       void app.refreshConversations();
       // The server's copy wins: titles it chose, ids, saved content.
