@@ -112,8 +112,11 @@ e2eTest('Regenerate replaces the last answer with a new one', {}, async (e2e) =>
   e2e.note(`first answer (32 tokens at most): ${JSON.stringify(first.content)}`);
   // A shorter limit makes the new answer visibly different even under greedy decoding.
   await apiOk(server, 'PATCH', `/api/conversations/${conversation.id}`, { settings: { temperature: 0, seed: 1, max_tokens: 8 } });
+  const regenerateCall = page.waitForResponse((r) => r.url().endsWith(`/api/conversations/${conversation.id}/regenerate`));
   await lastAssistant(page).getByTestId('regenerate').click();
-  e2e.check('Regenerate was pressed on the last answer');
+  const regenerateStatus = (await regenerateCall).status();
+  assert.equal(regenerateStatus, 200, `POST /api/conversations/${conversation.id}/regenerate answered ${regenerateStatus}`);
+  e2e.check('Regenerate was pressed on the last answer (POST .../regenerate answered 200)');
   const saved = await waitForPageToMatchServer(
     page, server, conversation.id,
     (c) => lastAnswerOf(c)?.id !== first.id && lastAnswerOf(c)?.status === 'complete',
@@ -143,8 +146,11 @@ e2eTest('editing a question and sending it again answers the new question', {}, 
   await question.getByTestId('edit').click();
   const editor = page.getByTestId('edit-input').or(question.locator('textarea')).first();
   await editor.fill('Name a vegetable.');
+  const editCall = page.waitForResponse((r) => /\/messages\/\d+\/edit$/.test(r.url()));
   await page.getByTestId('edit-save').click();
-  e2e.check('the question was edited and sent again');
+  const editStatus = (await editCall).status();
+  assert.equal(editStatus, 200, `POST .../messages/{id}/edit answered ${editStatus}`);
+  e2e.check('the question was edited and sent again (POST .../messages/{id}/edit answered 200)');
   const after = await waitForPageToMatchServer(
     page, server, conversation.id,
     (c) => c.messages[0]?.content === 'Name a vegetable.' && lastAnswerOf(c)?.id !== oldAnswer.id && lastAnswerOf(c)?.status === 'complete',

@@ -2,7 +2,7 @@
 // test-output/e2e/: chat, models (catalog with fit badges), hardware (the probe's report and
 // the active plan), settings (the data directory is this server's HEARTH_HOME).
 import assert from 'node:assert/strict';
-import { createConversation, sendMessage } from './lib/api.mjs';
+import { api, createConversation, sendMessage } from './lib/api.mjs';
 import { e2eTest } from './lib/e2e.mjs';
 import { byId, openConversation } from './lib/ui.mjs';
 
@@ -10,6 +10,14 @@ e2eTest('every page opens: chat, models, hardware, settings', {}, async (e2e) =>
   const server = await e2e.server();
   const conversation = await createConversation(server, { title: 'A conversation', settings: { max_tokens: 16 } });
   await sendMessage(server, conversation.id, 'Hello!');
+  const index = await api(server, 'GET', '/');
+  assert.equal(index.status, 200, 'GET / does not serve the UI: is ui/dist embedded in hearth?');
+  const csp = index.headers.get('content-security-policy') ?? '';
+  const scriptSrc = /script-src ([^;]*)/.exec(csp)?.[1] ?? '';
+  assert.ok(csp.includes("default-src 'self'"), `the UI has no strict CSP: ${csp || '(none)'}`);
+  assert.equal(scriptSrc.trim(), "'self'", `script-src is not only 'self': ${scriptSrc}`);
+  assert.equal(index.headers.get('x-content-type-options'), 'nosniff');
+  e2e.check(`GET / serves the UI with a strict CSP (script-src 'self') and nosniff`);
   const page = await e2e.open(server);
   await openConversation(page, 'A conversation');
   await byId(page, 'message-assistant').first().waitFor({ state: 'visible' });
