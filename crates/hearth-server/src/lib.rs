@@ -27,6 +27,7 @@ pub mod models;
 pub mod openai;
 pub mod request;
 pub mod security;
+pub mod ui;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
@@ -103,7 +104,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(handlers::metrics))
         .merge(conversations::router())
         .merge(management::router())
-        .fallback(handlers::not_found)
+        // Anything else: the web UI's files (GET), or the API's 404.
+        .fallback(ui::fallback)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         // Inner to outer: the body limit applies to the handlers; security runs before them;
         // the request counter sees every response, refusals included.

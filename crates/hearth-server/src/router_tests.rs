@@ -394,3 +394,52 @@ async fn metrics_count_responses_by_route_and_status() {
     assert!(text.contains("# TYPE hearth_time_to_first_token_seconds histogram"));
     assert!(text.contains("hearth_models_loaded 0"));
 }
+
+#[tokio::test]
+async fn ui_files_need_no_key_and_carry_the_csp_but_the_api_still_does() {
+    let state = state_with(Some(KEY), &[]);
+    let page = |method: Method, path: &str, host: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, host)
+            .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Whether or not ui/dist was built for this test binary, `/` and client-side routes are
+    // HTML pages under the UI's policy, with no key.
+    for path in ["/", "/chat/3", "/settings"] {
+        let (status, response, _) = send(&state, page(Method::GET, path, HOST)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let headers = response.headers();
+        assert_eq!(
+            headers[header::CONTENT_SECURITY_POLICY],
+            crate::ui::CONTENT_SECURITY_POLICY
+        );
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+        assert!(headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+    }
+    let (status, _, _) = send(&state, page(Method::HEAD, "/", HOST)).await;
+    assert_eq!(status, StatusCode::OK);
+    // The API wants the key even from a browser navigating to it.
+    for path in [
+        "/api/conversations",
+        "/v1/models",
+        "/api/nothing-here",
+        "/metrics",
+    ] {
+        let (status, _, body) = send(&state, page(Method::GET, path, HOST)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_error(&body, "invalid_api_key");
+    }
+    let (status, _, _) = send(&state, page(Method::POST, "/", HOST)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // DNS rebinding is refused for the UI too.
+    let (status, _, _) = send(&state, page(Method::GET, "/", "evil.example")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -17,7 +17,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -265,7 +265,7 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let mut response = if is_preflight {
         preflight_response(request.headers())
-    } else if PUBLIC_PATHS.contains(&request.uri().path()) {
+    } else if PUBLIC_PATHS.contains(&request.uri().path()) || is_static_file_request(&request) {
         next.run(request).await
     } else {
         match policy.key_accepted(request.headers()) {
@@ -277,6 +277,13 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         add_cors_headers(response.headers_mut(), origin);
     }
     response
+}
+
+/// A request for the web UI's files: a GET or HEAD outside the API that matched no API route
+/// (so it reaches the static fallback, which serves nothing else).
+fn is_static_file_request(request: &Request) -> bool {
+    request.extensions().get::<MatchedPath>().is_none()
+        && crate::ui::is_static_request(request.method(), request.uri().path())
 }
 
 fn preflight_response(request_headers: &HeaderMap) -> Response {
