@@ -206,3 +206,41 @@ async fn dropping_a_stream_cancels_its_generation() {
     );
     supervisor.shutdown().await;
 }
+
+#[tokio::test]
+async fn stats_answer_during_a_long_prefill_step_without_waiting_for_it() {
+    let supervisor = supervisor();
+    // One prefill step of the whole prompt: n_batch large enough for it.
+    let params = LoadParams {
+        n_batch: 2048,
+        ..LoadParams::default()
+    };
+    supervisor
+        .load(&hearth_testkit::smollm2(), params)
+        .await
+        .unwrap();
+    let steps_before = supervisor.stats().await.unwrap().steps;
+    let long_prompt = "The quick brown fox jumps over the lazy dog. ".repeat(180);
+    let mut stream = supervisor
+        .generate(greedy_chat(&long_prompt, 4))
+        .await
+        .unwrap();
+    match stream.next().await {
+        Some(Ok(GenerationEvent::Started { prompt_tokens, .. })) => {
+            assert!(prompt_tokens > 1500, "{prompt_tokens}")
+        }
+        other => panic!("expected Started, got {other:?}"),
+    }
+    // The engine thread is inside the prefill step now (seconds on this CPU). The worker
+    // answers from the counters published before the step: the step is not counted yet.
+    let during = supervisor.stats().await.unwrap();
+    assert_eq!(during.running, 1, "{during:?}");
+    assert_eq!(during.steps, steps_before, "{during:?}");
+    while let Some(event) = stream.next().await {
+        if let GenerationEvent::Done { .. } = event.unwrap() {
+            break;
+        }
+    }
+    let after = supervisor.stats().await.unwrap();
+    assert!(after.steps > steps_before, "{after:?}");
+}

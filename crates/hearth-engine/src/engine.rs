@@ -9,7 +9,9 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -43,24 +45,82 @@ impl<F: FnMut(WorkerEvent) + Send + 'static> EventSink for F {
     }
 }
 
+/// The scheduler's counters, published by the engine thread after every step so another
+/// thread can answer `Stats` at once instead of waiting for the step in progress (a long
+/// prefill step takes seconds, and a metrics scrape should not).
+#[derive(Debug, Default)]
+pub struct SchedulerGauges {
+    loaded: AtomicBool,
+    queued: AtomicU32,
+    running: AtomicU32,
+    n_parallel: AtomicU32,
+    steps: AtomicU64,
+}
+
+/// One reading of [`SchedulerGauges`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedulerSnapshot {
+    pub queued: u32,
+    pub running: u32,
+    pub n_parallel: u32,
+    pub steps: u64,
+}
+
+impl SchedulerGauges {
+    /// The counters as of the last step, or `None` while no model is loaded.
+    pub fn snapshot(&self) -> Option<SchedulerSnapshot> {
+        if !self.loaded.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(SchedulerSnapshot {
+            queued: self.queued.load(Ordering::Relaxed),
+            running: self.running.load(Ordering::Relaxed),
+            n_parallel: self.n_parallel.load(Ordering::Relaxed),
+            steps: self.steps.load(Ordering::Relaxed),
+        })
+    }
+
+    fn publish(&self, snapshot: SchedulerSnapshot) {
+        self.queued.store(snapshot.queued, Ordering::Relaxed);
+        self.running.store(snapshot.running, Ordering::Relaxed);
+        self.n_parallel
+            .store(snapshot.n_parallel, Ordering::Relaxed);
+        self.steps.store(snapshot.steps, Ordering::Relaxed);
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    fn unload(&self) {
+        self.loaded.store(false, Ordering::Release);
+    }
+}
+
 /// A running engine thread.
 #[derive(Debug)]
 pub struct EngineHandle {
     commands: Sender<WorkerRequest>,
     thread: Option<JoinHandle<()>>,
+    gauges: Arc<SchedulerGauges>,
 }
 
 impl EngineHandle {
     /// Starts the engine thread; it waits for a `Load` request.
     pub fn spawn(sink: impl EventSink) -> std::io::Result<Self> {
         let (commands, receiver) = mpsc::channel();
+        let gauges = Arc::new(SchedulerGauges::default());
+        let thread_gauges = gauges.clone();
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
-            .spawn(move || engine_main(receiver, Box::new(sink)))?;
+            .spawn(move || engine_main(receiver, Box::new(sink), &thread_gauges))?;
         Ok(Self {
             commands,
             thread: Some(thread),
+            gauges,
         })
+    }
+
+    /// The scheduler's counters as of its last step (`None` while no model is loaded).
+    pub fn scheduler_snapshot(&self) -> Option<SchedulerSnapshot> {
+        self.gauges.snapshot()
     }
 
     /// Hands a request to the engine thread. False if the thread has exited.
@@ -87,6 +147,17 @@ impl Drop for EngineHandle {
     }
 }
 
+/// The `Stats` answer for a snapshot of the scheduler.
+pub fn stats_event(request_id: u64, snapshot: SchedulerSnapshot) -> WorkerEvent {
+    WorkerEvent::Stats {
+        request_id,
+        queued: snapshot.queued,
+        running: snapshot.running,
+        n_parallel: snapshot.n_parallel,
+        steps: snapshot.steps,
+    }
+}
+
 fn error_event(request_id: Option<u64>, error: WorkerError) -> WorkerEvent {
     WorkerEvent::Error { request_id, error }
 }
@@ -101,7 +172,11 @@ enum SessionEnd {
     Shutdown,
 }
 
-fn engine_main(commands: Receiver<WorkerRequest>, mut sink: Box<dyn EventSink>) {
+fn engine_main(
+    commands: Receiver<WorkerRequest>,
+    mut sink: Box<dyn EventSink>,
+    gauges: &SchedulerGauges,
+) {
     let mut next_load: Option<SessionEnd> = None;
     loop {
         let request = match next_load.take() {
@@ -119,7 +194,16 @@ fn engine_main(commands: Receiver<WorkerRequest>, mut sink: Box<dyn EventSink>) 
         else {
             return;
         };
-        match run_model_session(&model_path, &params, request_id, &commands, sink.as_mut()) {
+        let session = run_model_session(
+            &model_path,
+            &params,
+            request_id,
+            &commands,
+            sink.as_mut(),
+            gauges,
+        );
+        gauges.unload();
+        match session {
             Ok(end @ SessionEnd::Load { .. }) => next_load = Some(end),
             Ok(SessionEnd::Shutdown) => return,
             Err(error) => sink.emit(error_event(Some(request_id), error)),
@@ -170,6 +254,7 @@ fn run_model_session(
     load_request_id: u64,
     commands: &Receiver<WorkerRequest>,
     sink: &mut dyn EventSink,
+    gauges: &SchedulerGauges,
 ) -> Result<SessionEnd, WorkerError> {
     let started = Instant::now();
     let context_params =
@@ -218,7 +303,7 @@ fn run_model_session(
         model: info,
     });
     let mut session = Session::new(&model, context, template, params);
-    Ok(session.run(commands, sink))
+    Ok(session.run(commands, sink, gauges))
 }
 
 /// How this model's chat prompts are rendered (decided once, at load).
@@ -421,8 +506,14 @@ impl<'model> Session<'model> {
         !self.queue.is_empty() || self.slots.iter().any(|slot| slot.active.is_some())
     }
 
-    fn run(&mut self, commands: &Receiver<WorkerRequest>, sink: &mut dyn EventSink) -> SessionEnd {
+    fn run(
+        &mut self,
+        commands: &Receiver<WorkerRequest>,
+        sink: &mut dyn EventSink,
+        gauges: &SchedulerGauges,
+    ) -> SessionEnd {
         loop {
+            gauges.publish(self.snapshot());
             // Idle: block until something arrives. Busy: take what has arrived, then step.
             let first = if self.is_busy() {
                 None
@@ -451,7 +542,23 @@ impl<'model> Session<'model> {
                 }
             }
             self.admit_queued(sink);
+            gauges.publish(self.snapshot());
             self.step(sink);
+            gauges.publish(self.snapshot());
+        }
+    }
+
+    fn snapshot(&self) -> SchedulerSnapshot {
+        let running = self
+            .slots
+            .iter()
+            .filter(|slot| slot.active.is_some())
+            .count();
+        SchedulerSnapshot {
+            queued: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
+            running: u32::try_from(running).unwrap_or(u32::MAX),
+            n_parallel: u32::try_from(self.slots.len()).unwrap_or(u32::MAX),
+            steps: self.decoded_batches,
         }
     }
 
@@ -528,18 +635,7 @@ impl<'model> Session<'model> {
                 devices: memory::backend_devices(),
             }),
             WorkerRequest::Stats { request_id } => {
-                let running = self
-                    .slots
-                    .iter()
-                    .filter(|slot| slot.active.is_some())
-                    .count();
-                sink.emit(WorkerEvent::Stats {
-                    request_id,
-                    queued: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
-                    running: u32::try_from(running).unwrap_or(u32::MAX),
-                    n_parallel: u32::try_from(self.slots.len()).unwrap_or(u32::MAX),
-                    steps: self.decoded_batches,
-                });
+                sink.emit(stats_event(request_id, self.snapshot()));
             }
             WorkerRequest::RenderChat {
                 request_id,

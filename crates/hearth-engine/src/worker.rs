@@ -9,7 +9,7 @@ use hearth_protocol::{
     encode_line, ErrorKind, WorkerError, WorkerEvent, WorkerRequest, PROTOCOL_VERSION,
 };
 
-use crate::engine::EngineHandle;
+use crate::engine::{stats_event, EngineHandle};
 
 /// Longest request line accepted (a long chat history fits many times over).
 pub const MAX_REQUEST_LINE_BYTES: u64 = 64 * 1024 * 1024;
@@ -51,6 +51,16 @@ pub fn run_worker() -> std::io::Result<()> {
         }
         match serde_json::from_str::<WorkerRequest>(&line) {
             Ok(WorkerRequest::Shutdown) => break,
+            // Answered here from the counters of the last step, so a metrics scrape never
+            // waits for a long prefill step; before a load the engine thread answers the error.
+            Ok(WorkerRequest::Stats { request_id }) => match engine.scheduler_snapshot() {
+                Some(snapshot) => write_event(&stats_event(request_id, snapshot)),
+                None => {
+                    if !engine.submit(WorkerRequest::Stats { request_id }) {
+                        break;
+                    }
+                }
+            },
             Ok(request) => {
                 if !engine.submit(request) {
                     break;
