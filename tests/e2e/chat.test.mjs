@@ -8,7 +8,7 @@ import { apiOk, createConversation, getConversation } from './lib/api.mjs';
 import { e2eTest } from './lib/e2e.mjs';
 import { UI_TIMEOUT } from './lib/env.mjs';
 import {
-  answerGrowth, byId, lastAnswerOf, lastAssistant, messagesOnPage, normalize, openConversation,
+  answerGrowth, byId, isNewAnswer, lastAnswerOf, lastAssistant, messagesOnPage, normalize, openConversation,
   recordAnswerGrowth, send, waitForAnswerDone, waitForAnswerLength, waitForPageToMatchServer,
 } from './lib/ui.mjs';
 
@@ -119,7 +119,7 @@ e2eTest('Regenerate replaces the last answer with a new one', {}, async (e2e) =>
   e2e.check('Regenerate was pressed on the last answer (POST .../regenerate answered 200)');
   const saved = await waitForPageToMatchServer(
     page, server, conversation.id,
-    (c) => lastAnswerOf(c)?.id !== first.id && lastAnswerOf(c)?.status === 'complete',
+    (c) => isNewAnswer(lastAnswerOf(c), first) && lastAnswerOf(c).status === 'complete',
   );
   const second = lastAnswerOf(saved);
   e2e.note(`regenerated answer (8 tokens at most): ${JSON.stringify(second.content)}`);
@@ -153,7 +153,7 @@ e2eTest('editing a question and sending it again answers the new question', {}, 
   e2e.check('the question was edited and sent again (POST .../messages/{id}/edit answered 200)');
   const after = await waitForPageToMatchServer(
     page, server, conversation.id,
-    (c) => c.messages[0]?.content === 'Name a vegetable.' && lastAnswerOf(c)?.id !== oldAnswer.id && lastAnswerOf(c)?.status === 'complete',
+    (c) => c.messages[0]?.content === 'Name a vegetable.' && isNewAnswer(lastAnswerOf(c), oldAnswer) && lastAnswerOf(c).status === 'complete',
   );
   assert.deepEqual(after.messages.map((m) => m.role), ['user', 'assistant'], 'later messages were not removed');
   e2e.note(`answer to the edited question: ${JSON.stringify(lastAnswerOf(after).content)}`);

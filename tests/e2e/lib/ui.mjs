@@ -164,9 +164,14 @@ export async function waitForPageToMatchServer(page, server, id, ready = () => t
   const why = conversation && !ready(conversation) ? ' (the server never reached the expected state)' : '';
   throw new Error(
     `the page never showed the server's conversation ${id}${why}:\n` +
-      `server: ${JSON.stringify(conversation?.messages?.map((m) => ({ role: m.role, status: m.status, content: m.content })), null, 1)}\n` +
+      `server: ${JSON.stringify(conversation?.messages?.map((m) => ({ id: m.id, role: m.role, status: m.status, created_at: m.created_at, content: m.content })), null, 1)}\n` +
       `page: ${JSON.stringify(shown.map(({ role, text, metrics }) => ({ role, text, metrics })), null, 1)}`,
   );
+}
+
+/** True when `answer` is not the saved message `old` (a new row, or the row written anew). */
+export function isNewAnswer(answer, old) {
+  return Boolean(answer) && (answer.id !== old.id || answer.created_at !== old.created_at);
 }
 
 export function lastAnswerOf(conversation) {
