@@ -1,7 +1,8 @@
 // First run and downloads: with an empty HEARTH_HOME (no model installed) the UI opens on the
 // first-run screen with the planner's recommendation; a download from a loopback stand-in for
 // the model hub (throttled to take a few seconds) shows a progress bar that moves; the model
-// ends installed and a chat with it works. HF_ENDPOINT points the server at the stand-in.
+// can be paused and resumed (a Range request continues it); it ends installed and a chat with
+// it works. HF_ENDPOINT points the server at the stand-in.
 import assert from 'node:assert/strict';
 import { apiOk, createConversation } from './lib/api.mjs';
 import { e2eTest } from './lib/e2e.mjs';
@@ -13,7 +14,7 @@ const DOWNLOAD_SECONDS = 8;
 const DOWNLOAD_TIMEOUT = 120_000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-e2eTest('first run recommends a model; its download shows a moving progress bar; then chat works', {}, async (e2e) => {
+e2eTest('first run recommends a model; its download shows a moving progress bar, pauses and resumes; then chat works', {}, async (e2e) => {
   const hub = await startHub({ seconds: DOWNLOAD_SECONDS });
   e2e.defer(() => hub.close());
   const server = await e2e.server({ name: 'first-run', model: null, env: { HF_ENDPOINT: hub.endpoint } });
@@ -51,6 +52,7 @@ e2eTest('first run recommends a model; its download shows a moving progress bar;
   await progress.waitFor({ state: 'visible' });
   const values = [];
   let shot = false;
+  let paused = false;
   const deadline = Date.now() + DOWNLOAD_TIMEOUT;
   let installed = false;
   while (Date.now() < deadline) {
@@ -59,6 +61,21 @@ e2eTest('first run recommends a model; its download shows a moving progress bar;
     if (!shot && value > 0.3) {
       await e2e.screenshot('download in progress');
       shot = true;
+    }
+    if (!paused && value > 0.4 && value < 0.8) {
+      paused = true;
+      await byId(page, 'download-pause').first().click();
+      await byId(page, 'download-resume').first().waitFor({ state: 'visible' });
+      await sleep(500); // bytes already in flight settle
+      const atPause = await progress.evaluate((element) => Number(element.value));
+      const sentAtPause = hub.sentBytes();
+      await sleep(1_500);
+      const afterPause = await progress.evaluate((element) => Number(element.value));
+      assert.equal(afterPause, atPause, `the progress bar moved while paused (${atPause} -> ${afterPause})`);
+      assert.ok(hub.sentBytes() - sentAtPause < 2 * 1024 * 1024, 'the hub kept sending while the download was paused');
+      e2e.check(`Pause holds the download at ${(atPause * 100).toFixed(0)}% (the bar and the hub both stop)`);
+      await byId(page, 'download-resume').first().click();
+      e2e.check('Resume was pressed');
     }
     const { models: installedModels } = await apiOk(server, 'GET', '/api/models');
     if (installedModels.length > 0) {
@@ -76,6 +93,9 @@ e2eTest('first run recommends a model; its download shows a moving progress bar;
   }
   e2e.check(`the progress bar moved through ${moving.length} values between 0 and 1 and never went back`);
   assert.ok(hub.requests.some((r) => r.method === 'GET' && r.status && r.status < 300), 'the hub served no file');
+  assert.ok(paused, 'the download was never paused (it finished too fast to press Pause)');
+  assert.ok(hub.requests.some((r) => r.range && !r.range.startsWith('bytes=0-')), 'after Resume the download did not continue with a Range request');
+  e2e.check('after Resume the download continued from where it stopped (a Range request to the hub)');
   e2e.check(`the model came from the loopback hub (${hub.requests.length} requests: ${[...new Set(hub.requests.map((r) => `${r.method} ${r.status}`))].join(', ')})`);
 
   await byId(page, 'first-run').waitFor({ state: 'hidden' });
