@@ -72,6 +72,11 @@ impl Server {
         post(self.address, path, body)
     }
 
+    /// A POST without a body.
+    fn post_empty(&self, path: &str) -> HttpResponse {
+        request(self.address, "POST", path, &[], b"")
+    }
+
     /// SIGKILL: no shutdown code runs.
     fn kill(mut self) {
         let _ = self.child.kill();
@@ -232,4 +237,73 @@ fn sigkill_mid_answer_keeps_the_answer_up_to_about_the_last_second() {
         "the last save was {} ms before the kill",
         killed_at - last_save
     );
+}
+
+/// The events of one answering request, checked to end with `done`.
+fn answered(response: HttpResponse) -> Vec<Value> {
+    assert_eq!(response.status, 200, "{}", response.text());
+    let events = sse_events(&response.text());
+    assert_eq!(events[0]["type"], "start", "{events:?}");
+    let done = events.last().unwrap();
+    assert_eq!(done["type"], "done", "{done}");
+    assert_eq!(done["message"]["status"], "complete", "{done}");
+    events
+}
+
+#[test]
+fn regenerate_and_edit_answer_again_and_drop_what_came_after() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path());
+    let created = server.post(
+        "/api/conversations",
+        &json!({"settings": {"temperature": 0, "max_tokens": 16}}),
+    );
+    let id = created.json()["id"].as_i64().unwrap();
+    let first = answered(server.post(
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "What is the capital of France?"}),
+    ));
+    let start = &first[0];
+    assert_eq!(
+        start["n_ctx"].as_u64(),
+        Some(u64::from(hearth_protocol::DEFAULT_N_CTX)),
+        "the start event tells the context one answer may fill: {start}"
+    );
+    assert!(start["prompt_tokens"].as_u64().unwrap() > 0);
+    let question_id = start["user_message"]["id"].as_i64().unwrap();
+    let first_answer = first.last().unwrap()["message"].clone();
+
+    // Regenerate (no body): the same question answered again, greedy, so the same text, in
+    // a new message that replaces the old one.
+    let again = answered(server.post_empty(&format!("/api/conversations/{id}/regenerate")));
+    assert_eq!(again[0]["user_message"]["id"], question_id);
+    let second_answer = &again.last().unwrap()["message"];
+    assert_ne!(second_answer["id"], first_answer["id"]);
+    assert_eq!(second_answer["content"], first_answer["content"]);
+    let messages = server.get(&format!("/api/conversations/{id}")).json()["messages"].clone();
+    assert_eq!(messages.as_array().unwrap().len(), 2, "{messages}");
+    assert_eq!(messages[1]["id"], second_answer["id"]);
+
+    // A second turn, then an edit of the first question: everything after it goes.
+    answered(server.post(
+        &format!("/api/conversations/{id}/messages"),
+        &json!({"content": "And of Italy?"}),
+    ));
+    let edited = answered(server.post(
+        &format!("/api/conversations/{id}/messages/{question_id}/edit"),
+        &json!({"content": "What is the capital of Japan?"}),
+    ));
+    assert_eq!(edited[0]["user_message"]["id"], question_id);
+    assert_eq!(
+        edited[0]["user_message"]["content"],
+        "What is the capital of Japan?"
+    );
+    let edited_answer = &edited.last().unwrap()["message"];
+    assert_ne!(edited_answer["content"], first_answer["content"]);
+    let messages = server.get(&format!("/api/conversations/{id}")).json()["messages"].clone();
+    let messages = messages.as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0]["content"], "What is the capital of Japan?");
+    assert_eq!(messages[1]["id"], edited_answer["id"]);
+    assert_eq!(messages[1]["status"], "complete");
 }

@@ -38,7 +38,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{ApiError, TYPE_INVALID_REQUEST, TYPE_SERVER};
-use crate::handlers::JsonBody;
+use crate::handlers::{JsonBody, OptionalJsonBody};
 use crate::models::ModelLease;
 use crate::request::parse_chat_request;
 use crate::AppState;
@@ -83,7 +83,13 @@ pub fn router() -> Router<AppState> {
             post(restore_conversation),
         )
         .route("/api/conversations/{id}/export", get(export_conversation))
+        .route("/api/conversations/import", post(import_conversation))
         .route("/api/conversations/{id}/messages", post(send_message))
+        .route("/api/conversations/{id}/regenerate", post(regenerate))
+        .route(
+            "/api/conversations/{id}/messages/{message_id}/edit",
+            post(edit_message),
+        )
 }
 
 /// The conversation database's file name inside the data directory.
@@ -134,6 +140,12 @@ fn store_error(error: StoreError) -> ApiError {
         StoreError::InvalidInput { field, reason } => {
             ApiError::invalid_param(field, format!("'{field}' is invalid: {reason}."))
         }
+        StoreError::InvalidImport { field, reason } => ApiError::invalid_param(
+            field.clone(),
+            format!("This is not a valid Hearth conversation export: '{field}' {reason}."),
+        )
+        .with_code("invalid_export"),
+        StoreError::MessageNotFound(_) => message_not_found(),
         other => {
             // The store's messages can hold the database path: log them, answer plainly.
             tracing::error!(error = %other, "conversation store failure");
@@ -390,52 +402,48 @@ async fn export_conversation(
     Ok(response)
 }
 
-/// `POST /api/conversations/{id}/messages`: saves the user's message and streams the answer.
-async fn send_message(
-    State(state): State<AppState>,
-    Path(raw_id): Path<String>,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    let id = conversation_id(&raw_id)?;
-    let store = store(&state)?;
+/// The text of a message from a request body's `content`.
+fn message_content(object: &Map<String, Value>) -> Result<String, ApiError> {
+    match object.get(CONTENT_PARAM) {
+        Some(Value::String(text)) if !text.trim().is_empty() => Ok(text.clone()),
+        Some(Value::String(_)) => Err(ApiError::invalid_param(
+            CONTENT_PARAM,
+            "'content' is empty.",
+        )),
+        Some(_) => Err(ApiError::invalid_param(
+            CONTENT_PARAM,
+            "'content' must be a string.",
+        )),
+        None => Err(ApiError::invalid_param(
+            CONTENT_PARAM,
+            "'content' is required: the text of your message.",
+        )
+        .with_code("missing_required_parameter")),
+    }
+}
+
+/// The body of an answering request: a JSON object with only `allowed` keys (`model` among
+/// them), and the model it names, if any.
+fn answer_body<'a>(
+    body: &'a Value,
+    allowed: &[&str],
+) -> Result<(&'a Map<String, Value>, Option<String>), ApiError> {
     let Some(object) = body.as_object() else {
         return Err(ApiError::bad_request(
             "invalid_type",
             "The request body must be a JSON object.",
         ));
     };
-    if let Some(key) = object
-        .keys()
-        .find(|key| !matches!(key.as_str(), "content" | "model"))
-    {
+    if let Some(key) = object.keys().find(|key| !allowed.contains(&key.as_str())) {
         return Err(ApiError::invalid_param(
             key.as_str(),
-            format!("Unknown field '{key}': a message has content and, optionally, model."),
+            format!(
+                "Unknown field '{key}': this request takes {}.",
+                allowed.join(" and ")
+            ),
         ));
     }
-    let content = match object.get(CONTENT_PARAM) {
-        Some(Value::String(text)) if !text.trim().is_empty() => text.clone(),
-        Some(Value::String(_)) => {
-            return Err(ApiError::invalid_param(
-                CONTENT_PARAM,
-                "'content' is empty.",
-            ))
-        }
-        Some(_) => {
-            return Err(ApiError::invalid_param(
-                CONTENT_PARAM,
-                "'content' must be a string.",
-            ))
-        }
-        None => {
-            return Err(ApiError::invalid_param(
-                CONTENT_PARAM,
-                "'content' is required: the text of your message.",
-            )
-            .with_code("missing_required_parameter"))
-        }
-    };
-    let requested_model = match object.get("model") {
+    let model = match object.get("model") {
         None | Some(Value::Null) => None,
         Some(Value::String(model)) => Some(model.clone()),
         Some(_) => {
@@ -445,20 +453,209 @@ async fn send_message(
             ))
         }
     };
+    Ok((object, model))
+}
 
-    let history = store.conversation_with_messages(id).map_err(store_error)?;
-    if history.conversation.deleted_at.is_some() {
-        return Err(store_error(StoreError::ConversationDeleted(id)));
+/// `POST /api/conversations/{id}/messages`: saves the user's message and streams the answer.
+async fn send_message(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let id = conversation_id(&raw_id)?;
+    let (object, model) = answer_body(&body, &[CONTENT_PARAM, "model"])?;
+    let content = message_content(object)?;
+    answer(&state, id, Turn::New { content }, model).await
+}
+
+/// `POST /api/conversations/{id}/regenerate` (body optional: `model`): removes the last
+/// answer (everything after the last user message) and answers that message again.
+async fn regenerate(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody,
+) -> Result<Response, ApiError> {
+    let id = conversation_id(&raw_id)?;
+    let (_, model) = answer_body(&body, &["model"])?;
+    answer(&state, id, Turn::Regenerate, model).await
+}
+
+/// `POST /api/conversations/{id}/messages/{message_id}/edit` (`content`, optional `model`):
+/// gives a user message new text, removes every later message, and answers it.
+async fn edit_message(
+    State(state): State<AppState>,
+    Path((raw_id, raw_message_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let id = conversation_id(&raw_id)?;
+    let message_id = raw_message_id
+        .parse::<MessageId>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(message_not_found)?;
+    let (object, model) = answer_body(&body, &[CONTENT_PARAM, "model"])?;
+    let content = message_content(object)?;
+    answer(
+        &state,
+        id,
+        Turn::Edit {
+            message_id,
+            content,
+        },
+        model,
+    )
+    .await
+}
+
+/// `POST /api/conversations/import`: a JSON export becomes a new conversation (201). A body
+/// that is not a valid export is a 400 and creates nothing.
+async fn import_conversation(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let store = store(&state)?;
+    let mut imported = hearth_store::export::parse_json(&body).map_err(store_error)?;
+    if let Some(settings) = &imported.conversation.settings {
+        validate_settings(settings)?;
     }
-    let model = requested_model
-        .or_else(|| history.conversation.model.clone())
+    // A model this machine does not have is dropped, so the conversation uses the default.
+    if let Some(model) = &imported.conversation.model {
+        if state.models.resolve(model).is_none() {
+            imported.conversation.model = None;
+        }
+    }
+    let conversation = store.import_conversation(imported).map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(conversation)).into_response())
+}
+
+/// What an answer answers.
+#[derive(Debug)]
+enum Turn {
+    /// A new user message, appended.
+    New { content: String },
+    /// The last user message, again (its answer and anything after it are removed).
+    Regenerate,
+    /// A user message with new text (every later message is removed).
+    Edit {
+        message_id: MessageId,
+        content: String,
+    },
+}
+
+/// How the history changes once the model is ready to answer.
+#[derive(Debug)]
+enum HistoryChange {
+    /// The user's new message is appended.
+    Append(String),
+    /// Everything after the question goes (and the question may get new text).
+    TruncateAfter {
+        message_id: MessageId,
+        replace_content: Option<String>,
+    },
+}
+
+fn message_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        TYPE_INVALID_REQUEST,
+        "There is no such message in this conversation.",
+    )
+    .with_param("message_id")
+    .with_code("message_not_found")
+}
+
+/// The model an answer uses: the one asked for, else the conversation's, else the first
+/// one served.
+fn choose_model(
+    state: &AppState,
+    requested: Option<String>,
+    conversation_model: Option<&str>,
+) -> Result<String, ApiError> {
+    requested
+        .or_else(|| conversation_model.map(str::to_string))
         .or_else(|| state.models.list().into_iter().next().map(|model| model.id))
         .ok_or_else(|| {
             ApiError::invalid_param(
                 "model",
                 "No model is installed: install one (`hearth pull`) or start the server with --model.",
             )
-        })?;
+        })
+}
+
+/// The shared path of messages, regenerate and edit: builds the prompt from the history
+/// through the chat completion validation, waits for the model, only then changes the
+/// history (so a 503 retried by the client changes nothing twice), starts the generation and
+/// streams it as server-sent events while a task of its own saves it.
+async fn answer(
+    state: &AppState,
+    id: ConversationId,
+    turn: Turn,
+    requested_model: Option<String>,
+) -> Result<Response, ApiError> {
+    let store = store(state)?;
+    let history = store.conversation_with_messages(id).map_err(store_error)?;
+    if history.conversation.deleted_at.is_some() {
+        return Err(store_error(StoreError::ConversationDeleted(id)));
+    }
+    // Which stored messages come before the question, its text, and how the history changes
+    // once the model is ready.
+    let (earlier, question, change) = match turn {
+        Turn::New { content } => (
+            history.messages.as_slice(),
+            content.clone(),
+            HistoryChange::Append(content),
+        ),
+        Turn::Regenerate => {
+            let position = history
+                .messages
+                .iter()
+                .rposition(|message| message.role == Role::User && !message.hidden)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "nothing_to_regenerate",
+                        "This conversation has no user message to answer again.",
+                    )
+                })?;
+            let question = &history.messages[position];
+            (
+                &history.messages[..position],
+                question.content.clone(),
+                HistoryChange::TruncateAfter {
+                    message_id: question.id,
+                    replace_content: None,
+                },
+            )
+        }
+        Turn::Edit {
+            message_id,
+            content,
+        } => {
+            let position = history
+                .messages
+                .iter()
+                .position(|message| message.id == message_id)
+                .ok_or_else(message_not_found)?;
+            if history.messages[position].role != Role::User {
+                return Err(ApiError::invalid_param(
+                    "message_id",
+                    "Only a user message can be edited.",
+                ));
+            }
+            (
+                &history.messages[..position],
+                content.clone(),
+                HistoryChange::TruncateAfter {
+                    message_id,
+                    replace_content: Some(content),
+                },
+            )
+        }
+    };
+    let model = choose_model(
+        state,
+        requested_model,
+        history.conversation.model.as_deref(),
+    )?;
 
     // The same request as a chat completion, through the same validation.
     let mut request_body = Map::new();
@@ -478,14 +675,13 @@ async fn send_message(
     {
         messages.push(json!({"role": "system", "content": system_prompt}));
     }
-    for message in history
-        .messages
+    for message in earlier
         .iter()
         .filter(|message| !message.hidden && !message.content.is_empty())
     {
         messages.push(json!({"role": message.role.as_str(), "content": message.content}));
     }
-    messages.push(json!({"role": "user", "content": content}));
+    messages.push(json!({"role": "user", "content": question}));
     request_body.insert("model".into(), json!(model));
     request_body.insert("messages".into(), Value::Array(messages));
     request_body.insert("stream".into(), json!(true));
@@ -496,8 +692,8 @@ async fn send_message(
     // Acquire before saving anything: a 503 while the model loads is retried by the client,
     // and a retry must not save the user's message twice.
     let lease = state.models.acquire(&request.model).await?;
-    let user_message = store
-        .append_message(
+    let user_message = match change {
+        HistoryChange::Append(content) => store.append_message(
             id,
             NewMessage {
                 role: Role::User,
@@ -505,8 +701,15 @@ async fn send_message(
                 status: MessageStatus::Complete,
                 metrics: None,
             },
-        )
-        .map_err(store_error)?;
+        ),
+        HistoryChange::TruncateAfter {
+            message_id,
+            replace_content,
+        } => store
+            .truncate_after(id, message_id, replace_content.as_deref())
+            .map(|truncated| truncated.message),
+    }
+    .map_err(store_error)?;
     if history.conversation.model.is_none() {
         let _ = store.update_settings(
             id,
@@ -563,6 +766,8 @@ async fn send_message(
         "assistant_message": answer,
         "prompt_tokens": prompt_tokens,
         "dropped_messages": dropped_messages,
+        // The context one answer may fill, for the UI's context meter.
+        "n_ctx": lease.info().n_ctx_per_sequence,
     });
     let _ = sender.try_send(start);
     let (running, stop) = state.answers.begin();

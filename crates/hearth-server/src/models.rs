@@ -152,6 +152,11 @@ impl ModelLease {
     pub fn supervisor(&self) -> &Supervisor {
         &self.model.supervisor
     }
+
+    /// What the worker reported when it loaded the model (context, sequences, offload).
+    pub fn info(&self) -> &ModelInfo {
+        &self.model.info
+    }
 }
 
 impl Drop for ModelLease {

@@ -83,6 +83,8 @@ pub enum StoreError {
     MessageNotStreaming(MessageId),
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: String },
+    #[error("not a Hearth conversation export: {field}: {reason}")]
+    InvalidImport { field: String, reason: String },
     #[error("conversation database error: {0}")]
     Database(#[from] rusqlite::Error),
 }
@@ -220,6 +222,32 @@ pub struct NewMessage {
     pub content: String,
     pub status: MessageStatus,
     pub metrics: Option<Value>,
+}
+
+/// A conversation kept up to one message by [`ConversationStore::truncate_after`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Truncated {
+    /// The message everything after was removed from (with its new content, if replaced).
+    pub message: Message,
+    /// How many later messages were removed.
+    pub removed: usize,
+}
+
+/// A conversation to recreate from an export ([`export::parse_json`]).
+#[derive(Debug, Clone, Default)]
+pub struct ImportedConversation {
+    pub conversation: NewConversation,
+    /// Unix milliseconds, as exported (`None`: now).
+    pub created_at: Option<i64>,
+    pub messages: Vec<ImportedMessage>,
+}
+
+/// One message of an import, with its original time.
+#[derive(Debug, Clone)]
+pub struct ImportedMessage {
+    pub message: NewMessage,
+    /// Unix milliseconds, as exported (`None`: now).
+    pub created_at: Option<i64>,
 }
 
 /// Which conversations to list.
@@ -491,7 +519,6 @@ impl ConversationStore {
         conversation_id: ConversationId,
         message: NewMessage,
     ) -> Result<Message> {
-        let metrics = message.metrics.as_ref().map(Value::to_string);
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
         let conversation = read_conversation(&transaction, conversation_id)?;
@@ -499,19 +526,7 @@ impl ConversationStore {
             return Err(StoreError::ConversationDeleted(conversation_id));
         }
         let now = now_millis();
-        transaction.execute(
-            "INSERT INTO messages (conversation_id, role, content, status, metrics, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            params![
-                conversation_id,
-                message.role.as_str(),
-                message.content,
-                message.status.as_str(),
-                metrics,
-                now
-            ],
-        )?;
-        let id = transaction.last_insert_rowid();
+        let id = insert_message(&transaction, conversation_id, &message, now)?;
         if conversation.title.is_empty() && message.role == Role::User {
             let title = title_from_message(&message.content);
             transaction.execute(
@@ -519,10 +534,7 @@ impl ConversationStore {
                 params![title, conversation_id],
             )?;
         }
-        transaction.execute(
-            "UPDATE conversations SET updated_at = ?1 WHERE id = ?2",
-            params![now, conversation_id],
-        )?;
+        touch_conversation(&transaction, conversation_id, now)?;
         let saved = read_message(&transaction, id)?;
         transaction.commit()?;
         Ok(saved)
@@ -572,6 +584,109 @@ impl ConversationStore {
         Ok(saved)
     }
 
+    /// Removes every message after `message_id` from its conversation and, with
+    /// `replace_content`, gives that message new text (only a user message can be edited), all
+    /// in one transaction: a crash leaves either the old conversation or the new one. Used to
+    /// regenerate an answer and to edit a question.
+    pub fn truncate_after(
+        &self,
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        replace_content: Option<&str>,
+    ) -> Result<Truncated> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let conversation = read_conversation(&transaction, conversation_id)?;
+        if conversation.deleted_at.is_some() {
+            return Err(StoreError::ConversationDeleted(conversation_id));
+        }
+        let message = read_message(&transaction, message_id)?;
+        if message.conversation_id != conversation_id {
+            return Err(StoreError::MessageNotFound(message_id));
+        }
+        let now = now_millis();
+        if let Some(content) = replace_content {
+            if message.role != Role::User {
+                return Err(StoreError::InvalidInput {
+                    field: "message_id",
+                    reason: format!("message {message_id} is not a user message; only what the user wrote can be edited"),
+                });
+            }
+            transaction.execute(
+                "UPDATE messages SET content = ?1, updated_at = ?2 WHERE id = ?3",
+                params![content, now, message_id],
+            )?;
+        }
+        let removed = transaction.execute(
+            "DELETE FROM messages WHERE conversation_id = ?1 AND id > ?2",
+            params![conversation_id, message_id],
+        )?;
+        touch_conversation(&transaction, conversation_id, now)?;
+        let message = read_message(&transaction, message_id)?;
+        transaction.commit()?;
+        Ok(Truncated { message, removed })
+    }
+
+    /// Creates a conversation with all its messages in one transaction (nothing is created if
+    /// any part fails). An untitled import is named after its first user message; an answer
+    /// exported while `streaming` comes back `stopped`.
+    pub fn import_conversation(
+        &self,
+        imported: ImportedConversation,
+    ) -> Result<ConversationWithMessages> {
+        let ImportedConversation {
+            conversation,
+            created_at,
+            messages,
+        } = imported;
+        let mut title = match conversation.title {
+            Some(title) if !title.trim().is_empty() => validate_title(&title)?,
+            _ => String::new(),
+        };
+        if title.is_empty() {
+            if let Some(first) = messages.iter().find(|m| m.message.role == Role::User) {
+                title = title_from_message(&first.message.content);
+            }
+        }
+        let settings = validate_settings(conversation.settings.unwrap_or_else(empty_object))?;
+        let now = now_millis();
+        let created_at = created_at.unwrap_or(now);
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        transaction.execute(
+            "INSERT INTO conversations (title, model, system_prompt, settings, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                title,
+                conversation.model,
+                conversation.system_prompt,
+                settings.to_string(),
+                created_at,
+                now
+            ],
+        )?;
+        let id = transaction.last_insert_rowid();
+        for imported in messages {
+            let mut message = imported.message;
+            if message.status == MessageStatus::Streaming {
+                message.status = MessageStatus::Stopped;
+            }
+            insert_message(
+                &transaction,
+                id,
+                &message,
+                imported.created_at.unwrap_or(now),
+            )?;
+        }
+        let conversation = read_conversation(&transaction, id)?;
+        let messages = read_messages(&transaction, id)?;
+        transaction.commit()?;
+        Ok(ConversationWithMessages {
+            conversation,
+            messages,
+        })
+    }
+
     /// The conversation as a Markdown document.
     pub fn export_markdown(&self, id: ConversationId) -> Result<String> {
         Ok(export::markdown(&self.conversation_with_messages(id)?))
@@ -581,6 +696,41 @@ impl ConversationStore {
     pub fn export_json(&self, id: ConversationId) -> Result<Value> {
         Ok(export::json(&self.conversation_with_messages(id)?))
     }
+}
+
+/// Inserts one message (created and updated at `at`); returns its id.
+fn insert_message(
+    connection: &Connection,
+    conversation_id: ConversationId,
+    message: &NewMessage,
+    at: i64,
+) -> rusqlite::Result<MessageId> {
+    connection.execute(
+        "INSERT INTO messages (conversation_id, role, content, status, metrics, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            conversation_id,
+            message.role.as_str(),
+            message.content,
+            message.status.as_str(),
+            message.metrics.as_ref().map(Value::to_string),
+            at
+        ],
+    )?;
+    Ok(connection.last_insert_rowid())
+}
+
+/// Marks a conversation changed at `now` (the list shows the most recently changed first).
+fn touch_conversation(
+    connection: &Connection,
+    id: ConversationId,
+    now: i64,
+) -> rusqlite::Result<()> {
+    connection.execute(
+        "UPDATE conversations SET updated_at = ?1 WHERE id = ?2",
+        params![now, id],
+    )?;
+    Ok(())
 }
 
 /// A message the update did not touch: missing, or finished already.

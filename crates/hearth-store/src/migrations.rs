@@ -39,8 +39,35 @@ ALTER TABLE conversations ADD COLUMN deleted_at INTEGER;
 CREATE INDEX conversations_by_update ON conversations(deleted_at, updated_at);
 ";
 
+/// Version 3: message ids are never reused. Regenerate and edit remove the last messages of a
+/// conversation; with a plain rowid the next message would get a removed one's id again, and a
+/// client (or an answer task still finishing) holding the old id would address the new
+/// message. AUTOINCREMENT needs the table rebuilt; nothing references messages, so the copy
+/// keeps every id.
+const V3_MESSAGE_IDS_NEVER_REUSED: &str = "
+CREATE TABLE messages_v3 (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    role            TEXT NOT NULL,
+    content         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    metrics         TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+INSERT INTO messages_v3 (id, conversation_id, role, content, status, metrics, created_at, updated_at)
+    SELECT id, conversation_id, role, content, status, metrics, created_at, updated_at FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v3 RENAME TO messages;
+CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+";
+
 /// Every migration, in order: entry `i` takes a database from version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[V1_CONVERSATIONS_AND_MESSAGES, V2_SOFT_DELETE];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    V1_CONVERSATIONS_AND_MESSAGES,
+    V2_SOFT_DELETE,
+    V3_MESSAGE_IDS_NEVER_REUSED,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -145,6 +172,26 @@ mod tests {
         // Opening again is a no-op.
         let store = ConversationStore::open(&path).unwrap();
         assert_eq!(store.messages(7).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn message_ids_survive_the_migration_and_are_never_reused() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("hearth.sqlite3");
+        version_1_database(&path);
+        let store = ConversationStore::open(&path).unwrap();
+        let old = store.messages(7).unwrap();
+        assert_eq!(old.len(), 1, "the message kept its id through the rebuild");
+        let answer = |content: &str| NewMessage {
+            role: Role::Assistant,
+            content: content.into(),
+            status: MessageStatus::Complete,
+            metrics: None,
+        };
+        let removed = store.append_message(7, answer("first")).unwrap();
+        store.truncate_after(7, old[0].id, None).unwrap();
+        let next = store.append_message(7, answer("second")).unwrap();
+        assert!(next.id > removed.id, "{} reused", next.id);
     }
 
     #[test]

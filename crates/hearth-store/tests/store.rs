@@ -418,3 +418,175 @@ fn exports_hold_the_whole_conversation() {
     assert_eq!(exported["messages"][1]["metrics"]["ttft_ms"], 5.0);
     assert_eq!(exported["messages"][0]["role"], "user");
 }
+
+/// A conversation of four messages: user, assistant, user, assistant.
+fn two_turns(store: &ConversationStore) -> (i64, Vec<i64>) {
+    let conversation = store
+        .create_conversation(NewConversation::default())
+        .unwrap();
+    let ids = [
+        "first question",
+        "first answer",
+        "second question",
+        "second answer",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(index, text)| {
+        let role = if index % 2 == 0 {
+            Role::User
+        } else {
+            Role::Assistant
+        };
+        store
+            .append_message(conversation.id, message(role, text))
+            .unwrap()
+            .id
+    })
+    .collect();
+    (conversation.id, ids)
+}
+
+#[test]
+fn truncating_removes_every_later_message_and_can_edit_the_question() {
+    let (_folder, store) = open();
+    let (id, ids) = two_turns(&store);
+    let (other, other_ids) = two_turns(&store);
+
+    // Regenerate: keep up to the last question.
+    let kept = store.truncate_after(id, ids[2], None).unwrap();
+    assert_eq!(kept.removed, 1);
+    assert_eq!(kept.message.content, "second question");
+    let contents: Vec<String> = store
+        .messages(id)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(
+        contents,
+        ["first question", "first answer", "second question"]
+    );
+
+    // Edit: the first question gets new text and everything after it goes.
+    let edited = store.truncate_after(id, ids[0], Some("edited")).unwrap();
+    assert_eq!(edited.removed, 2);
+    assert_eq!(edited.message.content, "edited");
+    let messages = store.messages(id).unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].content, "edited");
+
+    // The other conversation is untouched, and its messages are not this one's.
+    assert_eq!(store.messages(other).unwrap().len(), 4);
+    assert!(matches!(
+        store.truncate_after(id, other_ids[0], None),
+        Err(StoreError::MessageNotFound(_))
+    ));
+    // Only a user message can be edited; a refused edit changes nothing.
+    assert!(matches!(
+        store.truncate_after(other, other_ids[1], Some("x")),
+        Err(StoreError::InvalidInput {
+            field: "message_id",
+            ..
+        })
+    ));
+    assert_eq!(store.messages(other).unwrap().len(), 4);
+    assert_eq!(store.messages(other).unwrap()[1].content, "first answer");
+    store.soft_delete(other).unwrap();
+    assert!(matches!(
+        store.truncate_after(other, other_ids[0], None),
+        Err(StoreError::ConversationDeleted(_))
+    ));
+}
+
+#[test]
+fn an_export_imports_back_as_a_new_conversation() {
+    let (_folder, store) = open();
+    let (id, _) = two_turns(&store);
+    store
+        .update_settings(
+            id,
+            SettingsUpdate {
+                model: Some(Some("smollm2".into())),
+                system_prompt: Some(Some("Be brief.".into())),
+                settings: Some(json!({"temperature": 0.3})),
+            },
+        )
+        .unwrap();
+    let mut exported = store.export_json(id).unwrap();
+    exported["messages"][3]["status"] = json!("streaming");
+    exported["messages"][3]["metrics"] = json!({"ttft_ms": 12.5});
+
+    let parsed = hearth_store::export::parse_json(&exported).unwrap();
+    let imported = store.import_conversation(parsed).unwrap();
+    assert_ne!(imported.conversation.id, id);
+    assert_eq!(imported.conversation.title, "first question");
+    assert_eq!(imported.conversation.model.as_deref(), Some("smollm2"));
+    assert_eq!(
+        imported.conversation.system_prompt.as_deref(),
+        Some("Be brief.")
+    );
+    assert_eq!(imported.conversation.settings, json!({"temperature": 0.3}));
+    let original = store.messages(id).unwrap();
+    assert_eq!(imported.messages.len(), 4);
+    for (copy, original) in imported.messages.iter().zip(&original) {
+        assert_eq!(copy.role, original.role);
+        assert_eq!(copy.content, original.content);
+        assert_eq!(copy.created_at, original.created_at);
+    }
+    assert_eq!(imported.messages[3].status, MessageStatus::Stopped);
+    assert_eq!(imported.messages[3].metrics, Some(json!({"ttft_ms": 12.5})));
+    assert_eq!(
+        store
+            .list_conversations(&ListQuery::default())
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn corrupt_exports_are_refused_naming_the_field() {
+    let (_folder, store) = open();
+    let (id, _) = two_turns(&store);
+    let good = store.export_json(id).unwrap();
+    let broken = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut document = good.clone();
+        edit(&mut document);
+        match hearth_store::export::parse_json(&document) {
+            Err(StoreError::InvalidImport { field, .. }) => field,
+            other => panic!("accepted a broken export: {other:?}"),
+        }
+    };
+    assert_eq!(broken(&|d| d["format"] = json!("something-else")), "format");
+    assert_eq!(
+        broken(&|d| d["schema_version"] = json!(9999)),
+        "schema_version"
+    );
+    assert_eq!(broken(&|d| d["messages"] = json!("nope")), "messages");
+    assert_eq!(
+        broken(&|d| d["messages"][2]["role"] = json!("wizard")),
+        "messages[2].role"
+    );
+    assert_eq!(
+        broken(&|d| d["messages"][1]["content"] = json!(5)),
+        "messages[1].content"
+    );
+    assert_eq!(
+        broken(&|d| d["messages"][0]["created_at"] = json!(-4)),
+        "messages[0].created_at"
+    );
+    assert_eq!(broken(&|d| d["settings"] = json!([1])), "settings");
+    assert_eq!(broken(&|d| *d = json!([1, 2])), "(document)");
+    // A title the store refuses creates nothing.
+    let mut bad_title = hearth_store::export::parse_json(&good).unwrap();
+    bad_title.conversation.title = Some("a\u{7}b".into());
+    assert!(store.import_conversation(bad_title).is_err());
+    assert_eq!(
+        store
+            .list_conversations(&ListQuery::default())
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -364,3 +364,190 @@ async fn foreign_hosts_are_refused_here_too() {
     let (status, _) = send(&state, request).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// A conversation holding one question and its answer, written straight into the store.
+fn answered_conversation(state: &AppState) -> (i64, Vec<i64>) {
+    use hearth_store::{MessageStatus, NewConversation, NewMessage, Role};
+    let store = state.conversations.clone().unwrap();
+    let conversation = store
+        .create_conversation(NewConversation::default())
+        .unwrap();
+    let ids = [(Role::User, "question"), (Role::Assistant, "answer")]
+        .into_iter()
+        .map(|(role, content)| {
+            store
+                .append_message(
+                    conversation.id,
+                    NewMessage {
+                        role,
+                        content: content.into(),
+                        status: MessageStatus::Complete,
+                        metrics: None,
+                    },
+                )
+                .unwrap()
+                .id
+        })
+        .collect();
+    (conversation.id, ids)
+}
+
+async fn message_texts(state: &AppState, id: i64) -> Vec<String> {
+    let (_, shown) = call(
+        state,
+        Method::GET,
+        &format!("/api/conversations/{id}"),
+        None,
+    )
+    .await;
+    shown["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|message| message["content"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn regenerate_and_edit_are_validated_and_change_nothing_until_the_model_answers() {
+    let (_folder, state) = state();
+    let (id, ids) = answered_conversation(&state);
+    let (other, other_ids) = answered_conversation(&state);
+    let regenerate = format!("/api/conversations/{id}/regenerate");
+    let edit = |message_id: i64| format!("/api/conversations/{id}/messages/{message_id}/edit");
+
+    // Regenerate needs a user message to answer.
+    let (_, empty) = call(&state, Method::POST, "/api/conversations", Some(json!({}))).await;
+    let (status, error) = call(
+        &state,
+        Method::POST,
+        &format!("/api/conversations/{}/regenerate", empty["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["error"]["code"], "nothing_to_regenerate");
+    // Bodies: optional for regenerate, but only `model`; edit needs content.
+    for (path, body) in [
+        (regenerate.clone(), json!({"content": "x"})),
+        (regenerate.clone(), json!({"model": 3})),
+        (edit(ids[0]), json!({})),
+        (edit(ids[0]), json!({"content": " "})),
+        (edit(ids[0]), json!({"content": "x", "extra": true})),
+        (
+            edit(ids[1]),
+            json!({"content": "an answer is not editable"}),
+        ),
+    ] {
+        let (status, error) = call(&state, Method::POST, &path, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {error}");
+    }
+    for path in [
+        edit(other_ids[0]),
+        edit(999_999),
+        format!("/api/conversations/{id}/messages/abc/edit"),
+    ] {
+        let (status, error) =
+            call(&state, Method::POST, &path, Some(json!({"content": "x"}))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {error}");
+        assert_eq!(error["error"]["code"], "message_not_found");
+    }
+    let (status, error) = call(
+        &state,
+        Method::POST,
+        &regenerate,
+        Some(json!({"model": "nope"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+    assert_eq!(error["error"]["code"], "model_not_found");
+
+    // The engine cannot start here: a clean server error, and nothing was removed or edited.
+    let (status, _) = call(&state, Method::POST, &regenerate, None).await;
+    assert!(status.is_server_error(), "{status}");
+    let (status, _) = call(
+        &state,
+        Method::POST,
+        &edit(ids[0]),
+        Some(json!({"content": "new question"})),
+    )
+    .await;
+    assert!(status.is_server_error(), "{status}");
+    assert_eq!(message_texts(&state, id).await, ["question", "answer"]);
+    assert_eq!(message_texts(&state, other).await, ["question", "answer"]);
+}
+
+#[tokio::test]
+async fn an_export_imports_as_a_new_conversation_and_a_corrupt_one_creates_nothing() {
+    let (_folder, state) = state();
+    let (id, _) = answered_conversation(&state);
+    let (_, exported) = call(
+        &state,
+        Method::GET,
+        &format!("/api/conversations/{id}/export?format=json"),
+        None,
+    )
+    .await;
+    let mut document = exported.clone();
+    document["model"] = json!("not-on-this-machine");
+    document["settings"] = json!({"temperature": 0.5});
+    let (status, imported) = call(
+        &state,
+        Method::POST,
+        "/api/conversations/import",
+        Some(document),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{imported}");
+    assert_ne!(imported["id"], json!(id));
+    assert_eq!(imported["title"], "question");
+    assert_eq!(
+        imported["model"],
+        Value::Null,
+        "an unknown model is dropped"
+    );
+    assert_eq!(imported["settings"]["temperature"], 0.5);
+    assert_eq!(imported["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(imported["messages"][1]["content"], "answer");
+
+    let count = |state: AppState| async move {
+        let (_, listed) = call(&state, Method::GET, "/api/conversations", None).await;
+        listed["data"].as_array().unwrap().len()
+    };
+    assert_eq!(count(state.clone()).await, 2);
+    let mut bad_role = exported.clone();
+    bad_role["messages"][0]["role"] = json!("wizard");
+    let mut bad_settings = exported.clone();
+    bad_settings["settings"] = json!({"temperature": "hot"});
+    for (document, param) in [
+        (bad_role, Some("messages[0].role")),
+        (json!({"title": "no format"}), Some("format")),
+        (bad_settings, None),
+        (json!([1, 2, 3]), Some("(document)")),
+    ] {
+        let (status, error) = call(
+            &state,
+            Method::POST,
+            "/api/conversations/import",
+            Some(document),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+        if let Some(param) = param {
+            assert_eq!(error["error"]["param"], param, "{error}");
+            assert_eq!(error["error"]["code"], "invalid_export");
+        }
+    }
+    let (status, _) = send(
+        &state,
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/conversations/import")
+            .header(header::HOST, HOST)
+            .body(Body::from("{not json"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(count(state.clone()).await, 2, "nothing was created");
+}
