@@ -266,7 +266,7 @@ class AppState {
     try {
       const list = await api.listDownloads();
       for (const status of list) {
-        this.downloads[status.id] = status;
+        this.setDownload(status);
         if (downloadIsActive(status)) void this.watchDownload(status.id);
       }
     } catch {
@@ -290,7 +290,7 @@ class AppState {
   async startDownload(model: string): Promise<DownloadStatus | null> {
     try {
       const status = await api.startDownload(model);
-      this.downloads[status.id] = status;
+      this.setDownload(status);
       this.requested[model] = status.id;
       void this.watchDownload(status.id);
       return status;
@@ -303,11 +303,27 @@ class AppState {
   async controlDownload(id: number, action: 'pause' | 'resume' | 'cancel'): Promise<void> {
     try {
       const status = await api.controlDownload(id, action);
-      if (status && typeof status === 'object' && 'state' in status) this.downloads[id] = status;
-      else this.downloads[id] = await api.getDownload(id);
+      if (status && typeof status === 'object' && 'state' in status) this.setDownload(status);
+      else this.setDownload(await api.getDownload(id));
       if (action === 'resume') void this.watchDownload(id);
     } catch (error) {
       this.error(error);
+    }
+  }
+
+  /**
+   * Records a download's new status. Statuses come over two connections (the events stream and
+   * the answers to pause/resume), so an older one can arrive last: the byte count never goes
+   * back for the same download (ids are never reused).
+   */
+  private setDownload(status: DownloadStatus): void {
+    const previous = this.downloads[status.id];
+    const before = previous ? (previous.bytes_done ?? previous.downloaded_bytes ?? 0) : 0;
+    const now = status.bytes_done ?? status.downloaded_bytes ?? 0;
+    if (previous && now < before) {
+      this.downloads[status.id] = { ...status, bytes_done: before, downloaded_bytes: before };
+    } else {
+      this.downloads[status.id] = status;
     }
   }
 
@@ -325,7 +341,7 @@ class AppState {
         try {
           await api.downloadEvents(id, (status) => {
             const before = this.downloads[id]?.state;
-            this.downloads[id] = status;
+            this.setDownload(status);
             if (status.state === 'installed' && before !== 'installed') {
               this.toast(`${status.model_id ?? 'The model'} is installed.`);
               void this.refreshModels();
@@ -340,7 +356,7 @@ class AppState {
         // The stream ended while the download runs (a dropped connection): ask again.
         await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 500 * (failures + 1))));
         try {
-          this.downloads[id] = await api.getDownload(id);
+          this.setDownload(await api.getDownload(id));
         } catch {
           failures++;
         }
