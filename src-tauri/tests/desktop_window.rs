@@ -5,8 +5,9 @@
 //! is saved to `test-output/desktop/window.png` and must not be blank), that the UI's own API
 //! calls were accepted (the per-launch token reached the page; checked through `/metrics` with
 //! the user's key from the settings file, which the server accepts too), that a second launch
-//! hands over to the first and exits (where a D-Bus daemon is installed), and that SIGTERM
-//! quits cleanly: exit status 0 within a bounded time and no process of the app left behind.
+//! hands over to the first and exits (where a D-Bus daemon is installed), and that SIGTERM in
+//! the middle of an answer (SmolLM2, imported through the API) quits cleanly: exit status 0
+//! within a bounded time and no process of the app left behind, the engine worker included.
 //! It prints the idle memory of the app and its WebKit processes (no model loaded), which the
 //! README reports.
 //!
@@ -39,6 +40,10 @@ const SECOND_LAUNCH_TIMEOUT: Duration = Duration::from_secs(45);
 const PAINTED_MIN_COLOURS: u64 = 24;
 /// Time for the UI to finish its first requests and settle before memory is measured.
 const SETTLE: Duration = Duration::from_secs(4);
+/// How long loading the model and the first tokens of an answer may take.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// Tokens that must stream before the app is told to quit (it is mid-answer then).
+const TOKENS_BEFORE_QUIT: usize = 3;
 /// The README's goal for idle memory, in MiB.
 const IDLE_MEMORY_GOAL_MIB: f64 = 150.0;
 
@@ -145,7 +150,20 @@ fn desktop_window_starts_paints_and_quits_cleanly() {
         second_launch_hands_over(&environment, &mut app.0, bus);
     }
 
-    // SIGTERM: a clean quit, within a bounded time, leaving nothing behind.
+    // SIGTERM while an answer streams: a clean quit, within a bounded time, leaving nothing
+    // behind (the engine worker included).
+    let (_answer, answering) = start_an_answer(address);
+    let mut processes = processes;
+    for process in process_tree(app_pid) {
+        if !processes.iter().any(|known| known.pid == process.pid) {
+            processes.push(process);
+        }
+    }
+    assert!(
+        processes.iter().any(|p| p.is_engine_worker()),
+        "no engine worker runs while an answer streams: {processes:?}"
+    );
+    eprintln!("answering ({answering}); sending SIGTERM");
     let quit_started = Instant::now();
     let killed = Command::new("kill")
         .args(["-TERM", &app_pid.to_string()])
@@ -181,6 +199,87 @@ fn desktop_window_starts_paints_and_quits_cleanly() {
         "desktop_window: {:.1} s in all",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Imports SmolLM2 (in place) and starts an answer in a new conversation; returns the open
+/// stream once tokens arrive, and what arrived.
+fn start_an_answer(address: SocketAddr) -> (TcpStream, String) {
+    let model = hearth_testkit::smollm2();
+    let imported = http_json(
+        address,
+        "/api/models/import",
+        &serde_json::json!({"path": model, "in_place": true}),
+    );
+    let model_id = imported["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the import answered no id: {imported}"))
+        .to_string();
+    let conversation = http_json(
+        address,
+        "/api/conversations",
+        &serde_json::json!({"title": "quit while answering"}),
+    );
+    let conversation_id = match &conversation["id"] {
+        serde_json::Value::String(id) => id.clone(),
+        serde_json::Value::Number(id) => id.to_string(),
+        other => panic!("the new conversation has no id: {other}"),
+    };
+    let body = serde_json::json!({
+        "content": "Count from one to one thousand in words, one number per line.",
+        "model": model_id,
+    })
+    .to_string();
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    write!(
+        stream,
+        "POST /api/conversations/{conversation_id}/messages HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {USER_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut tokens = 0;
+    let mut seen = String::new();
+    while tokens < TOKENS_BEFORE_QUIT {
+        let mut line = String::new();
+        let read = reader.read_line(&mut line).unwrap_or(0);
+        assert!(
+            read > 0,
+            "the answer ended before {TOKENS_BEFORE_QUIT} tokens: {seen}"
+        );
+        if line.contains(r#""type":"token""#) {
+            tokens += 1;
+        }
+        assert!(
+            !line.contains(r#""type":"error""#),
+            "the answer failed: {line}"
+        );
+        if seen.len() < 2000 {
+            seen.push_str(&line);
+        }
+    }
+    (stream, format!("{tokens} tokens in"))
+}
+
+/// A POST with the user's key and a JSON body; the JSON answer (2xx only).
+fn http_json(address: SocketAddr, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {USER_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = status_line(&response).to_string();
+    assert!(status.starts_with("HTTP/1.1 2"), "POST {path}: {response}");
+    let json = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str(json).unwrap_or_else(|error| panic!("POST {path}: {error}: {json}"))
 }
 
 /// A second launch finds the first over D-Bus, hands over (the first shows its window) and
@@ -515,6 +614,18 @@ impl ProcessInfo {
             },
             parent,
         ))
+    }
+
+    /// An engine worker: this same binary started with `engine`.
+    fn is_engine_worker(&self) -> bool {
+        std::fs::read(format!("/proc/{}/cmdline", self.pid))
+            .map(|cmdline| {
+                cmdline
+                    .split(|byte| *byte == 0)
+                    .nth(1)
+                    .is_some_and(|argument| argument == b"engine")
+            })
+            .unwrap_or(false)
     }
 
     fn still_running(&self) -> bool {
