@@ -87,7 +87,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Engine => hearth_engine::worker::run_worker().context("engine worker failed"),
         Command::Run(args) => with_runtime(run::run(args)),
-        Command::Serve(args) => with_runtime(serve::serve(args)),
+        Command::Serve(args) => {
+            // The server probes the machine (wgpu) for /api/system and the fit badges.
+            probe::quiet_gpu_drivers();
+            with_runtime(serve::serve(args))
+        }
         Command::Chat(args) => with_runtime(chat::chat(args)),
         Command::Bench(args) => with_runtime(bench::bench(args)),
         Command::Pull(args) => with_runtime(models::pull(args)),

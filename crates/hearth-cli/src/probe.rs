@@ -5,18 +5,19 @@
 //! Both ask the engine worker which devices llama.cpp's backends offer (only it links
 //! llama.cpp), then probe the rest in this process with `hearth-probe`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use hearth_models::{
-    Catalog, DownloadConfig, HubClient, HubRepo, ModelLibrary, ModelSource, MAX_HEADER_PREFIX_BYTES,
+    Catalog, DownloadConfig, HubClient, HubRepo, ModelLibrary, MAX_HEADER_PREFIX_BYTES,
 };
 use hearth_probe::{
-    estimate_variant, plan, variant_from_file, variant_from_gguf, DeviceMemory, KvCacheType,
-    LlamaDevice, Plan, ProbeOptions, ProbeReport, QualityPreference, Variant, Wishes,
+    plan, variant_from_file, variant_from_gguf, DeviceMemory, KvCacheType, Plan, ProbeOptions,
+    ProbeReport, QualityPreference, Variant, Wishes,
 };
 use hearth_protocol::{FlashAttention, LoadParams, MemoryReport};
+use hearth_server::fit::{add_estimated_variants, installed_catalog_variants, LocatedVariants};
 use serde::Serialize;
 
 /// Largest |relative error| of the predicted total that `--verify` accepts (the goal is 5%).
@@ -79,17 +80,6 @@ pub fn quiet_gpu_drivers() {
     }
 }
 
-fn llama_device(device: hearth_protocol::BackendDevice) -> LlamaDevice {
-    LlamaDevice {
-        name: device.name,
-        description: device.description,
-        backend: device.backend,
-        device_type: device.device_type,
-        memory_total_bytes: device.memory_total_bytes,
-        memory_free_bytes: device.memory_free_bytes,
-    }
-}
-
 /// Asks the worker for llama.cpp's devices, then probes the machine (kernels off the async
 /// threads: they take seconds).
 async fn probe_machine(
@@ -97,22 +87,13 @@ async fn probe_machine(
     measure: bool,
     refresh: bool,
 ) -> anyhow::Result<ProbeReport> {
-    let devices = match supervisor.devices().await {
-        Ok(devices) => Some(devices.into_iter().map(llama_device).collect()),
-        Err(error) => {
-            tracing::warn!(%error, "could not ask the engine for llama.cpp's devices");
-            None
-        }
-    };
     let options = ProbeOptions {
         data_dir: crate::data_dir(),
         models_dir: crate::data_dir().join("models"),
         measure,
         refresh,
     };
-    tokio::task::spawn_blocking(move || hearth_probe::probe::probe(&options, devices))
-        .await
-        .context("the probe failed")
+    Ok(hearth_server::system::probe_machine(supervisor, options).await)
 }
 
 pub async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
@@ -229,9 +210,6 @@ fn print_probe(report: &ProbeReport) {
     println!("Offload   {usable}");
 }
 
-/// A model's quantization variants, each with its file when it is on disk.
-type LocatedVariants = Vec<(Variant, Option<PathBuf>)>;
-
 /// The variant of a GGUF file on the hub (`HF_ENDPOINT`), planned from its header alone: the
 /// first bytes of the file, fetched with HTTP Range requests before any download.
 fn remote_variant(repo: &HubRepo, revision: &str, file: &str) -> anyhow::Result<Variant> {
@@ -259,26 +237,11 @@ fn resolve_variants(model: &str) -> anyhow::Result<(String, LocatedVariants)> {
     let library = ModelLibrary::new(crate::data_dir().join("models"));
     let catalog = Catalog::builtin().context("the built-in catalog is invalid")?;
     if let Ok(entry) = catalog.get(model) {
-        let mut known: LocatedVariants = Vec::new();
-        if let Ok(listing) = library.list() {
-            for installed in listing.installed {
-                if let ModelSource::Catalog {
-                    catalog_id,
-                    quantization,
-                    ..
-                } = &installed.manifest.source
-                {
-                    if catalog_id == model {
-                        let mut variant =
-                            variant_from_file(&installed.model_path).with_context(|| {
-                                format!("cannot read {}", installed.model_path.display())
-                            })?;
-                        variant.quantization = quantization.clone();
-                        known.push((variant, Some(installed.model_path.clone())));
-                    }
-                }
-            }
-        }
+        let installed = library
+            .list()
+            .map(|listing| listing.installed)
+            .unwrap_or_default();
+        let mut known = installed_catalog_variants(entry, &installed)?;
         if known.is_empty() {
             // Not on disk: read the default quantization's header from the hub.
             let file = entry
@@ -291,17 +254,7 @@ fn resolve_variants(model: &str) -> anyhow::Result<(String, LocatedVariants)> {
             variant.quantization = file.quantization.clone();
             known.push((variant, None));
         }
-        let (reference, _) = known[0].clone();
-        for file in &entry.files {
-            let already = known.iter().any(|(variant, _)| {
-                variant
-                    .quantization
-                    .eq_ignore_ascii_case(&file.quantization)
-            });
-            if !already {
-                known.push((estimate_variant(&reference, &file.quantization), None));
-            }
-        }
+        add_estimated_variants(&mut known, entry);
         return Ok((entry.display_name.clone(), known));
     }
     if let Some((repo, file)) = model.split_once(':') {

@@ -212,6 +212,11 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
     let hub = HubClient::from_environment(Default::default()).map_err(StartError::Downloads)?;
     let downloads = Arc::new(DownloadManager::new(library.clone(), hub));
 
+    let machine = crate::system::MachineInfo::new(
+        options.data_dir.clone(),
+        bound,
+        options.worker_command.clone(),
+    );
     let metrics = Arc::new(Metrics::default());
     let max_loaded = options.max_loaded.max(1);
     let models = ModelManager::new(
@@ -243,6 +248,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
     let state = AppState {
         conversations: Some(conversations),
         downloads: Some(downloads),
+        machine: Arc::new(machine),
         ..AppState::new(models, metrics, Arc::new(security))
     };
     RunningServer::spawn(listener, state, served).map_err(|source| StartError::Bind {

@@ -20,6 +20,7 @@
 pub mod app;
 pub mod conversations;
 pub mod error;
+pub mod fit;
 pub mod handlers;
 pub mod management;
 pub mod metrics;
@@ -27,6 +28,7 @@ pub mod models;
 pub mod openai;
 pub mod request;
 pub mod security;
+pub mod system;
 pub mod ui;
 
 use std::future::Future;
@@ -72,6 +74,8 @@ pub struct AppState {
     pub downloads: Option<Arc<hearth_models::DownloadManager>>,
     /// The conversation answers being generated, so a shutdown can stop and save them.
     pub answers: Arc<AnswerTasks>,
+    /// The data directory, the bound address and the probed machine (`/api/system`, fits).
+    pub machine: Arc<system::MachineInfo>,
 }
 
 impl AppState {
@@ -89,6 +93,7 @@ impl AppState {
             conversations: None,
             downloads: None,
             answers: Arc::new(AnswerTasks::default()),
+            machine: Arc::new(system::MachineInfo::unknown()),
         }
     }
 }
@@ -104,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(handlers::metrics))
         .merge(conversations::router())
         .merge(management::router())
+        .merge(system::router())
         // Anything else: the web UI's files (GET), or the API's 404.
         .fallback(ui::fallback)
         .method_not_allowed_fallback(handlers::method_not_allowed)

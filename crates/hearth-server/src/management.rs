@@ -23,13 +23,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use hearth_models::{
-    Catalog, DownloadId, DownloadManager, DownloadState, DownloadStatus, HubRepo, ImportMode,
-    ImportRequest, InstalledModel, ModelId, ModelLibrary, ModelSource, ModelsError, NoProgress,
-    PullRequest,
+    Catalog, CatalogModel, DownloadId, DownloadManager, DownloadState, DownloadStatus, HubRepo,
+    ImportMode, ImportRequest, InstalledModel, ModelId, ModelLibrary, ModelSource, ModelsError,
+    NoProgress, PullRequest,
 };
+use hearth_probe::{variant_from_file, Wishes};
 use serde_json::{json, Value};
 
 use crate::error::{redact_paths, ApiError, TYPE_INVALID_REQUEST, TYPE_SERVER};
+use crate::fit;
 use crate::handlers::JsonBody;
 use crate::AppState;
 
@@ -176,16 +178,62 @@ fn catalog() -> Result<Catalog, ApiError> {
 
 async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let manager = manager(&state)?;
+    // Fits need the machine: probed on the first call (seconds), remembered after.
+    let report = state.machine.report().await;
+    let load_params = state.models.load_params();
+    let wishes = Wishes {
+        context: Some(load_params.n_ctx),
+        n_parallel: load_params.n_parallel,
+        ..Wishes::default()
+    };
     blocking(move || {
         let library: &ModelLibrary = manager.library();
         let listing = library.list().map_err(models_error)?;
         let catalog = catalog()?;
-        let models: Vec<Value> = listing.installed.iter().map(installed_json).collect();
+        let profile = report.as_ref().map(|report| &report.profile);
+        let models: Vec<Value> = listing
+            .installed
+            .iter()
+            .map(|model| {
+                let mut value = installed_json(model);
+                if let Some(profile) = profile {
+                    let fit = variant_from_file(&model.model_path)
+                        .ok()
+                        .and_then(|variant| fit::variant_fit(&variant, profile, &wishes));
+                    value["fit"] = fit.unwrap_or(Value::Null);
+                }
+                value
+            })
+            .collect();
         let broken: Vec<Value> = listing
             .broken
             .iter()
             .map(|broken| json!({"id": broken.id, "reason": redact_paths(&broken.reason)}))
             .collect();
+        let variants: Vec<(&CatalogModel, fit::LocatedVariants)> = match profile {
+            Some(_) => catalog
+                .models
+                .iter()
+                .map(|entry| (entry, fit::catalog_variants(entry, &listing.installed)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let fit_of = |entry: &CatalogModel, quantization: &str| -> Value {
+            let profile = match profile {
+                Some(profile) => profile,
+                None => return Value::Null,
+            };
+            variants
+                .iter()
+                .find(|(known, _)| known.id == entry.id)
+                .and_then(|(_, located)| {
+                    located.iter().find(|(variant, _)| {
+                        variant.quantization.eq_ignore_ascii_case(quantization)
+                    })
+                })
+                .and_then(|(variant, _)| fit::variant_fit(variant, profile, &wishes))
+                .unwrap_or(Value::Null)
+        };
         let entries: Vec<Value> = catalog
             .models
             .iter()
@@ -213,15 +261,23 @@ async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
                     "files": entry.files.iter().map(|file| json!({
                         "quantization": file.quantization,
                         "size_bytes": file.size_bytes,
+                        "fit": fit_of(entry, &file.quantization),
                     })).collect::<Vec<_>>(),
+                    "fit": fit_of(entry, &entry.default_quantization),
                     "installed": !installed_ids.is_empty(),
                     "installed_ids": installed_ids,
                 })
             })
             .collect();
-        Ok(Json(
-            json!({"models": models, "broken": broken, "catalog": entries}),
-        ))
+        let recommendation = profile
+            .and_then(|profile| fit::recommend(&variants, profile, &wishes))
+            .unwrap_or(Value::Null);
+        Ok(Json(json!({
+            "models": models,
+            "broken": broken,
+            "catalog": entries,
+            "recommendation": recommendation,
+        })))
     })
     .await
 }

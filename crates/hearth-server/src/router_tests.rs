@@ -443,3 +443,50 @@ async fn ui_files_need_no_key_and_carry_the_csp_but_the_api_still_does() {
     let (status, _, _) = send(&state, page(Method::GET, "/", "evil.example")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_system_report_tells_the_machine_the_server_and_the_loaded_models() {
+    let report = hearth_probe::ProbeReport {
+        probe_version: hearth_probe::PROBE_VERSION,
+        profile: hearth_probe::profile::fixtures::nvidia_12gb(),
+        adapters: Vec::new(),
+        llama_devices: Some(vec![hearth_probe::LlamaDevice {
+            name: "CUDA0".into(),
+            description: "NVIDIA GeForce RTX 4070".into(),
+            backend: "CUDA".into(),
+            device_type: "gpu".into(),
+            memory_total_bytes: 12 << 30,
+            memory_free_bytes: 11 << 30,
+        }]),
+        cpu_bandwidth_from_cache: true,
+        cache_path: std::path::PathBuf::new(),
+    };
+    let state = AppState {
+        machine: Arc::new(crate::system::MachineInfo::with_report(report)),
+        ..state_with(Some(KEY), &[])
+    };
+    let mut request = get("/api/system");
+    let (status, _, _) = send(&state, get("/api/system")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the report needs the key");
+    request.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {KEY}").parse().unwrap(),
+    );
+    let (status, _, body) = send(&state, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body["server"]["api_key_required"], true);
+    let probe = &body["probe"];
+    assert!(probe["cpu"]["physical_cores"].as_u64().unwrap() >= 1);
+    assert!(probe["memory"]["total_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(probe["gpus"][0]["name"], "NVIDIA GeForce RTX 4070");
+    assert_eq!(probe["gpus"][0]["total_bytes"], 12u64 << 30);
+    assert!(probe["bandwidth"]["gpu_gb_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(body["loaded"], json!([]));
+
+    // A server that cannot probe says so with null, and still answers.
+    let (status, _, body) = send(&state_with(None, &[]), get("/api/system")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["probe"], Value::Null);
+    assert_eq!(body["server"]["api_key_required"], false);
+}

@@ -212,3 +212,70 @@ async fn unknown_downloads_are_404_and_bad_targets_are_400() {
     let (_, body) = send(&state, request(Method::GET, "/api/downloads", None)).await;
     assert_eq!(body, json!({"downloads": []}));
 }
+
+/// A probe report of an 8 GB laptop without a GPU (the planner's fixture).
+fn laptop_report() -> hearth_probe::ProbeReport {
+    hearth_probe::ProbeReport {
+        probe_version: hearth_probe::PROBE_VERSION,
+        profile: hearth_probe::profile::fixtures::laptop_8gb_no_gpu(),
+        adapters: Vec::new(),
+        llama_devices: None,
+        cpu_bandwidth_from_cache: true,
+        cache_path: std::path::PathBuf::new(),
+    }
+}
+
+#[tokio::test]
+async fn models_and_catalog_variants_carry_fit_badges_and_a_recommendation() {
+    let home = tempfile::tempdir().unwrap();
+    let state = AppState {
+        machine: Arc::new(crate::system::MachineInfo::with_report(laptop_report())),
+        ..state(Some(home.path()))
+    };
+    let (status, imported) = send(
+        &state,
+        request(
+            Method::POST,
+            "/api/models/import",
+            Some(json!({"path": hearth_testkit::smollm2(), "in_place": true})),
+        ),
+    )
+    .await;
+    assert!(status.is_success(), "{imported}");
+    let (status, body) = send(&state, request(Method::GET, "/api/models", None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let fit = &body["models"][0]["fit"];
+    assert_eq!(fit["badge"], "cpu", "{body}");
+    assert_eq!(fit["estimated"], false, "read from the file's own header");
+    assert!(fit["predicted_decode_tokens_per_s"].as_f64().unwrap() > 1.0);
+    assert!(fit["memory_bytes"].as_u64().unwrap() > 90_000_000);
+    assert_eq!(fit["n_ctx"], 4096);
+
+    for entry in body["catalog"].as_array().unwrap() {
+        for file in entry["files"].as_array().unwrap() {
+            let badge = file["fit"]["badge"].as_str().unwrap_or("none");
+            assert!(
+                ["gpu", "partial", "cpu", "too_large"].contains(&badge),
+                "{entry}"
+            );
+            assert_ne!(badge, "gpu", "the laptop has no GPU: {entry}");
+        }
+    }
+    let recommendation = &body["recommendation"];
+    assert!(
+        recommendation["model"].as_str().unwrap().contains(':'),
+        "{recommendation}"
+    );
+    assert_eq!(recommendation["fit"]["badge"], "cpu");
+    assert!(recommendation["reason"].as_str().unwrap().len() > 20);
+    assert!(!body.to_string().contains(home.path().to_str().unwrap()));
+}
+
+#[tokio::test]
+async fn without_a_probe_the_listing_has_no_fits() {
+    let home = tempfile::tempdir().unwrap();
+    let state = state(Some(home.path()));
+    let (_, body) = send(&state, request(Method::GET, "/api/models", None)).await;
+    assert_eq!(body["recommendation"], Value::Null);
+    assert_eq!(body["catalog"][0]["fit"], Value::Null);
+}
