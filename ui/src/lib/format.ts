@@ -71,6 +71,7 @@ export function fitDetail(fit: Fit | undefined | null): string {
   }
   if (typeof fit.n_ctx === 'number') parts.push(`${fit.n_ctx.toLocaleString('en-US')} ctx`);
   if (typeof fit.memory_bytes === 'number') parts.push(formatBytes(fit.memory_bytes));
+  if (fit.estimated) parts.push('estimated');
   return parts.join(' · ');
 }
 

@@ -90,6 +90,9 @@ export type FitBadge = 'gpu' | 'partial' | 'cpu' | 'too_large';
 
 export interface Fit {
   badge: FitBadge;
+  /** The planner estimated this variant from another one or from its published size. */
+  estimated?: boolean;
+  quantization?: string;
   predicted_decode_tokens_per_s?: number;
   n_ctx?: number;
   n_gpu_layers?: number;
@@ -198,11 +201,15 @@ export interface Health {
 }
 
 export interface Plan {
+  architecture?: string;
   n_ctx?: number;
+  n_ctx_total?: number;
   n_parallel?: number;
   n_gpu_layers?: number;
+  n_threads?: number;
   kv_cache_type?: string;
-  flash_attention?: boolean;
+  /** true/false, or llama.cpp's "auto". */
+  flash_attention?: boolean | string;
   memory_bytes?: number;
 }
 
@@ -212,6 +219,7 @@ export interface SystemReport {
   server?: { address?: string; port?: number; api_key_required?: boolean };
   probe?: {
     cpu?: {
+      architecture?: string;
       model?: string;
       physical_cores?: number;
       logical_cores?: number;
@@ -227,6 +235,8 @@ export interface SystemReport {
     }[];
     bandwidth?: { cpu_gb_per_s?: number | null; gpu_gb_per_s?: number | null };
     os?: string;
+    unified_memory?: boolean;
+    models_disk_free_bytes?: number;
   };
   loaded?: { id: string; state?: string; plan?: Plan | null }[];
 }
