@@ -17,8 +17,12 @@ export function slug(text) {
   return text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60);
 }
 
+let testStarted = Date.now();
+
+/** Prints a line of the test's story, with the seconds since the test started. */
 export function log(line) {
-  process.stdout.write(`[e2e] ${line}\n`);
+  const seconds = ((Date.now() - testStarted) / 1000).toFixed(1).padStart(5);
+  process.stdout.write(`[e2e ${seconds}s] ${line}\n`);
 }
 
 export class E2E {
@@ -158,8 +162,9 @@ export class E2E {
 export function e2eTest(name, { timeout = TEST_TIMEOUT, skip } = {}, body) {
   test(name, { timeout: timeout + CLEANUP_MARGIN, skip }, async () => {
     const e2e = new E2E(name);
+    testStarted = Date.now();
+    const started = testStarted;
     log(`--- ${name}`);
-    const started = Date.now();
     let timer;
     const expired = new Promise((_, reject) => {
       timer = setTimeout(() => reject(new Error(`timed out after ${timeout} ms`)), timeout);

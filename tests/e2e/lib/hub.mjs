@@ -12,10 +12,13 @@ import {
 const CHUNK_BYTES = 256 * 1024;
 
 /**
- * Starts the hub. `seconds`: about how long a whole transfer of the model takes.
- * Resolves `{ endpoint, requests, close() }`.
+ * Starts the hub. `seconds`: about how long a whole transfer of the model takes. `anyFile`:
+ * answer every `/{owner}/{repo}/resolve/{revision}/{name}.gguf` with the test model (so
+ * whichever catalog model the planner recommends on this machine can be "downloaded"; the hub's
+ * size and digest headers are the test model's, which is what the download checks against when
+ * the catalog pins neither). Resolves `{ endpoint, requests, sentBytes(), close() }`.
  */
-export async function startHub({ seconds = 6, repo = SMOLLM2_CATALOG_REPO, file = SMOLLM2_FILE } = {}) {
+export async function startHub({ seconds = 6, repo = SMOLLM2_CATALOG_REPO, file = SMOLLM2_FILE, anyFile = false } = {}) {
   requireFile(SMOLLM2_PATH, 'run scripts/fetch-test-models smollm2');
   const total = statSync(SMOLLM2_PATH).size;
   const chunks = Math.ceil(total / CHUNK_BYTES);
@@ -30,7 +33,8 @@ export async function startHub({ seconds = 6, repo = SMOLLM2_CATALOG_REPO, file 
     const path = decodeURIComponent(new URL(request.url, 'http://hub').pathname);
     const record = { method: request.method, path, range: request.headers.range ?? null, at: Date.now() };
     requests.push(record);
-    if (!filePaths.has(path)) {
+    const served = filePaths.has(path) || (anyFile && /^\/[^/]+\/[^/]+\/resolve\/[^/]+\/.+\.gguf$/i.test(path));
+    if (!served) {
       record.status = 404;
       response.writeHead(404, { 'Content-Type': 'application/json' });
       response.end(JSON.stringify({ error: 'Entry not found' }));
