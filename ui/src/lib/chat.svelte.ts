@@ -58,6 +58,8 @@ class ChatSession {
   draftSettings = $state<SamplingSettings>({});
   /** What a screen reader hears when an answer starts or ends. */
   announcement = $state('');
+  /** Text to put back in the composer after a refused message. */
+  restoreDraft = $state<string | null>(null);
   /** A failure to show under the messages (not tied to one answer). */
   notice = $state('');
   private controller: AbortController | null = null;
@@ -177,7 +179,7 @@ class ChatSession {
     await Promise.allSettled(pending);
   }
 
-  private async ensureConversation(firstMessage: string): Promise<number | null> {
+  private async ensureConversation(): Promise<number | null> {
     // A conversation still loading is the one the message is for.
     if (this.loadingPromise) await this.loadingPromise;
     if (this.loadError) {
@@ -194,7 +196,6 @@ class ChatSession {
         settings,
       });
       this.conversation = { ...created, messages: [] };
-      void firstMessage;
       router.go({ name: 'chat', id: created.id }, true);
       void app.refreshConversations();
       return created.id;
@@ -208,7 +209,7 @@ class ChatSession {
   async send(text: string): Promise<boolean> {
     const content = text.trim();
     if (!content || this.streaming) return false;
-    const id = await this.ensureConversation(content);
+    const id = await this.ensureConversation();
     if (id === null || !this.conversation) return false;
     const user = localMessage('user', content, 'complete', id);
     this.conversation.messages.push(user);
@@ -455,9 +456,6 @@ class ChatSession {
       if (finished && !controller.signal.aborted && this.conversation?.id === conversationId) void this.reload();
     }
   }
-
-  /** Text to put back in the composer after a refused message. */
-  restoreDraft = $state<string | null>(null);
 
   // ---- conversation settings ----
 
