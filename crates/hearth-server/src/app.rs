@@ -249,6 +249,9 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
         conversations: Some(conversations),
         downloads: Some(downloads),
         machine: Arc::new(machine),
+        settings: Some(Arc::new(crate::settings::SettingsStore::new(
+            options.data_dir.clone(),
+        ))),
         ..AppState::new(models, metrics, Arc::new(security))
     };
     RunningServer::spawn(listener, state, served).map_err(|source| StartError::Bind {

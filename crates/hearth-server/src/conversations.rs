@@ -281,7 +281,11 @@ async fn create_conversation(
     let conversation = store(&state)?
         .create_conversation(NewConversation {
             title: fields.title.flatten(),
-            model: fields.model.flatten(),
+            // A conversation started without a model takes the one chosen in the settings.
+            model: fields
+                .model
+                .flatten()
+                .or_else(|| crate::settings::default_model(&state)),
             system_prompt: fields.system_prompt.flatten(),
             settings: fields.settings,
         })
@@ -564,8 +568,8 @@ fn message_not_found() -> ApiError {
     .with_code("message_not_found")
 }
 
-/// The model an answer uses: the one asked for, else the conversation's, else the first
-/// one served.
+/// The model an answer uses: the one asked for, else the conversation's, else the default
+/// model of the settings, else the first one served.
 fn choose_model(
     state: &AppState,
     requested: Option<String>,
@@ -573,6 +577,7 @@ fn choose_model(
 ) -> Result<String, ApiError> {
     requested
         .or_else(|| conversation_model.map(str::to_string))
+        .or_else(|| crate::settings::default_model(state))
         .or_else(|| state.models.list().into_iter().next().map(|model| model.id))
         .ok_or_else(|| {
             ApiError::invalid_param(

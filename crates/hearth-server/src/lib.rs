@@ -28,6 +28,7 @@ pub mod models;
 pub mod openai;
 pub mod request;
 pub mod security;
+pub mod settings;
 pub mod system;
 pub mod ui;
 
@@ -76,6 +77,8 @@ pub struct AppState {
     pub answers: Arc<AnswerTasks>,
     /// The data directory, the bound address and the probed machine (`/api/system`, fits).
     pub machine: Arc<system::MachineInfo>,
+    /// The app's settings behind `/api/settings` (`None`: that route answers 503).
+    pub settings: Option<Arc<settings::SettingsStore>>,
 }
 
 impl AppState {
@@ -94,6 +97,7 @@ impl AppState {
             downloads: None,
             answers: Arc::new(AnswerTasks::default()),
             machine: Arc::new(system::MachineInfo::unknown()),
+            settings: None,
         }
     }
 }
@@ -110,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(management::router())
         .merge(system::router())
+        .merge(settings::router())
         // Anything else: the web UI's files (GET), or the API's 404.
         .fallback(ui::fallback)
         .method_not_allowed_fallback(handlers::method_not_allowed)

@@ -319,6 +319,14 @@ async fn cors_allows_named_origins_only_and_never_credentials() {
         .to_str()
         .unwrap()
         .contains("x-stainless-os"));
+    // The UI on an allowed origin renames conversations and saves settings.
+    let methods = headers[header::ACCESS_CONTROL_ALLOW_METHODS]
+        .to_str()
+        .unwrap();
+    assert!(
+        methods.contains("PATCH") && methods.contains("DELETE"),
+        "{methods}"
+    );
     assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
     let (status, _, _) = send(&state, preflight("https://evil.example")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

@@ -29,7 +29,8 @@ use crate::AppState;
 /// How long a browser may cache a preflight answer (seconds).
 const PREFLIGHT_MAX_AGE_SECS: &str = "600";
 /// The methods the API answers.
-const ALLOWED_METHODS: &str = "GET, POST, OPTIONS";
+/// (PATCH and DELETE: conversations and settings, from a UI on an allowed origin.)
+const ALLOWED_METHODS: &str = "GET, POST, PATCH, DELETE, OPTIONS";
 /// Request headers allowed when a preflight does not list any.
 const DEFAULT_ALLOWED_HEADERS: &str = "authorization, content-type";
 /// Headers a browser page may read from responses.

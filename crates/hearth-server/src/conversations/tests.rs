@@ -551,3 +551,68 @@ async fn an_export_imports_as_a_new_conversation_and_a_corrupt_one_creates_nothi
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(count(state.clone()).await, 2, "nothing was created");
 }
+
+#[tokio::test]
+async fn settings_are_read_and_patched_and_new_conversations_take_the_default_model() {
+    let (folder, state) = state();
+    let (status, error) = call(&state, Method::GET, "/api/settings", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{error}");
+    assert_eq!(error["error"]["code"], "settings_unavailable");
+
+    let state = AppState {
+        settings: Some(Arc::new(crate::settings::SettingsStore::new(folder.path()))),
+        ..state
+    };
+    let (status, shown) = call(&state, Method::GET, "/api/settings", None).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(
+        shown,
+        json!({
+            "theme": "system",
+            "default_model": null,
+            "api_port": crate::DEFAULT_PORT,
+            "api_key_set": false,
+            "data_dir": folder.path().display().to_string(),
+        })
+    );
+    let (_, untouched) = call(&state, Method::POST, "/api/conversations", Some(json!({}))).await;
+    assert_eq!(untouched["model"], Value::Null);
+
+    let (status, patched) = call(
+        &state,
+        Method::PATCH,
+        "/api/settings",
+        Some(json!({"theme": "dark", "default_model": "m", "api_key": "sk-mine"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["theme"], "dark");
+    assert_eq!(patched["default_model"], "m");
+    assert_eq!(patched["api_key_set"], true);
+    assert!(
+        !patched.to_string().contains("sk-mine"),
+        "the key is write-only"
+    );
+    let (_, created) = call(&state, Method::POST, "/api/conversations", Some(json!({}))).await;
+    assert_eq!(created["model"], "m", "{created}");
+
+    for body in [
+        json!({"default_model": "not-served"}),
+        json!({"data_dir": "/elsewhere"}),
+        json!({"theme": 1}),
+    ] {
+        let (status, error) =
+            call(&state, Method::PATCH, "/api/settings", Some(body.clone())).await;
+        assert!(status.is_client_error(), "{body}: {error}");
+    }
+    let (_, shown) = call(&state, Method::GET, "/api/settings", None).await;
+    assert_eq!(shown["theme"], "dark", "a refused patch changes nothing");
+    let (_, removed) = call(
+        &state,
+        Method::PATCH,
+        "/api/settings",
+        Some(json!({"api_key": null})),
+    )
+    .await;
+    assert_eq!(removed["api_key_set"], false);
+}

@@ -1,0 +1,499 @@
+//! The app's settings: `GET`/`PATCH /api/settings`, kept in `<data_dir>/settings.json`.
+//!
+//! - `theme`: `system`, `light` or `dark` (the UI applies it).
+//! - `default_model`: the model a conversation uses when neither the request nor the
+//!   conversation names one (`null`: the first model served).
+//! - `api_port`: the port the desktop app serves the API on for other programs.
+//! - `api_key`: the key other programs use. Write-only: reads show only `api_key_set`, so a
+//!   page that can read the settings cannot read the key. The desktop shell passes it to
+//!   [`crate::start`] besides its per-launch token.
+//! - `data_dir`: where everything lives; shown, never changed here.
+//!
+//! Writes are atomic (a new file renamed over the old one, so a crash leaves the old settings
+//! or the new ones, never half of each) and, on Unix, readable by the user only (the file holds
+//! a key). A file that cannot be read or parsed gives the defaults and a logged warning, never
+//! a failed request; the next write moves it aside as `settings.json.corrupt` and starts over.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::error::{ApiError, TYPE_SERVER};
+use crate::handlers::JsonBody;
+use crate::{AppState, DEFAULT_PORT};
+
+/// The settings file inside the data directory.
+pub const SETTINGS_FILE_NAME: &str = "settings.json";
+/// Where a settings file that could not be parsed is moved before a new one is written.
+const CORRUPT_SUFFIX: &str = ".corrupt";
+/// The longest API key accepted (a key is a token, not a document).
+pub const MAX_API_KEY_CHARS: usize = 256;
+/// The themes the UI knows.
+pub const THEMES: &[&str] = &["system", "light", "dark"];
+/// The lowest port offered to other programs: ports below need privileges on Unix.
+pub const MIN_API_PORT: u16 = 1024;
+
+/// The settings as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub theme: String,
+    pub default_model: Option<String>,
+    pub api_port: u16,
+    pub api_key: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            theme: THEMES[0].to_string(),
+            default_model: None,
+            api_port: DEFAULT_PORT,
+            api_key: None,
+        }
+    }
+}
+
+/// Changes to the settings: `None` leaves a field alone; `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsPatch {
+    pub theme: Option<String>,
+    pub default_model: Option<Option<String>>,
+    pub api_port: Option<u16>,
+    pub api_key: Option<Option<String>>,
+}
+
+impl SettingsPatch {
+    fn apply(self, settings: &mut Settings) {
+        if let Some(theme) = self.theme {
+            settings.theme = theme;
+        }
+        if let Some(default_model) = self.default_model {
+            settings.default_model = default_model;
+        }
+        if let Some(api_port) = self.api_port {
+            settings.api_port = api_port;
+        }
+        if let Some(api_key) = self.api_key {
+            settings.api_key = api_key;
+        }
+    }
+}
+
+/// Why the settings could not be saved.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot save the settings to {path}: {source}")]
+pub struct SettingsError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// `<data_dir>/settings.json`, read and written one call at a time.
+#[derive(Debug)]
+pub struct SettingsStore {
+    data_dir: PathBuf,
+    path: PathBuf,
+    /// Serialises read-modify-write cycles (two PATCHes never lose each other's change).
+    lock: Mutex<()>,
+}
+
+impl SettingsStore {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            path: data_dir.join(SETTINGS_FILE_NAME),
+            data_dir,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The settings: the defaults when there is no file, or when it cannot be read (logged).
+    pub fn load(&self) -> Settings {
+        let _guard = self.guard();
+        self.read().unwrap_or_default()
+    }
+
+    /// The file's settings; `None` (logged) when it exists but cannot be read or parsed.
+    fn read(&self) -> Option<Settings> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Some(Settings::default())
+            }
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "cannot read the settings; using the defaults");
+                return None;
+            }
+        };
+        match serde_json::from_str::<Settings>(&text) {
+            Ok(settings) if valid_stored(&settings) => Some(settings),
+            Ok(_) => {
+                tracing::warn!(path = %self.path.display(), "the settings hold values out of range; using the defaults");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "the settings file is corrupt; using the defaults");
+                None
+            }
+        }
+    }
+
+    /// Applies `patch` and saves the result atomically; returns the new settings.
+    pub fn update(&self, patch: SettingsPatch) -> Result<Settings, SettingsError> {
+        let _guard = self.guard();
+        let mut settings = match self.read() {
+            Some(settings) => settings,
+            None => {
+                // Keep the unreadable file for the curious instead of overwriting it.
+                let aside = self
+                    .path
+                    .with_file_name(format!("{SETTINGS_FILE_NAME}{CORRUPT_SUFFIX}"));
+                if let Err(error) = std::fs::rename(&self.path, &aside) {
+                    tracing::warn!(%error, "cannot move the corrupt settings aside");
+                }
+                Settings::default()
+            }
+        };
+        patch.apply(&mut settings);
+        self.write(&settings).map_err(|source| SettingsError {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(settings)
+    }
+
+    /// Writes a new file beside the old one, flushes it to disk, and renames it over.
+    fn write(&self, settings: &Settings) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.data_dir)?;
+        let temporary = self
+            .path
+            .with_file_name(format!("{SETTINGS_FILE_NAME}.{}.tmp", std::process::id()));
+        let text = serde_json::to_string_pretty(settings).map_err(std::io::Error::other)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // The file holds an API key: the user's eyes only.
+            options.mode(0o600);
+        }
+        let result = (|| {
+            let mut file = options.open(&temporary)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &self.path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        result?;
+        // The rename itself reaches the disk with the folder.
+        if let Ok(folder) = std::fs::File::open(&self.data_dir) {
+            let _ = folder.sync_all();
+        }
+        Ok(())
+    }
+}
+
+/// Stored values the API would refuse make the file count as corrupt.
+fn valid_stored(settings: &Settings) -> bool {
+    THEMES.contains(&settings.theme.as_str())
+        && settings.api_port >= MIN_API_PORT
+        && settings
+            .api_key
+            .as_deref()
+            .is_none_or(|key| validate_api_key(key).is_ok())
+}
+
+fn validate_api_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("it is empty (send null to remove the key)");
+    }
+    if key.chars().count() > MAX_API_KEY_CHARS {
+        return Err("it is too long");
+    }
+    if !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("it must be printable ASCII without spaces (it travels in an HTTP header)");
+    }
+    Ok(())
+}
+
+/// The settings as the API shows them: the key only as `api_key_set`.
+pub fn settings_json(settings: &Settings, data_dir: &Path) -> Value {
+    json!({
+        "theme": settings.theme,
+        "default_model": settings.default_model,
+        "api_port": settings.api_port,
+        "api_key_set": settings.api_key.is_some(),
+        "data_dir": data_dir.display().to_string(),
+    })
+}
+
+/// Validates a PATCH body field by field; `model_exists` says whether a model id is served.
+pub fn parse_patch(
+    body: &Value,
+    model_exists: impl Fn(&str) -> bool,
+) -> Result<SettingsPatch, ApiError> {
+    let Some(object): Option<&Map<String, Value>> = body.as_object() else {
+        return Err(ApiError::bad_request(
+            "invalid_type",
+            "The request body must be a JSON object.",
+        ));
+    };
+    let mut patch = SettingsPatch::default();
+    for (key, value) in object {
+        match key.as_str() {
+            "theme" => match value.as_str() {
+                Some(theme) if THEMES.contains(&theme) => patch.theme = Some(theme.to_string()),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "theme",
+                        format!("'theme' must be one of {}.", THEMES.join(", ")),
+                    ))
+                }
+            },
+            "default_model" => match value {
+                Value::Null => patch.default_model = Some(None),
+                Value::String(model) if model_exists(model) => {
+                    patch.default_model = Some(Some(model.clone()))
+                }
+                Value::String(model) => return Err(ApiError::model_not_found(model)),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "default_model",
+                        "'default_model' must be a model id or null.",
+                    ))
+                }
+            },
+            "api_port" => match value.as_u64().and_then(|port| u16::try_from(port).ok()) {
+                Some(port) if port >= MIN_API_PORT => patch.api_port = Some(port),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "api_port",
+                        format!("'api_port' must be a whole number from {MIN_API_PORT} to 65535."),
+                    ))
+                }
+            },
+            "api_key" => match value {
+                Value::Null => patch.api_key = Some(None),
+                Value::String(key) => match validate_api_key(key) {
+                    Ok(()) => patch.api_key = Some(Some(key.clone())),
+                    // The key is never repeated back.
+                    Err(reason) => {
+                        return Err(ApiError::invalid_param(
+                            "api_key",
+                            format!("'api_key' is invalid: {reason}."),
+                        ))
+                    }
+                },
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "api_key",
+                        "'api_key' must be a string, or null to remove the key.",
+                    ))
+                }
+            },
+            "data_dir" | "api_key_set" => {
+                return Err(ApiError::invalid_param(
+                    key.as_str(),
+                    format!("'{key}' cannot be changed here."),
+                )
+                .with_code("read_only"))
+            }
+            _ => {
+                return Err(ApiError::invalid_param(
+                    key.as_str(),
+                    format!("Unknown setting '{key}': the settings are theme, default_model, api_port and api_key."),
+                ))
+            }
+        }
+    }
+    Ok(patch)
+}
+
+/// The settings routes, merged into [`crate::router`].
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/settings", get(show_settings).patch(update_settings))
+}
+
+fn store(state: &AppState) -> Result<&SettingsStore, ApiError> {
+    state.settings.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TYPE_SERVER,
+            "This server keeps no settings.",
+        )
+        .with_code("settings_unavailable")
+    })
+}
+
+/// The default model, when settings exist and name one this server can serve.
+pub fn default_model(state: &AppState) -> Option<String> {
+    let settings = state.settings.as_deref()?.load();
+    settings
+        .default_model
+        .filter(|model| state.models.resolve(model).is_some())
+}
+
+async fn show_settings(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = store(&state)?;
+    Ok(Json(settings_json(&store.load(), store.data_dir())))
+}
+
+async fn update_settings(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let store = store(&state)?;
+    let patch = parse_patch(&body, |model| state.models.resolve(model).is_some())?;
+    let settings = store.update(patch).map_err(|error| {
+        tracing::error!(%error, "cannot save the settings");
+        ApiError::internal("settings_error", "The settings could not be saved.")
+    })?;
+    Ok(Json(settings_json(&settings, store.data_dir())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patch(body: Value) -> Result<SettingsPatch, ApiError> {
+        parse_patch(&body, |model| model == "smollm2")
+    }
+
+    #[test]
+    fn patches_are_validated_field_by_field() {
+        assert_eq!(
+            patch(json!({"theme": "dark", "default_model": "smollm2", "api_port": 8123, "api_key": "sk-1"}))
+                .unwrap(),
+            SettingsPatch {
+                theme: Some("dark".into()),
+                default_model: Some(Some("smollm2".into())),
+                api_port: Some(8123),
+                api_key: Some(Some("sk-1".into())),
+            }
+        );
+        assert_eq!(
+            patch(json!({"default_model": null, "api_key": null})).unwrap(),
+            SettingsPatch {
+                default_model: Some(None),
+                api_key: Some(None),
+                ..SettingsPatch::default()
+            }
+        );
+        for (body, param) in [
+            (json!({"theme": "purple"}), "theme"),
+            (json!({"default_model": "nope"}), "model"),
+            (json!({"default_model": 3}), "default_model"),
+            (json!({"api_port": 80}), "api_port"),
+            (json!({"api_port": 70000}), "api_port"),
+            (json!({"api_port": "4327"}), "api_port"),
+            (json!({"api_key": ""}), "api_key"),
+            (json!({"api_key": "has space"}), "api_key"),
+            (json!({"data_dir": "/elsewhere"}), "data_dir"),
+            (json!({"colour": "red"}), "colour"),
+        ] {
+            let error = patch(body.clone()).unwrap_err();
+            assert_eq!(error.param.as_deref(), Some(param), "{body}");
+        }
+        assert!(patch(json!([1])).is_err());
+    }
+
+    #[test]
+    fn a_missing_file_gives_the_defaults_and_updates_persist_atomically() {
+        let home = tempfile::tempdir().unwrap();
+        let store = SettingsStore::new(home.path().join("data"));
+        assert_eq!(store.load(), Settings::default());
+        let saved = store
+            .update(SettingsPatch {
+                theme: Some("light".into()),
+                api_key: Some(Some("sk-secret".into())),
+                ..SettingsPatch::default()
+            })
+            .unwrap();
+        assert_eq!(saved.theme, "light");
+        let reopened = SettingsStore::new(home.path().join("data"));
+        assert_eq!(reopened.load(), saved);
+        // No temporary file is left behind.
+        let names: Vec<String> = std::fs::read_dir(home.path().join("data"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [SETTINGS_FILE_NAME]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.path())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "only the user may read the key");
+        }
+        // The key is write-only through the API's view.
+        let shown = settings_json(&saved, store.data_dir());
+        assert_eq!(shown["api_key_set"], true);
+        assert!(!shown.to_string().contains("sk-secret"));
+        // A later patch keeps what it does not name.
+        let saved = store
+            .update(SettingsPatch {
+                api_port: Some(9000),
+                ..SettingsPatch::default()
+            })
+            .unwrap();
+        assert_eq!(saved.theme, "light");
+        assert_eq!(saved.api_key.as_deref(), Some("sk-secret"));
+    }
+
+    #[test]
+    fn a_corrupt_file_gives_the_defaults_and_is_moved_aside_on_the_next_write() {
+        let home = tempfile::tempdir().unwrap();
+        let store = SettingsStore::new(home.path());
+        for corrupt in [
+            "{ not json",
+            "[1, 2]",
+            r#"{"theme": "neon"}"#,
+            r#"{"api_port": 7}"#,
+        ] {
+            std::fs::write(store.path(), corrupt).unwrap();
+            assert_eq!(store.load(), Settings::default(), "{corrupt}");
+        }
+        std::fs::write(store.path(), "{ not json").unwrap();
+        let saved = store
+            .update(SettingsPatch {
+                theme: Some("dark".into()),
+                ..SettingsPatch::default()
+            })
+            .unwrap();
+        assert_eq!(saved.theme, "dark");
+        assert_eq!(store.load().theme, "dark");
+        let aside = home
+            .path()
+            .join(format!("{SETTINGS_FILE_NAME}{CORRUPT_SUFFIX}"));
+        assert_eq!(std::fs::read_to_string(aside).unwrap(), "{ not json");
+        // Unknown fields from a newer Hearth are ignored, known ones kept.
+        std::fs::write(store.path(), r#"{"theme": "light", "future": 1}"#).unwrap();
+        assert_eq!(store.load().theme, "light");
+    }
+}
