@@ -38,8 +38,10 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 const SECOND_LAUNCH_TIMEOUT: Duration = Duration::from_secs(45);
 /// A blank window (or a bare root window) has a handful of colours; text and UI have hundreds.
 const PAINTED_MIN_COLOURS: u64 = 24;
-/// Time for the UI to finish its first requests and settle before memory is measured.
-const SETTLE: Duration = Duration::from_secs(4);
+/// The app is idle once the UI's API calls have stopped for this long (its first page has
+/// loaded, the probe behind `/api/system` has run); memory is measured then.
+const QUIET_FOR: Duration = Duration::from_secs(4);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long loading the model and the first tokens of an answer may take.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Tokens that must stream before the app is told to quit (it is mid-answer then).
@@ -103,7 +105,7 @@ fn desktop_window_starts_paints_and_quits_cleanly() {
 
     let screenshot = output_dir.join("window.png");
     let colours = wait_for_paint(&display, &screenshot, &mut app.0);
-    std::thread::sleep(SETTLE);
+    wait_until_idle(address);
     let colours = take_screenshot(&display, &screenshot).unwrap_or(colours);
     assert!(
         colours >= PAINTED_MIN_COLOURS,
@@ -538,6 +540,24 @@ fn api_responses(metrics: &str) -> BTreeMap<(String, String), u64> {
         }
     }
     responses
+}
+
+/// Waits until the UI's API calls have stopped for [`QUIET_FOR`] (at most [`IDLE_TIMEOUT`]).
+fn wait_until_idle(address: SocketAddr) {
+    let deadline = Instant::now() + IDLE_TIMEOUT;
+    let mut last = api_responses(&http_get(address, "/metrics", Some(USER_KEY)));
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = api_responses(&http_get(address, "/metrics", Some(USER_KEY)));
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= QUIET_FOR {
+            return;
+        }
+    }
+    eprintln!("the UI's API calls did not stop within {IDLE_TIMEOUT:?}; measuring anyway");
 }
 
 /// Screenshots the display until the window shows more than a blank page.
