@@ -9,7 +9,8 @@ fn main() {
     let attributes = tauri_build::Attributes::new()
         .capabilities_path_pattern("src-tauri/capabilities/**/*")
         .app_manifest(
-            tauri_build::AppManifest::new().permissions_path_pattern("src-tauri/permissions/*.toml"),
+            tauri_build::AppManifest::new()
+                .permissions_path_pattern("src-tauri/permissions/*.toml"),
         );
     tauri_build::try_build(attributes).expect("cannot run the Tauri build step");
 }
