@@ -1,0 +1,79 @@
+//! What the UI gets from the real `hearth serve` binary: the web UI itself (no key, strict CSP,
+//! client-side routes), the machine report with a real probe (llama.cpp's devices from a real
+//! engine worker), the fit badges on `/api/models`, and the settings, all behind the key.
+
+mod serve_support;
+
+use serde_json::{json, Value};
+use serve_support::{request, TestServer};
+
+const KEY: &str = "sk-serve-app";
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+fn with_key(server: &TestServer, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let authorization = format!("Bearer {KEY}");
+    let mut headers = vec![("Authorization", authorization.as_str())];
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let response = request(server.address, method, path, &headers, body.as_bytes());
+    assert_eq!(response.status, 200, "{method} {path}: {}", response.text());
+    response.json()
+}
+
+#[test]
+fn the_ui_system_report_fits_and_settings_through_the_real_server() {
+    let home = tempfile::tempdir().unwrap();
+    let model = hearth_testkit::smollm2();
+    let server = TestServer::start_in(home, Some(&model), &["--api-key", KEY]);
+
+    // The UI: no key needed, under the contract's policy, also for client-side routes.
+    for path in ["/", "/chat/3"] {
+        let page = request(server.address, "GET", path, &[("Accept", "text/html")], b"");
+        assert_eq!(page.status, 200, "{path}");
+        assert_eq!(page.header("content-security-policy"), Some(CSP));
+        assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+        assert!(page.text().to_ascii_lowercase().contains("<!doctype html"));
+    }
+    // The API still wants the key.
+    for path in ["/api/system", "/api/settings", "/api/models"] {
+        let refused = request(server.address, "GET", path, &[("Accept", "text/html")], b"");
+        assert_eq!(refused.status, 401, "{path}");
+    }
+
+    let system = with_key(&server, "GET", "/api/system", None);
+    assert_eq!(system["server"]["port"], server.address.port());
+    assert_eq!(system["server"]["api_key_required"], true);
+    let probe = &system["probe"];
+    assert!(
+        probe["cpu"]["physical_cores"].as_u64().unwrap() >= 1,
+        "{system}"
+    );
+    assert!(probe["memory"]["total_bytes"].as_u64().unwrap() > 0);
+    assert!(probe["gpus"].is_array());
+
+    let models = with_key(&server, "GET", "/api/models", None);
+    let catalog = models["catalog"].as_array().unwrap();
+    assert!(
+        catalog
+            .iter()
+            .all(|entry| entry["fit"]["badge"].is_string()),
+        "{models}"
+    );
+    assert!(models["recommendation"]["model"].is_string(), "{models}");
+
+    let settings = with_key(&server, "GET", "/api/settings", None);
+    assert_eq!(settings["theme"], "system");
+    assert_eq!(settings["api_key_set"], false);
+    let patched = with_key(
+        &server,
+        "PATCH",
+        "/api/settings",
+        Some(&json!({"theme": "dark", "api_port": 8765})),
+    );
+    assert_eq!(patched["theme"], "dark");
+    assert_eq!(patched["api_port"], 8765);
+    assert_eq!(with_key(&server, "GET", "/api/settings", None), patched);
+}
