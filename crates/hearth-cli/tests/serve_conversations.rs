@@ -307,3 +307,68 @@ fn regenerate_and_edit_answer_again_and_drop_what_came_after() {
     assert_eq!(messages[1]["id"], edited_answer["id"]);
     assert_eq!(messages[1]["status"], "complete");
 }
+
+/// The most a SIGTERM'd server may take to exit with an answer streaming: the answer stops at
+/// once (well inside the 5 s grace other requests get) and the worker is shut down.
+const STOP_TIMEOUT: Duration = Duration::from_secs(4);
+
+#[test]
+fn sigterm_mid_answer_stops_it_saves_it_as_stopped_and_exits_promptly() {
+    let home = tempfile::tempdir().unwrap();
+    let mut server = Server::start(home.path());
+    let created = server.post(
+        "/api/conversations",
+        &json!({"settings": {"temperature": 0, "max_tokens": 4000, "ignore_eos": true}}),
+    );
+    let id = created.json()["id"].as_i64().unwrap();
+    let address = server.address;
+    let client = std::thread::spawn(move || {
+        post(
+            address,
+            &format!("/api/conversations/{id}/messages"),
+            &json!({"content": "Write a very long story about a lighthouse."}),
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let conversation = server.get(&format!("/api/conversations/{id}")).json();
+        let saved = conversation["messages"][1]["content"]
+            .as_str()
+            .unwrap_or("")
+            .len();
+        if saved > 100 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the answer was never saved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let terminated = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopping.elapsed() < STOP_TIMEOUT,
+            "the server did not exit within {STOP_TIMEOUT:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    // The client got the end of the stream: the answer, saved as stopped.
+    let events = sse_events(&client.join().unwrap().text());
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "done", "{last}");
+    assert_eq!(last["message"]["status"], "stopped");
+    drop(server);
+
+    let server = Server::start(home.path());
+    let conversation = server.get(&format!("/api/conversations/{id}")).json();
+    let answer = &conversation["messages"][1];
+    assert_eq!(answer["status"], "stopped", "{answer}");
+    assert_eq!(answer["content"], last["message"]["content"]);
+}
