@@ -1,9 +1,10 @@
 //! The desktop app: one Tauri window over the Hearth server, which runs in this process.
 //!
 //! Launch: the single-instance plugin first (a second launch shows the first window and exits),
-//! then the server starts on 127.0.0.1 with a free port and a per-launch token as its API key,
-//! then the window opens on the server's page with the token handed over by an initialization
-//! script, and the tray icon appears.
+//! then the server starts on 127.0.0.1, on the API port from the settings (a free port when
+//! that one is taken), with a per-launch token as its API key besides the user's own key from
+//! the settings; then the window opens on the server's page with the token handed over by an
+//! initialization script, and the tray icon appears.
 //!
 //! Quitting: the tray's Quit, Ctrl+Q in the window, closing the window (except on macOS, where
 //! closing hides it and the Dock brings it back), SIGTERM and SIGINT all end the event loop the
@@ -16,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use hearth_server::{RunningServer, ServerOptions};
+use hearth_server::settings::SettingsStore;
+use hearth_server::{RunningServer, ServerOptions, StartError};
 use hearth_supervisor::WorkerCommand;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
@@ -79,10 +81,12 @@ pub fn run() -> anyhow::Result<i32> {
     let token = launch::new_token()?;
     let worker_program =
         std::env::current_exe().context("cannot find this program to start the engine")?;
+    let settings = SettingsStore::new(&data_dir).load();
     let mut options = ServerOptions::new(&data_dir, WorkerCommand::hearth_engine(worker_program));
     options.host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    options.port = 0;
-    options.api_keys = launch::api_keys(&token, &data_dir);
+    // The port other programs are told to use (Settings); a free one when it is taken.
+    options.port = settings.api_port;
+    options.api_keys = launch::api_keys(&token, settings.api_key.as_deref());
 
     let server: Arc<Mutex<Option<RunningServer>>> = Arc::default();
     let server_in_setup = server.clone();
@@ -157,8 +161,8 @@ fn start(
     token: &str,
     server: &Mutex<Option<RunningServer>>,
 ) -> anyhow::Result<()> {
-    let running = tauri::async_runtime::block_on(hearth_server::start(options))
-        .context("the server cannot start")?;
+    let running =
+        tauri::async_runtime::block_on(start_server(options)).context("the server cannot start")?;
     let address = running.local_addr();
     *lock(server) = Some(running);
     tracing::info!(%address, "the server is up");
@@ -169,6 +173,23 @@ fn start(
     open_window(app, address, token)?;
     create_tray(app)?;
     Ok(())
+}
+
+/// Starts the server on the settings' port, or on a free port when that one is taken (another
+/// Hearth, `hearth serve`, or any other program): the window works either way, other programs
+/// find the API on the settings' port whenever it was free.
+async fn start_server(options: ServerOptions) -> Result<RunningServer, StartError> {
+    let fallback = ServerOptions {
+        port: 0,
+        ..options.clone()
+    };
+    match hearth_server::start(options).await {
+        Err(StartError::Bind { address, source }) if address.port() != 0 => {
+            tracing::warn!(%address, %source, "the API port from the settings is taken; serving on a free port");
+            hearth_server::start(fallback).await
+        }
+        result => result,
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

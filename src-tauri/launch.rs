@@ -2,7 +2,7 @@
 //! the data directory (shared with the `hearth` CLI), the per-launch token, the keys the server
 //! accepts, the script that hands the token to the UI, and which URLs the window may show.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use tauri::Url;
@@ -11,11 +11,6 @@ use tauri::Url;
 pub const HEARTH_HOME_ENV: &str = "HEARTH_HOME";
 /// Bytes of randomness in the per-launch token (64 hex digits).
 pub const TOKEN_BYTES: usize = 32;
-/// The settings file the server keeps in the data directory (`GET/PATCH /api/settings`).
-pub const SETTINGS_FILE_NAME: &str = "settings.json";
-/// The key in the settings file that holds the user's own API key for other apps.
-const SETTINGS_API_KEY: &str = "api_key";
-
 /// The data directory: `HEARTH_HOME`, else the platform's data directory. The same rule as
 /// the `hearth` CLI's, so the app and the CLI share models, conversations and settings.
 pub fn data_dir() -> PathBuf {
@@ -54,34 +49,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The keys the server accepts: the window's token, and the user's own key from the settings
-/// (so other apps configured with it keep working while the desktop app serves the API).
-pub fn api_keys(token: &str, data_dir: &Path) -> Vec<String> {
+/// (so other programs configured with it work while the desktop app serves the API).
+pub fn api_keys(token: &str, user_key: Option<&str>) -> Vec<String> {
     let mut keys = vec![token.to_string()];
-    if let Some(user_key) = user_api_key(&data_dir.join(SETTINGS_FILE_NAME)) {
+    if let Some(user_key) = user_key.map(str::trim).filter(|key| !key.is_empty()) {
         if user_key != token {
-            keys.push(user_key);
+            keys.push(user_key.to_string());
         }
     }
     keys
-}
-
-/// The user's API key from the settings file, if there is one. A missing or unreadable file
-/// means no key (the window's token still works).
-fn user_api_key(settings_path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(settings_path).ok()?;
-    let settings: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(settings) => settings,
-        Err(error) => {
-            tracing::warn!(%error, "the settings file is not JSON; the user's API key is not used");
-            return None;
-        }
-    };
-    settings
-        .get(SETTINGS_API_KEY)?
-        .as_str()
-        .map(str::trim)
-        .filter(|key| !key.is_empty())
-        .map(str::to_string)
 }
 
 /// The one origin the window shows: the in-process server's.
@@ -184,17 +160,10 @@ mod tests {
 
     #[test]
     fn the_users_key_is_accepted_beside_the_token() {
-        let home = tempfile::tempdir().unwrap();
-        assert_eq!(api_keys("t", home.path()), vec!["t".to_string()]);
-        let settings = home.path().join(SETTINGS_FILE_NAME);
-        std::fs::write(&settings, r#"{"theme":"dark","api_key":"sk-user"}"#).unwrap();
-        assert_eq!(api_keys("t", home.path()), vec!["t", "sk-user"]);
-        std::fs::write(&settings, r#"{"api_key":null}"#).unwrap();
-        assert_eq!(api_keys("t", home.path()), vec!["t"]);
-        std::fs::write(&settings, r#"{"api_key":"  "}"#).unwrap();
-        assert_eq!(api_keys("t", home.path()), vec!["t"]);
-        std::fs::write(&settings, "not json").unwrap();
-        assert_eq!(api_keys("t", home.path()), vec!["t"]);
+        assert_eq!(api_keys("t", None), vec!["t"]);
+        assert_eq!(api_keys("t", Some("sk-user")), vec!["t", "sk-user"]);
+        assert_eq!(api_keys("t", Some("  ")), vec!["t"]);
+        assert_eq!(api_keys("t", Some("t")), vec!["t"]);
     }
 
     #[test]

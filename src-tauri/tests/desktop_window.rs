@@ -1,7 +1,8 @@
 //! The desktop app as a user gets it: the built `hearth-desktop` binary on a virtual X display
 //! (Xvfb), with a fresh data directory.
 //!
-//! It checks that the in-process server answers, that the window paints the UI (a screenshot
+//! It checks that the in-process server answers (on a free port when the API port from the
+//! settings is taken), that the window paints the UI (a screenshot
 //! is saved to `test-output/desktop/window.png` and must not be blank), that the UI's own API
 //! calls were accepted (the per-launch token reached the page; checked through `/metrics` with
 //! the user's key from the settings file, which the server accepts too), that a second launch
@@ -69,9 +70,13 @@ fn desktop_window_starts_paints_and_quits_cleanly() {
     let scratch = tempfile::tempdir().unwrap();
     let home = scratch.path().join("hearth-home");
     std::fs::create_dir_all(&home).unwrap();
+    // The settings name the user's key and an API port that another program holds: the app
+    // must serve on a free port instead.
+    let port_taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = port_taken.local_addr().unwrap().port();
     std::fs::write(
         home.join("settings.json"),
-        format!(r#"{{"api_key":"{USER_KEY}"}}"#),
+        format!(r#"{{"api_key":"{USER_KEY}","api_port":{taken_port}}}"#),
     )
     .unwrap();
 
@@ -90,6 +95,10 @@ fn desktop_window_starts_paints_and_quits_cleanly() {
     );
     let app_pid = app.0.id();
     let address = read_server_address(&mut app.0);
+    assert!(
+        address.ip().is_loopback() && address.port() != taken_port,
+        "the app must serve on loopback, on a free port when the settings' port is taken: {address}"
+    );
     let health = http_get(address, "/health", None);
     assert!(
         health.starts_with("HTTP/1.1 200"),
