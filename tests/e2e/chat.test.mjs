@@ -1,6 +1,7 @@
 // Chatting in the web UI served by `hearth serve` with the real SmolLM2 model: an answer
 // streams in and its metrics appear; Stop keeps the answer as stopped; Regenerate replaces the
-// answer; editing a question answers it again; a reload finds the conversation. Every
+// answer; editing a question answers it again; a reload finds the conversation; a history
+// longer than the context is answered with a notice that old turns were left out. Every
 // conversation is created through the API with greedy sampling, so answers are the same on
 // every run, and the page is always compared with what the server saved.
 import assert from 'node:assert/strict';
@@ -184,4 +185,31 @@ e2eTest('after a reload the conversation is found in the list with its messages'
   e2e.check('searching for words of the question finds it');
   await e2e.screenshot('after reload');
   assert.ok((await getConversation(server, conversation.id)).messages.length === 2);
+});
+
+e2eTest('a conversation longer than the context drops its oldest turns, and the page says so', {}, async (e2e) => {
+  // A small context (--ctx 512) and an imported history of about 1,500 tokens.
+  const server = await e2e.server({ args: ['--ctx', '512'] });
+  const paragraph = 'The lighthouse keeper walked up the spiral stairs every evening to light the lamp. ';
+  const messages = [];
+  for (let turn = 0; turn < 8; turn += 1) {
+    messages.push({ role: 'user', content: `Question ${turn + 1}: ${paragraph.repeat(4)}`, status: 'complete', metrics: null });
+    messages.push({ role: 'assistant', content: `Answer ${turn + 1}: ${paragraph.repeat(4)}`, status: 'complete', metrics: null });
+  }
+  const imported = await apiOk(server, 'POST', '/api/conversations/import', {
+    format: 'hearth-conversation', schema_version: 2, title: 'Long history', model: null, system_prompt: null,
+    settings: { temperature: 0, seed: 1, max_tokens: 16 }, messages,
+  });
+  const id = imported.id ?? imported.conversation?.id;
+  const page = await e2e.open(server);
+  await openConversation(page, 'Long history');
+  await send(page, 'What did the keeper do?');
+  const saved = await waitForPageToMatchServer(page, server, id, (c) => c.messages.length === 18 && lastAnswerOf(c)?.status === 'complete');
+  e2e.check(`the answer came (${JSON.stringify(lastAnswerOf(saved).content)}) although the history exceeds 512 tokens`);
+  const notice = byId(page, 'dropped-notice');
+  await notice.waitFor({ state: 'visible' });
+  e2e.check(`the page says old turns were left out: ${(await notice.textContent()).trim().replace(/\s+/g, ' ')}`);
+  assert.match(await byId(page, 'context-meter').textContent(), /\/\s*512\b/, 'the context meter does not show n_ctx 512');
+  e2e.check('the context meter counts against 512 tokens');
+  await e2e.screenshot('dropped turns');
 });
