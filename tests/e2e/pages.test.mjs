@@ -58,3 +58,41 @@ e2eTest('every page opens: chat, models, hardware, settings', {}, async (e2e) =>
   await byId(page, 'composer').waitFor({ state: 'visible' });
   e2e.check('back to chat');
 });
+
+e2eTest('settings are saved by the server and survive a reload', {}, async (e2e) => {
+  const server = await e2e.server();
+  const before = await api(server, 'GET', '/api/settings');
+  assert.equal(before.status, 200, `GET /api/settings answered ${before.status}`);
+  const page = await e2e.open(server);
+  await byId(page, 'nav-settings').click();
+  const theme = byId(page, 'theme-select');
+  await theme.waitFor({ state: 'visible' });
+  const newTheme = before.json.theme === 'dark' ? 'light' : 'dark';
+  await theme.selectOption(newTheme);
+  const modelSelect = byId(page, 'default-model-select');
+  const modelOptions = await modelSelect.locator('option').evaluateAll((options) => options.map((o) => o.value).filter(Boolean));
+  assert.ok(modelOptions.length > 0, 'the default-model list is empty');
+  await modelSelect.selectOption(modelOptions[0]);
+  await byId(page, 'settings-save').click();
+  e2e.check(`theme ${newTheme} and default model ${modelOptions[0]} chosen and saved`);
+  const deadline = Date.now() + 10_000;
+  let saved = before.json;
+  while (Date.now() < deadline && (saved.theme !== newTheme || saved.default_model !== modelOptions[0])) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    saved = (await api(server, 'GET', '/api/settings')).json;
+  }
+  assert.equal(saved.theme, newTheme, 'the server did not save the theme');
+  assert.equal(saved.default_model, modelOptions[0], 'the server did not save the default model');
+  e2e.check('GET /api/settings returns both');
+  await page.reload();
+  await byId(page, 'nav-settings').click();
+  await theme.waitFor({ state: 'visible' });
+  await page.waitForFunction(
+    ([wanted]) => document.querySelector('[data-testid="default-model-select"]')?.value === wanted,
+    [modelOptions[0]],
+    { timeout: 10_000 },
+  );
+  assert.equal(await theme.inputValue(), newTheme, 'the theme was not kept across a reload');
+  e2e.check('after a reload the settings page shows the saved theme and default model');
+  await e2e.screenshot(`settings ${newTheme}`);
+});
