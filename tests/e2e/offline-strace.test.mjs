@@ -6,25 +6,24 @@
 // control that the trace sees the server's sockets, a download from a loopback hub is started
 // last and its connections must appear in the trace.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { api, apiOk, createConversation, sendMessage, streamEvents } from './lib/api.mjs';
 import { e2eTest } from './lib/e2e.mjs';
 import { OUTPUT_DIR, SMOLLM2_CATALOG_ID, UI_TIMEOUT } from './lib/env.mjs';
 import { startHub } from './lib/hub.mjs';
-import { parseConnects, straceWrap, summarizeConnects } from './lib/strace.mjs';
+import { parseConnects, straceOptions, straceWrap, summarizeConnects } from './lib/strace.mjs';
 import { byId, openConversation, send, waitForAnswerDone } from './lib/ui.mjs';
 
 const API_ONLY = process.env.HEARTH_E2E_API_ONLY === '1';
 const DOWNLOAD_TIMEOUT = 120_000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const straceWorks = spawnSync('strace', ['-f', '-qq', '-e', 'trace=connect', '-o', '/dev/null', '--', 'true']).status === 0;
+const strace = straceOptions();
 
 e2eTest('every connect() of hearth serve stays on loopback while the app is used', {
   timeout: 300_000,
-  skip: straceWorks ? false : 'strace is missing or ptrace is not permitted (apt-get install strace)',
+  skip: strace.options ? false : `SKIPPED: ${strace.reason}`,
 }, async (e2e) => {
   const hub = await startHub({ seconds: 2 });
   e2e.defer(() => hub.close());
@@ -33,10 +32,10 @@ e2eTest('every connect() of hearth serve stays on loopback while the app is used
   mkdirSync(join(OUTPUT_DIR, 'logs'), { recursive: true });
   const server = await e2e.server({
     name: 'offline-strace',
-    wrap: straceWrap(traceFile),
+    wrap: straceWrap(traceFile, strace.options),
     env: { HF_ENDPOINT: hub.endpoint },
   });
-  e2e.note(`hearth serve under strace at ${server.url}; trace: ${traceFile}`);
+  e2e.note(`hearth serve under strace ${strace.options.join(' ')} at ${server.url}; trace: ${traceFile}`);
 
   // The API, every read endpoint the UI uses.
   for (const path of ['/health', '/v1/models', '/api/models', '/api/system', '/api/settings', '/api/conversations', '/metrics']) {

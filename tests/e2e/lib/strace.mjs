@@ -1,8 +1,27 @@
 // Reads `strace -f -e trace=connect` output and sorts every connect() by where it went.
+import { spawnSync } from 'node:child_process';
 
-/** `strace` arguments that record every connect() of a process and all its children. */
-export function straceWrap(outputFile) {
-  return ['strace', '-f', '-qq', '--seccomp-bpf', '-e', 'trace=connect', '-e', 'signal=none', '-o', outputFile, '--'];
+const BASE = ['-f', '-qq', '-e', 'trace=connect', '-e', 'signal=none'];
+/** `--seccomp-bpf` stops only at connect() (cheap); not every kernel or container allows it. */
+const VARIANTS = [['--seccomp-bpf', ...BASE], BASE];
+
+/**
+ * The strace options that work here, or null with the reason when strace cannot trace at all
+ * (missing, or ptrace refused).
+ */
+export function straceOptions() {
+  let reason = 'strace is not installed (apt-get install strace)';
+  for (const options of VARIANTS) {
+    const run = spawnSync('strace', [...options, '-o', '/dev/null', '--', 'true'], { encoding: 'utf8', timeout: 10_000 });
+    if (run.status === 0) return { options, reason: null };
+    if (!run.error) reason = `strace cannot trace here: ${(run.stderr || '').trim().split('\n')[0]}`;
+  }
+  return { options: null, reason };
+}
+
+/** The command prefix that records every connect() of a process and all its children. */
+export function straceWrap(outputFile, options = straceOptions().options) {
+  return ['strace', ...options, '-o', outputFile, '--'];
 }
 
 /**
