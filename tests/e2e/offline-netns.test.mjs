@@ -1,11 +1,13 @@
 // Offline means offline, with the network really gone: scripts/test-e2e runs this file inside
 // `unshare -n` (a network namespace holding only the loopback interface, brought up with
-// `ip link set lo up`). `hearth serve` starts, loads the installed model, and a chat works
+// `ip link set lo up`). `hearth serve` starts, a model is installed (imported from disk), it
+// loads on demand, and a chat works
 // through the UI and the API. Outside such a namespace the test is skipped (it would prove
 // nothing there).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createConversation, sendMessage } from './lib/api.mjs';
+import { apiOk, createConversation, sendMessage } from './lib/api.mjs';
+import { SMOLLM2_PATH } from './lib/env.mjs';
 import { e2eTest } from './lib/e2e.mjs';
 import { openConversation, send, waitForAnswerDone } from './lib/ui.mjs';
 
@@ -31,8 +33,12 @@ e2eTest('with networking removed (unshare -n), hearth serve and the UI still cha
   assert.notEqual(outside, 'reachable', 'an outside address answered inside the namespace');
   e2e.check(`an outside address is unreachable (${outside})`);
 
-  const server = await e2e.server({ name: 'offline-netns' });
+  // An installed model, as a user has after the first run: imported into the library (in place).
+  const server = await e2e.server({ name: 'offline-netns', model: null });
+  const installed = await apiOk(server, 'POST', '/api/models/import', { path: SMOLLM2_PATH, in_place: true });
+  e2e.check(`the test model is installed as ${installed.id}`);
   const conversation = await createConversation(server, { title: 'offline chat', settings: { max_tokens: 24 } });
+  await apiOk(server, 'PATCH', `/api/conversations/${conversation.id}`, { model: installed.id });
   const { text } = await sendMessage(server, conversation.id, 'Name three colours.');
   assert.ok(text.length > 0, 'no answer over the API');
   e2e.check(`the API answers offline: ${JSON.stringify(text.slice(0, 60))}`);
