@@ -70,6 +70,9 @@ e2eTest('settings are saved by the server and survive a reload', {}, async (e2e)
   const newTheme = before.json.theme === 'dark' ? 'light' : 'dark';
   await theme.selectOption(newTheme);
   const modelSelect = byId(page, 'default-model-select');
+  await page
+    .waitForFunction(() => Array.from(document.querySelectorAll('[data-testid="default-model-select"] option')).some((o) => o.value), null, { timeout: 10_000 })
+    .catch(() => {});
   const modelOptions = await modelSelect.locator('option').evaluateAll((options) => options.map((o) => o.value).filter(Boolean));
   assert.ok(modelOptions.length > 0, 'the default-model list is empty');
   await modelSelect.selectOption(modelOptions[0]);
