@@ -1,10 +1,15 @@
 // A small client of Hearth's HTTP API for setting up and checking what the UI shows.
 const REQUEST_TIMEOUT = 30_000;
 
+/** The server's API key as a header, when it has one. */
+export function authorization(server) {
+  return server.apiKey ? { Authorization: `Bearer ${server.apiKey}` } : {};
+}
+
 export async function api(server, method, path, body) {
   const response = await fetch(`${server.url}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    headers: { ...authorization(server), ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(REQUEST_TIMEOUT),
   });
@@ -56,7 +61,7 @@ export async function streamEvents(server, path, body, { stopWhen, timeout = 120
   try {
     const response = await fetch(`${server.url}${path}`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+      headers: { ...authorization(server), 'Content-Type': 'application/json', Accept: 'text/event-stream' },
       body: JSON.stringify(body),
       signal: controller.signal,
     });

@@ -74,6 +74,7 @@ export async function startServer({
     throw error;
   }).finally(() => clearTimeout(startTimer));
   server.url = url.replace(/\/$/, '');
+  server.apiKey = env.HEARTH_API_KEY ?? null;
   server.port = Number(new URL(server.url).port);
   if (waitReady) await server.waitReady();
   return server;
@@ -106,7 +107,10 @@ export class HearthServer {
         throw new Error(`hearth serve exited while loading:\n${this.log()}`);
       }
       try {
-        const response = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(5_000) });
+        const response = await fetch(`${this.url}/health`, {
+          headers: this.apiKey ? { Authorization: `Bearer ${this.apiKey}` } : {},
+          signal: AbortSignal.timeout(5_000),
+        });
         last = `${response.status} ${await response.text()}`;
         if (response.status === 200) return;
       } catch (error) {
