@@ -267,6 +267,11 @@ export class ApiClient {
     return Array.isArray(list?.data) ? list.data : [];
   }
 
+  async listDeletedConversations(): Promise<Conversation[]> {
+    const list = await this.request<{ data?: Conversation[] }>('GET', '/api/conversations?deleted=true');
+    return Array.isArray(list?.data) ? list.data : [];
+  }
+
   createConversation(fields: {
     title?: string;
     model?: string | null;
