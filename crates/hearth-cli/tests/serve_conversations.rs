@@ -372,3 +372,55 @@ fn sigterm_mid_answer_stops_it_saves_it_as_stopped_and_exits_promptly() {
     assert_eq!(answer["status"], "stopped", "{answer}");
     assert_eq!(answer["content"], last["message"]["content"]);
 }
+
+#[test]
+fn regenerating_while_an_answer_streams_ends_the_old_answer() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path());
+    let created = server.post(
+        "/api/conversations",
+        &json!({"settings": {"temperature": 0, "max_tokens": 4000, "ignore_eos": true}}),
+    );
+    let id = created.json()["id"].as_i64().unwrap();
+    let address = server.address;
+    let old_client = std::thread::spawn(move || {
+        post(
+            address,
+            &format!("/api/conversations/{id}/messages"),
+            &json!({"content": "Write a very long story about a lighthouse."}),
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get(&format!("/api/conversations/{id}")).json()["messages"][1]["content"]
+        .as_str()
+        .unwrap_or("")
+        .len()
+        < 50
+    {
+        assert!(Instant::now() < deadline, "the answer was never saved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let shorter = request(
+        address,
+        "PATCH",
+        &format!("/api/conversations/{id}"),
+        &[("Content-Type", "application/json")],
+        json!({"settings": {"temperature": 0, "max_tokens": 8}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(shorter.status, 200, "{}", shorter.text());
+    let again = answered(server.post_empty(&format!("/api/conversations/{id}/regenerate")));
+    let new_answer = &again.last().unwrap()["message"];
+
+    // The old answer's stream ends with an error instead of running to 4000 tokens.
+    let old_events = sse_events(&old_client.join().unwrap().text());
+    let last = old_events.last().unwrap();
+    assert_eq!(last["type"], "error", "{last}");
+    assert_eq!(last["error"]["code"], "answer_removed");
+    let messages = server.get(&format!("/api/conversations/{id}")).json()["messages"].clone();
+    let messages = messages.as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[1]["id"], new_answer["id"]);
+    assert_eq!(messages[1]["status"], "complete");
+}

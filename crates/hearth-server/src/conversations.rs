@@ -871,6 +871,8 @@ enum AnswerEnd {
     Done(FinishReason, RequestMetrics),
     Failed(SupervisorError),
     ClientLeft,
+    /// The answer's message was removed (regenerated or edited away while it streamed).
+    Removed,
 }
 
 async fn run_answer(task: AnswerTask) {
@@ -912,8 +914,11 @@ async fn run_answer(task: AnswerTask) {
             },
             _ = save_timer.tick() => {
                 if unsaved {
-                    if let Err(error) = store.update_streaming_message(message_id, &content) {
-                        tracing::warn!(%error, "cannot save a streaming answer");
+                    match store.update_streaming_message(message_id, &content) {
+                        Ok(()) => {}
+                        // Nothing to save it to any more: stop generating it.
+                        Err(StoreError::MessageNotFound(_)) => break AnswerEnd::Removed,
+                        Err(error) => tracing::warn!(%error, "cannot save a streaming answer"),
                     }
                     unsaved = false;
                 }
@@ -939,6 +944,19 @@ async fn run_answer(task: AnswerTask) {
         AnswerEnd::ClientLeft => {
             metrics.record_client_disconnect(lease.id());
             (MessageStatus::Stopped, None, None)
+        }
+        AnswerEnd::Removed => {
+            let removed = ApiError::new(
+                StatusCode::CONFLICT,
+                TYPE_INVALID_REQUEST,
+                "This answer was removed (regenerated or edited away) while it was written.",
+            )
+            .with_code("answer_removed");
+            let _ = sender
+                .send(json!({"type": "error", "error": removed.body()["error"]}))
+                .await;
+            drop(running);
+            return;
         }
     };
     drop(lease);
