@@ -22,7 +22,7 @@ use hearth_server::{RunningServer, ServerOptions, StartError};
 use hearth_supervisor::WorkerCommand;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
-use tauri::webview::NewWindowResponse;
+use tauri::webview::{DownloadEvent, NewWindowResponse};
 use tauri::{AppHandle, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder, Wry};
 use tauri_plugin_dialog::{DialogExt, MessageDialogKind};
 
@@ -217,7 +217,8 @@ fn open_window(app: &AppHandle, address: SocketAddr, token: &str) -> anyhow::Res
         .center()
         .initialization_script(launch::initialization_script(port, token))
         .on_navigation(move |url| {
-            if launch::is_app_url(url, port) {
+            // An export is a link to a blob the page made: it navigates, then downloads.
+            if launch::is_app_url(url, port) || launch::is_app_download(url, port) {
                 return true;
             }
             if launch::is_web_link(url) {
@@ -226,6 +227,22 @@ fn open_window(app: &AppHandle, address: SocketAddr, token: &str) -> anyhow::Res
                 tracing::warn!(%url, "the window refused to leave the app");
             }
             false
+        })
+        .on_download(move |_webview, event| match event {
+            DownloadEvent::Requested { url, destination } => {
+                let allowed = launch::is_app_download(&url, port);
+                if allowed {
+                    tracing::info!(destination = %destination.display(), "saving a download");
+                } else {
+                    tracing::warn!(%url, "the window refused a download from elsewhere");
+                }
+                allowed
+            }
+            DownloadEvent::Finished { path, success, .. } => {
+                tracing::info!(?path, success, "download finished");
+                true
+            }
+            _ => true,
         })
         .on_new_window(|url, _features| {
             if launch::is_web_link(&url) {

@@ -74,6 +74,16 @@ pub fn is_app_url(url: &Url, port: u16) -> bool {
         && url.port_or_known_default() == Some(port)
 }
 
+/// Whether the window may download `url`: files the UI made itself (a `blob:` URL of the
+/// server's origin, as exports are) or that the server sends. Downloads land in the user's
+/// Downloads folder, as in a browser.
+pub fn is_app_download(url: &Url, port: u16) -> bool {
+    if url.scheme() == "blob" {
+        return Url::parse(url.path()).is_ok_and(|inner| is_app_url(&inner, port));
+    }
+    is_app_url(url, port)
+}
+
 /// Whether a URL the window refused is worth handing to the system's browser (web links only,
 /// never `file:` or a custom scheme).
 pub fn is_web_link(url: &Url) -> bool {
@@ -179,6 +189,20 @@ mod tests {
             4711
         ));
         assert!(!is_app_url(&url("file:///etc/passwd"), 4711));
+        assert!(is_app_download(
+            &url("blob:http://127.0.0.1:4711/0b6a3f1e-8d7c-4e0f-9a51-2f6c1d7e9b10"),
+            4711
+        ));
+        assert!(is_app_download(&url("http://127.0.0.1:4711/x"), 4711));
+        assert!(!is_app_download(
+            &url("blob:http://127.0.0.1:4712/0b6a"),
+            4711
+        ));
+        assert!(!is_app_download(
+            &url("blob:https://evil.example/0b6a"),
+            4711
+        ));
+        assert!(!is_app_download(&url("data:text/plain,hi"), 4711));
         assert!(is_web_link(&url("https://example.com/")));
         assert!(!is_web_link(&url("file:///etc/passwd")));
         assert!(!is_web_link(&url("javascript:alert(1)")));
