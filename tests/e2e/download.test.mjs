@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { apiOk, createConversation } from './lib/api.mjs';
 import { e2eTest } from './lib/e2e.mjs';
 import { startHub } from './lib/hub.mjs';
+import { SMOLLM2_PATH } from './lib/env.mjs';
 import { byId, lastAnswerOf, openConversation, send, waitForPageToMatchServer } from './lib/ui.mjs';
 
 const DOWNLOAD_SECONDS = 8;
@@ -105,4 +106,21 @@ e2eTest('first run recommends a model; its download shows a moving progress bar,
   const saved = await waitForPageToMatchServer(page, server, conversation.id, (c) => lastAnswerOf(c)?.status === 'complete');
   e2e.check(`the downloaded model (${modelId}) answers in the UI: ${JSON.stringify(lastAnswerOf(saved).content)}`);
   await e2e.screenshot('chat with the downloaded model');
+});
+
+e2eTest('a GGUF file imported from the Models page is installed and listed', {}, async (e2e) => {
+  const server = await e2e.server({ name: 'import', model: null });
+  const page = await e2e.open(server);
+  await byId(page, 'first-run').waitFor({ state: 'visible' });
+  await byId(page, 'nav-models').click();
+  await byId(page, 'import-path').fill(SMOLLM2_PATH);
+  await byId(page, 'import-button').click();
+  e2e.check(`a path was typed in the import field: ${SMOLLM2_PATH}`);
+  const item = byId(page, 'installed-model').first();
+  await item.waitFor({ state: 'visible', timeout: 60_000 });
+  const { models } = await apiOk(server, 'GET', '/api/models');
+  assert.equal(models.length, 1, 'the server lists no imported model');
+  assert.ok((await item.textContent()).includes(models[0].id), `the installed model ${models[0].id} is not shown`);
+  e2e.check(`the model is installed as ${models[0].id} and listed on the Models page`);
+  await e2e.screenshot('imported model');
 });
