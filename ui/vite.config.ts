@@ -6,6 +6,8 @@ const apiTarget = process.env.HEARTH_API ?? 'http://127.0.0.1:4327';
 
 export default defineConfig({
   plugins: [svelte()],
+  // Component tests mount Svelte's browser build in jsdom.
+  resolve: process.env.VITEST ? { conditions: ['browser'] } : {},
   // Served by `hearth serve` at `/` with assets under `/assets/*`.
   base: '/',
   build: {
