@@ -8,11 +8,11 @@
 // A script that ran would open an alert (every dialog fails the test) or set a flag; an <img>
 // that became an element would request /x. Every browser request is audited (page.on('request')).
 import assert from 'node:assert/strict';
-import { api, apiOk, createConversation, sendMessage } from './lib/api.mjs';
+import { api, apiOk, createConversation } from './lib/api.mjs';
 import { e2eTest } from './lib/e2e.mjs';
 import { UI_TIMEOUT } from './lib/env.mjs';
 import {
-  byId, lastAnswerOf, lastAssistant, messagesOnPage, openConversation, recordAnswerGrowth, answerGrowth, send,
+  lastAnswerOf, lastAssistant, messagesOnPage, openConversation, recordAnswerGrowth, answerGrowth, send,
   waitForAnswerDone,
 } from './lib/ui.mjs';
 

@@ -55,9 +55,7 @@ export class E2E {
   async server(options = {}) {
     const name = options.name ?? `${this.slug}-server${this.servers.length + 1}`;
     const home = options.home ?? this.home();
-    const server = await startServer({ ...options, home, name }).catch((error) => {
-      throw error;
-    });
+    const server = await startServer({ ...options, home, name });
     this.servers.push(server);
     return server;
   }
