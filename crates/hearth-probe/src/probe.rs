@@ -225,7 +225,6 @@ fn gpu_profiles(llama_devices: &[LlamaDevice], adapters: &[ProbedAdapter]) -> Ve
 /// it; this crate does not link llama.cpp).
 pub fn probe(options: &ProbeOptions, llama_devices: Option<Vec<LlamaDevice>>) -> ProbeReport {
     let mut system = sysinfo::System::new();
-    system.refresh_memory();
     system.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
     let cpu_model = system
         .cpus()
@@ -355,10 +354,7 @@ pub fn probe(options: &ProbeOptions, llama_devices: Option<Vec<LlamaDevice>>) ->
             features: cpu_features(),
             read_bandwidth_bytes_per_second: cpu_bandwidth,
         },
-        memory: MemoryProfile {
-            total_bytes: system.total_memory(),
-            available_bytes: system.available_memory(),
-        },
+        memory: current_memory(),
         gpus,
         unified_memory,
         models_disk_free_bytes,
@@ -370,6 +366,17 @@ pub fn probe(options: &ProbeOptions, llama_devices: Option<Vec<LlamaDevice>>) ->
         llama_devices,
         cpu_bandwidth_from_cache,
         cache_path: MeasurementCache::path(&options.data_dir),
+    }
+}
+
+/// System memory now: cheap (no kernel, no GPU), so a long-running program that remembers a
+/// report can refresh this part of it on every use.
+pub fn current_memory() -> MemoryProfile {
+    let mut system = sysinfo::System::new();
+    system.refresh_memory();
+    MemoryProfile {
+        total_bytes: system.total_memory(),
+        available_bytes: system.available_memory(),
     }
 }
 

@@ -179,7 +179,7 @@ fn catalog() -> Result<Catalog, ApiError> {
 async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let manager = manager(&state)?;
     // Fits need the machine: probed on the first call (seconds), remembered after.
-    let report = state.machine.report().await;
+    let report = state.machine.current_report().await;
     let load_params = state.models.load_params();
     let wishes = Wishes {
         context: Some(load_params.n_ctx),

@@ -114,6 +114,8 @@ pub struct MachineInfo {
     address: Option<SocketAddr>,
     worker_command: Option<WorkerCommand>,
     report: OnceCell<Arc<ProbeReport>>,
+    /// Whether [`MachineInfo::current_report`] reads the memory again (not for fixtures).
+    refresh_memory: bool,
 }
 
 impl MachineInfo {
@@ -124,6 +126,7 @@ impl MachineInfo {
             address: Some(address),
             worker_command: Some(worker_command),
             report: OnceCell::new(),
+            refresh_memory: true,
         }
     }
 
@@ -134,6 +137,7 @@ impl MachineInfo {
             address: None,
             worker_command: None,
             report: OnceCell::new(),
+            refresh_memory: false,
         }
     }
 
@@ -151,6 +155,16 @@ impl MachineInfo {
 
     pub fn address(&self) -> Option<SocketAddr> {
         self.address
+    }
+
+    /// The remembered report with the system memory read now (memory changes as models load
+    /// and other programs run; the rest of the machine does not).
+    pub async fn current_report(&self) -> Option<ProbeReport> {
+        let mut report = ProbeReport::clone(&*self.report().await?);
+        if self.refresh_memory {
+            report.profile.memory = hearth_probe::probe::current_memory();
+        }
+        Some(report)
     }
 
     /// The probe's report: run on the first call, the same report afterwards. `None` when
@@ -288,7 +302,10 @@ async fn loaded_json(state: &AppState) -> Vec<Value> {
 /// `GET /api/system`.
 async fn show_system(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let machine = &state.machine;
-    let probe = machine.report().await.map(|report| probe_json(&report));
+    let probe = machine
+        .current_report()
+        .await
+        .map(|report| probe_json(&report));
     let address = machine.address();
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -330,9 +347,28 @@ mod tests {
         let again = machine.report().await.unwrap();
         assert!(Arc::ptr_eq(&first, &again));
         assert!(started.elapsed() < Duration::from_millis(50));
+        // The memory is read again on every use; the machine's total does not change.
+        let current = machine.current_report().await.unwrap();
+        assert_eq!(
+            current.profile.memory.total_bytes,
+            first.profile.memory.total_bytes
+        );
+        assert_eq!(current.profile.cpu, first.profile.cpu);
         let json = probe_json(&first);
         assert!(json["cpu"]["logical_cores"].as_u64().unwrap() >= 1);
         assert!(json["gpus"].is_array());
+    }
+
+    #[tokio::test]
+    async fn a_fixture_report_keeps_its_memory() {
+        let fixture = hearth_probe::profile::fixtures::laptop_8gb_no_gpu();
+        let machine = MachineInfo::with_report(ProbeReport {
+            profile: fixture.clone(),
+            ..empty_report()
+        });
+        let current = machine.current_report().await.unwrap();
+        assert_eq!(current.profile.memory, fixture.memory);
+        assert!(MachineInfo::unknown().current_report().await.is_none());
     }
 
     #[test]
