@@ -409,11 +409,15 @@ impl SessionBus {
             .spawn()
             .expect("cannot start dbus-daemon");
         let mut line = String::new();
-        BufReader::new(daemon.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let _ = BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line);
         let address = line.trim().to_string();
-        assert!(!address.is_empty(), "dbus-daemon printed no address");
+        if address.is_empty() {
+            // Installed without its session configuration, for example.
+            eprintln!("dbus-daemon started no session bus: the single-instance check is skipped");
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            return None;
+        }
         Some(Self { address, daemon })
     }
 }
