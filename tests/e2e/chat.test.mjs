@@ -69,11 +69,16 @@ e2eTest('Stop ends the answer mid-way and it is kept as stopped', {}, async (e2e
   await byId(page, 'stop').click();
   e2e.check('Stop was pressed while the answer streamed');
   await byId(page, 'stop').waitFor({ state: 'hidden', timeout: UI_TIMEOUT });
+  // Tokens already in flight may still land, or the page may show the saved copy: the text
+  // settles within a second and then stays the same.
   const atStop = (await messagesOnPage(page)).at(-1).text;
+  await sleep(1_000);
+  const settled = (await messagesOnPage(page)).at(-1).text;
   await sleep(1_500);
   const later = (await messagesOnPage(page)).at(-1).text;
-  assert.equal(later, atStop, 'the answer kept growing after Stop');
-  e2e.check(`the answer stopped growing (${atStop.length} characters)`);
+  assert.equal(later, settled, 'the answer kept growing after Stop');
+  assert.ok(Math.abs(settled.length - atStop.length) <= 40, `the answer changed a lot after Stop: ${atStop.length} -> ${settled.length} characters`);
+  e2e.check(`the answer stopped growing (${atStop.length} characters at Stop, ${settled.length} once settled)`);
   const saved = await waitForPageToMatchServer(page, server, conversation.id, (c) => lastAnswerOf(c)?.status !== 'streaming');
   const answer = lastAnswerOf(saved);
   assert.equal(answer.status, 'stopped', `the answer was saved as ${answer.status}`);
