@@ -1,9 +1,9 @@
 // Offline means offline, with the network really gone: scripts/test-e2e runs this file inside
 // `unshare -n` (a network namespace holding only the loopback interface, brought up with
 // `ip link set lo up`). `hearth serve` starts, a model is installed (imported from disk), it
-// loads on demand, and a chat works
-// through the UI and the API; a download started anyway says why it cannot proceed. Outside
-// such a namespace the tests are skipped (they would prove nothing there).
+// loads on demand, and a chat works through the UI and the API; a download started anyway
+// says why it cannot proceed. Outside such a namespace the tests are skipped (they would
+// prove nothing there).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { apiOk, createConversation, sendMessage } from './lib/api.mjs';
