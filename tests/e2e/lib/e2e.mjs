@@ -55,8 +55,10 @@ export class E2E {
   async server(options = {}) {
     const name = options.name ?? `${this.slug}-server${this.servers.length + 1}`;
     const home = options.home ?? this.home();
-    const server = await startServer({ ...options, home, name });
+    // Registered before it is ready, so a model that never loads still has its log reported.
+    const server = await startServer({ ...options, home, name, waitReady: false });
     this.servers.push(server);
+    if (options.waitReady !== false) await server.waitReady();
     return server;
   }
 

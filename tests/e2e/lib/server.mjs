@@ -76,7 +76,12 @@ export async function startServer({
   server.url = url.replace(/\/$/, '');
   server.apiKey = env.HEARTH_API_KEY ?? null;
   server.port = Number(new URL(server.url).port);
-  if (waitReady) await server.waitReady();
+  if (waitReady) {
+    await server.waitReady().catch(async (error) => {
+      await server.stop().catch(() => {});
+      throw error;
+    });
+  }
   return server;
 }
 
