@@ -146,7 +146,11 @@ export class E2E {
     for (const { context } of this.pages) await context.close().catch(() => {});
     if (this.browser) await this.browser.close().catch(() => {});
     for (const server of this.servers) {
+      const stopping = Date.now();
       await server.stop().catch((error) => errors.push(error));
+      const took = Date.now() - stopping;
+      if (took > 2_000) log(`  (${server.name} took ${(took / 1000).toFixed(1)} s to stop after SIGTERM)`);
+      if (server.handle.forced) log(`  (${server.name}: processes ${server.handle.forced.join(', ')} needed SIGKILL)`);
       const left = server.survivors();
       if (left.length) errors.push(new Error(`${server.name} left processes behind: ${left.join(', ')}`));
     }

@@ -91,12 +91,21 @@ export function startMarked(command, args, { env = {}, unsetEnv = [], cwd, onLin
       }
       killAll(processesMarked(token), signal);
     },
-    /** SIGTERM, up to `graceMs` for everything marked to exit, then SIGKILL; waits until gone. */
+    /**
+     * SIGTERM to the process group only (the server then stops its own helpers, as it would for
+     * a user), up to `graceMs` for everything marked to exit, then SIGKILL to all that is left;
+     * waits until everything is gone.
+     */
     async stop(graceMs = 10_000) {
-      handle.kill('SIGTERM');
+      try {
+        process.kill(-child.pid, 'SIGTERM');
+      } catch {
+        // The group is gone.
+      }
       const deadline = Date.now() + graceMs;
       while (processesMarked(token).length > 0 && Date.now() < deadline) await sleep(50);
       if (processesMarked(token).length > 0) {
+        handle.forced = processesMarked(token);
         handle.kill('SIGKILL');
         const hardDeadline = Date.now() + 5_000;
         while (processesMarked(token).length > 0 && Date.now() < hardDeadline) await sleep(50);
