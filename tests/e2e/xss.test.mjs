@@ -140,6 +140,14 @@ e2eTest('an imported answer full of hostile markup renders as text and loads not
   assert.ok(shown.includes(IMG), `the page does not show ${IMG} as text:\n${shown}`);
   assert.ok(shown.includes(SCRIPT), `the page does not show ${SCRIPT} as text:\n${shown}`);
   e2e.check(`${IMG} and ${SCRIPT} are shown as text`);
+  const copyButton = lastAssistant(page).getByTestId('copy-code');
+  assert.equal(await copyButton.count(), 1, 'the code block has no copy button');
+  await copyButton.click();
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  assert.equal(copied.trim(), `${IMG}${SCRIPT}`, 'the copy button copied something else');
+  const highlighted = await lastAssistant(page).locator('pre code [class*="hljs-"]').count();
+  assert.ok(highlighted > 0, 'the html code block is not highlighted');
+  e2e.check(`the code block is highlighted (${highlighted} tokens) and its Copy button copies the code exactly`);
   const links = await clickEveryLink(page);
   e2e.note(`clicked ${links} link(s) in the answer`);
   await page.waitForTimeout(500);

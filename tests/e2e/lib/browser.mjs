@@ -31,6 +31,8 @@ export function isLocal(url) {
 /** A fresh browser context and page with the audit attached. */
 export async function openAuditedPage(browser, { viewport = { width: 1280, height: 860 } } = {}) {
   const context = await browser.newContext({ viewport, acceptDownloads: true });
+  // Copy buttons write to the clipboard; tests read it back.
+  await context.grantPermissions(['clipboard-read', 'clipboard-write']);
   context.setDefaultTimeout(UI_TIMEOUT);
   context.setDefaultNavigationTimeout(UI_TIMEOUT);
   const audit = {
