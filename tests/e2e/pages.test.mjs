@@ -37,7 +37,19 @@ e2eTest('every page opens: chat, models, hardware, settings', {}, async (e2e) =>
   await cpu.waitFor({ state: 'visible' });
   assert.match(await cpu.textContent(), /\d/, 'the CPU report shows no figures');
   await byId(page, 'hardware-memory').waitFor({ state: 'visible' });
-  e2e.check('hardware: the CPU and memory reports are shown');
+  const system = (await api(server, 'GET', '/api/system')).json;
+  const cpuText = await cpu.textContent();
+  assert.ok(cpuText.includes(String(system.probe.cpu.logical_cores)), `the CPU report does not show ${system.probe.cpu.logical_cores} cores`);
+  const plan = system.loaded?.[0]?.plan;
+  if (plan) {
+    await page.waitForFunction(
+      (n) => /\d/.test(document.querySelector('[data-testid="active-plan"]')?.textContent ?? '') &&
+        (document.querySelector('[data-testid="active-plan"]')?.textContent ?? '').replace(/[ ,.\u202f]/g, '').includes(String(n)),
+      plan.n_ctx,
+      { timeout: 10_000 },
+    );
+  }
+  e2e.check(`hardware: CPU (${system.probe.cpu.logical_cores} cores) and memory reports, and the active plan (n_ctx ${plan?.n_ctx}) are shown`);
   await e2e.screenshot('hardware page');
 
   await byId(page, 'nav-settings').click();
