@@ -1,4 +1,5 @@
-// Managing conversations in the UI, each step checked against the server: rename, export as
+// Managing conversations in the UI, each step checked against the server: rename, the system
+// prompt, export as
 // Markdown and as JSON (real downloads), delete with undo, and a new conversation started from
 // the UI itself.
 import assert from 'node:assert/strict';
@@ -21,7 +22,7 @@ async function waitForServer(check, what, timeout = 10_000) {
   throw new Error(`the server never showed ${what}`);
 }
 
-e2eTest('rename, export as Markdown and JSON, delete with undo, start a new conversation', {}, async (e2e) => {
+e2eTest('rename, system prompt, export as Markdown and JSON, delete with undo, start a new conversation', {}, async (e2e) => {
   const server = await e2e.server();
   const conversation = await createConversation(server, { title: 'Before rename', settings: { max_tokens: 12 } });
   await sendMessage(server, conversation.id, 'Name a colour.');
@@ -35,6 +36,15 @@ e2eTest('rename, export as Markdown and JSON, delete with undo, start a new conv
   await waitForServer(async () => (await getConversation(server, conversation.id)).title === 'Renamed in the UI', 'the new title');
   await byId(page, 'conversation-item').filter({ hasText: 'Renamed in the UI' }).first().waitFor({ state: 'visible' });
   e2e.check('rename: the server and the list have the new title');
+
+  const systemPrompt = byId(page, 'system-prompt');
+  await systemPrompt.fill('You are a terse assistant.');
+  await systemPrompt.blur();
+  await waitForServer(
+    async () => (await getConversation(server, conversation.id)).system_prompt === 'You are a terse assistant.',
+    'the new system prompt',
+  );
+  e2e.check('system prompt: edited in the panel and saved by the server');
 
   for (const [testid, check] of [
     ['export-markdown', (text) => text.includes('# Renamed in the UI') && text.includes('Name a colour.')],
