@@ -62,6 +62,10 @@ enum Command {
     /// The engine worker process (internal: speaks the worker protocol on stdin/stdout).
     #[command(hide = true)]
     Engine,
+    /// The server's probe process (internal: probes the machine with DATA_DIR's cache,
+    /// prints the report as one JSON line and exits).
+    #[command(hide = true, name = hearth_server::system::PROBE_REPORT_SUBCOMMAND)]
+    ProbeReport { data_dir: PathBuf },
 }
 
 /// The data directory: `HEARTH_HOME`, else the platform's data directory.
@@ -76,19 +80,36 @@ pub fn data_dir() -> PathBuf {
 
 /// A supervisor whose worker is this same binary's `engine` subcommand.
 pub fn supervisor() -> anyhow::Result<Supervisor> {
+    Ok(Supervisor::new(engine_command()?))
+}
+
+/// This same binary's `engine` subcommand.
+pub fn engine_command() -> anyhow::Result<WorkerCommand> {
     let exe =
         std::env::current_exe().context("cannot find the hearth binary to start the engine")?;
-    Ok(Supervisor::new(WorkerCommand::hearth_engine(exe)))
+    Ok(WorkerCommand::hearth_engine(exe))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log_guard = logging::init(&data_dir(), matches!(cli.command, Command::Engine));
+    let is_worker = matches!(cli.command, Command::Engine | Command::ProbeReport { .. });
+    let _log_guard = logging::init(&data_dir(), is_worker);
     let result = match cli.command {
         Command::Engine => hearth_engine::worker::run_worker().context("engine worker failed"),
+        Command::ProbeReport { data_dir } => {
+            probe::quiet_gpu_drivers();
+            engine_command().and_then(|engine| {
+                with_runtime(async move {
+                    hearth_server::system::print_probe_report(data_dir, engine)
+                        .await
+                        .context("the probe failed")
+                })
+            })
+        }
         Command::Run(args) => with_runtime(run::run(args)),
         Command::Serve(args) => {
-            // The server probes the machine (wgpu) for /api/system and the fit badges.
+            // The server's probe process (wgpu, for /api/system and the fit badges) inherits
+            // the environment.
             probe::quiet_gpu_drivers();
             with_runtime(serve::serve(args))
         }

@@ -27,6 +27,24 @@ fn json(output: &Output) -> serde_json::Value {
     })
 }
 
+/// The server's probe process: the report as one JSON line, probed with the data directory it
+/// is given (not `HEARTH_HOME`), llama.cpp's devices included.
+#[test]
+fn the_probe_process_prints_its_report_as_one_line() {
+    let home = tempfile::tempdir().unwrap();
+    let data_dir = home.path().join("server-data");
+    let output = hearth(
+        &home.path().join("hearth-home"),
+        &["probe-report", data_dir.to_str().unwrap()],
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 1);
+    let report = json(&output);
+    assert!(report["profile"]["cpu"]["logical_cores"].as_u64().unwrap() >= 1);
+    let devices = report["llama_devices"].as_array().unwrap();
+    assert!(devices.iter().any(|device| device["device_type"] == "cpu"));
+    assert!(data_dir.join("probe/measurements.json").is_file());
+}
+
 #[test]
 fn probe_reports_the_machine_and_caches_its_measurements() {
     let home = tempfile::tempdir().unwrap();

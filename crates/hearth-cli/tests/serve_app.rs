@@ -1,6 +1,9 @@
 //! What the UI gets from the real `hearth serve` binary: the web UI itself (no key, strict CSP,
-//! client-side routes), the machine report with a real probe (llama.cpp's devices from a real
-//! engine worker), the fit badges on `/api/models`, and the settings, all behind the key.
+//! client-side routes), the machine report with a real probe (in a probe process of its own,
+//! llama.cpp's devices from a real engine worker), the fit badges on `/api/models`, and the
+//! settings, all behind the key.
+
+use std::collections::BTreeSet;
 
 mod serve_support;
 
@@ -9,6 +12,17 @@ use serve_support::{request, TestServer};
 
 const KEY: &str = "sk-serve-app";
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The shared objects mapped into process `pid` (Linux).
+fn mapped_libraries(pid: u32) -> BTreeSet<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| path.contains(".so"))
+        .map(str::to_string)
+        .collect()
+}
 
 fn with_key(server: &TestServer, method: &str, path: &str, body: Option<&Value>) -> Value {
     let authorization = format!("Bearer {KEY}");
@@ -43,14 +57,18 @@ fn the_ui_system_report_fits_and_settings_through_the_real_server() {
         assert_eq!(refused.status, 401, "{path}");
     }
 
+    let libraries_before = mapped_libraries(server.pid());
     let system = with_key(&server, "GET", "/api/system", None);
     assert_eq!(system["server"]["port"], server.address.port());
     assert_eq!(system["server"]["api_key_required"], true);
+    assert_eq!(system["probe_error"], Value::Null, "{system}");
     let probe = &system["probe"];
     assert!(
         probe["cpu"]["physical_cores"].as_u64().unwrap() >= 1,
         "{system}"
     );
+    assert!(!probe["cpu"]["features"].as_array().unwrap().is_empty());
+    assert!(probe["bandwidth"]["cpu_gb_per_s"].as_f64().unwrap() > 0.0);
     assert!(probe["memory"]["total_bytes"].as_u64().unwrap() > 0);
     assert!(probe["gpus"].is_array());
 
@@ -63,6 +81,15 @@ fn the_ui_system_report_fits_and_settings_through_the_real_server() {
         "{models}"
     );
     assert!(models["recommendation"]["model"].is_string(), "{models}");
+    // The probe ran in a process of its own: no GPU driver (Vulkan loader, lavapipe's LLVM)
+    // was loaded into the server, where it would stay mapped for the server's life.
+    if cfg!(target_os = "linux") {
+        let loaded: Vec<String> = mapped_libraries(server.pid())
+            .difference(&libraries_before)
+            .cloned()
+            .collect();
+        assert!(loaded.is_empty(), "the server loaded {loaded:?}");
+    }
 
     let settings = with_key(&server, "GET", "/api/settings", None);
     assert_eq!(settings["theme"], "system");

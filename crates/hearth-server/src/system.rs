@@ -1,16 +1,26 @@
 //! What this machine is, for the UI's hardware page and the fit badges: `GET /api/system`.
 //!
 //! The probe (`hearth-probe`: CPU, memory, GPUs, measured bandwidths) runs once, on the first
-//! request that needs it, on a blocking thread, and its report is kept in memory; requests
-//! that arrive meanwhile wait for the same run. Bandwidths are cached on disk by the probe, so
-//! only the very first probe on a machine measures (about two seconds); later ones read the
-//! cache. llama.cpp's device list (GPU memory) comes from a fresh engine worker that loads no
-//! model (`Supervisor::devices`), since only the engine links llama.cpp. Nothing here uses the
-//! network. `hearth probe` and `hearth fit` use [`probe_machine`] too.
+//! request that needs it, in a short-lived child process: the binary that runs engine workers,
+//! with [`PROBE_REPORT_SUBCOMMAND`] instead of `engine` ([`print_probe_report`] is that
+//! process's work). It prints its report as one JSON line and exits, so the wgpu and Vulkan
+//! drivers, the kernels and sysinfo it loads (about 40 MB that would stay mapped for the
+//! server's life) never enter the server's process. The report is kept in memory; requests
+//! that arrive meanwhile wait for the same run. A probe that cannot start, takes longer than
+//! [`PROBE_TIMEOUT`] (it is killed), prints more than [`MAX_PROBE_REPORT_BYTES`] or no readable
+//! report is logged and reported as `probe_error`, and the machine is described without it
+//! (CPU count and memory only). Bandwidths are cached on disk by the probe, so only the very
+//! first probe on a machine measures (about two seconds); later ones read the cache.
+//! llama.cpp's device list (GPU memory) comes from a fresh engine worker that loads no model
+//! (`Supervisor::devices`), since only the engine links llama.cpp. Nothing here uses the
+//! network. `hearth probe` and `hearth fit` call [`probe_machine`] in their own process (they
+//! exit right after).
 
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -20,6 +30,7 @@ use hearth_probe::{LlamaDevice, ProbeOptions, ProbeReport};
 use hearth_protocol::BackendDevice;
 use hearth_supervisor::{Supervisor, WorkerCommand};
 use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
 
 use crate::app::MODELS_FOLDER;
@@ -32,6 +43,16 @@ const BYTES_PER_GB: f64 = 1e9;
 const MEMORY_REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// llama.cpp device types that can hold layers.
 const GPU_DEVICE_TYPES: &[&str] = &["gpu", "integrated_gpu", "accelerator"];
+/// The hidden argument (of `hearth` and `hearth-desktop`) that makes the binary a probe
+/// process: `BINARY probe-report DATA_DIR` prints the machine's report and exits.
+pub const PROBE_REPORT_SUBCOMMAND: &str = "probe-report";
+/// The engine worker's argument, which the probe's command replaces.
+const ENGINE_SUBCOMMAND: &str = "engine";
+/// How long the probe process may run before it is killed: the first probe on a machine
+/// measures bandwidths (seconds on a busy laptop), and a GPU driver can hang.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most the probe process may print: a report is a few kilobytes.
+pub const MAX_PROBE_REPORT_BYTES: u64 = 1024 * 1024;
 
 /// The system routes, merged into [`crate::router`].
 pub fn router() -> Router<AppState> {
@@ -78,6 +99,153 @@ pub async fn probe_machine(supervisor: &Supervisor, options: ProbeOptions) -> Pr
     }
 }
 
+/// The probe options of a server with `data_dir`: measured the first time, cached after.
+fn server_probe_options(data_dir: PathBuf) -> ProbeOptions {
+    ProbeOptions {
+        models_dir: data_dir.join(MODELS_FOLDER),
+        data_dir,
+        measure: true,
+        refresh: false,
+    }
+}
+
+/// The probe process's work (`hearth probe-report DATA_DIR`, `hearth-desktop probe-report
+/// DATA_DIR`): probes the machine as [`probe_machine`] does, with llama.cpp's devices asked of
+/// a worker started by `engine`, and prints the report as one JSON line on stdout.
+pub async fn print_probe_report(data_dir: PathBuf, engine: WorkerCommand) -> std::io::Result<()> {
+    let supervisor = Supervisor::new(engine);
+    let report = probe_machine(&supervisor, server_probe_options(data_dir)).await;
+    supervisor.shutdown().await;
+    let line = serde_json::to_string(&report)?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()
+}
+
+/// The command that starts a probe process: the engine worker's command with its `engine`
+/// argument replaced by [`PROBE_REPORT_SUBCOMMAND`] (the data directory follows).
+pub fn probe_report_command(worker_command: &WorkerCommand) -> WorkerCommand {
+    let mut args = worker_command.args.clone();
+    if args.last().map(String::as_str) == Some(ENGINE_SUBCOMMAND) {
+        args.pop();
+    }
+    args.push(PROBE_REPORT_SUBCOMMAND.to_string());
+    WorkerCommand {
+        program: worker_command.program.clone(),
+        args,
+        envs: worker_command.envs.clone(),
+    }
+}
+
+/// Why the probe process gave no report.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot start the hardware probe: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the hardware probe did not finish within {0:?} and was stopped")]
+    TimedOut(Duration),
+    #[error("the hardware probe printed more than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("cannot read the hardware probe's output: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("the hardware probe ended ({status}) without a report")]
+    NoReport { status: String },
+    #[error("the hardware probe's report is unreadable ({status}): {source}")]
+    Unreadable {
+        status: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Runs `command DATA_DIR` (a probe process) and reads its report: the last non-empty line of
+/// its stdout (a driver may print before it). Killed after `timeout`; never panics.
+pub async fn probe_in_child(
+    command: &WorkerCommand,
+    data_dir: &Path,
+    timeout: Duration,
+) -> Result<ProbeReport, ProbeError> {
+    let mut process = tokio::process::Command::new(&command.program);
+    // Its own process group, as engine workers: a terminal's Ctrl-C is for the front end.
+    #[cfg(unix)]
+    process.process_group(0);
+    process
+        .args(&command.args)
+        .arg(data_dir)
+        // The probe asks an engine worker for llama.cpp's devices; see the supervisor.
+        .env("GGML_NO_BACKTRACE", "1")
+        .envs(command.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = process.spawn().map_err(ProbeError::Spawn)?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| ProbeError::Read(std::io::Error::other("no stdout")))?;
+    let finished = async {
+        let mut output = Vec::new();
+        stdout
+            .take(MAX_PROBE_REPORT_BYTES + 1)
+            .read_to_end(&mut output)
+            .await
+            .map_err(ProbeError::Read)?;
+        if output.len() as u64 > MAX_PROBE_REPORT_BYTES {
+            return Err(ProbeError::TooLarge {
+                limit: MAX_PROBE_REPORT_BYTES,
+            });
+        }
+        let status = child.wait().await.map_err(ProbeError::Read)?;
+        Ok((output, status))
+    };
+    let outcome = tokio::time::timeout(timeout, finished).await;
+    let (output, status) = match outcome {
+        Ok(Ok(finished)) => finished,
+        // `kill_on_drop` stops a child that printed too much.
+        Ok(Err(error)) => return Err(error),
+        Err(_) => {
+            let _ = child.kill().await;
+            return Err(ProbeError::TimedOut(timeout));
+        }
+    };
+    read_report(&output, status)
+}
+
+/// The report in a probe process's output. A readable report is kept even if the process then
+/// failed (a driver crashing at exit costs nothing).
+fn read_report(output: &[u8], status: ExitStatus) -> Result<ProbeReport, ProbeError> {
+    let text = String::from_utf8_lossy(output);
+    let Some(line) = text.lines().rev().find(|line| !line.trim().is_empty()) else {
+        return Err(ProbeError::NoReport {
+            status: status.to_string(),
+        });
+    };
+    let report =
+        serde_json::from_str::<ProbeReport>(line).map_err(|source| ProbeError::Unreadable {
+            status: status.to_string(),
+            source,
+        })?;
+    if !status.success() {
+        tracing::warn!(%status, "the hardware probe failed after printing its report");
+    }
+    Ok(report)
+}
+
+/// The machine without a probe (its process failed): the CPU count and the memory, which
+/// need no driver.
+fn unprobed_report() -> ProbeReport {
+    let mut report = empty_report();
+    let cores = std::thread::available_parallelism()
+        .ok()
+        .and_then(|cores| u32::try_from(cores.get()).ok())
+        .unwrap_or(1);
+    report.profile.cpu.logical_cores = cores;
+    report.profile.cpu.physical_cores = cores;
+    report.profile.memory = hearth_probe::probe::current_memory();
+    report
+}
+
 /// A report that knows nothing (the probe could not run at all).
 fn empty_report() -> ProbeReport {
     ProbeReport {
@@ -112,20 +280,28 @@ fn empty_report() -> ProbeReport {
 pub struct MachineInfo {
     data_dir: Option<PathBuf>,
     address: Option<SocketAddr>,
-    worker_command: Option<WorkerCommand>,
+    /// How to start a probe process ([`probe_report_command`]).
+    probe_command: Option<WorkerCommand>,
+    /// How long it may run.
+    probe_timeout: Duration,
     report: OnceCell<Arc<ProbeReport>>,
+    /// Why the probe process gave no report, when it did not.
+    probe_error: OnceLock<String>,
     /// Whether [`MachineInfo::current_report`] reads the memory again (not for fixtures).
     refresh_memory: bool,
 }
 
 impl MachineInfo {
-    /// A server with a data directory, probed with engine workers started by `worker_command`.
+    /// A server with a data directory, probed by a child process of the binary that
+    /// `worker_command` starts as an engine worker ([`probe_report_command`]).
     pub fn new(data_dir: PathBuf, address: SocketAddr, worker_command: WorkerCommand) -> Self {
         Self {
             data_dir: Some(data_dir),
             address: Some(address),
-            worker_command: Some(worker_command),
+            probe_command: Some(probe_report_command(&worker_command)),
+            probe_timeout: PROBE_TIMEOUT,
             report: OnceCell::new(),
+            probe_error: OnceLock::new(),
             refresh_memory: true,
         }
     }
@@ -135,8 +311,10 @@ impl MachineInfo {
         Self {
             data_dir: None,
             address: None,
-            worker_command: None,
+            probe_command: None,
+            probe_timeout: PROBE_TIMEOUT,
             report: OnceCell::new(),
+            probe_error: OnceLock::new(),
             refresh_memory: false,
         }
     }
@@ -157,6 +335,12 @@ impl MachineInfo {
         self.address
     }
 
+    /// Why the probe process gave no report (the report then describes the machine without
+    /// it); `None` when it did, or has not run.
+    pub fn probe_error(&self) -> Option<&str> {
+        self.probe_error.get().map(String::as_str)
+    }
+
     /// The remembered report with the system memory read now (memory changes as models load
     /// and other programs run; the rest of the machine does not).
     pub async fn current_report(&self) -> Option<ProbeReport> {
@@ -167,29 +351,31 @@ impl MachineInfo {
         Some(report)
     }
 
-    /// The probe's report: run on the first call, the same report afterwards. `None` when
-    /// this server has no data directory to probe with.
+    /// The probe's report: run (in a child process) on the first call, the same report
+    /// afterwards. `None` when this server has no data directory to probe with.
     pub async fn report(&self) -> Option<Arc<ProbeReport>> {
         if let Some(report) = self.report.get() {
             return Some(report.clone());
         }
-        let (data_dir, worker_command) = match (&self.data_dir, &self.worker_command) {
-            (Some(data_dir), Some(worker_command)) => (data_dir.clone(), worker_command.clone()),
+        let (data_dir, probe_command) = match (&self.data_dir, &self.probe_command) {
+            (Some(data_dir), Some(probe_command)) => (data_dir, probe_command),
             _ => return None,
         };
         let report = self
             .report
-            .get_or_init(|| async move {
-                let supervisor = Supervisor::new(worker_command);
-                let options = ProbeOptions {
-                    models_dir: data_dir.join(MODELS_FOLDER),
-                    data_dir,
-                    measure: true,
-                    refresh: false,
-                };
-                let report = probe_machine(&supervisor, options).await;
-                supervisor.shutdown().await;
-                Arc::new(report)
+            .get_or_init(|| async {
+                match probe_in_child(probe_command, data_dir, self.probe_timeout).await {
+                    Ok(report) => Arc::new(report),
+                    Err(error) => {
+                        tracing::error!(
+                            %error,
+                            program = %probe_command.program.display(),
+                            "the hardware probe failed; describing the machine without it"
+                        );
+                        let _ = self.probe_error.set(error.to_string());
+                        Arc::new(unprobed_report())
+                    }
+                }
             })
             .await;
         Some(report.clone())
@@ -316,6 +502,7 @@ async fn show_system(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
             "api_key_required": state.security.api_key_required(),
         },
         "probe": probe,
+        "probe_error": machine.probe_error().map(crate::error::redact_paths),
         "loaded": loaded_json(&state).await,
     })))
 }
@@ -324,39 +511,154 @@ async fn show_system(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
 mod tests {
     use super::*;
 
-    /// The real probe, once: concurrent callers share one run, and later calls are instant.
-    #[tokio::test]
-    async fn the_machine_is_probed_once_and_remembered() {
-        let home = tempfile::tempdir().unwrap();
-        let machine = Arc::new(MachineInfo::new(
-            home.path().to_path_buf(),
+    /// A probe process that runs `script` with `sh` (`$1` is the subcommand, `$2` the data
+    /// directory), as [`MachineInfo::new`] would start it for an engine run by `sh -c script`.
+    #[cfg(unix)]
+    fn sh_worker(script: &str) -> WorkerCommand {
+        WorkerCommand {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                script.into(),
+                "sh".into(),
+                ENGINE_SUBCOMMAND.into(),
+            ],
+            envs: Vec::new(),
+        }
+    }
+
+    #[cfg(unix)]
+    fn machine_probed_by(home: &Path, script: &str) -> MachineInfo {
+        MachineInfo::new(
+            home.to_path_buf(),
             SocketAddr::from(([127, 0, 0, 1], 4327)),
-            // No engine here: the probe goes on without llama.cpp's device list.
-            WorkerCommand {
-                program: "/nonexistent/hearth-for-tests".into(),
-                args: Vec::new(),
-                envs: Vec::new(),
-            },
-        ));
+            sh_worker(script),
+        )
+    }
+
+    /// The report comes from the child process (its CPU is the fixture's), once: concurrent
+    /// callers share one run, and later calls are instant.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_machine_is_probed_once_by_a_child_process_and_remembered() {
+        let home = tempfile::tempdir().unwrap();
+        let mut fixture = ProbeReport {
+            profile: hearth_probe::profile::fixtures::laptop_8gb_no_gpu(),
+            ..empty_report()
+        };
+        fixture.profile.cpu.model = "CPU seen by the probe process".into();
+        let report_file = home.path().join("report.json");
+        std::fs::write(&report_file, serde_json::to_string(&fixture).unwrap()).unwrap();
+        let runs = home.path().join("runs");
+        let script = format!(
+            "[ \"$1\" = {PROBE_REPORT_SUBCOMMAND} ] && [ \"$2\" = '{home}' ] || exit 3
+             echo $$ >> '{runs}'
+             echo 'a driver talking on stdout'
+             cat '{report}'",
+            home = home.path().display(),
+            runs = runs.display(),
+            report = report_file.display(),
+        );
+        let machine = Arc::new(machine_probed_by(home.path(), &script));
         let (first, second) = tokio::join!(machine.report(), machine.report());
         let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(machine.probe_error(), None);
         assert!(Arc::ptr_eq(&first, &second), "one probe for both");
-        assert!(first.profile.memory.total_bytes > 0);
-        assert!(first.llama_devices.is_none());
+        assert_eq!(first.profile, fixture.profile);
+        let pids = std::fs::read_to_string(&runs).unwrap();
+        let pids: Vec<u32> = pids.lines().map(|pid| pid.parse().unwrap()).collect();
+        assert_eq!(pids.len(), 1, "one probe process");
+        assert_ne!(pids[0], std::process::id());
         let started = std::time::Instant::now();
         let again = machine.report().await.unwrap();
         assert!(Arc::ptr_eq(&first, &again));
         assert!(started.elapsed() < Duration::from_millis(50));
-        // The memory is read again on every use; the machine's total does not change.
+        // The memory is read again, in this process, on every use; the rest is the child's.
         let current = machine.current_report().await.unwrap();
         assert_eq!(
             current.profile.memory.total_bytes,
-            first.profile.memory.total_bytes
+            hearth_probe::probe::current_memory().total_bytes
         );
-        assert_eq!(current.profile.cpu, first.profile.cpu);
-        let json = probe_json(&first);
-        assert!(json["cpu"]["logical_cores"].as_u64().unwrap() >= 1);
+        assert_eq!(current.profile.cpu, fixture.profile.cpu);
+        let json = probe_json(&current);
+        assert_eq!(json["cpu"]["model"], "CPU seen by the probe process");
         assert!(json["gpus"].is_array());
+    }
+
+    /// A probe process that prints garbage, prints nothing, cannot start or prints too much
+    /// gives a clear error, and the server describes the machine without it.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_failed_probe_process_is_a_clear_error() {
+        let home = tempfile::tempdir().unwrap();
+        let machine = machine_probed_by(home.path(), "echo 'not a report'");
+        let report = machine.report().await.unwrap();
+        let error = machine.probe_error().unwrap();
+        assert!(
+            error.starts_with("the hardware probe's report is unreadable (exit status: 0)"),
+            "{error}"
+        );
+        assert!(report.profile.cpu.logical_cores >= 1);
+        assert!(report.profile.memory.total_bytes > 0);
+        assert!(report.adapters.is_empty() && report.llama_devices.is_none());
+
+        let data_dir = home.path();
+        let run = |script: &str| {
+            let command = probe_report_command(&sh_worker(script));
+            async move { probe_in_child(&command, data_dir, PROBE_TIMEOUT).await }
+        };
+        let error = run("exit 7").await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the hardware probe ended (exit status: 7) without a report"
+        );
+        let error = run("head -c 2000000 /dev/zero").await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the hardware probe printed more than 1048576 bytes"
+        );
+        let missing = WorkerCommand::hearth_engine("/nonexistent/hearth-for-tests");
+        let error = probe_in_child(&probe_report_command(&missing), data_dir, PROBE_TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot start the hardware probe: "),
+            "{error}"
+        );
+        let machine = MachineInfo::new(
+            data_dir.to_path_buf(),
+            SocketAddr::from(([127, 0, 0, 1], 4327)),
+            missing,
+        );
+        assert!(machine.report().await.is_some());
+        assert!(machine.probe_error().is_some());
+    }
+
+    /// A probe process that hangs is killed after the timeout: the server does not hang.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_hanging_probe_process_is_stopped() {
+        let home = tempfile::tempdir().unwrap();
+        let pid_file = home.path().join("pid");
+        let script = format!("echo $$ > '{}'; exec sleep 600", pid_file.display());
+        let mut machine = machine_probed_by(home.path(), &script);
+        let timeout = Duration::from_millis(500);
+        machine.probe_timeout = timeout;
+        let started = std::time::Instant::now();
+        let report = machine.report().await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(
+            machine.probe_error(),
+            Some("the hardware probe did not finish within 500ms and was stopped")
+        );
+        assert!(report.profile.memory.total_bytes > 0);
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        assert!(
+            !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+            "the probe process was killed and reaped"
+        );
     }
 
     #[tokio::test]

@@ -103,6 +103,11 @@ impl TestServer {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The process ids of the server's children (its engine workers), on Linux.
     pub fn worker_pids(&self) -> Vec<u32> {
         // Each thread lists the children it started; the workers are started by whichever
