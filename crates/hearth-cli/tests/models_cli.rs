@@ -3,14 +3,14 @@
 //! the real SmolLM2 file (`HF_ENDPOINT` points at it). Nothing leaves the loopback interface,
 //! and every command runs under a deadline.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use hearth_testkit::http::{FileReply, RecordedRequest, Reply, TestServer, SERVER_CHUNK_BYTES};
 
 const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
@@ -23,15 +23,13 @@ const OTHER_REPO: &str = "test-org/tiny-chat-GGUF";
 
 /// A command that takes longer than this is stuck.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
-/// Bytes the test hub writes per step, and the pause between steps while throttled: about
-/// 13 MB/s, so the 98 MB transfer lasts long enough to be killed in the middle.
-const SERVER_CHUNK_BYTES: usize = 256 * 1024;
+/// The pause between the test hub's 256 KiB chunks while throttled: about 13 MB/s, so the
+/// 98 MB transfer lasts long enough to be killed in the middle.
 const THROTTLED_CHUNK_DELAY: Duration = Duration::from_millis(20);
 /// The killed pull has written at least this much before it is killed.
 const BYTES_BEFORE_KILL: u64 = 8 * 1024 * 1024;
 /// An in-place model's folder holds a manifest and a lock file, nothing near a model's size.
 const MAX_IN_PLACE_FOOTPRINT_BYTES: u64 = 64 * 1024;
-const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn smollm2_bytes() -> Arc<Vec<u8>> {
     static BYTES: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
@@ -43,215 +41,70 @@ fn smollm2_bytes() -> Arc<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 // The test hub
 
-/// One request as the hub saw it.
-#[derive(Debug, Clone)]
-struct RecordedRequest {
-    method: String,
-    path: String,
-    range_start: Option<u64>,
-}
-
-/// A tiny HTTP/1.1 hub on 127.0.0.1: the catalog's SmolLM2 file, the same file in
-/// [`OTHER_REPO`] with a repository listing, Range support, and a throttle.
+/// The catalog's SmolLM2 file, the same file in [`OTHER_REPO`] with a repository listing,
+/// Range support and a throttle, served by `hearth-testkit`'s loopback server.
 struct TestHub {
-    address: SocketAddr,
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    server: TestServer,
     throttled: Arc<AtomicBool>,
-    stopping: Arc<AtomicBool>,
     body_bytes_sent: Arc<AtomicU64>,
 }
 
 impl TestHub {
     fn start() -> TestHub {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let hub = TestHub {
-            address: listener.local_addr().unwrap(),
-            requests: Arc::default(),
-            throttled: Arc::default(),
-            stopping: Arc::default(),
-            body_bytes_sent: Arc::default(),
-        };
-        let requests = Arc::clone(&hub.requests);
-        let throttled = Arc::clone(&hub.throttled);
-        let stopping = Arc::clone(&hub.stopping);
-        let body_bytes_sent = Arc::clone(&hub.body_bytes_sent);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    break;
+        let throttled = Arc::new(AtomicBool::new(false));
+        let body_bytes_sent = Arc::new(AtomicU64::new(0));
+        let (throttle, sent_bytes) = (Arc::clone(&throttled), Arc::clone(&body_bytes_sent));
+        let other_repo_file = format!("/{OTHER_REPO}/resolve/main/{SMOLLM2_FILE}");
+        let listing_path = format!("/api/models/{OTHER_REPO}/revision/main?blobs=true");
+        let server = TestServer::start(move |request, _| {
+            if request.path == CATALOG_FILE_PATH || request.path == other_repo_file {
+                Reply::File(FileReply {
+                    chunk_delay: throttle
+                        .load(Ordering::SeqCst)
+                        .then_some(THROTTLED_CHUNK_DELAY),
+                    sent_bytes: Some(Arc::clone(&sent_bytes)),
+                    ..FileReply::hub_file(smollm2_bytes(), SMOLLM2_SHA256)
+                })
+            } else if request.path == listing_path {
+                Reply::Body {
+                    content_type: "application/json",
+                    body: repository_listing(),
                 }
-                let Ok(stream) = stream else { continue };
-                let requests = Arc::clone(&requests);
-                let throttled = Arc::clone(&throttled);
-                let body_bytes_sent = Arc::clone(&body_bytes_sent);
-                thread::spawn(move || {
-                    serve_connection(stream, &requests, &throttled, &body_bytes_sent)
-                });
+            } else {
+                Reply::Status(404)
             }
         });
-        hub
+        TestHub {
+            server,
+            throttled,
+            body_bytes_sent,
+        }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.address)
+        self.server.base_url()
     }
 
     fn requests(&self) -> Vec<RecordedRequest> {
-        self.requests.lock().unwrap().clone()
+        self.server.requests()
     }
 
+    /// Whether the next transfers pause between chunks.
     fn set_throttled(&self, throttled: bool) {
         self.throttled.store(throttled, Ordering::SeqCst);
     }
 }
 
-impl Drop for TestHub {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.address);
-    }
-}
-
-fn serve_connection(
-    stream: TcpStream,
-    requests: &Mutex<Vec<RecordedRequest>>,
-    throttled: &AtomicBool,
-    body_bytes_sent: &AtomicU64,
-) {
-    let _ = stream.set_read_timeout(Some(SERVER_REQUEST_TIMEOUT));
-    let Ok(reader_stream) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(reader_stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let mut range_start = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("range") {
-                range_start = value
-                    .trim()
-                    .strip_prefix("bytes=")
-                    .and_then(|range| range.split('-').next())
-                    .and_then(|start| start.parse().ok());
-            }
-        }
-    }
-    requests.lock().unwrap().push(RecordedRequest {
-        method: method.clone(),
-        path: path.clone(),
-        range_start,
-    });
-    let other_repo_file = format!("/{OTHER_REPO}/resolve/main/{SMOLLM2_FILE}");
-    let listing_path = format!("/api/models/{OTHER_REPO}/revision/main?blobs=true");
-    let result = if path == CATALOG_FILE_PATH || path == other_repo_file {
-        write_file(stream, &method, range_start, throttled, body_bytes_sent)
-    } else if path == listing_path {
-        write_listing(stream)
-    } else {
-        write_head(&stream, "404 Not Found", "text/plain", 0, "")
-    };
-    let _ = result;
-}
-
-fn write_head(
-    mut stream: &TcpStream,
-    status: &str,
-    content_type: &str,
-    content_length: u64,
-    extra_headers: &str,
-) -> std::io::Result<()> {
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n{extra_headers}Connection: close\r\n\r\n"
-    )
-}
-
 /// The repository listing of the hub's API: the served file and one that is not.
-fn write_listing(mut stream: TcpStream) -> std::io::Result<()> {
+fn repository_listing() -> String {
     let size = smollm2_bytes().len();
-    let body = format!(
+    format!(
         r#"{{"sha":"0123456789abcdef0123456789abcdef01234567","siblings":[
             {{"rfilename":"README.md","size":10}},
             {{"rfilename":"{SMOLLM2_FILE}","size":{size},"lfs":{{"sha256":"{SMOLLM2_SHA256}","size":{size}}}}},
             {{"rfilename":"SmolLM2-135M-Instruct.Q8_0.gguf","size":5,"lfs":{{"sha256":"{}","size":5}}}}]}}"#,
         "e".repeat(64)
-    );
-    write_head(&stream, "200 OK", "application/json", body.len() as u64, "")?;
-    stream.write_all(body.as_bytes())?;
-    let _ = stream.shutdown(Shutdown::Write);
-    Ok(())
-}
-
-fn write_file(
-    mut stream: TcpStream,
-    method: &str,
-    range_start: Option<u64>,
-    throttled: &AtomicBool,
-    body_bytes_sent: &AtomicU64,
-) -> std::io::Result<()> {
-    let bytes = smollm2_bytes();
-    let total = bytes.len() as u64;
-    let linked = format!(
-        "X-Linked-Size: {total}\r\nX-Linked-Etag: \"{SMOLLM2_SHA256}\"\r\nAccept-Ranges: bytes\r\n"
-    );
-    let start = match range_start {
-        Some(start) if start >= total => {
-            return write_head(
-                &stream,
-                "416 Range Not Satisfiable",
-                "text/plain",
-                0,
-                &format!("Content-Range: bytes */{total}\r\n"),
-            );
-        }
-        Some(start) => {
-            let range = format!("Content-Range: bytes {start}-{}/{total}\r\n", total - 1);
-            write_head(
-                &stream,
-                "206 Partial Content",
-                "application/octet-stream",
-                total - start,
-                &format!("{range}{linked}"),
-            )?;
-            start
-        }
-        None => {
-            write_head(
-                &stream,
-                "200 OK",
-                "application/octet-stream",
-                total,
-                &linked,
-            )?;
-            0
-        }
-    };
-    if method == "HEAD" {
-        return Ok(());
-    }
-    for chunk in bytes[start as usize..].chunks(SERVER_CHUNK_BYTES) {
-        stream.write_all(chunk)?;
-        body_bytes_sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
-        if throttled.load(Ordering::SeqCst) {
-            thread::sleep(THROTTLED_CHUNK_DELAY);
-        }
-    }
-    let _ = stream.shutdown(Shutdown::Write);
-    Ok(())
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

