@@ -14,7 +14,6 @@
 
 mod desktop;
 mod launch;
-mod logging;
 
 use std::process::ExitCode;
 
@@ -37,7 +36,7 @@ fn main() -> ExitCode {
         // (as `hearth` does). Before any thread starts.
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
-    let _log_guard = logging::init(&launch::data_dir(), is_worker || is_probe);
+    let _log_guard = hearth_engine::logging::init(&launch::data_dir(), is_worker || is_probe);
     if is_worker {
         return match hearth_engine::worker::run_worker() {
             Ok(()) => ExitCode::SUCCESS,

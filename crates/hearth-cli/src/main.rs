@@ -9,7 +9,6 @@ mod args;
 mod bench;
 mod bench_modes;
 mod chat;
-mod logging;
 mod models;
 mod probe;
 mod run;
@@ -93,7 +92,7 @@ pub fn engine_command() -> anyhow::Result<WorkerCommand> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let is_worker = matches!(cli.command, Command::Engine | Command::ProbeReport { .. });
-    let _log_guard = logging::init(&data_dir(), is_worker);
+    let _log_guard = hearth_engine::logging::init(&data_dir(), is_worker);
     let result = match cli.command {
         Command::Engine => hearth_engine::worker::run_worker().context("engine worker failed"),
         Command::ProbeReport { data_dir } => {

@@ -10,6 +10,7 @@
 
 pub mod engine;
 pub mod load;
+pub mod logging;
 pub mod memory;
 pub mod policy;
 pub mod sampling;

@@ -1,7 +1,9 @@
-//! Logging for every `hearth` process: `tracing` to stderr and to `logs/hearth.log` in the data
-//! directory, filtered by `HEARTH_LOG` (an `EnvFilter` directive such as `info` or
-//! `hearth_engine=debug`). llama.cpp's own log lines arrive through the same path (the engine
-//! routes them into `tracing`), so a worker's load failure is in the same file as the app's.
+//! Logging for every Hearth process (the `hearth` CLI, the desktop app, their engine workers
+//! and probe processes): `tracing` to stderr and to `logs/hearth.log` in the data directory,
+//! filtered by `HEARTH_LOG` (an `EnvFilter` directive such as `info` or `hearth_engine=debug`).
+//! llama.cpp's own log lines arrive through the same path ([`LlamaLogCapture`] routes them into
+//! `tracing`), so a worker's load failure is in the same file as the app's. It lives here
+//! because every process that logs links this crate, and the capture layer is this crate's.
 
 use std::path::Path;
 
@@ -9,9 +11,12 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::LlamaLogCapture;
+
 /// Environment variable holding the log filter.
 pub const LOG_FILTER_ENV: &str = "HEARTH_LOG";
-/// Terminal output stays quiet by default: the answer is on stdout.
+/// Terminal output stays quiet by default: the answer is on stdout (and a desktop app's stderr
+/// is rarely seen).
 const DEFAULT_STDERR_FILTER: &str = "warn";
 /// The engine worker writes to the terminal only on request: its failures reach the user
 /// through the supervisor as one clear message, and its log is in the file.
@@ -30,7 +35,8 @@ fn filter(default: &str) -> EnvFilter {
         .unwrap_or_else(|| EnvFilter::new(default))
 }
 
-/// Installs the global subscriber. A log directory that cannot be created costs only the file.
+/// Installs the global subscriber; `is_worker` for engine workers and probe processes, whose
+/// stderr is off unless asked for. A log directory that cannot be created costs only the file.
 pub fn init(data_dir: &Path, is_worker: bool) -> LogGuard {
     let log_dir = data_dir.join("logs");
     let file = std::fs::create_dir_all(&log_dir).ok().and_then(|()| {
@@ -61,7 +67,7 @@ pub fn init(data_dir: &Path, is_worker: bool) -> LogGuard {
     let _ = tracing_subscriber::registry()
         .with(file_layer)
         .with(stderr_layer)
-        .with(hearth_engine::LlamaLogCapture)
+        .with(LlamaLogCapture)
         .try_init();
     guard
 }
