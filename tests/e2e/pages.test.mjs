@@ -79,12 +79,18 @@ e2eTest('settings are saved by the server and survive a reload', {}, async (e2e)
   await byId(page, 'nav-settings').click();
   const theme = byId(page, 'theme-select');
   await theme.waitFor({ state: 'visible' });
+  // Wait until the form holds the server's settings (the port) and the model choices: a choice
+  // made before they arrive would be overwritten by them.
+  await page.waitForFunction(
+    () =>
+      document.querySelector('[data-testid="api-port"]')?.value !== '' &&
+      Array.from(document.querySelectorAll('[data-testid="default-model-select"] option')).some((o) => o.value),
+    null,
+    { timeout: 10_000 },
+  );
   const newTheme = before.json.theme === 'dark' ? 'light' : 'dark';
   await theme.selectOption(newTheme);
   const modelSelect = byId(page, 'default-model-select');
-  await page
-    .waitForFunction(() => Array.from(document.querySelectorAll('[data-testid="default-model-select"] option')).some((o) => o.value), null, { timeout: 10_000 })
-    .catch(() => {});
   const modelOptions = await modelSelect.locator('option').evaluateAll((options) => options.map((o) => o.value).filter(Boolean));
   assert.ok(modelOptions.length > 0, 'the default-model list is empty');
   await modelSelect.selectOption(modelOptions[0]);
