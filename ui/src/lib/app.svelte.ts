@@ -53,6 +53,8 @@ class AppState {
   settingsMissing = $state(false);
   settingsError = $state('');
   theme = $state<Theme>(storedTheme());
+  /** How many times the user has picked a theme (see refreshSettings). */
+  private themeChoices = 0;
   conversations = $state<Conversation[]>([]);
   conversationsError = $state('');
   search = $state('');
@@ -184,17 +186,27 @@ class AppState {
   }
 
   async refreshSettings(): Promise<void> {
+    // A theme the user picks while this request is out wins over the server's older answer.
+    const themeChoicesBefore = this.themeChoices;
     try {
       this.settings = await api.settings();
       this.settingsMissing = false;
       this.settingsError = '';
       const theme = this.settings?.theme;
-      if (theme === 'light' || theme === 'dark' || theme === 'system') this.setTheme(theme);
+      const chosenMeanwhile = this.themeChoices !== themeChoicesBefore;
+      if (chosenMeanwhile && this.settings) this.settings.theme = this.theme;
+      else if (theme === 'light' || theme === 'dark' || theme === 'system') this.setTheme(theme);
     } catch (error) {
       this.noteFailure(error);
       this.settingsMissing = error instanceof ApiError && error.isMissingEndpoint;
       this.settingsError = errorMessage(error);
     }
+  }
+
+  /** The user picked a theme (as opposed to one arriving from the server). */
+  chooseTheme(theme: Theme): void {
+    this.themeChoices += 1;
+    this.setTheme(theme);
   }
 
   setTheme(theme: Theme): void {
