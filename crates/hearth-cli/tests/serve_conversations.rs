@@ -102,6 +102,25 @@ fn post(address: SocketAddr, path: &str, body: &Value) -> HttpResponse {
 }
 
 /// The `data` of every event of a server-sent event stream.
+/// A conversation whose greedy answer runs to 4,000 tokens (many seconds on 2 cores), asked
+/// on a thread of its own so the test can act while it streams: its id and the client.
+fn start_long_answer(server: &Server) -> (i64, std::thread::JoinHandle<HttpResponse>) {
+    let created = server.post(
+        "/api/conversations",
+        &json!({"settings": {"temperature": 0, "max_tokens": 4000, "ignore_eos": true}}),
+    );
+    let id = created.json()["id"].as_i64().unwrap();
+    let address = server.address;
+    let client = std::thread::spawn(move || {
+        post(
+            address,
+            &format!("/api/conversations/{id}/messages"),
+            &json!({"content": "Write a very long story about a lighthouse."}),
+        )
+    });
+    (id, client)
+}
+
 fn sse_events(text: &str) -> Vec<Value> {
     text.split("\n\n")
         .filter_map(|event| event.trim().strip_prefix("data:"))
@@ -185,21 +204,8 @@ fn an_answer_streams_and_is_found_after_a_restart() {
 fn sigkill_mid_answer_keeps_the_answer_up_to_about_the_last_second() {
     let home = tempfile::tempdir().unwrap();
     let server = Server::start(home.path());
-    // A long answer: it runs to max_tokens (many seconds at ~80 tokens/s on 2 cores).
-    let created = server.post(
-        "/api/conversations",
-        &json!({"settings": {"temperature": 0, "max_tokens": 4000, "ignore_eos": true}}),
-    );
-    let id = created.json()["id"].as_i64().unwrap();
-    let address = server.address;
     // The client runs on a thread; the server dies under it.
-    let client = std::thread::spawn(move || {
-        post(
-            address,
-            &format!("/api/conversations/{id}/messages"),
-            &json!({"content": "Write a very long story about a lighthouse."}),
-        )
-    });
+    let (id, client) = start_long_answer(&server);
 
     // Wait until the answer has been saved a few times, then kill the server.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -316,19 +322,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(4);
 fn sigterm_mid_answer_stops_it_saves_it_as_stopped_and_exits_promptly() {
     let home = tempfile::tempdir().unwrap();
     let mut server = Server::start(home.path());
-    let created = server.post(
-        "/api/conversations",
-        &json!({"settings": {"temperature": 0, "max_tokens": 4000, "ignore_eos": true}}),
-    );
-    let id = created.json()["id"].as_i64().unwrap();
-    let address = server.address;
-    let client = std::thread::spawn(move || {
-        post(
-            address,
-            &format!("/api/conversations/{id}/messages"),
-            &json!({"content": "Write a very long story about a lighthouse."}),
-        )
-    });
+    let (id, client) = start_long_answer(&server);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let conversation = server.get(&format!("/api/conversations/{id}")).json();
@@ -377,19 +371,8 @@ fn sigterm_mid_answer_stops_it_saves_it_as_stopped_and_exits_promptly() {
 fn regenerating_while_an_answer_streams_ends_the_old_answer() {
     let home = tempfile::tempdir().unwrap();
     let server = Server::start(home.path());
-    let created = server.post(
-        "/api/conversations",
-        &json!({"settings": {"temperature": 0, "max_tokens": 4000, "ignore_eos": true}}),
-    );
-    let id = created.json()["id"].as_i64().unwrap();
+    let (id, old_client) = start_long_answer(&server);
     let address = server.address;
-    let old_client = std::thread::spawn(move || {
-        post(
-            address,
-            &format!("/api/conversations/{id}/messages"),
-            &json!({"content": "Write a very long story about a lighthouse."}),
-        )
-    });
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.get(&format!("/api/conversations/{id}")).json()["messages"][1]["content"]
         .as_str()
