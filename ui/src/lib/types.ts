@@ -239,6 +239,8 @@ export interface SystemReport {
     models_disk_free_bytes?: number;
   };
   loaded?: { id: string; state?: string; plan?: Plan | null }[];
+  /** Why the hardware probe failed (the report then holds only CPU count and memory). */
+  probe_error?: string | null;
 }
 
 export type Theme = 'system' | 'light' | 'dark';
