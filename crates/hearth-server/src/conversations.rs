@@ -38,7 +38,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{ApiError, TYPE_INVALID_REQUEST, TYPE_SERVER};
-use crate::handlers::{JsonBody, OptionalJsonBody};
+use crate::handlers::{wait_for_start, JsonBody, OptionalJsonBody, Started};
 use crate::models::ModelLease;
 use crate::request::parse_chat_request;
 use crate::AppState;
@@ -729,28 +729,10 @@ async fn answer(
         .generate(request.generation())
         .await
         .map_err(|error| ApiError::from_supervisor(error, CONTENT_PARAM))?;
-    let (prompt_tokens, dropped_messages) = match stream.next().await {
-        Some(Ok(GenerationEvent::Started {
-            prompt_tokens,
-            dropped_messages,
-            ..
-        })) => (prompt_tokens, dropped_messages),
-        Some(Err(error)) => return Err(ApiError::from_supervisor(error, CONTENT_PARAM)),
-        Some(Ok(other)) => {
-            return Err(ApiError::from_supervisor(
-                SupervisorError::Protocol(format!("{other:?} before Started")),
-                CONTENT_PARAM,
-            ))
-        }
-        None => {
-            return Err(ApiError::from_supervisor(
-                SupervisorError::WorkerCrashed {
-                    status: "worker exited".into(),
-                },
-                CONTENT_PARAM,
-            ))
-        }
-    };
+    let Started {
+        prompt_tokens,
+        dropped_messages,
+    } = wait_for_start(&mut stream, CONTENT_PARAM).await?;
     let answer = store
         .append_message(
             id,

@@ -117,6 +117,40 @@ pub async fn completions(
 }
 
 /// Runs one completion of either endpoint.
+/// What the engine said when it admitted a generation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Started {
+    pub prompt_tokens: u32,
+    pub dropped_messages: u32,
+}
+
+/// Waits for a generation's first event, which must be `Started`: anything else (an error,
+/// another event, a worker that exited) becomes the API error for `param`, so it can still be
+/// answered with a status before any byte of a stream is sent.
+pub(crate) async fn wait_for_start(
+    stream: &mut GenerationStream,
+    param: &str,
+) -> Result<Started, ApiError> {
+    let error = match stream.next().await {
+        Some(Ok(GenerationEvent::Started {
+            prompt_tokens,
+            dropped_messages,
+            ..
+        })) => {
+            return Ok(Started {
+                prompt_tokens,
+                dropped_messages,
+            })
+        }
+        Some(Err(error)) => error,
+        Some(Ok(other)) => SupervisorError::Protocol(format!("{other:?} before Started")),
+        None => SupervisorError::WorkerCrashed {
+            status: "worker exited".into(),
+        },
+    };
+    Err(ApiError::from_supervisor(error, param))
+}
+
 async fn complete(state: AppState, request: CompletionRequest) -> Result<Response, ApiError> {
     let prompt_param = request.endpoint.prompt_param();
     let lease = state.models.acquire(&request.model).await?;
@@ -126,24 +160,7 @@ async fn complete(state: AppState, request: CompletionRequest) -> Result<Respons
         .await
         .map_err(|error| ApiError::from_supervisor(error, prompt_param))?;
     // The first event decides the status: Started, or an error before any byte is sent.
-    match stream.next().await {
-        Some(Ok(GenerationEvent::Started { .. })) => {}
-        Some(Err(error)) => return Err(ApiError::from_supervisor(error, prompt_param)),
-        Some(Ok(other)) => {
-            return Err(ApiError::from_supervisor(
-                SupervisorError::Protocol(format!("{other:?} before Started")),
-                prompt_param,
-            ))
-        }
-        None => {
-            return Err(ApiError::from_supervisor(
-                SupervisorError::WorkerCrashed {
-                    status: "worker exited".into(),
-                },
-                prompt_param,
-            ))
-        }
-    }
+    wait_for_start(&mut stream, prompt_param).await?;
     let context = AnswerContext {
         id: new_response_id(request.endpoint),
         created: unix_now(),
