@@ -344,14 +344,7 @@ mod tests {
     use super::*;
 
     fn options(data_dir: &Path) -> ServerOptions {
-        let mut options = ServerOptions::new(
-            data_dir,
-            WorkerCommand {
-                program: "/nonexistent/hearth-for-tests".into(),
-                args: Vec::new(),
-                envs: Vec::new(),
-            },
-        );
+        let mut options = ServerOptions::new(data_dir, crate::test_support::missing_worker());
         options.port = 0;
         options
     }

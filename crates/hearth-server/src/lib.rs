@@ -159,3 +159,5 @@ pub async fn serve(
 
 #[cfg(test)]
 mod router_tests;
+#[cfg(test)]
+mod test_support;

@@ -567,11 +567,7 @@ mod tests {
             ModelManagerConfig {
                 models,
                 library: None,
-                worker_command: WorkerCommand {
-                    program: "/nonexistent/hearth-for-tests".into(),
-                    args: Vec::new(),
-                    envs: Vec::new(),
-                },
+                worker_command: crate::test_support::missing_worker(),
                 load_params: LoadParams::default(),
                 idle_unload: Some(Duration::from_secs(1)),
                 load_wait: Duration::from_millis(50),

@@ -3,58 +3,32 @@
 //! a worker program that does not exist, so every path up to the engine is exercised and the
 //! engine's failure is seen as a clean 500.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::response::Response;
-use hearth_protocol::LoadParams;
-use hearth_supervisor::WorkerCommand;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use crate::error::LOADING_RETRY_AFTER_SECS;
-use crate::{
-    router, AppState, Metrics, ModelManager, ModelManagerConfig, SecurityPolicy, ServableModel,
-    MAX_REQUEST_BODY_BYTES,
-};
+use crate::test_support::{loopback_state, HOST};
+use crate::{router, AppState, ServableModel, MAX_REQUEST_BODY_BYTES};
 
-const PORT: u16 = 4327;
-const HOST: &str = "127.0.0.1:4327";
 const KEY: &str = "sk-test-key";
 
 fn state_with(api_key: Option<&str>, allowed_origins: &[&str]) -> AppState {
-    let metrics = Arc::new(Metrics::default());
-    let models = ModelManager::new(
-        ModelManagerConfig {
-            models: vec![ServableModel {
-                id: "m".into(),
-                path: "/home/someone/secret/m.gguf".into(),
-                created: 1_700_000_000,
-            }],
-            library: None,
-            worker_command: WorkerCommand {
-                program: "/nonexistent/hearth-for-tests".into(),
-                args: Vec::new(),
-                envs: Vec::new(),
-            },
-            load_params: LoadParams::default(),
-            idle_unload: None,
-            load_wait: Duration::from_millis(200),
-            max_loaded_models: 1,
-        },
-        metrics.clone(),
-    );
+    let model = ServableModel {
+        id: "m".into(),
+        path: "/home/someone/secret/m.gguf".into(),
+        created: 1_700_000_000,
+    };
     let origins: Vec<String> = allowed_origins.iter().map(|o| o.to_string()).collect();
-    let security = SecurityPolicy::for_bound_address(
-        SocketAddr::from(([127, 0, 0, 1], PORT)),
+    loopback_state(
+        vec![model],
         api_key.map(str::to_string).into_iter().collect(),
         &origins,
     )
-    .unwrap();
-    AppState::new(models, metrics, Arc::new(security))
 }
 
 fn state() -> AppState {

@@ -2,56 +2,27 @@
 //! delete with undo, export, and the messages endpoint up to the engine (whose worker
 //! program does not exist here; the real model runs in hearth-cli's end-to-end tests).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::response::Response;
-use hearth_protocol::LoadParams;
 use hearth_store::ConversationStore;
-use hearth_supervisor::WorkerCommand;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::{
-    router, AppState, Metrics, ModelManager, ModelManagerConfig, SecurityPolicy, ServableModel,
-};
-
-const HOST: &str = "127.0.0.1:4327";
+use crate::test_support::{loopback_state, request, HOST};
+use crate::{router, AppState, ServableModel};
 
 fn state_with_store(store: Option<Arc<ConversationStore>>) -> AppState {
-    let metrics = Arc::new(Metrics::default());
-    let models = ModelManager::new(
-        ModelManagerConfig {
-            models: vec![ServableModel {
-                id: "m".into(),
-                path: "/nonexistent/m.gguf".into(),
-                created: 1_700_000_000,
-            }],
-            library: None,
-            worker_command: WorkerCommand {
-                program: "/nonexistent/hearth-for-tests".into(),
-                args: Vec::new(),
-                envs: Vec::new(),
-            },
-            load_params: LoadParams::default(),
-            idle_unload: None,
-            load_wait: Duration::from_millis(200),
-            max_loaded_models: 1,
-        },
-        metrics.clone(),
-    );
-    let security = SecurityPolicy::for_bound_address(
-        SocketAddr::from(([127, 0, 0, 1], 4327)),
-        Vec::new(),
-        &[],
-    )
-    .unwrap();
+    let model = ServableModel {
+        id: "m".into(),
+        path: "/nonexistent/m.gguf".into(),
+        created: 1_700_000_000,
+    };
     AppState {
         conversations: store,
-        ..AppState::new(models, metrics, Arc::new(security))
+        ..loopback_state(vec![model], Vec::new(), &[])
     }
 }
 
@@ -59,20 +30,6 @@ fn state() -> (tempfile::TempDir, AppState) {
     let folder = tempfile::tempdir().unwrap();
     let store = ConversationStore::open(&folder.path().join("hearth.sqlite3")).unwrap();
     (folder, state_with_store(Some(Arc::new(store))))
-}
-
-fn request(method: Method, path: &str, body: Option<Value>) -> Request<Body> {
-    let builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, HOST);
-    match body {
-        Some(body) => builder
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap(),
-        None => builder.body(Body::empty()).unwrap(),
-    }
 }
 
 async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, Response) {

@@ -1,46 +1,18 @@
 //! The management routes driven without a socket: listing, deleting, import validation,
 //! unknown downloads, and 503 without a manager. No download reaches a network here.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use hearth_models::{DownloadConfig, DownloadManager, HubClient, ModelLibrary};
-use hearth_protocol::LoadParams;
-use hearth_supervisor::WorkerCommand;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::{router, AppState, Metrics, ModelManager, ModelManagerConfig, SecurityPolicy};
-
-const HOST: &str = "127.0.0.1:4327";
+use crate::test_support::{loopback_state, request};
+use crate::{router, AppState};
 
 fn state(models_directory: Option<&std::path::Path>) -> AppState {
-    let metrics = Arc::new(Metrics::default());
-    let models = ModelManager::new(
-        ModelManagerConfig {
-            models: Vec::new(),
-            library: None,
-            worker_command: WorkerCommand {
-                program: "/nonexistent/hearth-for-tests".into(),
-                args: Vec::new(),
-                envs: Vec::new(),
-            },
-            load_params: LoadParams::default(),
-            idle_unload: None,
-            load_wait: Duration::from_millis(200),
-            max_loaded_models: 1,
-        },
-        metrics.clone(),
-    );
-    let security = SecurityPolicy::for_bound_address(
-        SocketAddr::from(([127, 0, 0, 1], 4327)),
-        Vec::new(),
-        &[],
-    )
-    .unwrap();
     let downloads = models_directory.map(|directory| {
         // Port 9 on loopback: nothing in these tests ever downloads.
         let hub = HubClient::new("http://127.0.0.1:9", DownloadConfig::default()).unwrap();
@@ -48,21 +20,7 @@ fn state(models_directory: Option<&std::path::Path>) -> AppState {
     });
     AppState {
         downloads,
-        ..AppState::new(models, metrics, Arc::new(security))
-    }
-}
-
-fn request(method: Method, path: &str, body: Option<Value>) -> Request<Body> {
-    let builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, HOST);
-    match body {
-        Some(body) => builder
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap(),
-        None => builder.body(Body::empty()).unwrap(),
+        ..loopback_state(Vec::new(), Vec::new(), &[])
     }
 }
 

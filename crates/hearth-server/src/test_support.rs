@@ -1,0 +1,73 @@
+//! What the router tests share: an application state on 127.0.0.1:4327 whose models point at
+//! a worker program that does not exist (every path up to the engine runs; the engine's
+//! failure is a clean error), and requests with the right Host header.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request};
+use hearth_protocol::LoadParams;
+use hearth_supervisor::WorkerCommand;
+use serde_json::Value;
+
+use crate::{AppState, Metrics, ModelManager, ModelManagerConfig, SecurityPolicy, ServableModel};
+
+/// The port the test state is bound to (no socket is opened).
+const PORT: u16 = 4327;
+/// The Host header of a request to that server.
+pub const HOST: &str = "127.0.0.1:4327";
+
+/// A worker command whose program does not exist.
+pub fn missing_worker() -> WorkerCommand {
+    WorkerCommand {
+        program: "/nonexistent/hearth-for-tests".into(),
+        args: Vec::new(),
+        envs: Vec::new(),
+    }
+}
+
+/// The state of a loopback server serving `models`, requiring `api_keys` (none: no key) and
+/// allowing the browser origins `allowed_origins`; no history, no downloads.
+pub fn loopback_state(
+    models: Vec<ServableModel>,
+    api_keys: Vec<String>,
+    allowed_origins: &[String],
+) -> AppState {
+    let metrics = Arc::new(Metrics::default());
+    let models = ModelManager::new(
+        ModelManagerConfig {
+            models,
+            library: None,
+            worker_command: missing_worker(),
+            load_params: LoadParams::default(),
+            idle_unload: None,
+            load_wait: Duration::from_millis(200),
+            max_loaded_models: 1,
+        },
+        metrics.clone(),
+    );
+    let security = SecurityPolicy::for_bound_address(
+        SocketAddr::from(([127, 0, 0, 1], PORT)),
+        api_keys,
+        allowed_origins,
+    )
+    .unwrap();
+    AppState::new(models, metrics, Arc::new(security))
+}
+
+/// A request to the test server, with a JSON body when there is one.
+pub fn request(method: Method, path: &str, body: Option<Value>) -> Request<Body> {
+    let builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, HOST);
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
