@@ -54,8 +54,8 @@ pub use hub::{
 };
 pub use id::{ModelId, MAX_MODEL_ID_LEN};
 pub use library::{
-    BrokenModel, ImportMode, ImportRequest, InstalledModel, LibraryListing, ModelLibrary,
-    PartialDownload, PullOutcome, PullRequest, INSTALL_LOCK_FILE_NAME,
+    hash_with_progress, BrokenModel, ImportMode, ImportRequest, InstalledModel, LibraryListing,
+    ModelLibrary, PartialDownload, PullOutcome, PullRequest, INSTALL_LOCK_FILE_NAME,
 };
 pub use manager::{DownloadId, DownloadManager, DownloadState, DownloadStatus};
 pub use manifest::{

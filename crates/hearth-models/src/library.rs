@@ -761,8 +761,9 @@ fn reuse_complete_file(
     Ok(None)
 }
 
-/// Hashes a file for an in-place import, reporting progress as a download would.
-fn hash_with_progress(
+/// Hashes a file (`total_bytes` long), reporting progress as a download would: for in-place
+/// imports, and for the CLI's check of a file against a catalog digest.
+pub fn hash_with_progress(
     path: &Path,
     total_bytes: u64,
     progress: &dyn DownloadProgress,

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use hearth_models::{
-    discover_external_models, sha256_of_file, summarize_gguf, Catalog, DiscoveredModel,
-    DiscoveryRoots, DownloadProgress, ImportMode, ImportOrigin, ImportRequest, InstalledModel,
-    ModelId, ProgressUpdate, PullRequest, Sha256Digest,
+    discover_external_models, summarize_gguf, Catalog, DiscoveredModel, DiscoveryRoots, ImportMode,
+    ImportOrigin, ImportRequest, InstalledModel, ModelId, PullRequest, Sha256Digest,
 };
 use indicatif::HumanBytes;
 
@@ -92,7 +91,10 @@ fn import_file(args: &ImportArgs, path: &Path) -> anyhow::Result<()> {
     request.model_id = model_id;
     if let Some((expected_sha256, what)) = expected {
         let checking = TransferProgressBar::local("checking");
-        let actual_sha256 = hash_with_progress(path, &checking)?;
+        let total_bytes = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        let actual_sha256 = hearth_models::hash_with_progress(path, total_bytes, &checking)?;
         checking.clear();
         if actual_sha256 != expected_sha256 {
             bail!(
@@ -129,27 +131,6 @@ fn catalog_digest_for_id(catalog: &Catalog, id: &ModelId) -> Option<(Sha256Diges
             ))
         })
     })
-}
-
-fn hash_with_progress(path: &Path, progress: &TransferProgressBar) -> anyhow::Result<Sha256Digest> {
-    let total_bytes = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .len();
-    let file_name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    progress.started(&file_name, Some(total_bytes), 0);
-    let digest = sha256_of_file(path, |bytes_done| {
-        progress.advanced(&ProgressUpdate {
-            bytes_done,
-            total_bytes: Some(total_bytes),
-            bytes_per_second: 0.0,
-            eta: None,
-        })
-    })?;
-    progress.finished(&file_name, total_bytes);
-    Ok(digest)
 }
 
 fn print_imported(installed: &InstalledModel) {
