@@ -175,7 +175,7 @@ enum SessionEnd {
 fn engine_main(
     commands: Receiver<WorkerRequest>,
     mut sink: Box<dyn EventSink>,
-    gauges: &SchedulerGauges,
+    gauges: &Arc<SchedulerGauges>,
 ) {
     let mut next_load: Option<SessionEnd> = None;
     loop {
@@ -254,7 +254,7 @@ fn run_model_session(
     load_request_id: u64,
     commands: &Receiver<WorkerRequest>,
     sink: &mut dyn EventSink,
-    gauges: &SchedulerGauges,
+    gauges: &Arc<SchedulerGauges>,
 ) -> Result<SessionEnd, WorkerError> {
     let started = Instant::now();
     let context_params =
@@ -302,8 +302,8 @@ fn run_model_session(
         request_id: load_request_id,
         model: info,
     });
-    let mut session = Session::new(&model, context, template, params);
-    Ok(session.run(commands, sink, gauges))
+    let mut session = Session::new(&model, context, template, params, gauges.clone());
+    Ok(session.run(commands, sink))
 }
 
 /// How this model's chat prompts are rendered (decided once, at load).
@@ -449,6 +449,8 @@ struct Session<'model> {
     /// cut or copied at an arbitrary position: prompts are always computed in full.
     partial_cache_reuse: bool,
     max_queue: usize,
+    /// Where the counters are published for the worker's stdin thread.
+    gauges: Arc<SchedulerGauges>,
     /// Steps that decoded a batch (a step with nothing to compute is not counted).
     decoded_batches: u64,
     step: u64,
@@ -461,6 +463,7 @@ impl<'model> Session<'model> {
         context: LlamaContext<'model>,
         template: ChatTemplate,
         params: &LoadParams,
+        gauges: Arc<SchedulerGauges>,
     ) -> Self {
         let n_batch = context.n_batch();
         let n_parallel = params.n_parallel.max(1);
@@ -496,6 +499,7 @@ impl<'model> Session<'model> {
             prefix_cache: params.prefix_cache,
             partial_cache_reuse,
             max_queue: params.max_queue as usize,
+            gauges,
             decoded_batches: 0,
             step: 0,
             admissions: 0,
@@ -506,14 +510,9 @@ impl<'model> Session<'model> {
         !self.queue.is_empty() || self.slots.iter().any(|slot| slot.active.is_some())
     }
 
-    fn run(
-        &mut self,
-        commands: &Receiver<WorkerRequest>,
-        sink: &mut dyn EventSink,
-        gauges: &SchedulerGauges,
-    ) -> SessionEnd {
+    fn run(&mut self, commands: &Receiver<WorkerRequest>, sink: &mut dyn EventSink) -> SessionEnd {
         loop {
-            gauges.publish(self.snapshot());
+            self.gauges.publish(self.snapshot());
             // Idle: block until something arrives. Busy: take what has arrived, then step.
             let first = if self.is_busy() {
                 None
@@ -542,9 +541,9 @@ impl<'model> Session<'model> {
                 }
             }
             self.admit_queued(sink);
-            gauges.publish(self.snapshot());
+            self.gauges.publish(self.snapshot());
             self.step(sink);
-            gauges.publish(self.snapshot());
+            self.gauges.publish(self.snapshot());
         }
     }
 
@@ -885,13 +884,13 @@ impl<'model> Session<'model> {
             let prompt_tokens = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
             let cached = u32::try_from(reused).unwrap_or(0);
             metrics.admitted(Instant::now(), prompt_tokens, cached);
-            sink.emit(WorkerEvent::Started {
+            let started = WorkerEvent::Started {
                 request_id,
                 prompt_tokens,
                 cached_prompt_tokens: cached,
                 template_source: prepared.template_source,
                 dropped_messages: prepared.dropped_messages,
-            });
+            };
             self.admissions += 1;
             self.slots[choice.index].active = Some(ActiveRequest {
                 request_id,
@@ -909,6 +908,10 @@ impl<'model> Session<'model> {
                 logprobs: request.logprobs,
                 pending_logprobs: Vec::new(),
             });
+            // Published before `Started` leaves: a client that asks for stats once its
+            // request started sees it running.
+            self.gauges.publish(self.snapshot());
+            sink.emit(started);
             if request.max_tokens == Some(0) {
                 self.finish(choice.index, FinishReason::Length, sink);
             }
