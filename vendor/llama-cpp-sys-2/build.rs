@@ -665,6 +665,9 @@ fn main() {
 
         // Extract include paths by checking compiler's environment
         // cc crate sets up MSVC environment internally
+        // Hearth: `env` is deprecated in the cc version cargo resolves; the warning would show on
+        // every build of this path dependency.
+        #[allow(deprecated)]
         let env_include = compiler
             .env()
             .iter()

@@ -1885,6 +1885,152 @@ class tinyBLAS_Q0_AVX {
 };
 #endif // __AVX__
 
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+// Hearth: added (see vendor/README.md).
+// Q4_1 weights times Q8_1 activations (the CPU types of a Q4_1 model), tiled like
+// tinyBLAS_Q0_AVX: a tile of RM weight rows and RN activation columns unpacks each weight
+// block once and reuses it for every column, where ggml_vec_dot_q4_1_q8_1 unpacks it once per
+// column. Every output element is computed with exactly the operations of
+// ggml_vec_dot_q4_1_q8_1 (per block: d_a*d_b times the integer dot, fused into an 8-lane
+// accumulator; m_a*s_b fused into a scalar sum; then the 8 lanes summed in the same order, plus
+// the scalar sum), so a row gives bit-identical results whether the matrix has one column
+// (ggml's vec_dot) or many (this kernel), and whatever tile it falls in.
+template <typename TC>
+class tinyBLAS_Q4_1_AVX2 {
+  public:
+    tinyBLAS_Q4_1_AVX2(int64_t k,
+                       const block_q4_1 *A, int64_t lda,
+                       const block_q8_1 *B, int64_t ldb,
+                       TC *C, int64_t ldc,
+                       int ith, int nth)
+        : A(A), B(B), C(C), k(k), lda(lda), ldb(ldb), ldc(ldc), ith(ith), nth(nth) {
+    }
+
+    void matmul(int64_t m, int64_t n) {
+        mnpack(0, m, 0, n);
+    }
+
+  private:
+#if VECTOR_REGISTERS == 32
+    static constexpr int MAX_COLUMNS_PER_TILE = 4;
+#else
+    static constexpr int MAX_COLUMNS_PER_TILE = 2;
+#endif
+
+    void mnpack(int64_t m0, int64_t m, int64_t n0, int64_t n) {
+        if (m0 >= m || n0 >= n)
+            return;
+        const int mc = (int) MIN(m - m0, 4);
+        const int nc = (int) MIN(n - n0, MAX_COLUMNS_PER_TILE);
+        switch ((mc << 4) | nc) {
+        case 0x44: gemm<4, 4>(m0, m, n0, n); break;
+        case 0x43: gemm<4, 3>(m0, m, n0, n); break;
+        case 0x42: gemm<4, 2>(m0, m, n0, n); break;
+        case 0x41: gemm<4, 1>(m0, m, n0, n); break;
+        case 0x34: gemm<3, 4>(m0, m, n0, n); break;
+        case 0x33: gemm<3, 3>(m0, m, n0, n); break;
+        case 0x32: gemm<3, 2>(m0, m, n0, n); break;
+        case 0x31: gemm<3, 1>(m0, m, n0, n); break;
+        case 0x24: gemm<2, 4>(m0, m, n0, n); break;
+        case 0x23: gemm<2, 3>(m0, m, n0, n); break;
+        case 0x22: gemm<2, 2>(m0, m, n0, n); break;
+        case 0x21: gemm<2, 1>(m0, m, n0, n); break;
+        case 0x14: gemm<1, 4>(m0, m, n0, n); break;
+        case 0x13: gemm<1, 3>(m0, m, n0, n); break;
+        case 0x12: gemm<1, 2>(m0, m, n0, n); break;
+        case 0x11: gemm<1, 1>(m0, m, n0, n); break;
+        default: return;
+        }
+        const int64_t mp = m0 + (m - m0) / mc * mc;
+        const int64_t np = n0 + (n - n0) / nc * nc;
+        mnpack(mp, m, n0, np);
+        mnpack(m0, m, np, n);
+    }
+
+    template <int RM, int RN>
+    NOINLINE void gemm(int64_t m0, int64_t m, int64_t n0, int64_t n) {
+        const int64_t ytiles = (m - m0) / RM;
+        const int64_t xtiles = (n - n0) / RN;
+        const int64_t tiles = xtiles * ytiles;
+        const int64_t duty = (tiles + nth - 1) / nth;
+        const int64_t start = duty * ith;
+        int64_t end = start + duty;
+        if (end > tiles)
+            end = tiles;
+        const __m256i low_nibbles = _mm256_set1_epi8(15);
+        for (int64_t job = start; job < end; ++job) {
+            const int64_t ii = m0 + job / xtiles * RM;
+            const int64_t jj = n0 + job % xtiles * RN;
+            __m256 Cv[RN][RM] = {};
+            // Lane i of Mv[j]: the sum over blocks of m_a(row i) * s_b(column j).
+            __m128 Mv[RN] = {};
+            for (int64_t l = 0; l < k; ++l) {
+                __m256i av[RM];
+                uint64_t a_scales = 0;
+                uint64_t a_mins = 0;
+#pragma GCC unroll 4
+                for (int i = 0; i < RM; ++i) {
+                    const block_q4_1 *a = A + lda * (ii + i) + l;
+                    const __m128i packed = _mm_loadu_si128((const __m128i *)a->qs);
+                    av[i] = _mm256_and_si256(low_nibbles,
+                                             _mm256_insertf128_si256(_mm256_castsi128_si256(packed),
+                                                                     _mm_srli_epi16(packed, 4), 1));
+                    uint16_t d_bits, m_bits;
+                    memcpy(&d_bits, &a->d, sizeof(d_bits));
+                    memcpy(&m_bits, &a->m, sizeof(m_bits));
+                    a_scales |= (uint64_t)d_bits << (16 * i);
+                    a_mins |= (uint64_t)m_bits << (16 * i);
+                }
+                const __m128 da = _mm_cvtph_ps(_mm_cvtsi64_si128((int64_t)a_scales));
+                const __m128 ma = _mm_cvtph_ps(_mm_cvtsi64_si128((int64_t)a_mins));
+#pragma GCC unroll 4
+                for (int j = 0; j < RN; ++j) {
+                    const block_q8_1 *b = B + ldb * (jj + j) + l;
+                    const __m256i bv = _mm256_loadu_si256((const __m256i *)b->qs);
+                    const __m128 db = _mm_set1_ps(GGML_CPU_FP16_TO_FP32(b->d));
+                    const __m128 sb = _mm_set1_ps(GGML_CPU_FP16_TO_FP32(b->s));
+                    Mv[j] = _mm_fmadd_ps(ma, sb, Mv[j]);
+                    const __m256 dadb = _mm256_castps128_ps256(_mm_mul_ps(da, db));
+#pragma GCC unroll 4
+                    for (int i = 0; i < RM; ++i) {
+                        const __m256 scale = _mm256_permutevar8x32_ps(dadb, _mm256_set1_epi32(i));
+                        Cv[j][i] = _mm256_fmadd_ps(scale, updot(av[i], bv), Cv[j][i]);
+                    }
+                }
+            }
+            for (int j = 0; j < RN; ++j) {
+                alignas(16) float mins[4];
+                _mm_store_ps(mins, Mv[j]);
+                for (int i = 0; i < RM; ++i)
+                    C[ldc * (jj + j) + (ii + i)] = hsum(Cv[j][i]) + mins[i];
+            }
+        }
+    }
+
+    static inline __m256 updot(__m256i u, __m256i s) {
+        __m256i res;
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+        res = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#elif defined(__AVXVNNI__)
+        res = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+#else
+        res = _mm256_madd_epi16(_mm256_set1_epi16(1), _mm256_maddubs_epi16(u, s));
+#endif
+        return _mm256_cvtepi32_ps(res);
+    }
+
+    const block_q4_1 *const A;
+    const block_q8_1 *const B;
+    TC *const C;
+    const int64_t k;
+    const int64_t lda;
+    const int64_t ldb;
+    const int64_t ldc;
+    const int ith;
+    const int nth;
+};
+#endif // __AVX2__ && __F16C__ && __FMA__
+
 //PPC Implementation
 #if defined(__MMA__)
 
@@ -3907,8 +4053,10 @@ bool llamafile_sgemm(const struct ggml_compute_params * params, int64_t m, int64
     assert(params->ith < params->nth);
 
     // only enable sgemm for prompt processing
+    // Hearth: except Q4_1 on AVX2, whose tiled kernel is faster than ggml_vec_dot_q4_1_q8_1 for
+    // one column too and gives the same bits (see tinyBLAS_Q4_1_AVX2).
 #if !defined(__MMA__)
-    if (n < 2)
+    if (n < 2 && Atype != GGML_TYPE_Q4_1)
         return false;
 #endif
 
@@ -4194,6 +4342,22 @@ bool llamafile_sgemm(const struct ggml_compute_params * params, int64_t m, int64
         tinyBLAS_Q0_PPC<block_q4_0> tb{
             k, (const block_q4_0 *)A, lda,
             (const block_q8_0 *)B, ldb,
+            (float *)C, ldc,
+            params->ith, params->nth};
+        tb.matmul(m, n);
+        return true;
+#else
+        return false;
+#endif
+    }
+
+    case GGML_TYPE_Q4_1: {
+        if (Btype != GGML_TYPE_Q8_1)
+            return false;
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+        tinyBLAS_Q4_1_AVX2<float> tb{
+            k, (const block_q4_1 *)A, lda,
+            (const block_q8_1 *)B, ldb,
             (float *)C, ldc,
             params->ith, params->nth};
         tb.matmul(m, n);
