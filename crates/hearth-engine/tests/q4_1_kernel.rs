@@ -42,16 +42,9 @@ fn ggml_mul_mat_q4_1(weights: &[f32], columns: &[Vec<f32>]) -> Vec<Vec<f32>> {
         });
         assert!(!ctx.is_null(), "ggml_init failed");
         let a = sys::ggml_new_tensor_2d(ctx, sys::GGML_TYPE_Q4_1, ROW_LENGTH as i64, ROWS as i64);
-        let written = sys::ggml_quantize_chunk(
-            sys::GGML_TYPE_Q4_1,
-            weights.as_ptr(),
-            (*a).data,
-            0,
-            ROWS as i64,
-            ROW_LENGTH as i64,
-            std::ptr::null(),
-        );
-        assert_eq!(written, sys::ggml_nbytes(a));
+        let quantized = quantized_q4_1(weights);
+        assert_eq!(quantized.len(), sys::ggml_nbytes(a));
+        std::ptr::copy_nonoverlapping(quantized.as_ptr(), (*a).data as *mut u8, quantized.len());
         let b = sys::ggml_new_tensor_2d(
             ctx,
             sys::GGML_TYPE_F32,

@@ -18,7 +18,7 @@ use crate::digest::{Sha256Digest, Sha256Hasher, HASH_BUFFER_BYTES};
 use crate::error::{ModelsError, Result};
 use crate::gguf_summary::GGUF_MAGIC;
 use crate::hub::{http_status_error, HubClient};
-use crate::transport::{map_io_error, ByteRange, RequestMethod};
+use crate::transport::{header_text, map_io_error, ByteRange, RequestMethod};
 
 /// Suffix of the file a download writes into until it is verified.
 pub const PARTIAL_SUFFIX: &str = ".partial";
@@ -359,16 +359,10 @@ impl HubClient {
             )
             .map_err(|error| self.with_stall_timeout(error))?;
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_string)
-        };
+        let header = |name: &str| header_text(&response, name);
         let content_length: Option<u64> =
-            header("content-length").and_then(|value| value.trim().parse().ok());
-        let content_range = header("content-range").and_then(|value| parse_content_range(&value));
+            header("content-length").and_then(|value| value.parse().ok());
+        let content_range = header("content-range").and_then(parse_content_range);
         let body_total = match status {
             200 => {
                 // The server ignored our Range (or there was none): the body is the whole file.

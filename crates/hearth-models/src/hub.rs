@@ -13,7 +13,7 @@ use crate::digest::{is_sha256_hex, Sha256Digest};
 use crate::download::DownloadConfig;
 use crate::error::{ModelsError, Result};
 use crate::transport::{
-    check_url_allowed, map_io_error, uri_host, ByteRange, RequestMethod, Transport,
+    check_url_allowed, header_text, map_io_error, uri_host, ByteRange, RequestMethod, Transport,
     TransportSettings,
 };
 
@@ -287,13 +287,7 @@ impl HubClient {
         if !(200..300).contains(&status) && !is_redirect {
             return Err(http_status_error(&final_url, status));
         }
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::trim)
-        };
+        let header = |name: &str| header_text(&response, name);
         let digest_from = |value: Option<&str>| {
             value
                 .map(|value| value.trim_start_matches("W/").trim_matches('"'))
@@ -399,14 +393,7 @@ impl HubClient {
             )
             .map_err(|error| self.with_stall_timeout(error))?;
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::trim)
-                .map(str::to_string)
-        };
+        let header = |name: &str| header_text(&response, name);
         let total_size = match status {
             206 => header("content-range").and_then(|value| {
                 let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;

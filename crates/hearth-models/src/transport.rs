@@ -283,6 +283,15 @@ pub(crate) fn resolve_location(base_url: &str, base_uri: &Uri, location: &str) -
     Ok(format!("{scheme}://{authority}{directory}{location}"))
 }
 
+/// A response header's value as trimmed text; `None` when it is absent or not visible ASCII.
+pub(crate) fn header_text<'a>(response: &'a Response<Body>, name: &str) -> Option<&'a str> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

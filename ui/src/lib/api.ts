@@ -324,9 +324,7 @@ export class ApiClient {
     onEvent: (event: ChatEvent) => void,
     signal?: AbortSignal,
   ): Promise<void> {
-    const body: { content: string; model?: string } = { content };
-    if (model) body.model = model;
-    return this.stream('POST', `/api/conversations/${id}/messages`, body, onEvent as (p: unknown) => void, signal);
+    return this.streamAnswer(`/api/conversations/${id}/messages`, { content }, model, onEvent, signal);
   }
 
   regenerate(
@@ -335,9 +333,7 @@ export class ApiClient {
     onEvent: (event: ChatEvent) => void,
     signal?: AbortSignal,
   ): Promise<void> {
-    const body: { model?: string } = {};
-    if (model) body.model = model;
-    return this.stream('POST', `/api/conversations/${id}/regenerate`, body, onEvent as (p: unknown) => void, signal);
+    return this.streamAnswer(`/api/conversations/${id}/regenerate`, {}, model, onEvent, signal);
   }
 
   editMessage(
@@ -348,15 +344,25 @@ export class ApiClient {
     onEvent: (event: ChatEvent) => void,
     signal?: AbortSignal,
   ): Promise<void> {
-    const body: { content: string; model?: string } = { content };
-    if (model) body.model = model;
-    return this.stream(
-      'POST',
+    return this.streamAnswer(
       `/api/conversations/${id}/messages/${messageId}/edit`,
-      body,
-      onEvent as (p: unknown) => void,
+      { content },
+      model,
+      onEvent,
       signal,
     );
+  }
+
+  /** Streams an answer from one of the conversation endpoints; `model` is sent only when one is chosen. */
+  private streamAnswer(
+    path: string,
+    body: Record<string, unknown>,
+    model: string | null,
+    onEvent: (event: ChatEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const bodyWithModel = model ? { ...body, model } : body;
+    return this.stream('POST', path, bodyWithModel, onEvent as (payload: unknown) => void, signal);
   }
 
   // ---- models and downloads ----
