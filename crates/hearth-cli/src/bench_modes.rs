@@ -111,6 +111,14 @@ pub async fn concurrency(args: &BenchArgs) -> anyhow::Result<()> {
         n_parallel: max_level,
         n_ctx: args.model.n_ctx.max(per_stream * max_level),
         prefix_cache: false,
+        // A level's prompts reach the worker a moment apart, so the first stream is already
+        // decoding when the others arrive. Paced prefill would feed them in over many steps,
+        // and the streams might never all decode at once: this measures decoding, so each
+        // prompt goes in whole with the next step unless --prefill-chunk says otherwise.
+        prefill_chunk: args
+            .model
+            .prefill_chunk
+            .or(Some(prompt_tokens.saturating_mul(max_level))),
         ..args.model.load_params()
     };
     let supervisor = crate::supervisor()?;

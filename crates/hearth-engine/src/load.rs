@@ -212,16 +212,13 @@ pub fn context_params(path: &Path, params: &LoadParams) -> Result<LlamaContextPa
     let threads = i32::try_from(params.n_threads.unwrap_or_else(default_threads))
         .map_err(|_| invalid("n_threads is too large"))?;
     let flash_attention = match params.flash_attention {
-        // On the CPU, llama.cpp's flash attention switches kernels with the batch shape (tiled
-        // for 64+ query rows, KV-split for one query over 512+ cells), so the same request
-        // would give different greedy output alone, batched, or from a cached prefix. Plain
-        // attention computes every element the same way; it is the CPU default. With GPU
-        // offload, llama.cpp decides.
-        // A quantized V cache needs flash attention, so there `auto` means on.
-        FlashAttention::Auto
-            if params.n_gpu_layers == 0 && params.kv_cache_type == KvCacheType::F16 =>
-        {
-            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+        // On the CPU, flash attention is the vendored llama.cpp's batch-invariant kernel
+        // (vendor/README.md): every query row is computed the same way alone, batched or from a
+        // cached prefix, and it is faster than plain attention (GQA heads share one pass over
+        // K/V, masked cells are skipped), so it is the CPU default. With GPU offload, llama.cpp
+        // decides.
+        FlashAttention::Auto if params.n_gpu_layers == 0 => {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
         }
         FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
         FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,

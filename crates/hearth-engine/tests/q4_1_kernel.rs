@@ -9,6 +9,7 @@
 
 use std::ffi::c_void;
 
+use hearth_testkit::Numbers;
 use llama_cpp_sys_2 as sys;
 
 /// Elements per row: SmolLM2's hidden size, 18 blocks of 32.
@@ -17,19 +18,6 @@ const ROW_LENGTH: usize = 576;
 const ROWS: usize = 19;
 const MAX_COLUMNS: usize = 9;
 const THREADS: i32 = 2;
-
-/// A fixed pseudo-random sequence (xorshift), so the test is deterministic without a crate.
-struct Numbers(u64);
-
-impl Numbers {
-    fn next_in(&mut self, low: f32, high: f32) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        let unit = (self.0 >> 40) as f32 / (1u64 << 24) as f32;
-        low + (high - low) * unit
-    }
-}
 
 /// `weights` (ROWS rows of ROW_LENGTH) quantized to Q4_1, times `columns` (each ROW_LENGTH
 /// long), computed by ggml's graph on THREADS threads: one result vector of ROWS per column.

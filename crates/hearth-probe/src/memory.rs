@@ -74,9 +74,9 @@ pub struct ContextConfig {
     /// Sequences (`n_seq_max`).
     pub n_parallel: u32,
     pub kv_cache_type: KvCacheType,
-    /// Whether flash attention runs. Hearth's engine turns it off on the CPU (its `auto`
-    /// with no GPU layers, for batch-invariant output) unless the KV cache is quantized, and
-    /// leaves `auto` to llama.cpp with GPU layers (on for CUDA, Metal and Vulkan).
+    /// Whether flash attention runs. Hearth's engine turns it on on the CPU (its `auto` with
+    /// no GPU layers: the vendored kernel is batch-invariant and faster) and leaves `auto` to
+    /// llama.cpp with GPU layers (on for CUDA, Metal and Vulkan).
     pub flash_attention: bool,
     /// One KV buffer shared by all sequences (`true`) or one stream of `n_ctx / n_parallel`
     /// cells per sequence (`false`, the engine's setting).
@@ -98,17 +98,11 @@ impl ContextConfig {
             n_ubatch: 512,
             n_parallel: 1,
             kv_cache_type: KvCacheType::F16,
-            flash_attention: false,
+            flash_attention: true,
             kv_unified: false,
             swa_full: true,
             n_outputs_max: None,
         }
-    }
-
-    /// Whether the engine runs flash attention for this KV type and GPU offload (see
-    /// [`ContextConfig::flash_attention`]).
-    pub fn engine_flash_attention(kv_cache_type: KvCacheType, n_gpu_layers: u32) -> bool {
-        kv_cache_type != KvCacheType::F16 || n_gpu_layers > 0
     }
 
     /// KV streams: one per sequence unless the cache is unified.
@@ -527,13 +521,16 @@ mod tests {
 
     #[test]
     fn smollm2_buffers_match_llama_cpp_log() {
-        // llama.cpp at n_ctx 8192 without flash attention (the engine on the CPU): model
+        // llama.cpp at n_ctx 8192 without flash attention: model
         // 92.10, KV 180.00, output 0.19, compute 167.52 MiB; with flash attention at 4096 the
         // compute buffer is 106.77 MiB.
         let model = facts(&hearth_testkit::smollm2());
         let memory = memory_breakdown(
             &model,
-            &ContextConfig::engine_defaults(8192),
+            &ContextConfig {
+                flash_attention: false,
+                ..ContextConfig::engine_defaults(8192)
+            },
             &Placement::cpu_only(),
             &cpu_profile(),
         );
@@ -543,21 +540,19 @@ mod tests {
         assert!((mib(host.kv_cache_bytes) - 180.0).abs() < 0.01);
         assert!((mib(host.output_bytes) - 0.19).abs() < 0.01);
         assert!((mib(host.compute_bytes) - 167.52).abs() < 0.05);
-        let flash = ContextConfig {
-            flash_attention: true,
-            ..ContextConfig::engine_defaults(4096)
-        };
+        let flash = ContextConfig::engine_defaults(4096);
         let memory = memory_breakdown(&model, &flash, &Placement::cpu_only(), &cpu_profile());
         assert!((mib(memory[0].compute_bytes) - 106.77).abs() < 1.2);
     }
 
     #[test]
     fn per_sequence_streams_pad_each_stream() {
-        // llama.cpp, SmolLM2 at n_ctx 4096 with 3 sequences: 3 streams of 1536 cells, KV
-        // 101.25 MiB, output 0.56 MiB, compute 106.53 MiB.
+        // llama.cpp, SmolLM2 at n_ctx 4096 with 3 sequences without flash attention: 3 streams
+        // of 1536 cells, KV 101.25 MiB, output 0.56 MiB, compute 106.53 MiB.
         let model = facts(&hearth_testkit::smollm2());
         let config = ContextConfig {
             n_parallel: 3,
+            flash_attention: false,
             ..ContextConfig::engine_defaults(4096)
         };
         assert_eq!(config.kv_cells(), 1536);
@@ -571,11 +566,14 @@ mod tests {
     #[test]
     fn gemma3_buffers_match_llama_cpp_log() {
         // llama.cpp at n_ctx 32768: mapped 235.16 + repacked 12.66, KV 96 + 480 (full-size SWA),
-        // output 1.00, compute 648.27 MiB without flash attention (the engine on the CPU).
+        // output 1.00, compute 648.27 MiB without flash attention.
         let model = facts(&hearth_testkit::gemma3());
         let memory = memory_breakdown(
             &model,
-            &ContextConfig::engine_defaults(32768),
+            &ContextConfig {
+                flash_attention: false,
+                ..ContextConfig::engine_defaults(32768)
+            },
             &Placement::cpu_only(),
             &cpu_profile(),
         );

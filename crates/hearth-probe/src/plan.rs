@@ -126,8 +126,8 @@ pub enum Offload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlashAttentionChoice {
-    /// The engine decides: off on the CPU (batch-invariant output), llama.cpp's choice with
-    /// GPU layers (on for CUDA, Metal, Vulkan).
+    /// The engine decides: on on the CPU (Hearth's batch-invariant kernel), llama.cpp's choice
+    /// with GPU layers (on for CUDA, Metal, Vulkan).
     Auto,
     /// Required: a quantized KV cache needs it.
     On,
@@ -448,13 +448,7 @@ pub fn plan(
                 for n_gpu_layers in layer_choices {
                     let candidate = Candidate {
                         variant,
-                        config: ContextConfig {
-                            flash_attention: ContextConfig::engine_flash_attention(
-                                kv_cache_type,
-                                n_gpu_layers,
-                            ),
-                            ..config_for(floor, kv_cache_type)
-                        },
+                        config: config_for(floor, kv_cache_type),
                         placement: placement_for(n_gpu_layers),
                     };
                     let (memory, filled) = candidate.evaluate(profile, &budgets);
@@ -640,8 +634,8 @@ fn finish(
         n_gpu_layers: candidate.placement.n_gpu_layers,
         gpu_split: candidate.placement.gpu_split.clone(),
         kv_cache_type: config.kv_cache_type,
-        // A quantized KV cache needs flash attention, which the engine's `auto` turns off on
-        // the CPU: ask for it.
+        // A quantized KV cache needs flash attention: ask for it rather than rely on `auto`
+        // (which llama.cpp may turn off for a GPU that lacks it).
         flash_attention: if config.kv_cache_type == KvCacheType::F16 {
             FlashAttentionChoice::Auto
         } else {

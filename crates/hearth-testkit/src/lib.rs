@@ -109,3 +109,23 @@ pub mod craft {
         Ok(count)
     }
 }
+
+/// A fixed pseudo-random sequence (xorshift64) for kernel tests: deterministic from its seed,
+/// without a crate.
+pub struct Numbers(pub u64);
+
+impl Numbers {
+    /// The next number, uniform in `low..high`.
+    pub fn next_in(&mut self, low: f32, high: f32) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let unit = (self.0 >> 40) as f32 / (1u64 << 24) as f32;
+        low + (high - low) * unit
+    }
+
+    /// `count` numbers in `-1..1`.
+    pub fn values(&mut self, count: usize) -> Vec<f32> {
+        (0..count).map(|_| self.next_in(-1.0, 1.0)).collect()
+    }
+}

@@ -9437,6 +9437,8 @@ static void ggml_flash_attn_ext_reduce_partials(
     }
 }
 
+#include "hearth-flash-attn.inc"
+
 static void ggml_compute_forward_flash_attn_ext_f16(
         const ggml_compute_params * params,
         ggml_tensor * dst) {
@@ -9484,6 +9486,12 @@ static void ggml_compute_forward_flash_attn_ext_f16(
 
     // When use_ref is set, force the vec-only reference implementation (no tiling, no KV-chunking)
     const bool use_ref = params->use_ref;
+
+    // Hearth: one algorithm for every batch shape (hearth-flash-attn.inc).
+    if (!use_ref && hearth_flash_attn_rows_supported(q, k, v)) {
+        ggml_compute_forward_flash_attn_ext_hearth_rows(params, dst);
+        return;
+    }
 
     const bool kv_is_f32_or_f16 = (k->type == GGML_TYPE_F32 || k->type == GGML_TYPE_F16);
     const bool use_split_kv_path = !use_ref && (neq1 == 1 && neq3 == 1) && kv_is_f32_or_f16 && (k->type == v->type) && q->type == GGML_TYPE_F32 && nek1 >= 512;
