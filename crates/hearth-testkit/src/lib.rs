@@ -112,6 +112,7 @@ pub mod craft {
 
 /// A fixed pseudo-random sequence (xorshift64) for kernel tests: deterministic from its seed,
 /// without a crate.
+#[derive(Debug, Clone)]
 pub struct Numbers(pub u64);
 
 impl Numbers {
