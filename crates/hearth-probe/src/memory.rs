@@ -543,6 +543,11 @@ mod tests {
         let flash = ContextConfig::engine_defaults(4096);
         let memory = memory_breakdown(&model, &flash, &Placement::cpu_only(), &cpu_profile());
         assert!((mib(memory[0].compute_bytes) - 106.77).abs() < 1.2);
+        // With flash attention the scores never exist whole: at 32768 the compute buffer
+        // measured 133.64 MiB, against 647.52 without.
+        let long = ContextConfig::engine_defaults(32768);
+        let memory = memory_breakdown(&model, &long, &Placement::cpu_only(), &cpu_profile());
+        assert!((mib(memory[0].compute_bytes) - 133.64).abs() < 1.2);
     }
 
     #[test]
