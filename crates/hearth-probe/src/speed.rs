@@ -23,11 +23,12 @@ pub const DEFAULT_DECODE_POSITION: u64 = 576;
 /// Share of the measured streaming-read bandwidth that the CPU's quantized matrix-vector
 /// kernels reach (dequantization and dot products overlap the loads, not perfectly).
 /// Calibrated with the per-layer time below on SmolLM2-135M Q4_1 and Gemma-3-270M Q4_K_M,
-/// 2 threads, against `hearth bench` (docs/planner.md): two models, two unknowns.
-const CPU_DECODE_BANDWIDTH_EFFICIENCY: f64 = 0.55;
+/// 2 threads, against `hearth bench` with the vendored CPU kernels (docs/planner.md): two
+/// models, two unknowns.
+const CPU_DECODE_BANDWIDTH_EFFICIENCY: f64 = 0.72;
 /// Fixed CPU time per layer per token: ggml's thread barriers after each of a layer's ~30
-/// graph nodes, and the small operations (norms, RoPE, softmax) between the matrix products.
-const CPU_SECONDS_PER_LAYER: f64 = 250e-6;
+/// graph nodes, and the small operations (norms, RoPE, attention) between the matrix products.
+const CPU_SECONDS_PER_LAYER: f64 = 93e-6;
 /// Fixed time per token outside the layers: building and scheduling the graph, the batch, the
 /// engine loop and the UTF-8 and stop-string work of one token.
 const SECONDS_PER_TOKEN: f64 = 0.6e-3;
@@ -42,9 +43,9 @@ const FALLBACK_CPU_BANDWIDTH: f64 = 20e9;
 const FALLBACK_GPU_BANDWIDTH: f64 = 200e9;
 /// Effective prefill throughput per physical core with AVX2 or NEON dot products on
 /// quantized weights (ggml's int8 kernels), operations per second: the middle of what
-/// SmolLM2 Q4_1 (29 GFLOP/s per core) and Gemma 3 Q4_K_M (46) reach here; the quantization
-/// type's kernel makes the difference, so expect about ±35%.
-const CPU_PREFILL_FLOPS_PER_CORE: f64 = 37e9;
+/// SmolLM2 Q4_1 (71 GFLOP/s per core) and Gemma 3 Q4_K_M (68) reach here with the vendored
+/// kernels; other quantization types' kernels differ, so expect about ±35%.
+const CPU_PREFILL_FLOPS_PER_CORE: f64 = 69e9;
 /// Share of the measured f32 FMA throughput that prefill reaches on a GPU (quantized matrix
 /// kernels; tensor cores often do better, so this is a floor).
 const GPU_PREFILL_FLOPS_EFFICIENCY: f64 = 0.5;
