@@ -1464,6 +1464,8 @@ class tinyBLAS_Q0_AVX {
     }
 
   private:
+    // Hearth: how far ahead of the block being multiplied gemm4xN prefetches each weight row.
+    static constexpr int64_t PREFETCH_BLOCKS = 16;
     void mnpack(int64_t m0, int64_t m, int64_t n0, int64_t n) {
         int64_t mc, nc, mp, np;
         switch ((MIN(m - m0, 4) << 4) | MIN(n - n0, 4)) {
@@ -1629,6 +1631,9 @@ class tinyBLAS_Q0_AVX {
                 uint64_t a_delta = ((uint64_t)A[lda * (ii + 3) + l].d << 48) | ((uint64_t)A[lda * (ii + 2) + l].d << 32) | ((uint64_t)A[lda * (ii + 1) + l].d << 16) | (A[lda * (ii + 0) + l].d);
                 // Convert delta values for four blocks to float values
                 __m128 da = _mm_cvtph_ps(_mm_set_epi64x(0, a_delta));
+                // Hearth: the four weight rows stream from memory; ask for them early.
+                for (int i = 0; i < 4; ++i)
+                    _mm_prefetch((const char *)(A + lda * (ii + i) + l + PREFETCH_BLOCKS), _MM_HINT_T0);
                 __m256i avec0 = load(A + lda * (ii + 0) + l);
                 __m256i avec1 = load(A + lda * (ii + 1) + l);
                 __m256i avec2 = load(A + lda * (ii + 2) + l);
@@ -1911,6 +1916,8 @@ class tinyBLAS_Q4_1_AVX2 {
     }
 
   private:
+    // How far ahead of the block being multiplied its row is prefetched (16 blocks: 320 bytes).
+    static constexpr int64_t Q4_1_PREFETCH_BLOCKS = 16;
 #if VECTOR_REGISTERS == 32
     static constexpr int MAX_COLUMNS_PER_TILE = 4;
 #else
@@ -1971,6 +1978,8 @@ class tinyBLAS_Q4_1_AVX2 {
 #pragma GCC unroll 4
                 for (int i = 0; i < RM; ++i) {
                     const block_q4_1 *a = A + lda * (ii + i) + l;
+                    // The weights stream from memory, RM rows at once: ask for them early.
+                    _mm_prefetch((const char *)(a + Q4_1_PREFETCH_BLOCKS), _MM_HINT_T0);
                     const __m128i packed = _mm_loadu_si128((const __m128i *)a->qs);
                     av[i] = _mm256_and_si256(low_nibbles,
                                              _mm256_insertf128_si256(_mm256_castsi128_si256(packed),
