@@ -33,6 +33,14 @@ const GEMMA3: Shape = Shape {
     kv_heads: 1,
 };
 
+/// A head size no vector width divides (36 = 2 × 16 + 4 = 4 × 8 + 4): the kernel's portable
+/// path, the one CPUs without AVX2 or AVX-512 run.
+const ODD_HEADS: Shape = Shape {
+    head_dim: 36,
+    heads: 4,
+    kv_heads: 2,
+};
+
 /// Cells of the sequence that holds the row under test; the rest of any view is masked.
 const USED_CELLS: usize = 300;
 /// The position of the row under test: it sees cells 0..=TARGET_POSITION.
@@ -291,6 +299,11 @@ fn a_query_row_gets_the_same_bits_alone_in_a_chunk_over_a_long_view_and_batched(
 #[test]
 fn a_gemma_shaped_row_gets_the_same_bits_whatever_the_batch() {
     assert_row_is_batch_invariant(GEMMA3);
+}
+
+#[test]
+fn the_portable_path_is_batch_invariant_too() {
+    assert_row_is_batch_invariant(ODD_HEADS);
 }
 
 #[test]
