@@ -42,6 +42,8 @@ pub struct ModelArgs {
     /// Layers to offload to the GPU.
     #[arg(long = "gpu-layers", default_value_t = 0)]
     pub n_gpu_layers: u32,
+    /// Flash attention: `auto` is on on the CPU (Hearth's batch-invariant kernel) and
+    /// llama.cpp's choice with GPU layers.
     #[arg(long = "flash-attn", value_enum, default_value = "auto")]
     pub flash_attention: FlashAttentionArg,
     /// Element type of the KV cache.
