@@ -5,12 +5,12 @@
 //! one thread or two. That is what keeps a request's greedy output the same alone, batched, or
 //! from a cached prefix; the scheduler tests check it end to end with a model. The results are
 //! also checked against attention computed in f64.
-//!
-//! ggml has no safe Rust wrapper, so this test calls its C API directly.
 #![allow(unsafe_code)]
 
 use hearth_testkit::Numbers;
 use llama_cpp_sys_2 as sys;
+
+mod ggml_support;
 
 /// Attention heads as in a model: `heads` query heads share `kv_heads` K/V heads.
 #[derive(Clone, Copy)]
@@ -88,12 +88,7 @@ fn flash_attention(shape: Shape, sequences: &[Sequence], threads: i32) -> Vec<Ve
     let cells = sequences[0].keys.len() / (shape.kv_heads * shape.head_dim);
     let d = shape.head_dim;
     unsafe {
-        let ctx = sys::ggml_init(sys::ggml_init_params {
-            mem_size: 256 << 20,
-            mem_buffer: std::ptr::null_mut(),
-            no_alloc: false,
-        });
-        assert!(!ctx.is_null(), "ggml_init failed");
+        let ctx = ggml_support::context(256 << 20);
         let q = sys::ggml_new_tensor_4d(
             ctx,
             sys::GGML_TYPE_F32,
@@ -152,10 +147,7 @@ fn flash_attention(shape: Shape, sequences: &[Sequence], threads: i32) -> Vec<Ve
         }
         let scale = 1.0 / (d as f32).sqrt();
         let out = sys::ggml_flash_attn_ext(ctx, q, k, v, mask, scale, 0.0, 0.0);
-        let graph = sys::ggml_new_graph(ctx);
-        sys::ggml_build_forward_expand(graph, out);
-        let status = sys::ggml_graph_compute_with_ctx(ctx, graph, threads);
-        assert_eq!(status, sys::GGML_STATUS_SUCCESS);
+        ggml_support::compute(ctx, out, threads);
         // The output is [d][heads][rows][streams].
         let out_data = (*out).data as *const f32;
         let result = (0..streams)

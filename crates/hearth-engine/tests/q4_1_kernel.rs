@@ -3,14 +3,14 @@
 //! code: every element must carry the same bits for 1 to 9 columns and for row counts that
 //! leave partial tiles. That is what keeps a request's greedy output the same alone and batched
 //! (the scheduler tests check it end to end with a model).
-//!
-//! ggml has no safe Rust wrapper, so this test calls its C API directly.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
 
 use hearth_testkit::Numbers;
 use llama_cpp_sys_2 as sys;
+
+mod ggml_support;
 
 /// Elements per row: SmolLM2's hidden size, 18 blocks of 32.
 const ROW_LENGTH: usize = 576;
@@ -23,12 +23,7 @@ const THREADS: i32 = 2;
 /// long), computed by ggml's graph on THREADS threads: one result vector of ROWS per column.
 fn ggml_mul_mat_q4_1(weights: &[f32], columns: &[Vec<f32>]) -> Vec<Vec<f32>> {
     unsafe {
-        let ctx = sys::ggml_init(sys::ggml_init_params {
-            mem_size: 16 << 20,
-            mem_buffer: std::ptr::null_mut(),
-            no_alloc: false,
-        });
-        assert!(!ctx.is_null(), "ggml_init failed");
+        let ctx = ggml_support::context(16 << 20);
         let a = sys::ggml_new_tensor_2d(ctx, sys::GGML_TYPE_Q4_1, ROW_LENGTH as i64, ROWS as i64);
         let quantized = quantized_q4_1(weights);
         assert_eq!(quantized.len(), sys::ggml_nbytes(a));
@@ -44,10 +39,7 @@ fn ggml_mul_mat_q4_1(weights: &[f32], columns: &[Vec<f32>]) -> Vec<Vec<f32>> {
             std::ptr::copy_nonoverlapping(column.as_ptr(), b_data.add(j * ROW_LENGTH), ROW_LENGTH);
         }
         let product = sys::ggml_mul_mat(ctx, a, b);
-        let graph = sys::ggml_new_graph(ctx);
-        sys::ggml_build_forward_expand(graph, product);
-        let status = sys::ggml_graph_compute_with_ctx(ctx, graph, THREADS);
-        assert_eq!(status, sys::GGML_STATUS_SUCCESS);
+        ggml_support::compute(ctx, product, THREADS);
         let out = (*product).data as *const f32;
         let result = (0..columns.len())
             .map(|j| std::slice::from_raw_parts(out.add(j * ROWS), ROWS).to_vec())
