@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use hearth_protocol::{FlashAttention, KvCacheType, LoadParams, SamplingParams};
+use hearth_protocol::{
+    BackendChoice, FlashAttention, GpuLayers, KvCacheType, LoadParams, SamplingParams,
+};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum FlashAttentionArg {
@@ -19,6 +21,28 @@ pub enum KvCacheTypeArg {
     Q8_0,
     #[value(name = "q4_0")]
     Q4_0,
+}
+
+/// `--backend`: clap's face of [`BackendChoice`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    Auto,
+    Cpu,
+    Vulkan,
+    Cuda,
+    Metal,
+}
+
+impl From<BackendArg> for BackendChoice {
+    fn from(backend: BackendArg) -> Self {
+        match backend {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Cpu => BackendChoice::Cpu,
+            BackendArg::Vulkan => BackendChoice::Vulkan,
+            BackendArg::Cuda => BackendChoice::Cuda,
+            BackendArg::Metal => BackendChoice::Metal,
+        }
+    }
 }
 
 /// How to load the model.
@@ -39,9 +63,10 @@ pub struct ModelArgs {
     /// Threads (default: the physical cores).
     #[arg(long = "threads")]
     pub n_threads: Option<u32>,
-    /// Layers to offload to the GPU.
-    #[arg(long = "gpu-layers", default_value_t = 0)]
-    pub n_gpu_layers: u32,
+    /// Layers to offload to the GPU: `auto` (the planner's offload for the GPU's free memory;
+    /// none without a GPU) or a number.
+    #[arg(long = "gpu-layers", default_value = GpuLayers::AUTO)]
+    pub n_gpu_layers: GpuLayers,
     /// Flash attention: `auto` is on on the CPU (Hearth's batch-invariant kernel) and
     /// llama.cpp's choice with GPU layers.
     #[arg(long = "flash-attn", value_enum, default_value = "auto")]

@@ -33,6 +33,11 @@ pub const HEARTH_HOME_ENV: &str = "HEARTH_HOME";
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Which llama.cpp backend runs models: `auto` loads every backend that can load and uses
+    /// each GPU once (CUDA, then Metal, then Vulkan), `cpu` never touches a GPU, and `vulkan`,
+    /// `cuda` or `metal` force one (an error if it cannot be used). Also HEARTH_BACKEND.
+    #[arg(long, global = true, value_enum, env = hearth_protocol::BACKEND_ENV)]
+    backend: Option<args::BackendArg>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +96,14 @@ pub fn engine_command() -> anyhow::Result<WorkerCommand> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(backend) = cli.backend {
+        // Every engine worker this process starts inherits the choice (see
+        // hearth_engine::backends). Set before any thread exists.
+        std::env::set_var(
+            hearth_protocol::BACKEND_ENV,
+            hearth_protocol::BackendChoice::from(backend).as_str(),
+        );
+    }
     let is_worker = matches!(cli.command, Command::Engine | Command::ProbeReport { .. });
     let _log_guard = hearth_engine::logging::init(&data_dir(), is_worker);
     let result = match cli.command {

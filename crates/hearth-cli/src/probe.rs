@@ -124,6 +124,24 @@ fn rate(bytes_per_second: Option<f64>) -> String {
     )
 }
 
+/// The engine's backends: how they were built, the CPU variant, each library's fate.
+fn print_backends(backends: &hearth_protocol::BackendReport) {
+    let build = match backends.build {
+        hearth_protocol::BackendBuild::Static => "built in (for the CPU this was compiled on)",
+        hearth_protocol::BackendBuild::Dynamic => "loaded from the backends folder",
+    };
+    println!("Backends  {build}; --backend {}", backends.choice);
+    if let Some(variant) = &backends.cpu_variant {
+        println!("CPU code  {variant} variant");
+    }
+    for line in backends.library_lines() {
+        println!("Backend   {line}");
+    }
+    if let Some(error) = &backends.error {
+        println!("Backend   error: {error}");
+    }
+}
+
 fn print_probe(report: &ProbeReport) {
     let profile = &report.profile;
     println!("OS        {}", profile.os);
@@ -156,17 +174,21 @@ fn print_probe(report: &ProbeReport) {
         "Unified   {}",
         if profile.unified_memory { "yes" } else { "no" }
     );
+    if let Some(backends) = &report.backends {
+        print_backends(backends);
+    }
     match &report.llama_devices {
         Some(devices) => {
             for device in devices {
                 println!(
-                    "llama.cpp {} ({}, {}, {}): {} total, {} free",
+                    "llama.cpp {} ({}, {}, {}): {} total, {} free{}",
                     device.name,
                     device.description,
                     device.backend,
                     device.device_type,
                     gib(device.memory_total_bytes),
-                    gib(device.memory_free_bytes)
+                    gib(device.memory_free_bytes),
+                    if device.used { "" } else { " (not used)" }
                 );
             }
         }
@@ -335,7 +357,7 @@ fn load_params(plan: &Plan) -> LoadParams {
         n_ctx: plan.n_ctx,
         n_batch: plan.n_batch,
         n_ubatch: plan.n_ubatch,
-        n_gpu_layers: plan.n_gpu_layers,
+        n_gpu_layers: hearth_protocol::GpuLayers::Count(plan.n_gpu_layers),
         n_parallel: plan.n_parallel,
         flash_attention: match plan.flash_attention {
             hearth_probe::plan::FlashAttentionChoice::Auto => FlashAttention::Auto,

@@ -63,9 +63,10 @@ pub struct ServeArgs {
     /// Threads per model (default: the physical cores).
     #[arg(long = "threads")]
     pub n_threads: Option<u32>,
-    /// Layers to offload to the GPU.
-    #[arg(long = "gpu-layers", default_value_t = 0)]
-    pub n_gpu_layers: u32,
+    /// Layers to offload to the GPU: `auto` (the planner's offload for the GPU's free memory;
+    /// none without a GPU) or a number.
+    #[arg(long = "gpu-layers", default_value = hearth_protocol::GpuLayers::AUTO)]
+    pub n_gpu_layers: hearth_protocol::GpuLayers,
 }
 
 /// `localhost` or an IP address.

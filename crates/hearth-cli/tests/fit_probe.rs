@@ -71,6 +71,18 @@ fn probe_reports_the_machine_and_caches_its_measurements() {
             "{adapter}"
         );
     }
+    // The developer build has llama.cpp's backends compiled in, for this CPU.
+    assert_eq!(
+        report["backends"]["build"], "static",
+        "{}",
+        report["backends"]
+    );
+    assert_eq!(report["backends"]["choice"], "auto");
+    assert!(report["backends"].get("error").is_none());
+    assert!(devices
+        .iter()
+        .filter(|device| device["device_type"] == "cpu")
+        .all(|device| device["used"] == true));
     // The second probe reads the cache instead of measuring again.
     assert!(home.path().join("probe/measurements.json").is_file());
     let again = json(&hearth(home.path(), &["probe", "--json", "--no-measure"]));
@@ -121,4 +133,64 @@ fn fit_refuses_what_it_cannot_read() {
         .unwrap();
     assert!(!not_installed.status.success());
     assert!(String::from_utf8_lossy(&not_installed.stderr).contains("hearth pull"));
+}
+
+/// `--backend` forcing a backend this build cannot use is one clear error, never a crash and
+/// never a silent fall back to the CPU; `--backend cpu` runs.
+#[test]
+fn a_forced_backend_that_is_not_there_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let model = hearth_testkit::smollm2();
+    let model = model.to_str().unwrap();
+    let forced = hearth(
+        home.path(),
+        &[
+            "--backend",
+            "cuda",
+            "run",
+            "-m",
+            model,
+            "--max-tokens",
+            "2",
+            "hi",
+        ],
+    );
+    assert!(!forced.status.success());
+    let stderr = String::from_utf8_lossy(&forced.stderr);
+    assert!(
+        stderr.contains("--backend cuda") && stderr.contains("no cuda backend"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let report = json(&hearth(
+        home.path(),
+        &["--backend", "cuda", "probe", "--json", "--no-measure"],
+    ));
+    assert_eq!(report["backends"]["choice"], "cuda");
+    assert!(report["backends"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no cuda backend"));
+    let cpu = hearth(
+        home.path(),
+        &[
+            "--backend",
+            "cpu",
+            "run",
+            "-m",
+            model,
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "4",
+            "--json",
+            "hi",
+        ],
+    );
+    let answer = json(&cpu);
+    assert_eq!(answer["model"]["n_gpu_layers"], 0);
+    assert_eq!(answer["model"]["gpu_devices"], serde_json::json!([]));
+    // An unknown name is refused by the argument parser.
+    let unknown = hearth(home.path(), &["--backend", "rocm", "probe"]);
+    assert!(!unknown.status.success());
 }

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hearth_protocol::{
-    ChatMessage, ContextOverflow, ErrorKind, FinishReason, GenerateRequest, LoadParams,
+    ChatMessage, ContextOverflow, ErrorKind, FinishReason, GenerateRequest, GpuLayers, LoadParams,
     MetricsRecorder, ModelInfo, Prompt, Role, TemplateSource, TokenLogprob, WorkerError,
     WorkerEvent, WorkerRequest,
 };
@@ -28,6 +28,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::load::{self, file_name, LlamaLogCapture};
 use crate::memory;
+use crate::offload;
 use crate::policy::{self, FreeSlot, PrefillPacer};
 use crate::sampling::{build_sampler, token_logprob};
 use crate::stop::{StopMatcher, StopOutcome};
@@ -231,10 +232,7 @@ fn wait_for_load(
                 })
             }
             Ok(WorkerRequest::Cancel { .. }) => {}
-            Ok(WorkerRequest::Devices { request_id }) => sink.emit(WorkerEvent::Devices {
-                request_id,
-                devices: memory::backend_devices(),
-            }),
+            Ok(WorkerRequest::Devices { request_id }) => sink.emit(devices_event(request_id)),
             Ok(WorkerRequest::Generate(GenerateRequest { request_id, .. }))
             | Ok(WorkerRequest::Tokenize { request_id, .. })
             | Ok(WorkerRequest::RenderChat { request_id, .. })
@@ -248,6 +246,8 @@ fn wait_for_load(
 }
 
 /// Loads one model, serves requests until a new load or a shutdown, then frees everything.
+/// With `--gpu-layers auto`, a load that runs out of memory (the weights or the context) is
+/// retried once with a smaller offload, and the log says so.
 fn run_model_session(
     model_path: &Path,
     params: &LoadParams,
@@ -257,16 +257,81 @@ fn run_model_session(
     gauges: &Arc<SchedulerGauges>,
 ) -> Result<SessionEnd, WorkerError> {
     let started = Instant::now();
-    let context_params =
-        load::context_params(model_path, params).map_err(|e| e.to_worker_error())?;
-    let model = load::load_model(model_path, params).map_err(|e| e.to_worker_error())?;
-    LlamaLogCapture::clear();
-    let context = model
-        .new_context(load::backend(), context_params)
-        .map_err(|_| {
-            load::classify_load_failure(model_path, &LlamaLogCapture::take()).to_worker_error()
-        })?;
-    let template = ChatTemplate::detect(&model);
+    let gpu_devices = crate::backends::gpu_device_indices();
+    let mut n_gpu_layers = offload::resolve_gpu_layers(model_path, params, &gpu_devices);
+    let mut may_retry = params.n_gpu_layers == GpuLayers::Auto && n_gpu_layers > 0;
+    loop {
+        let context_params = load::context_params(model_path, params, n_gpu_layers)
+            .map_err(|e| e.to_worker_error())?;
+        let failure = match load::load_model(model_path, params, n_gpu_layers, &gpu_devices) {
+            Err(error) => error,
+            Ok(model) => {
+                let backend = load::backend().map_err(|detail| {
+                    load::LoadError::NoBackend {
+                        path: model_path.to_path_buf(),
+                        detail,
+                    }
+                    .to_worker_error()
+                })?;
+                LlamaLogCapture::clear();
+                match model.new_context(backend, context_params) {
+                    Ok(context) => {
+                        let loaded = LoadedModel {
+                            n_gpu_layers,
+                            gpu_devices: &gpu_devices,
+                            started,
+                        };
+                        return Ok(serve_model(
+                            model_path,
+                            params,
+                            &model,
+                            context,
+                            loaded,
+                            load_request_id,
+                            commands,
+                            sink,
+                            gauges,
+                        ));
+                    }
+                    Err(_) => load::classify_load_failure(model_path, &LlamaLogCapture::take()),
+                }
+            }
+        };
+        if !(may_retry && failure.kind() == ErrorKind::OutOfMemory) {
+            return Err(failure.to_worker_error());
+        }
+        let replanned = offload::planned_gpu_layers(model_path, params).ok();
+        let retry = offload::smaller_offload(n_gpu_layers, replanned);
+        tracing::warn!(
+            model = %file_name(model_path),
+            "out of memory with {n_gpu_layers} GPU layers ({failure}); retrying once with {retry}"
+        );
+        n_gpu_layers = retry;
+        may_retry = false;
+    }
+}
+
+/// What the load decided, for the `Loaded` report.
+struct LoadedModel<'a> {
+    n_gpu_layers: u32,
+    gpu_devices: &'a [usize],
+    started: Instant,
+}
+
+/// Reports the loaded model and runs its session until a new load or a shutdown.
+#[allow(clippy::too_many_arguments)]
+fn serve_model(
+    model_path: &Path,
+    params: &LoadParams,
+    model: &LlamaModel,
+    context: LlamaContext<'_>,
+    loaded: LoadedModel<'_>,
+    load_request_id: u64,
+    commands: &Receiver<WorkerRequest>,
+    sink: &mut dyn EventSink,
+    gauges: &Arc<SchedulerGauges>,
+) -> SessionEnd {
+    let template = ChatTemplate::detect(model);
     if template.source() == TemplateSource::FallbackChatml {
         tracing::warn!(
             model = %file_name(model_path),
@@ -291,19 +356,24 @@ fn run_model_session(
         n_threads: params.n_threads.unwrap_or_else(load::default_threads),
         n_batch: context.n_batch(),
         n_ubatch: context.n_ubatch(),
-        n_gpu_layers: params.n_gpu_layers,
+        n_gpu_layers: loaded.n_gpu_layers,
+        gpu_devices: crate::backends::device_names(if loaded.n_gpu_layers > 0 {
+            loaded.gpu_devices
+        } else {
+            &[]
+        }),
         flash_attention: params.flash_attention,
         kv_cache_type: params.kv_cache_type,
         template_source: template.source(),
-        load_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+        load_time_ms: loaded.started.elapsed().as_secs_f64() * 1000.0,
     };
     tracing::info!(model = %info.file_name, load_ms = info.load_time_ms, n_ctx, n_parallel, "model loaded");
     sink.emit(WorkerEvent::Loaded {
         request_id: load_request_id,
         model: info,
     });
-    let mut session = Session::new(&model, context, template, params, gauges.clone());
-    Ok(session.run(commands, sink))
+    let mut session = Session::new(model, context, template, params, gauges.clone());
+    session.run(commands, sink)
 }
 
 /// How this model's chat prompts are rendered (decided once, at load).
@@ -629,10 +699,7 @@ impl<'model> Session<'model> {
                 request_id,
                 report: memory::memory_report(self.model.size()),
             }),
-            WorkerRequest::Devices { request_id } => sink.emit(WorkerEvent::Devices {
-                request_id,
-                devices: memory::backend_devices(),
-            }),
+            WorkerRequest::Devices { request_id } => sink.emit(devices_event(request_id)),
             WorkerRequest::Stats { request_id } => {
                 sink.emit(stats_event(request_id, self.snapshot()));
             }
@@ -1181,5 +1248,15 @@ fn emit_text(sink: &mut dyn EventSink, active: &mut ActiveRequest, text: String)
             text,
             logprobs: std::mem::take(&mut active.pending_logprobs),
         });
+    }
+}
+
+/// The answer to `Devices`: every device, and what became of each backend library.
+fn devices_event(request_id: u64) -> WorkerEvent {
+    load::route_llama_logs();
+    WorkerEvent::Devices {
+        request_id,
+        devices: memory::backend_devices(),
+        backends: crate::backends::backends().report.clone(),
     }
 }

@@ -8,10 +8,12 @@
 //! The pure parts (UTF-8 safe detokenization, stop strings, scheduling policy, the Jinja
 //! sandbox) live in their own modules and are unit-tested without a model.
 
+pub mod backends;
 pub mod engine;
 pub mod load;
 pub mod logging;
 pub mod memory;
+pub mod offload;
 pub mod policy;
 pub mod sampling;
 pub mod stop;

@@ -45,6 +45,8 @@ pub enum LoadError {
     InvalidParams { path: PathBuf, detail: String },
     #[error("{path}: llama.cpp could not load the model: {detail}")]
     Failed { path: PathBuf, detail: String },
+    #[error("{path}: no llama.cpp backend to run it: {detail}")]
+    NoBackend { path: PathBuf, detail: String },
 }
 
 impl LoadError {
@@ -55,7 +57,9 @@ impl LoadError {
             LoadError::UnsupportedArchitecture { .. } => ErrorKind::UnsupportedArchitecture,
             LoadError::OutOfMemory { .. } => ErrorKind::OutOfMemory,
             LoadError::InvalidParams { .. } => ErrorKind::InvalidRequest,
-            LoadError::Unreadable { .. } | LoadError::Failed { .. } => ErrorKind::LoadFailed,
+            LoadError::Unreadable { .. }
+            | LoadError::Failed { .. }
+            | LoadError::NoBackend { .. } => ErrorKind::LoadFailed,
         }
     }
 
@@ -69,7 +73,8 @@ impl LoadError {
             | LoadError::UnsupportedArchitecture { path, .. }
             | LoadError::OutOfMemory { path, .. }
             | LoadError::InvalidParams { path, .. }
-            | LoadError::Failed { path, .. } => path,
+            | LoadError::Failed { path, .. }
+            | LoadError::NoBackend { path, .. } => path,
         };
         let message = self
             .to_string()
@@ -162,14 +167,30 @@ pub fn check_model_file(path: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// The process-wide llama.cpp backend (it may be initialised only once per process).
-pub fn backend() -> &'static LlamaBackend {
-    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
-    BACKEND.get_or_init(|| {
+/// Routes llama.cpp's (and ggml's) log into `tracing`, once per process, before anything else
+/// of llama.cpp runs, so backend loading and model loading are both captured.
+pub fn route_llama_logs() {
+    static ROUTED: OnceLock<()> = OnceLock::new();
+    ROUTED.get_or_init(|| {
         llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+    });
+}
+
+/// The process-wide llama.cpp backend (it may be initialised only once per process), after
+/// the backends are loaded (see [`crate::backends`]). `Err` says why no model can run: no CPU
+/// backend in a release build's folder, or a forced GPU backend that is not usable.
+pub fn backend() -> Result<&'static LlamaBackend, String> {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    route_llama_logs();
+    if let Some(error) = &crate::backends::backends().report.error {
+        // Never initialise llama.cpp without Hearth's own backends: it would load whatever it
+        // finds in the build machine's folder.
+        return Err(error.clone());
+    }
+    Ok(BACKEND.get_or_init(|| {
         #[allow(clippy::expect_used)]
         LlamaBackend::init().expect("llama.cpp backend is initialised once, here")
-    })
+    }))
 }
 
 /// Threads to use when the caller does not say: the physical cores. llama.cpp's own default
@@ -178,19 +199,45 @@ pub fn default_threads() -> u32 {
     u32::try_from(num_cpus::get_physical().max(1)).unwrap_or(1)
 }
 
-/// Loads the model file with the given parameters.
-pub fn load_model(path: &Path, params: &LoadParams) -> Result<LlamaModel, LoadError> {
+/// Loads the model file with `n_gpu_layers` offloaded (see [`crate::offload`]) to the GPUs
+/// at `gpu_devices` (ggml device indices; each physical GPU once). With no device the model
+/// stays on the CPU: llama.cpp is given the empty list, so it never picks a GPU itself.
+pub fn load_model(
+    path: &Path,
+    params: &LoadParams,
+    n_gpu_layers: u32,
+    gpu_devices: &[usize],
+) -> Result<LlamaModel, LoadError> {
     check_model_file(path)?;
+    let backend = backend().map_err(|detail| LoadError::NoBackend {
+        path: path.to_path_buf(),
+        detail,
+    })?;
+    let n_gpu_layers = if gpu_devices.is_empty() {
+        0
+    } else {
+        n_gpu_layers
+    };
     let model_params = LlamaModelParams::default()
-        .with_n_gpu_layers(params.n_gpu_layers)
-        .with_use_mmap(params.use_mmap);
+        .with_n_gpu_layers(n_gpu_layers)
+        .with_use_mmap(params.use_mmap)
+        .with_devices(gpu_devices)
+        .map_err(|error| LoadError::Failed {
+            path: path.to_path_buf(),
+            detail: error.to_string(),
+        })?;
     LlamaLogCapture::clear();
-    LlamaModel::load_from_file(backend(), path, &model_params)
+    LlamaModel::load_from_file(backend, path, &model_params)
         .map_err(|_| classify_load_failure(path, &LlamaLogCapture::take()))
 }
 
 /// Context parameters from load parameters, validated.
-pub fn context_params(path: &Path, params: &LoadParams) -> Result<LlamaContextParams, LoadError> {
+/// `n_gpu_layers` is what the load offloads (it decides flash attention's `auto`).
+pub fn context_params(
+    path: &Path,
+    params: &LoadParams,
+    n_gpu_layers: u32,
+) -> Result<LlamaContextParams, LoadError> {
     let invalid = |detail: &str| LoadError::InvalidParams {
         path: path.to_path_buf(),
         detail: detail.to_string(),
@@ -217,9 +264,7 @@ pub fn context_params(path: &Path, params: &LoadParams) -> Result<LlamaContextPa
         // cached prefix, and it is faster than plain attention (GQA heads share one pass over
         // K/V, masked cells are skipped), so it is the CPU default. With GPU offload, llama.cpp
         // decides.
-        FlashAttention::Auto if params.n_gpu_layers == 0 => {
-            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
-        }
+        FlashAttention::Auto if n_gpu_layers == 0 => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
         FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
         FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
         FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
@@ -389,7 +434,7 @@ mod tests {
             flash_attention: FlashAttention::Off,
             ..LoadParams::default()
         };
-        let error = context_params(Path::new("m.gguf"), &params).unwrap_err();
+        let error = context_params(Path::new("m.gguf"), &params, 0).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::InvalidRequest);
     }
 }

@@ -11,7 +11,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use hearth_protocol::{BackendDevice, BufferPurpose, MemoryBuffer, MemoryReport};
+use hearth_protocol::{BufferPurpose, MemoryBuffer, MemoryReport};
 
 /// The line llama.cpp's model loader starts every load with: the buffers of an earlier load
 /// are forgotten there.
@@ -88,29 +88,8 @@ pub fn memory_report(model_size_bytes: u64) -> MemoryReport {
     MemoryReport::from_buffers(BufferLog::buffers(), model_size_bytes)
 }
 
-/// The devices llama.cpp's backends offer, with their memory (`ggml_backend_dev_memory`).
-pub fn backend_devices() -> Vec<BackendDevice> {
-    // The backends register when llama.cpp is initialised.
-    let _ = crate::load::backend();
-    llama_cpp_2::list_llama_ggml_backend_devices()
-        .into_iter()
-        .map(|device| BackendDevice {
-            name: device.name,
-            description: device.description,
-            backend: device.backend,
-            device_type: match device.device_type {
-                llama_cpp_2::LlamaBackendDeviceType::Cpu => "cpu",
-                llama_cpp_2::LlamaBackendDeviceType::Gpu => "gpu",
-                llama_cpp_2::LlamaBackendDeviceType::IntegratedGpu => "integrated_gpu",
-                llama_cpp_2::LlamaBackendDeviceType::Accelerator => "accelerator",
-                llama_cpp_2::LlamaBackendDeviceType::Unknown => "unknown",
-            }
-            .to_string(),
-            memory_total_bytes: device.memory_total as u64,
-            memory_free_bytes: device.memory_free as u64,
-        })
-        .collect()
-}
+/// The devices llama.cpp's backends offer (see [`crate::backends::backend_devices`]).
+pub use crate::backends::backend_devices;
 
 #[cfg(test)]
 mod tests {

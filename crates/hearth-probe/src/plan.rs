@@ -283,16 +283,20 @@ pub fn budgets(profile: &DeviceProfile) -> Vec<DeviceBudget> {
         planned_bytes: 0,
     };
     if profile.unified_memory {
-        // The GPU's "free" is the share of system memory it may use; the pool is the smaller
-        // of that and what the OS says is available.
-        let pool = profile
+        // The GPU's "free" is the share of system memory it may use (a cap, already short of
+        // the whole); the OS's margin comes out of what the OS says is available. The pool is
+        // the smaller of the two, so a GPU capped well below the available memory (lavapipe's
+        // 2 GiB) is not also charged the host's margin.
+        let gpu_cap = profile
             .gpus
             .iter()
             .map(|gpu| gpu.memory_free_bytes)
             .min()
-            .unwrap_or(u64::MAX)
-            .min(profile.memory.available_bytes);
-        return vec![budget("unified", pool, host_margin)];
+            .unwrap_or(u64::MAX);
+        let available = profile.memory.available_bytes;
+        let free = gpu_cap.min(available);
+        let pool = gpu_cap.min(available.saturating_sub(host_margin));
+        return vec![budget("unified", free, free - pool)];
     }
     let mut budgets = vec![budget("host", profile.memory.available_bytes, host_margin)];
     for gpu in &profile.gpus {

@@ -32,6 +32,29 @@ pub struct LlamaDevice {
     pub device_type: String,
     pub memory_total_bytes: u64,
     pub memory_free_bytes: u64,
+    /// The PCI bus id, where the backend reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Whether the engine offloads to it (a GPU that two backends see is used through one, and
+    /// `--backend` may exclude some): only these enter the planner's profile.
+    #[serde(default)]
+    pub used: bool,
+}
+
+impl From<hearth_protocol::BackendDevice> for LlamaDevice {
+    /// A device as the engine worker reports it, in the probe's terms.
+    fn from(device: hearth_protocol::BackendDevice) -> Self {
+        LlamaDevice {
+            name: device.name,
+            description: device.description,
+            backend: device.backend,
+            device_type: device.device_type,
+            memory_total_bytes: device.memory_total_bytes,
+            memory_free_bytes: device.memory_free_bytes,
+            device_id: device.device_id,
+            used: device.used,
+        }
+    }
 }
 
 /// Where a bandwidth figure came from.
@@ -101,6 +124,9 @@ pub struct ProbeReport {
     pub adapters: Vec<ProbedAdapter>,
     /// What llama.cpp's backends report (`None`: the worker was not asked or failed).
     pub llama_devices: Option<Vec<LlamaDevice>>,
+    /// The engine's backend libraries: found, loaded or failed (with why), the CPU variant.
+    #[serde(default)]
+    pub backends: Option<hearth_protocol::BackendReport>,
     pub cpu_bandwidth_from_cache: bool,
     pub cache_path: PathBuf,
 }
@@ -194,7 +220,9 @@ fn matching_adapter<'a>(
 fn gpu_profiles(llama_devices: &[LlamaDevice], adapters: &[ProbedAdapter]) -> Vec<GpuProfile> {
     llama_devices
         .iter()
-        .filter(|device| matches!(device.device_type.as_str(), "gpu" | "integrated_gpu"))
+        .filter(|device| {
+            device.used && matches!(device.device_type.as_str(), "gpu" | "integrated_gpu")
+        })
         .map(|device| {
             let probed = matching_adapter(device, adapters);
             let measurement = probed.and_then(|probed| probed.measurement.as_ref());
@@ -364,8 +392,37 @@ pub fn probe(options: &ProbeOptions, llama_devices: Option<Vec<LlamaDevice>>) ->
         profile,
         adapters,
         llama_devices,
+        backends: None,
         cpu_bandwidth_from_cache,
         cache_path: MeasurementCache::path(&options.data_dir),
+    }
+}
+
+/// A profile for planning an offload right before a load, from llama.cpp's devices alone: the
+/// memory and CPU now, the GPUs the engine will use (no wgpu, no kernel, no cache: the offload
+/// depends on memory, not on measured speed). The engine worker plans `--gpu-layers auto` with it.
+pub fn offload_profile(llama_devices: &[LlamaDevice]) -> DeviceProfile {
+    let gpus = gpu_profiles(llama_devices, &[]);
+    let unified_memory = !gpus.is_empty() && gpus.iter().all(|gpu| gpu.kind == GpuKind::Integrated);
+    let mut system = sysinfo::System::new();
+    system.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
+    let logical_cores = u32::try_from(system.cpus().len().max(1)).unwrap_or(1);
+    DeviceProfile {
+        os: os_description(),
+        cpu: CpuProfile {
+            model: String::new(),
+            architecture: std::env::consts::ARCH.to_string(),
+            physical_cores: sysinfo::System::physical_core_count()
+                .and_then(|cores| u32::try_from(cores).ok())
+                .unwrap_or(logical_cores),
+            logical_cores,
+            features: cpu_features(),
+            read_bandwidth_bytes_per_second: None,
+        },
+        memory: current_memory(),
+        gpus,
+        unified_memory,
+        models_disk_free_bytes: None,
     }
 }
 
@@ -455,6 +512,8 @@ mod tests {
                 device_type: "cpu".into(),
                 memory_total_bytes: 0,
                 memory_free_bytes: 0,
+                device_id: None,
+                used: true,
             },
             LlamaDevice {
                 name: "CUDA0".into(),
@@ -463,6 +522,8 @@ mod tests {
                 device_type: "gpu".into(),
                 memory_total_bytes: 24 << 30,
                 memory_free_bytes: 23 << 30,
+                device_id: None,
+                used: true,
             },
         ];
         let adapters = vec![ProbedAdapter {

@@ -11,8 +11,11 @@
 //! and decode speed) that the engine measures and every later layer (API, UI, bench) reports
 //! unchanged. It has no dependency on llama.cpp, tokio or HTTP.
 
+mod backends;
 mod messages;
 mod metrics;
+
+pub use backends::*;
 
 pub use messages::*;
 pub use metrics::{percentile_nearest_rank, MetricsRecorder, RequestMetrics};

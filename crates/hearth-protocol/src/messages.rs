@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-use crate::RequestMetrics;
+use crate::{BackendReport, RequestMetrics};
 
 /// Default context length when the caller does not choose one: enough for a long chat, small
 /// enough that the KV cache of a small model stays in the tens of megabytes.
@@ -40,6 +40,71 @@ pub enum KvCacheType {
     Q4_0,
 }
 
+/// How many of a model's layers go to the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuLayers {
+    /// The fit planner's offload for the devices the engine uses and their free memory (none
+    /// without a GPU). If the load still runs out of memory, the engine retries once with a
+    /// smaller offload.
+    #[default]
+    Auto,
+    /// Exactly this many (more than the model has means all of them and the output layer).
+    Count(u32),
+}
+
+impl GpuLayers {
+    /// The word the CLI and the wire use for [`GpuLayers::Auto`].
+    pub const AUTO: &'static str = "auto";
+}
+
+impl std::fmt::Display for GpuLayers {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GpuLayers::Auto => formatter.write_str(Self::AUTO),
+            GpuLayers::Count(count) => write!(formatter, "{count}"),
+        }
+    }
+}
+
+impl std::str::FromStr for GpuLayers {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case(Self::AUTO) {
+            return Ok(GpuLayers::Auto);
+        }
+        text.parse::<u32>()
+            .map(GpuLayers::Count)
+            .map_err(|_| format!("{text:?} is neither `auto` nor a number of layers"))
+    }
+}
+
+/// On the wire: `"auto"` or a number.
+impl Serialize for GpuLayers {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            GpuLayers::Auto => serializer.serialize_str(Self::AUTO),
+            GpuLayers::Count(count) => serializer.serialize_u32(*count),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GpuLayers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Count(u32),
+            Word(String),
+        }
+        match Wire::deserialize(deserializer)? {
+            Wire::Count(count) => Ok(GpuLayers::Count(count)),
+            Wire::Word(word) => word.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// Parameters of a model load. Every field has a default so a caller names only what it needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -52,8 +117,8 @@ pub struct LoadParams {
     pub n_ubatch: u32,
     /// Threads for decode and prefill; `None` means the machine's physical cores.
     pub n_threads: Option<u32>,
-    /// Layers offloaded to the GPU (0 on a CPU-only machine).
-    pub n_gpu_layers: u32,
+    /// Layers offloaded to the GPU (none on a CPU-only machine, whatever this says).
+    pub n_gpu_layers: GpuLayers,
     pub flash_attention: FlashAttention,
     pub kv_cache_type: KvCacheType,
     /// Number of sequences that share the context.
@@ -79,7 +144,7 @@ impl Default for LoadParams {
             n_batch: DEFAULT_N_BATCH,
             n_ubatch: DEFAULT_N_UBATCH,
             n_threads: None,
-            n_gpu_layers: 0,
+            n_gpu_layers: GpuLayers::Auto,
             flash_attention: FlashAttention::Auto,
             kv_cache_type: KvCacheType::F16,
             n_parallel: DEFAULT_N_PARALLEL,
@@ -386,6 +451,9 @@ pub struct ModelInfo {
     pub n_batch: u32,
     pub n_ubatch: u32,
     pub n_gpu_layers: u32,
+    /// The devices the model's offloaded layers live on (`CUDA0`, `Vulkan0`); empty on the CPU.
+    #[serde(default)]
+    pub gpu_devices: Vec<String>,
     pub flash_attention: FlashAttention,
     pub kv_cache_type: KvCacheType,
     pub template_source: TemplateSource,
@@ -555,6 +623,12 @@ pub struct BackendDevice {
     pub device_type: String,
     pub memory_total_bytes: u64,
     pub memory_free_bytes: u64,
+    /// The PCI bus id, where the backend knows it (how one GPU seen by two backends is told).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Whether Hearth offloads to this device (a GPU seen by two backends is used through one).
+    #[serde(default)]
+    pub used: bool,
 }
 
 /// Messages from the worker to the supervisor (one JSON object per line on stdout).
@@ -624,6 +698,9 @@ pub enum WorkerEvent {
     Devices {
         request_id: u64,
         devices: Vec<BackendDevice>,
+        /// The backend libraries found, loaded or failed, and the CPU variant in use.
+        #[serde(default)]
+        backends: BackendReport,
     },
     /// A failure of one request (`request_id` set) or of the protocol itself (`None`).
     Error {
@@ -750,9 +827,17 @@ mod tests {
         assert_eq!(event.request_id(), Some(3));
         let line = crate::encode_line(&event).unwrap();
         assert_eq!(serde_json::from_str::<WorkerEvent>(&line).unwrap(), event);
+        for (layers, wire) in [(GpuLayers::Auto, "\"auto\""), (GpuLayers::Count(7), "7")] {
+            assert_eq!(serde_json::to_string(&layers).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<GpuLayers>(wire).unwrap(), layers);
+        }
+        assert!(serde_json::from_str::<GpuLayers>("\"most\"").is_err());
+        assert_eq!(" AUTO ".parse::<GpuLayers>(), Ok(GpuLayers::Auto));
+        assert!("-1".parse::<GpuLayers>().is_err());
         let devices = WorkerEvent::Devices {
             request_id: 4,
             devices: Vec::new(),
+            backends: BackendReport::default(),
         };
         assert!(devices.is_terminal());
         let request: WorkerRequest =

@@ -72,8 +72,8 @@ pub struct ServerOptions {
     pub load_wait: Duration,
     /// Threads per model (`None`: the physical cores).
     pub n_threads: Option<u32>,
-    /// Layers to offload to the GPU.
-    pub n_gpu_layers: u32,
+    /// Layers to offload to the GPU (`auto`: the planner's, in the worker).
+    pub n_gpu_layers: hearth_protocol::GpuLayers,
     /// Where models (`models/`), the conversation history and the settings live.
     pub data_dir: PathBuf,
     /// How to start an engine worker (`hearth engine`, or the desktop's own binary).
@@ -96,7 +96,7 @@ impl ServerOptions {
             max_loaded: DEFAULT_MAX_LOADED,
             load_wait: DEFAULT_LOAD_WAIT,
             n_threads: None,
-            n_gpu_layers: 0,
+            n_gpu_layers: hearth_protocol::GpuLayers::Auto,
             data_dir: data_dir.into(),
             worker_command,
         }

@@ -439,7 +439,10 @@ async fn the_system_report_tells_the_machine_the_server_and_the_loaded_models() 
             device_type: "gpu".into(),
             memory_total_bytes: 12 << 30,
             memory_free_bytes: 11 << 30,
+            device_id: None,
+            used: true,
         }]),
+        backends: None,
         cpu_bandwidth_from_cache: true,
         cache_path: std::path::PathBuf::new(),
     };

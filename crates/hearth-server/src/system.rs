@@ -27,7 +27,6 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use hearth_probe::{LlamaDevice, ProbeOptions, ProbeReport};
-use hearth_protocol::BackendDevice;
 use hearth_supervisor::{Supervisor, WorkerCommand};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
@@ -59,31 +58,22 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/system", get(show_system))
 }
 
-/// A llama.cpp device as the worker reported it, in the probe's terms.
-pub fn llama_device(device: BackendDevice) -> LlamaDevice {
-    LlamaDevice {
-        name: device.name,
-        description: device.description,
-        backend: device.backend,
-        device_type: device.device_type,
-        memory_total_bytes: device.memory_total_bytes,
-        memory_free_bytes: device.memory_free_bytes,
-    }
-}
-
 /// Asks `supervisor`'s worker for llama.cpp's devices (it loads no model for that), then
 /// probes the machine on a blocking thread (the kernels take seconds the first time).
 pub async fn probe_machine(supervisor: &Supervisor, options: ProbeOptions) -> ProbeReport {
-    let devices = match supervisor.devices().await {
-        Ok(devices) => Some(devices.into_iter().map(llama_device).collect()),
+    let (devices, backends) = match supervisor.devices_and_backends().await {
+        Ok((devices, backends)) => (
+            Some(devices.into_iter().map(LlamaDevice::from).collect()),
+            Some(backends),
+        ),
         Err(error) => {
             tracing::warn!(%error, "could not ask the engine for llama.cpp's devices");
-            None
+            (None, None)
         }
     };
     let fallback = options.clone();
     match tokio::task::spawn_blocking(move || hearth_probe::probe::probe(&options, devices)).await {
-        Ok(report) => report,
+        Ok(report) => ProbeReport { backends, ..report },
         Err(error) => {
             // The probe panicked (a driver, most likely): report the machine without
             // measurements rather than failing the page.
@@ -270,6 +260,7 @@ fn empty_report() -> ProbeReport {
         },
         adapters: Vec::new(),
         llama_devices: None,
+        backends: None,
         cpu_bandwidth_from_cache: false,
         cache_path: PathBuf::new(),
     }
@@ -396,6 +387,7 @@ pub fn probe_json(report: &ProbeReport) -> Value {
                     "device_type": device.device_type,
                     "total_bytes": device.memory_total_bytes,
                     "free_bytes": device.memory_free_bytes,
+                    "used": device.used,
                 })
             })
             .collect(),
@@ -439,6 +431,7 @@ pub fn probe_json(report: &ProbeReport) -> Value {
             ),
         },
         "models_disk_free_bytes": profile.models_disk_free_bytes,
+        "backends": report.backends,
     })
 }
 

@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use hearth_protocol::{
-    encode_line, BackendDevice, ChatMessage, ContextOverflow, FinishReason, GenerateRequest,
-    LoadParams, MemoryReport, ModelInfo, OutputConstraint, Prompt, RequestMetrics, SamplingParams,
-    TemplateSource, TokenLogprob, WorkerError, WorkerEvent, WorkerRequest, PROTOCOL_VERSION,
+    encode_line, BackendDevice, BackendReport, ChatMessage, ContextOverflow, FinishReason,
+    GenerateRequest, LoadParams, MemoryReport, ModelInfo, OutputConstraint, Prompt, RequestMetrics,
+    SamplingParams, TemplateSource, TokenLogprob, WorkerError, WorkerEvent, WorkerRequest,
+    PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -56,13 +57,37 @@ pub struct WorkerCommand {
     pub envs: Vec<(String, String)>,
 }
 
+/// A command line that engine workers are started under (`valgrind`, `gdb --args`, or
+/// `qemu-x86_64 -cpu Nehalem` to check the CPU variant choice of a release build), split on
+/// whitespace. For debugging and tests; unset, the worker runs directly.
+pub const WORKER_PREFIX_ENV: &str = "HEARTH_WORKER_PREFIX";
+
 impl WorkerCommand {
-    /// The `hearth engine` subcommand of the given `hearth` binary.
+    /// The `hearth engine` subcommand of the given `hearth` binary (under
+    /// [`WORKER_PREFIX_ENV`]'s command when it is set).
     pub fn hearth_engine(hearth_binary: impl Into<PathBuf>) -> Self {
-        Self {
-            program: hearth_binary.into(),
-            args: vec!["engine".to_string()],
-            envs: Vec::new(),
+        let prefix = std::env::var(WORKER_PREFIX_ENV).unwrap_or_default();
+        Self::with_prefix(&prefix, hearth_binary.into())
+    }
+
+    fn with_prefix(prefix: &str, hearth_binary: PathBuf) -> Self {
+        let mut words = prefix.split_whitespace().map(str::to_string);
+        match words.next() {
+            None => Self {
+                program: hearth_binary,
+                args: vec!["engine".to_string()],
+                envs: Vec::new(),
+            },
+            Some(program) => {
+                let mut args: Vec<String> = words.collect();
+                args.push(hearth_binary.to_string_lossy().into_owned());
+                args.push("engine".to_string());
+                Self {
+                    program: PathBuf::from(program),
+                    args,
+                    envs: Vec::new(),
+                }
+            }
         }
     }
 }
@@ -415,6 +440,14 @@ impl Supervisor {
     /// The devices llama.cpp's backends offer, with their total and free memory. Needs no
     /// model: starts a worker if none is running.
     pub async fn devices(&self) -> Result<Vec<BackendDevice>, SupervisorError> {
+        Ok(self.devices_and_backends().await?.0)
+    }
+
+    /// [`Supervisor::devices`], and what became of each backend library (the CPU variant in
+    /// use, the GPU backends loaded or failed, with why).
+    pub async fn devices_and_backends(
+        &self,
+    ) -> Result<(Vec<BackendDevice>, BackendReport), SupervisorError> {
         let mut state = self.state.lock().await;
         self.ensure_worker(&mut state).await?;
         let request_id = self.new_request_id();
@@ -427,7 +460,9 @@ impl Supervisor {
             .await?;
         drop(state);
         match events.recv().await {
-            Some(Ok(WorkerEvent::Devices { devices, .. })) => Ok(devices),
+            Some(Ok(WorkerEvent::Devices {
+                devices, backends, ..
+            })) => Ok((devices, backends)),
             Some(Ok(WorkerEvent::Error { error, .. })) => Err(SupervisorError::Worker(error)),
             Some(Ok(other)) => Err(SupervisorError::Protocol(format!("{other:?}"))),
             Some(Err(error)) => Err(error),
@@ -715,5 +750,20 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     match status.code() {
         Some(code) => format!("worker exited with code {code}"),
         None => "worker exited".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_prefix_wraps_the_engine_command() {
+        let plain = WorkerCommand::with_prefix("  ", PathBuf::from("/opt/hearth"));
+        assert_eq!(plain.program, PathBuf::from("/opt/hearth"));
+        assert_eq!(plain.args, ["engine"]);
+        let wrapped = WorkerCommand::with_prefix("qemu-x86_64 -cpu Nehalem", "/opt/hearth".into());
+        assert_eq!(wrapped.program, PathBuf::from("qemu-x86_64"));
+        assert_eq!(wrapped.args, ["-cpu", "Nehalem", "/opt/hearth", "engine"]);
     }
 }

@@ -30,4 +30,39 @@ describe('HardwareView', () => {
     const notice = document.querySelector('[data-testid="probe-error"]');
     expect(notice?.textContent).toContain('did not finish within 60s');
   });
+
+  it('shows the backends: the CPU variant, a GPU backend that failed and why', async () => {
+    const report = {
+      probe: {
+        cpu: { logical_cores: 16 },
+        memory: { total_bytes: 32e9, available_bytes: 20e9 },
+        gpus: [
+          { name: 'NVIDIA H200', backend: 'CUDA', device_type: 'gpu', total_bytes: 1, free_bytes: 1, used: true },
+          { name: 'NVIDIA H200', backend: 'Vulkan', device_type: 'gpu', total_bytes: 1, free_bytes: 1, used: false },
+        ],
+        backends: {
+          build: 'dynamic',
+          choice: 'auto',
+          cpu_variant: 'haswell',
+          libraries: [
+            { file_name: 'libggml-cpu-haswell.so', backend: 'cpu', variant: 'haswell', state: 'loaded' },
+            { file_name: 'libggml-cpu-zen4.so', backend: 'cpu', variant: 'zen4', state: 'unsupported' },
+            { file_name: 'libggml-vulkan.so', backend: 'vulkan', state: 'failed', reason: 'libvulkan.so.1: cannot open shared object file' },
+          ],
+        },
+      },
+      loaded: [],
+    };
+    vi.stubGlobal('fetch', async () => json(report));
+    app.system = report as typeof app.system;
+    component = mount(HardwareView, { target: document.body });
+    flushSync();
+    const section = document.querySelector('[data-testid="hardware-backends"]');
+    expect(section?.textContent).toContain('haswell');
+    expect(section?.querySelector('[data-state="failed"]')?.textContent).toContain('libvulkan.so.1: cannot open');
+    // Passed-over CPU variants are not listed one by one.
+    expect(section?.textContent).not.toContain('zen4');
+    expect(document.querySelector('[data-testid="hardware-gpus"]')?.textContent).toContain('not used');
+  });
 });
+

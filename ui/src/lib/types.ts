@@ -232,8 +232,12 @@ export interface SystemReport {
       device_type?: string;
       total_bytes?: number | null;
       free_bytes?: number | null;
+      /** Whether the engine offloads to it (a GPU two backends see is used through one). */
+      used?: boolean;
     }[];
     bandwidth?: { cpu_gb_per_s?: number | null; gpu_gb_per_s?: number | null };
+    /** The engine's llama.cpp backends (hearth_protocol::BackendReport). */
+    backends?: BackendReport | null;
     os?: string;
     unified_memory?: boolean;
     models_disk_free_bytes?: number;
@@ -258,4 +262,22 @@ export interface SettingsUpdate {
   default_model?: string | null;
   api_port?: number;
   api_key?: string | null;
+}
+
+/** What became of one backend library (hearth_protocol::BackendLibrary). */
+export interface BackendLibrary {
+  file_name: string;
+  backend: string;
+  variant?: string;
+  state: 'loaded' | 'no_device' | 'not_chosen' | 'unsupported' | 'skipped' | 'failed';
+  reason?: string;
+}
+
+/** The engine's backends: how they were built, the choice, each library (hearth_protocol::BackendReport). */
+export interface BackendReport {
+  build: 'static' | 'dynamic';
+  choice: 'auto' | 'cpu' | 'vulkan' | 'cuda' | 'metal';
+  libraries: BackendLibrary[];
+  cpu_variant?: string;
+  error?: string;
 }

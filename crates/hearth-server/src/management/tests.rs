@@ -178,6 +178,7 @@ fn laptop_report() -> hearth_probe::ProbeReport {
         profile: hearth_probe::profile::fixtures::laptop_8gb_no_gpu(),
         adapters: Vec::new(),
         llama_devices: None,
+        backends: None,
         cpu_bandwidth_from_cache: true,
         cache_path: std::path::PathBuf::new(),
     }
