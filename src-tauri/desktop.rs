@@ -13,13 +13,13 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use hearth_server::settings::SettingsStore;
 use hearth_server::{RunningServer, ServerOptions, StartError};
-use hearth_supervisor::WorkerCommand;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::webview::{DownloadEvent, NewWindowResponse};
@@ -62,8 +62,8 @@ pub fn prefer_cpu_compositing() {
 #[cfg(target_os = "linux")]
 const WEBKIT_COMPOSITING_ENV: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
 
-/// Runs the app until it quits; returns the exit code.
-pub fn run() -> anyhow::Result<i32> {
+/// Runs the app on `data_dir` until it quits; returns the exit code.
+pub fn run(data_dir: PathBuf) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(RUNTIME_THREADS)
         .thread_name("hearth-desktop")
@@ -77,12 +77,11 @@ pub fn run() -> anyhow::Result<i32> {
         TerminationSignals::listen()?
     };
 
-    let data_dir = launch::data_dir();
     let token = launch::new_token()?;
     let worker_program =
         std::env::current_exe().context("cannot find this program to start the engine")?;
     let settings = SettingsStore::new(&data_dir).load();
-    let mut options = ServerOptions::new(&data_dir, WorkerCommand::hearth_engine(worker_program));
+    let mut options = ServerOptions::for_binary(&data_dir, worker_program);
     options.host = IpAddr::V4(Ipv4Addr::LOCALHOST);
     // The port other programs are told to use (Settings); a free one when it is taken.
     options.port = settings.api_port;

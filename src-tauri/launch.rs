@@ -1,30 +1,13 @@
 //! What one launch of the desktop app decides before the window opens, as plain functions:
-//! the data directory (shared with the `hearth` CLI), the per-launch token, the keys the server
-//! accepts, the script that hands the token to the UI, and which URLs the window may show.
-
-use std::path::PathBuf;
+//! the per-launch token, the keys the server accepts, the script that hands the token to the
+//! UI, and which URLs the window may show. (The data directory, shared with the `hearth` CLI, is
+//! `hearth_supervisor::process::data_dir`.)
 
 use anyhow::Context;
 use tauri::Url;
 
-/// Environment variable that overrides the data directory (the same one `hearth` reads).
-pub const HEARTH_HOME_ENV: &str = "HEARTH_HOME";
 /// Bytes of randomness in the per-launch token (64 hex digits).
 pub const TOKEN_BYTES: usize = 32;
-/// The data directory: `HEARTH_HOME`, else the platform's data directory. The same rule as
-/// the `hearth` CLI's, so the app and the CLI share models, conversations and settings.
-pub fn data_dir() -> PathBuf {
-    data_dir_from(std::env::var_os(HEARTH_HOME_ENV))
-}
-
-fn data_dir_from(hearth_home: Option<std::ffi::OsString>) -> PathBuf {
-    if let Some(home) = hearth_home.filter(|value| !value.is_empty()) {
-        return PathBuf::from(home);
-    }
-    directories::ProjectDirs::from("", "", "hearth")
-        .map(|dirs| dirs.data_dir().to_path_buf())
-        .unwrap_or_else(|| PathBuf::from(".hearth"))
-}
 
 /// A fresh per-launch token: [`TOKEN_BYTES`] random bytes from the operating system, in hex.
 /// It lives only in this process and in the window's page: never on a command line, in the
@@ -146,15 +129,6 @@ pub fn open_in_browser(url: &Url) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hearth_home_wins_and_empty_is_ignored() {
-        assert_eq!(
-            data_dir_from(Some("/tmp/hearth-home".into())),
-            PathBuf::from("/tmp/hearth-home")
-        );
-        assert_ne!(data_dir_from(Some("".into())), PathBuf::from(""));
-    }
 
     #[test]
     fn tokens_are_64_hex_digits_and_differ() {

@@ -15,64 +15,54 @@
 mod desktop;
 mod launch;
 
+use std::path::Path;
 use std::process::ExitCode;
 
-/// The first argument that turns this binary into an engine worker.
-const ENGINE_ARGUMENT: &str = "engine";
-/// The first argument that turns this binary into the server's probe process (the data
-/// directory follows).
-const PROBE_REPORT_ARGUMENT: &str = hearth_server::system::PROBE_REPORT_SUBCOMMAND;
+use hearth_supervisor::process::{self, Role};
 
 fn main() -> ExitCode {
-    let first_argument = std::env::args_os().nth(1);
-    let is_worker = first_argument.as_deref() == Some(ENGINE_ARGUMENT.as_ref());
-    let is_probe = first_argument.as_deref() == Some(PROBE_REPORT_ARGUMENT.as_ref());
-    if !is_worker && !is_probe {
+    let process = process::setup(Role::from_first_argument(
+        std::env::args_os().nth(1).as_deref(),
+    ));
+    if !process.role.is_worker() {
         // Before any thread starts: the environment is read by WebKit when it starts.
         desktop::prefer_cpu_compositing();
     }
-    if is_probe && std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        // lavapipe (Mesa's Vulkan on the CPU) warns without one, though compute needs none
-        // (as `hearth` does). Before any thread starts.
-        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
-    }
-    let _log_guard = hearth_engine::logging::init(&launch::data_dir(), is_worker || is_probe);
-    if is_worker {
-        return match hearth_engine::worker::run_worker() {
+    let _log_guard = hearth_engine::logging::init(&process.data_dir, process.role.is_worker());
+    match process.role {
+        Role::Engine => match hearth_engine::worker::run_worker() {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: engine worker failed: {error}");
                 ExitCode::FAILURE
             }
-        };
-    }
-    if is_probe {
-        return match print_probe_report() {
+        },
+        Role::ProbeReport => match print_probe_report(&process.data_dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: the probe failed: {error:#}");
                 ExitCode::FAILURE
             }
-        };
-    }
-    match desktop::run() {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        },
+        Role::FrontEnd { .. } => match desktop::run(process.data_dir) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(error) => {
+                tracing::error!("{error:#}");
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-/// `hearth-desktop probe-report DATA_DIR`: the server's probe process, as `hearth probe-report`.
-fn print_probe_report() -> anyhow::Result<()> {
+/// `hearth-desktop probe-report DATA_DIR`: the server's probe process, as `hearth probe-report`
+/// (without DATA_DIR, the app's own data directory).
+fn print_probe_report(own_data_dir: &Path) -> anyhow::Result<()> {
     use anyhow::Context;
     let data_dir = std::env::args_os()
         .nth(2)
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(launch::data_dir);
-    let engine = hearth_supervisor::WorkerCommand::hearth_engine(
+        .map_or_else(|| own_data_dir.to_path_buf(), std::path::PathBuf::from);
+    let engine = hearth_supervisor::WorkerCommand::engine(
         std::env::current_exe().context("cannot find this program to start the engine")?,
     );
     tokio::runtime::Builder::new_current_thread()

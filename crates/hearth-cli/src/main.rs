@@ -19,10 +19,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use hearth_supervisor::process::{self, Role, ENGINE_SUBCOMMAND, PROBE_REPORT_SUBCOMMAND};
 use hearth_supervisor::{Supervisor, WorkerCommand};
-
-/// Environment variable that overrides the data directory.
-pub const HEARTH_HOME_ENV: &str = "HEARTH_HOME";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,22 +62,27 @@ enum Command {
     /// Serve the local OpenAI-compatible API (chat, completions, models, health, metrics).
     Serve(serve::ServeArgs),
     /// The engine worker process (internal: speaks the worker protocol on stdin/stdout).
-    #[command(hide = true)]
+    #[command(hide = true, name = ENGINE_SUBCOMMAND)]
     Engine,
     /// The server's probe process (internal: probes the machine with DATA_DIR's cache,
     /// prints the report as one JSON line and exits).
-    #[command(hide = true, name = hearth_server::system::PROBE_REPORT_SUBCOMMAND)]
+    #[command(hide = true, name = PROBE_REPORT_SUBCOMMAND)]
     ProbeReport { data_dir: PathBuf },
 }
 
-/// The data directory: `HEARTH_HOME`, else the platform's data directory.
-pub fn data_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os(HEARTH_HOME_ENV).filter(|v| !v.is_empty()) {
-        return PathBuf::from(home);
+impl Command {
+    /// What this command makes the process.
+    fn role(&self) -> Role {
+        match self {
+            Command::Engine => Role::Engine,
+            Command::ProbeReport { .. } => Role::ProbeReport,
+            // `serve`'s probe processes inherit its environment.
+            Command::Probe(_) | Command::Fit(_) | Command::Serve(_) => {
+                Role::FrontEnd { probes: true }
+            }
+            _ => Role::FrontEnd { probes: false },
+        }
     }
-    directories::ProjectDirs::from("", "", "hearth")
-        .map(|dirs| dirs.data_dir().to_path_buf())
-        .unwrap_or_else(|| PathBuf::from(".hearth"))
 }
 
 /// A supervisor whose worker is this same binary's `engine` subcommand.
@@ -91,7 +94,7 @@ pub fn supervisor() -> anyhow::Result<Supervisor> {
 pub fn engine_command() -> anyhow::Result<WorkerCommand> {
     let exe =
         std::env::current_exe().context("cannot find the hearth binary to start the engine")?;
-    Ok(WorkerCommand::hearth_engine(exe))
+    Ok(WorkerCommand::engine(exe))
 }
 
 fn main() -> ExitCode {
@@ -104,41 +107,27 @@ fn main() -> ExitCode {
             hearth_protocol::BackendChoice::from(backend).as_str(),
         );
     }
-    let is_worker = matches!(cli.command, Command::Engine | Command::ProbeReport { .. });
-    let _log_guard = hearth_engine::logging::init(&data_dir(), is_worker);
+    let process = process::setup(cli.command.role());
+    let _log_guard = hearth_engine::logging::init(&process.data_dir, process.role.is_worker());
     let result = match cli.command {
         Command::Engine => hearth_engine::worker::run_worker().context("engine worker failed"),
-        Command::ProbeReport { data_dir } => {
-            probe::quiet_gpu_drivers();
-            engine_command().and_then(|engine| {
-                with_runtime(async move {
-                    hearth_server::system::print_probe_report(data_dir, engine)
-                        .await
-                        .context("the probe failed")
-                })
+        Command::ProbeReport { data_dir } => engine_command().and_then(|engine| {
+            with_runtime(async move {
+                hearth_server::system::print_probe_report(data_dir, engine)
+                    .await
+                    .context("the probe failed")
             })
-        }
+        }),
         Command::Run(args) => with_runtime(run::run(args)),
-        Command::Serve(args) => {
-            // The server's probe process (wgpu, for /api/system and the fit badges) inherits
-            // the environment.
-            probe::quiet_gpu_drivers();
-            with_runtime(serve::serve(args))
-        }
+        Command::Serve(args) => with_runtime(serve::serve(args)),
         Command::Chat(args) => with_runtime(chat::chat(args)),
         Command::Bench(args) => with_runtime(bench::bench(args)),
         Command::Pull(args) => with_runtime(models::pull(args)),
         Command::Ls(args) => models::ls(args),
         Command::Rm(args) => models::rm(args),
         Command::Import(args) => models::import(args),
-        Command::Probe(args) => {
-            probe::quiet_gpu_drivers();
-            with_runtime(probe::probe(args))
-        }
-        Command::Fit(args) => {
-            probe::quiet_gpu_drivers();
-            with_runtime(probe::fit(args))
-        }
+        Command::Probe(args) => with_runtime(probe::probe(args)),
+        Command::Fit(args) => with_runtime(probe::fit(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

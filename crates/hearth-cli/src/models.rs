@@ -28,7 +28,8 @@ pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
 
 /// The library folder: `<data dir>/models`.
 pub fn models_directory() -> PathBuf {
-    crate::data_dir().join("models")
+    let data_dir = hearth_supervisor::process::data_dir();
+    hearth_supervisor::process::models_dir(&data_dir)
 }
 
 fn library() -> ModelLibrary {

@@ -72,14 +72,6 @@ pub struct FitArgs {
     pub no_measure: bool,
 }
 
-/// lavapipe (Mesa's Vulkan on the CPU) warns on stderr when `XDG_RUNTIME_DIR` is unset, though
-/// compute needs no runtime directory. Call before any thread that reads the environment.
-pub fn quiet_gpu_drivers() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
-    }
-}
-
 /// Asks the worker for llama.cpp's devices, then probes the machine (kernels off the async
 /// threads: they take seconds).
 async fn probe_machine(
@@ -88,8 +80,8 @@ async fn probe_machine(
     refresh: bool,
 ) -> anyhow::Result<ProbeReport> {
     let options = ProbeOptions {
-        data_dir: crate::data_dir(),
-        models_dir: crate::data_dir().join("models"),
+        data_dir: hearth_supervisor::process::data_dir(),
+        models_dir: crate::models::models_directory(),
         measure,
         refresh,
     };
@@ -256,7 +248,7 @@ fn resolve_variants(model: &str) -> anyhow::Result<(String, LocatedVariants)> {
             .with_context(|| format!("cannot read the GGUF header of {}", path.display()))?;
         return Ok((model.to_string(), vec![(variant, Some(path.to_path_buf()))]));
     }
-    let library = ModelLibrary::new(crate::data_dir().join("models"));
+    let library = ModelLibrary::new(crate::models::models_directory());
     let catalog = Catalog::builtin().context("the built-in catalog is invalid")?;
     if let Ok(entry) = catalog.get(model) {
         let installed = library

@@ -16,7 +16,6 @@ use hearth_server::app::{
     DEFAULT_IDLE_UNLOAD, DEFAULT_LOAD_WAIT, DEFAULT_MAX_LOADED, DEFAULT_PARALLEL,
 };
 use hearth_server::{ServerOptions, DEFAULT_PORT};
-use hearth_supervisor::WorkerCommand;
 
 /// Environment variable read for the API key when `--api-key` is not given (a key on the
 /// command line is visible to every user of the machine in the process list).
@@ -88,6 +87,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let exe =
         std::env::current_exe().context("cannot find the hearth binary to start the engine")?;
+    let data_dir = hearth_supervisor::process::data_dir();
     let options = ServerOptions {
         host: parse_host(&args.host)?,
         port: args.port,
@@ -102,8 +102,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         load_wait: Duration::from_secs(args.load_wait),
         n_threads: args.n_threads,
         n_gpu_layers: args.n_gpu_layers,
-        data_dir: crate::data_dir(),
-        worker_command: WorkerCommand::hearth_engine(exe),
+        ..ServerOptions::for_binary(data_dir, exe)
     };
     let server = hearth_server::start(options).await?;
 

@@ -10,7 +10,7 @@ use hearth_protocol::{
 use hearth_supervisor::{Generation, GenerationEvent, Supervisor, SupervisorError, WorkerCommand};
 
 fn supervisor() -> Supervisor {
-    let mut command = WorkerCommand::hearth_engine(env!("CARGO_BIN_EXE_hearth"));
+    let mut command = WorkerCommand::engine(env!("CARGO_BIN_EXE_hearth"));
     let home = std::env::temp_dir().join("hearth-test-home");
     command
         .envs

@@ -37,8 +37,6 @@ pub const DEFAULT_IDLE_UNLOAD: Duration = Duration::from_secs(300);
 pub const DEFAULT_LOAD_WAIT: Duration = Duration::from_secs(5);
 /// Models loaded at once: one by default, since a laptop rarely has memory for two.
 pub const DEFAULT_MAX_LOADED: usize = 1;
-/// The models folder inside the data directory.
-pub const MODELS_FOLDER: &str = "models";
 /// How long a shutdown waits for stopped answers to be saved.
 const ANSWER_SAVE_WAIT: Duration = Duration::from_secs(2);
 
@@ -78,10 +76,26 @@ pub struct ServerOptions {
     pub data_dir: PathBuf,
     /// How to start an engine worker (`hearth engine`, or the desktop's own binary).
     pub worker_command: WorkerCommand,
+    /// How to start the hardware probe's process ([`WorkerCommand::probe_report`]; the data
+    /// directory follows). `None`: the machine is not probed (`/api/system` has no probe, and
+    /// `/api/models` no fits).
+    pub probe_command: Option<WorkerCommand>,
 }
 
 impl ServerOptions {
-    /// `hearth serve`'s defaults: 127.0.0.1 on [`DEFAULT_PORT`], no models given, no key.
+    /// `hearth serve`'s defaults for the Hearth binary `binary`, whose hidden subcommands run
+    /// the engine workers and the probe process ([`WorkerCommand::engine`],
+    /// [`WorkerCommand::probe_report`]).
+    pub fn for_binary(data_dir: impl Into<PathBuf>, binary: impl Into<PathBuf>) -> Self {
+        let binary = binary.into();
+        Self {
+            probe_command: Some(WorkerCommand::probe_report(&binary)),
+            ..Self::new(data_dir, WorkerCommand::engine(binary))
+        }
+    }
+
+    /// `hearth serve`'s defaults (127.0.0.1 on [`DEFAULT_PORT`], no models given, no key), with
+    /// engine workers started by `worker_command` and no probe.
     pub fn new(data_dir: impl Into<PathBuf>, worker_command: WorkerCommand) -> Self {
         Self {
             host: DEFAULT_HOST,
@@ -99,6 +113,7 @@ impl ServerOptions {
             n_gpu_layers: hearth_protocol::GpuLayers::Auto,
             data_dir: data_dir.into(),
             worker_command,
+            probe_command: None,
         }
     }
 }
@@ -191,7 +206,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
         options.api_keys.clone(),
         &options.allowed_origins,
     )?;
-    let library = ModelLibrary::new(options.data_dir.join(MODELS_FOLDER));
+    let library = ModelLibrary::new(hearth_supervisor::process::models_dir(&options.data_dir));
     let (by_path, preload) = resolve_models(&options.models, &library)?;
 
     let listener = tokio::net::TcpListener::bind(requested)
@@ -212,11 +227,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
     let hub = HubClient::from_environment(Default::default()).map_err(StartError::Downloads)?;
     let downloads = Arc::new(DownloadManager::new(library.clone(), hub));
 
-    let machine = crate::system::MachineInfo::new(
-        options.data_dir.clone(),
-        bound,
-        options.worker_command.clone(),
-    );
+    let machine =
+        crate::system::MachineInfo::new(options.data_dir.clone(), bound, options.probe_command);
     let metrics = Arc::new(Metrics::default());
     let max_loaded = options.max_loaded.max(1);
     let models = ModelManager::new(

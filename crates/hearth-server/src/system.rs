@@ -2,8 +2,8 @@
 //!
 //! The probe (`hearth-probe`: CPU, memory, GPUs, measured bandwidths) runs once, on the first
 //! request that needs it, in a short-lived child process: the binary that runs engine workers,
-//! with [`PROBE_REPORT_SUBCOMMAND`] instead of `engine` ([`print_probe_report`] is that
-//! process's work). It prints its report as one JSON line and exits, so the wgpu and Vulkan
+//! with its `probe-report` subcommand instead of `engine` ([`WorkerCommand::probe_report`];
+//! [`print_probe_report`] is that process's work). It prints its report as one JSON line and exits, so the wgpu and Vulkan
 //! drivers, the kernels and sysinfo it loads (about 40 MB that would stay mapped for the
 //! server's life) never enter the server's process. The report is kept in memory; requests
 //! that arrive meanwhile wait for the same run. A probe that cannot start, takes longer than
@@ -32,7 +32,6 @@ use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
 
-use crate::app::MODELS_FOLDER;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -42,11 +41,6 @@ const BYTES_PER_GB: f64 = 1e9;
 const MEMORY_REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// llama.cpp device types that can hold layers.
 const GPU_DEVICE_TYPES: &[&str] = &["gpu", "integrated_gpu", "accelerator"];
-/// The hidden argument (of `hearth` and `hearth-desktop`) that makes the binary a probe
-/// process: `BINARY probe-report DATA_DIR` prints the machine's report and exits.
-pub const PROBE_REPORT_SUBCOMMAND: &str = "probe-report";
-/// The engine worker's argument, which the probe's command replaces.
-const ENGINE_SUBCOMMAND: &str = "engine";
 /// How long the probe process may run before it is killed: the first probe on a machine
 /// measures bandwidths (seconds on a busy laptop), and a GPU driver can hang.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -92,7 +86,7 @@ pub async fn probe_machine(supervisor: &Supervisor, options: ProbeOptions) -> Pr
 /// The probe options of a server with `data_dir`: measured the first time, cached after.
 fn server_probe_options(data_dir: PathBuf) -> ProbeOptions {
     ProbeOptions {
-        models_dir: data_dir.join(MODELS_FOLDER),
+        models_dir: hearth_supervisor::process::models_dir(&data_dir),
         data_dir,
         measure: true,
         refresh: false,
@@ -110,21 +104,6 @@ pub async fn print_probe_report(data_dir: PathBuf, engine: WorkerCommand) -> std
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}")?;
     stdout.flush()
-}
-
-/// The command that starts a probe process: the engine worker's command with its `engine`
-/// argument replaced by [`PROBE_REPORT_SUBCOMMAND`] (the data directory follows).
-pub fn probe_report_command(worker_command: &WorkerCommand) -> WorkerCommand {
-    let mut args = worker_command.args.clone();
-    if args.last().map(String::as_str) == Some(ENGINE_SUBCOMMAND) {
-        args.pop();
-    }
-    args.push(PROBE_REPORT_SUBCOMMAND.to_string());
-    WorkerCommand {
-        program: worker_command.program.clone(),
-        args,
-        envs: worker_command.envs.clone(),
-    }
 }
 
 /// Why the probe process gave no report.
@@ -271,7 +250,8 @@ fn empty_report() -> ProbeReport {
 pub struct MachineInfo {
     data_dir: Option<PathBuf>,
     address: Option<SocketAddr>,
-    /// How to start a probe process ([`probe_report_command`]).
+    /// How to start a probe process ([`WorkerCommand::probe_report`]; the data directory
+    /// follows).
     probe_command: Option<WorkerCommand>,
     /// How long it may run.
     probe_timeout: Duration,
@@ -283,13 +263,17 @@ pub struct MachineInfo {
 }
 
 impl MachineInfo {
-    /// A server with a data directory, probed by a child process of the binary that
-    /// `worker_command` starts as an engine worker ([`probe_report_command`]).
-    pub fn new(data_dir: PathBuf, address: SocketAddr, worker_command: WorkerCommand) -> Self {
+    /// A server with a data directory, probed by a child process that `probe_command` starts
+    /// ([`WorkerCommand::probe_report`]; `None`: never probed).
+    pub fn new(
+        data_dir: PathBuf,
+        address: SocketAddr,
+        probe_command: Option<WorkerCommand>,
+    ) -> Self {
         Self {
             data_dir: Some(data_dir),
             address: Some(address),
-            probe_command: Some(probe_report_command(&worker_command)),
+            probe_command,
             probe_timeout: PROBE_TIMEOUT,
             report: OnceCell::new(),
             probe_error: OnceLock::new(),
@@ -503,18 +487,20 @@ async fn show_system(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hearth_supervisor::process::PROBE_REPORT_SUBCOMMAND;
 
     /// A probe process that runs `script` with `sh` (`$1` is the subcommand, `$2` the data
-    /// directory), as [`MachineInfo::new`] would start it for an engine run by `sh -c script`.
+    /// directory), as [`WorkerCommand::probe_report`] would start it for a binary run by `sh -c
+    /// script`.
     #[cfg(unix)]
-    fn sh_worker(script: &str) -> WorkerCommand {
+    fn sh_probe(script: &str) -> WorkerCommand {
         WorkerCommand {
             program: "sh".into(),
             args: vec![
                 "-c".into(),
                 script.into(),
                 "sh".into(),
-                ENGINE_SUBCOMMAND.into(),
+                PROBE_REPORT_SUBCOMMAND.into(),
             ],
             envs: Vec::new(),
         }
@@ -525,7 +511,7 @@ mod tests {
         MachineInfo::new(
             home.to_path_buf(),
             SocketAddr::from(([127, 0, 0, 1], 4327)),
-            sh_worker(script),
+            Some(sh_probe(script)),
         )
     }
 
@@ -597,7 +583,7 @@ mod tests {
 
         let data_dir = home.path();
         let run = |script: &str| {
-            let command = probe_report_command(&sh_worker(script));
+            let command = sh_probe(script);
             async move { probe_in_child(&command, data_dir, PROBE_TIMEOUT).await }
         };
         let error = run("exit 7").await.unwrap_err();
@@ -610,8 +596,8 @@ mod tests {
             error.to_string(),
             "the hardware probe printed more than 1048576 bytes"
         );
-        let missing = WorkerCommand::hearth_engine("/nonexistent/hearth-for-tests");
-        let error = probe_in_child(&probe_report_command(&missing), data_dir, PROBE_TIMEOUT)
+        let missing = WorkerCommand::probe_report(crate::test_support::MISSING_PROGRAM);
+        let error = probe_in_child(&missing, data_dir, PROBE_TIMEOUT)
             .await
             .unwrap_err();
         assert!(
@@ -623,7 +609,7 @@ mod tests {
         let machine = MachineInfo::new(
             data_dir.to_path_buf(),
             SocketAddr::from(([127, 0, 0, 1], 4327)),
-            missing,
+            Some(missing),
         );
         assert!(machine.report().await.is_some());
         assert!(machine.probe_error().is_some());

@@ -19,10 +19,13 @@ const PORT: u16 = 4327;
 /// The Host header of a request to that server.
 pub const HOST: &str = "127.0.0.1:4327";
 
+/// A program that does not exist.
+pub const MISSING_PROGRAM: &str = "/nonexistent/hearth-for-tests";
+
 /// A worker command whose program does not exist.
 pub fn missing_worker() -> WorkerCommand {
     WorkerCommand {
-        program: "/nonexistent/hearth-for-tests".into(),
+        program: MISSING_PROGRAM.into(),
         args: Vec::new(),
         envs: Vec::new(),
     }
