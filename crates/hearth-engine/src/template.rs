@@ -3,9 +3,12 @@
 //! Order of preference: llama.cpp's built-in template engine when it recognises the model's
 //! template (fast, well tested); otherwise the model's Jinja template rendered by minijinja in a
 //! sandbox (no loader, so no file access; no network; fuel bounds the time and the output is
-//! capped); and for a model without a template, ChatML, reported as a fallback.
+//! capped); and for a model without a template, ChatML, reported as a fallback. The engine
+//! makes that choice once per model, at load (`ChatTemplate::detect`).
 
-use hearth_protocol::{ChatMessage, ErrorKind, WorkerError};
+use hearth_protocol::{ChatMessage, ErrorKind, TemplateSource, WorkerError};
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind as JinjaErrorKind};
 
 /// Instructions a template render may execute before it is stopped (a template that loops
@@ -15,6 +18,89 @@ pub const JINJA_FUEL: u64 = 5_000_000;
 pub const MAX_RENDERED_BYTES: usize = 16 * 1024 * 1024;
 /// Largest template source accepted from a model file.
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
+
+/// How this model's chat prompts are rendered (decided once, at load).
+pub(crate) enum ChatTemplate {
+    Builtin(LlamaChatTemplate),
+    Jinja {
+        source: String,
+        tokens: TemplateTokens,
+    },
+    FallbackChatml,
+}
+
+impl ChatTemplate {
+    pub(crate) fn detect(model: &LlamaModel) -> Self {
+        let Ok(template) = model.chat_template(None) else {
+            return ChatTemplate::FallbackChatml;
+        };
+        let probe = [LlamaChatMessage::new("user".into(), "hi".into())];
+        let recognised = probe
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+            .map(|messages| {
+                model
+                    .apply_chat_template(&template, &messages, true)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        if recognised {
+            return ChatTemplate::Builtin(template);
+        }
+        let source = template.to_string().unwrap_or_default();
+        let vocab = model.vocab();
+        let token_text = |token: LlamaToken| {
+            String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()
+        };
+        ChatTemplate::Jinja {
+            source,
+            tokens: TemplateTokens {
+                bos_token: token_text(vocab.bos()),
+                eos_token: token_text(vocab.eos()),
+            },
+        }
+    }
+
+    pub(crate) fn source(&self) -> TemplateSource {
+        match self {
+            ChatTemplate::Builtin(_) => TemplateSource::Builtin,
+            ChatTemplate::Jinja { .. } => TemplateSource::Jinja,
+            ChatTemplate::FallbackChatml => TemplateSource::FallbackChatml,
+        }
+    }
+
+    pub(crate) fn render(
+        &self,
+        model: &LlamaModel,
+        messages: &[ChatMessage],
+    ) -> Result<String, WorkerError> {
+        match self {
+            ChatTemplate::Builtin(template) => {
+                let messages = messages
+                    .iter()
+                    .map(|m| LlamaChatMessage::new(m.role.as_str().into(), m.content.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| {
+                        WorkerError::new(
+                            ErrorKind::InvalidRequest,
+                            "a message contains a NUL character",
+                        )
+                    })?;
+                model
+                    .apply_chat_template(template, &messages, true)
+                    .map_err(|error| {
+                        WorkerError::new(
+                            ErrorKind::TemplateFailed,
+                            format!("the chat template could not be applied: {error}"),
+                        )
+                    })
+            }
+            ChatTemplate::Jinja { source, tokens } => render_jinja(source, messages, tokens),
+            ChatTemplate::FallbackChatml => Ok(render_chatml(messages)),
+        }
+    }
+}
 
 /// Renders messages as ChatML with the assistant turn opened, the format of SmolLM2, Qwen
 /// and many others; used when a model carries no template at all.

@@ -1,7 +1,8 @@
 //! The scheduler on the real SmolLM2 model: batching does not change greedy output, cached
 //! prefixes give the same output as fresh ones, streams share steps, multi-turn chats reuse
 //! their history, a long prompt does not stall a decoding stream, cancellation works wherever
-//! a request is, the queue is bounded, and a chat too long for the context drops old turns.
+//! a request is, the queue is bounded, a chat too long for the context drops old turns, and a
+//! new load answers the old model's requests and serves the ones sent behind it.
 
 mod common;
 
@@ -442,4 +443,57 @@ fn a_chat_too_long_for_the_context_drops_its_oldest_turns_when_allowed() {
         dropped >= 2 && (dropped as usize) < messages.len() - 1,
         "dropped {dropped}"
     );
+}
+
+#[test]
+fn a_load_answers_every_request_of_the_old_model_and_serves_the_one_sent_behind_it() {
+    let model = hearth_testkit::smollm2();
+    let params = LoadParams {
+        n_parallel: 1,
+        n_ctx: 512,
+        ..LoadParams::default()
+    };
+    let mut engine = engine(params.clone());
+    let mut story = greedy_request(chat("Write a long story about a castle."), 200);
+    story.ignore_eos = true;
+    let running = engine.submit_request(story);
+    while !matches!(engine.next_event(), WorkerEvent::Token { .. }) {}
+    // The one slot is taken, so this one waits in the queue.
+    let queued = engine.submit_request(greedy_request(chat("Hello"), 4));
+    // Sent back to back while the session steps, the load and the request behind it are taken
+    // off the channel together; that request is meant for the new model.
+    let load = engine.id();
+    engine.engine.submit(WorkerRequest::Load {
+        request_id: load,
+        model_path: model,
+        params,
+    });
+    let behind = engine.submit_request(greedy_request(chat("What do bees make?"), 4));
+    let mut ends = Vec::new();
+    loop {
+        match engine.next_event() {
+            WorkerEvent::Error {
+                request_id: Some(id),
+                error,
+            } => {
+                assert_eq!(
+                    error.kind,
+                    ErrorKind::NoModelLoaded,
+                    "request {id}: {error}"
+                );
+                ends.push(id);
+            }
+            WorkerEvent::Loaded { request_id, .. } => ends.push(request_id),
+            WorkerEvent::Done { request_id, .. } if request_id == behind => {
+                ends.push(request_id);
+                break;
+            }
+            WorkerEvent::Started { .. } | WorkerEvent::Token { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    ends[..2].sort_unstable();
+    let mut old = [running, queued];
+    old.sort_unstable();
+    assert_eq!(ends, [old[0], old[1], load, behind]);
 }

@@ -1,0 +1,245 @@
+//! The engine thread: owns the llama.cpp model and context (the context is not `Send`), and
+//! runs the scheduler loop over admitted requests, each step one batch.
+//!
+//! Everything crosses to this thread by message: [`EngineHandle::submit`] sends a
+//! [`WorkerRequest`], and the thread reports [`WorkerEvent`]s to an [`EventSink`]. A step
+//! decodes one token for every running sequence plus a bounded chunk of pending prompt, so a
+//! long prompt never stalls other streams; new requests join and cancellations land between
+//! steps.
+//!
+//! This file holds the handle other threads use and the scheduler's state (`Session` and its
+//! slots). The work on that state is split along its seams, each in an `impl Session` of its
+//! own: `session` loads a model and runs the loop that takes requests off the channel,
+//! `admission` turns queued requests into running ones, and `step` decodes one batch and
+//! streams what it produced. Admission and the step meet only in the slots: admission puts an
+//! `ActiveRequest` in a free one, the step runs what the slots hold, and `finish` (in `step`)
+//! ends a request for either.
+
+mod admission;
+mod session;
+mod step;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use hearth_protocol::{
+    GenerateRequest, LoadParams, MetricsRecorder, TokenLogprob, WorkerError, WorkerEvent,
+    WorkerRequest,
+};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::policy::PrefillPacer;
+use crate::stop::StopMatcher;
+use crate::template::ChatTemplate;
+use crate::utf8::Utf8Accumulator;
+
+/// Receives the events of the engine thread, in order.
+pub trait EventSink: Send + 'static {
+    fn emit(&mut self, event: WorkerEvent);
+}
+
+impl<F: FnMut(WorkerEvent) + Send + 'static> EventSink for F {
+    fn emit(&mut self, event: WorkerEvent) {
+        self(event)
+    }
+}
+
+/// The scheduler's counters, published by the engine thread after every step so another
+/// thread can answer `Stats` at once instead of waiting for the step in progress (a long
+/// prefill step takes seconds, and a metrics scrape should not).
+#[derive(Debug, Default)]
+pub struct SchedulerGauges {
+    loaded: AtomicBool,
+    queued: AtomicU32,
+    running: AtomicU32,
+    n_parallel: AtomicU32,
+    steps: AtomicU64,
+}
+
+/// One reading of [`SchedulerGauges`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedulerSnapshot {
+    pub queued: u32,
+    pub running: u32,
+    pub n_parallel: u32,
+    pub steps: u64,
+}
+
+impl SchedulerGauges {
+    /// The counters as of the last step, or `None` while no model is loaded.
+    pub fn snapshot(&self) -> Option<SchedulerSnapshot> {
+        if !self.loaded.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(SchedulerSnapshot {
+            queued: self.queued.load(Ordering::Relaxed),
+            running: self.running.load(Ordering::Relaxed),
+            n_parallel: self.n_parallel.load(Ordering::Relaxed),
+            steps: self.steps.load(Ordering::Relaxed),
+        })
+    }
+
+    fn publish(&self, snapshot: SchedulerSnapshot) {
+        self.queued.store(snapshot.queued, Ordering::Relaxed);
+        self.running.store(snapshot.running, Ordering::Relaxed);
+        self.n_parallel
+            .store(snapshot.n_parallel, Ordering::Relaxed);
+        self.steps.store(snapshot.steps, Ordering::Relaxed);
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    fn unload(&self) {
+        self.loaded.store(false, Ordering::Release);
+    }
+}
+
+/// A running engine thread.
+#[derive(Debug)]
+pub struct EngineHandle {
+    commands: Sender<WorkerRequest>,
+    thread: Option<JoinHandle<()>>,
+    gauges: Arc<SchedulerGauges>,
+}
+
+impl EngineHandle {
+    /// Starts the engine thread; it waits for a `Load` request.
+    pub fn spawn(sink: impl EventSink) -> std::io::Result<Self> {
+        let (commands, receiver) = mpsc::channel();
+        let gauges = Arc::new(SchedulerGauges::default());
+        let thread_gauges = gauges.clone();
+        let thread = std::thread::Builder::new()
+            .name("hearth-engine".into())
+            .spawn(move || session::engine_main(receiver, Box::new(sink), &thread_gauges))?;
+        Ok(Self {
+            commands,
+            thread: Some(thread),
+            gauges,
+        })
+    }
+
+    /// The scheduler's counters as of its last step (`None` while no model is loaded).
+    pub fn scheduler_snapshot(&self) -> Option<SchedulerSnapshot> {
+        self.gauges.snapshot()
+    }
+
+    /// Hands a request to the engine thread. False if the thread has exited.
+    pub fn submit(&self, request: WorkerRequest) -> bool {
+        self.commands.send(request).is_ok()
+    }
+
+    /// Asks the thread to stop after its current step and waits for it.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        let _ = self.commands.send(WorkerRequest::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// The `Stats` answer for a snapshot of the scheduler.
+pub fn stats_event(request_id: u64, snapshot: SchedulerSnapshot) -> WorkerEvent {
+    WorkerEvent::Stats {
+        request_id,
+        queued: snapshot.queued,
+        running: snapshot.running,
+        n_parallel: snapshot.n_parallel,
+        steps: snapshot.steps,
+    }
+}
+
+fn error_event(request_id: Option<u64>, error: WorkerError) -> WorkerEvent {
+    WorkerEvent::Error { request_id, error }
+}
+
+/// What ended a session with one loaded model.
+enum SessionEnd {
+    Load {
+        request_id: u64,
+        model_path: std::path::PathBuf,
+        params: LoadParams,
+    },
+    Shutdown,
+}
+
+/// A request that holds a slot.
+struct ActiveRequest {
+    request_id: u64,
+    prompt: Vec<LlamaToken>,
+    /// Index of the next prompt token to compute.
+    prefill_cursor: usize,
+    sampler: LlamaSampler,
+    detokenizer: Utf8Accumulator,
+    stop: StopMatcher,
+    max_tokens: Option<u32>,
+    ignore_eos: bool,
+    metrics: MetricsRecorder,
+    /// The last sampled token, to be fed in the next step.
+    pending_token: Option<LlamaToken>,
+    /// Where this request's logits are in the current batch.
+    logits_index: Option<i32>,
+    admitted_order: u64,
+    /// Alternatives to report per token (`None`: no log-probabilities).
+    logprobs: Option<u32>,
+    /// Log-probabilities of the tokens sampled since the last `Token` event, none of whose
+    /// text has been shown yet (see `step::emit_text`).
+    pending_logprobs: Vec<TokenLogprob>,
+}
+
+/// One sequence of the shared context.
+struct Slot {
+    seq_id: i32,
+    /// The tokens whose keys and values this sequence holds, in position order.
+    cached_tokens: Vec<LlamaToken>,
+    active: Option<ActiveRequest>,
+    last_used_step: u64,
+}
+
+/// A request waiting for a free slot.
+struct QueuedRequest {
+    request: GenerateRequest,
+    arrived_at: Instant,
+}
+
+/// The scheduler of one loaded model; the engine thread owns it, and nothing else touches it.
+struct Session<'model> {
+    model: &'model LlamaModel,
+    context: LlamaContext<'model>,
+    template: ChatTemplate,
+    slots: Vec<Slot>,
+    queue: VecDeque<QueuedRequest>,
+    batch: LlamaBatch<'static>,
+    n_batch: u32,
+    n_ctx_per_sequence: usize,
+    /// A fixed prefill chunk while others decode; `None`: paced by measured step times.
+    fixed_prefill_chunk: Option<u32>,
+    pacer: PrefillPacer,
+    prefix_cache: bool,
+    /// Sliding-window and recurrent caches forget old positions, so their sequences cannot be
+    /// cut or copied at an arbitrary position: prompts are always computed in full.
+    partial_cache_reuse: bool,
+    max_queue: usize,
+    /// Where the counters are published for the worker's stdin thread.
+    gauges: Arc<SchedulerGauges>,
+    /// Steps that decoded a batch (a step with nothing to compute is not counted).
+    decoded_batches: u64,
+    step: u64,
+    admissions: u64,
+}

@@ -1,0 +1,487 @@
+//! One loaded model's life on the engine thread: load it (with the out-of-memory retry),
+//! report it, then run the loop that takes requests off the channel between steps until a
+//! new load or a shutdown ends the session. Requests that need no slot (tokenize, render,
+//! stats, memory) are answered here; `Generate` only joins the queue, for admission.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearth_protocol::{
+    ErrorKind, FinishReason, GenerateRequest, GpuLayers, LoadParams, MetricsRecorder, ModelInfo,
+    Prompt, TemplateSource, WorkerError, WorkerEvent, WorkerRequest,
+};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+
+use super::{
+    error_event, stats_event, EventSink, QueuedRequest, SchedulerGauges, SchedulerSnapshot,
+    Session, SessionEnd, Slot,
+};
+use crate::load::{self, file_name, LlamaLogCapture};
+use crate::memory;
+use crate::offload;
+use crate::policy::PrefillPacer;
+use crate::template::ChatTemplate;
+
+pub(super) fn engine_main(
+    commands: Receiver<WorkerRequest>,
+    mut sink: Box<dyn EventSink>,
+    gauges: &Arc<SchedulerGauges>,
+) {
+    let mut next_load: Option<SessionEnd> = None;
+    loop {
+        let request = match next_load.take() {
+            Some(load) => load,
+            None => match wait_for_load(&commands, sink.as_mut()) {
+                Some(load) => load,
+                None => return,
+            },
+        };
+        let SessionEnd::Load {
+            request_id,
+            model_path,
+            params,
+        } = request
+        else {
+            return;
+        };
+        let session = run_model_session(
+            &model_path,
+            &params,
+            request_id,
+            &commands,
+            sink.as_mut(),
+            gauges,
+        );
+        gauges.unload();
+        match session {
+            Ok(end @ SessionEnd::Load { .. }) => next_load = Some(end),
+            Ok(SessionEnd::Shutdown) => return,
+            Err(error) => sink.emit(error_event(Some(request_id), error)),
+        }
+    }
+}
+
+/// Before any model is loaded, answers everything but `Load` with an error.
+fn wait_for_load(
+    commands: &Receiver<WorkerRequest>,
+    sink: &mut dyn EventSink,
+) -> Option<SessionEnd> {
+    loop {
+        match commands.recv() {
+            Err(_) | Ok(WorkerRequest::Shutdown) => return None,
+            Ok(WorkerRequest::Load {
+                request_id,
+                model_path,
+                params,
+            }) => {
+                return Some(SessionEnd::Load {
+                    request_id,
+                    model_path,
+                    params,
+                })
+            }
+            Ok(WorkerRequest::Cancel { .. }) => {}
+            Ok(WorkerRequest::Devices { request_id }) => sink.emit(devices_event(request_id)),
+            Ok(WorkerRequest::Generate(GenerateRequest { request_id, .. }))
+            | Ok(WorkerRequest::Tokenize { request_id, .. })
+            | Ok(WorkerRequest::RenderChat { request_id, .. })
+            | Ok(WorkerRequest::MemoryReport { request_id })
+            | Ok(WorkerRequest::Stats { request_id }) => sink.emit(error_event(
+                Some(request_id),
+                WorkerError::new(ErrorKind::NoModelLoaded, "no model is loaded"),
+            )),
+        }
+    }
+}
+
+/// Loads one model, serves requests until a new load or a shutdown, then frees everything.
+/// With `--gpu-layers auto`, a load that runs out of memory (the weights or the context) is
+/// retried once with a smaller offload, and the log says so.
+fn run_model_session(
+    model_path: &Path,
+    params: &LoadParams,
+    load_request_id: u64,
+    commands: &Receiver<WorkerRequest>,
+    sink: &mut dyn EventSink,
+    gauges: &Arc<SchedulerGauges>,
+) -> Result<SessionEnd, WorkerError> {
+    let started = Instant::now();
+    let gpu_devices = crate::backends::gpu_device_indices();
+    let mut n_gpu_layers = offload::resolve_gpu_layers(model_path, params, &gpu_devices);
+    let mut may_retry = params.n_gpu_layers == GpuLayers::Auto && n_gpu_layers > 0;
+    loop {
+        let context_params = load::context_params(model_path, params, n_gpu_layers)
+            .map_err(|e| e.to_worker_error())?;
+        let failure = match load::load_model(model_path, params, n_gpu_layers, &gpu_devices) {
+            Err(error) => error,
+            Ok(model) => {
+                let backend = load::backend().map_err(|detail| {
+                    load::LoadError::NoBackend {
+                        path: model_path.to_path_buf(),
+                        detail,
+                    }
+                    .to_worker_error()
+                })?;
+                LlamaLogCapture::clear();
+                match model.new_context(backend, context_params) {
+                    Ok(context) => {
+                        let loaded = LoadedModel {
+                            n_gpu_layers,
+                            gpu_devices: &gpu_devices,
+                            started,
+                        };
+                        return Ok(serve_model(
+                            model_path,
+                            params,
+                            &model,
+                            context,
+                            loaded,
+                            load_request_id,
+                            commands,
+                            sink,
+                            gauges,
+                        ));
+                    }
+                    Err(_) => load::classify_load_failure(model_path, &LlamaLogCapture::take()),
+                }
+            }
+        };
+        if !(may_retry && failure.kind() == ErrorKind::OutOfMemory) {
+            return Err(failure.to_worker_error());
+        }
+        let replanned = offload::planned_gpu_layers(model_path, params).ok();
+        let retry = offload::smaller_offload(n_gpu_layers, replanned);
+        tracing::warn!(
+            model = %file_name(model_path),
+            "out of memory with {n_gpu_layers} GPU layers ({failure}); retrying once with {retry}"
+        );
+        n_gpu_layers = retry;
+        may_retry = false;
+    }
+}
+
+/// What the load decided, for the `Loaded` report.
+struct LoadedModel<'a> {
+    n_gpu_layers: u32,
+    gpu_devices: &'a [usize],
+    started: Instant,
+}
+
+/// Reports the loaded model and runs its session until a new load or a shutdown.
+#[allow(clippy::too_many_arguments)]
+fn serve_model(
+    model_path: &Path,
+    params: &LoadParams,
+    model: &LlamaModel,
+    context: LlamaContext<'_>,
+    loaded: LoadedModel<'_>,
+    load_request_id: u64,
+    commands: &Receiver<WorkerRequest>,
+    sink: &mut dyn EventSink,
+    gauges: &Arc<SchedulerGauges>,
+) -> SessionEnd {
+    let template = ChatTemplate::detect(model);
+    if template.source() == TemplateSource::FallbackChatml {
+        tracing::warn!(
+            model = %file_name(model_path),
+            "the model has no chat template; using ChatML"
+        );
+    }
+    let n_ctx = context.n_ctx();
+    let n_parallel = params.n_parallel;
+    let info = ModelInfo {
+        file_name: file_name(model_path),
+        architecture: model
+            .meta_val_str("general.architecture")
+            .unwrap_or_else(|_| "unknown".to_string()),
+        n_params: model.n_params(),
+        size_bytes: model.size(),
+        n_vocab: model.n_vocab(),
+        n_layer: model.n_layer(),
+        n_ctx_train: model.n_ctx_train(),
+        n_ctx,
+        n_ctx_per_sequence: n_ctx / n_parallel,
+        n_parallel,
+        n_threads: params.n_threads.unwrap_or_else(load::default_threads),
+        n_batch: context.n_batch(),
+        n_ubatch: context.n_ubatch(),
+        n_gpu_layers: loaded.n_gpu_layers,
+        gpu_devices: crate::backends::device_names(if loaded.n_gpu_layers > 0 {
+            loaded.gpu_devices
+        } else {
+            &[]
+        }),
+        flash_attention: params.flash_attention,
+        kv_cache_type: params.kv_cache_type,
+        template_source: template.source(),
+        load_time_ms: loaded.started.elapsed().as_secs_f64() * 1000.0,
+    };
+    tracing::info!(model = %info.file_name, load_ms = info.load_time_ms, n_ctx, n_parallel, "model loaded");
+    sink.emit(WorkerEvent::Loaded {
+        request_id: load_request_id,
+        model: info,
+    });
+    let mut session = Session::new(model, context, template, params, gauges.clone());
+    session.run(commands, sink)
+}
+
+impl<'model> Session<'model> {
+    fn new(
+        model: &'model LlamaModel,
+        context: LlamaContext<'model>,
+        template: ChatTemplate,
+        params: &LoadParams,
+        gauges: Arc<SchedulerGauges>,
+    ) -> Self {
+        let n_batch = context.n_batch();
+        let n_parallel = params.n_parallel.max(1);
+        let n_ctx_per_sequence = (context.n_ctx() / n_parallel) as usize;
+        let slots = (0..n_parallel)
+            .map(|seq| Slot {
+                seq_id: i32::try_from(seq).unwrap_or(i32::MAX),
+                cached_tokens: Vec::new(),
+                active: None,
+                last_used_step: 0,
+            })
+            .collect();
+        let architecture = model
+            .meta_val_str("general.architecture")
+            .unwrap_or_default();
+        let sliding_window = model
+            .meta_val_str(&format!("{architecture}.attention.sliding_window"))
+            .ok()
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .is_some_and(|window| window > 0);
+        let partial_cache_reuse = !sliding_window && !model.is_recurrent() && !model.is_hybrid();
+        Self {
+            model,
+            context,
+            template,
+            slots,
+            queue: VecDeque::new(),
+            batch: LlamaBatch::new(n_batch as usize, i32::try_from(n_parallel).unwrap_or(1)),
+            n_batch,
+            n_ctx_per_sequence,
+            fixed_prefill_chunk: params.prefill_chunk,
+            pacer: PrefillPacer::new(params.max_decode_slowdown),
+            prefix_cache: params.prefix_cache,
+            partial_cache_reuse,
+            max_queue: params.max_queue as usize,
+            gauges,
+            decoded_batches: 0,
+            step: 0,
+            admissions: 0,
+        }
+    }
+
+    fn is_busy(&self) -> bool {
+        !self.queue.is_empty() || self.slots.iter().any(|slot| slot.active.is_some())
+    }
+
+    fn run(&mut self, commands: &Receiver<WorkerRequest>, sink: &mut dyn EventSink) -> SessionEnd {
+        loop {
+            self.gauges.publish(self.snapshot());
+            // Idle: block until something arrives. Busy: take what has arrived, then step.
+            let mut next = if self.is_busy() {
+                None
+            } else {
+                match commands.recv_timeout(Duration::from_secs(3600)) {
+                    Ok(request) => Some(request),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return SessionEnd::Shutdown,
+                }
+            };
+            // Each request is handled as it is taken off the channel, so whatever follows a
+            // `Load` stays on the channel for the next model (or for the error of a failed
+            // load) instead of being dropped with this session.
+            loop {
+                let request = match next.take() {
+                    Some(request) => request,
+                    None => match commands.try_recv() {
+                        Ok(request) => request,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => WorkerRequest::Shutdown,
+                    },
+                };
+                if let Some(end) = self.handle_request(request, sink) {
+                    self.abandon_all(sink, &end);
+                    return end;
+                }
+            }
+            self.admit_queued(sink);
+            self.gauges.publish(self.snapshot());
+            self.step(sink);
+            self.gauges.publish(self.snapshot());
+        }
+    }
+
+    pub(super) fn snapshot(&self) -> SchedulerSnapshot {
+        let running = self
+            .slots
+            .iter()
+            .filter(|slot| slot.active.is_some())
+            .count();
+        SchedulerSnapshot {
+            queued: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
+            running: u32::try_from(running).unwrap_or(u32::MAX),
+            n_parallel: u32::try_from(self.slots.len()).unwrap_or(u32::MAX),
+            steps: self.decoded_batches,
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        request: WorkerRequest,
+        sink: &mut dyn EventSink,
+    ) -> Option<SessionEnd> {
+        match request {
+            WorkerRequest::Shutdown => return Some(SessionEnd::Shutdown),
+            WorkerRequest::Load {
+                request_id,
+                model_path,
+                params,
+            } => {
+                return Some(SessionEnd::Load {
+                    request_id,
+                    model_path,
+                    params,
+                })
+            }
+            WorkerRequest::Generate(request) => {
+                let duplicate = self
+                    .queue
+                    .iter()
+                    .any(|q| q.request.request_id == request.request_id)
+                    || self.slots.iter().any(|slot| {
+                        slot.active.as_ref().map(|a| a.request_id) == Some(request.request_id)
+                    });
+                if duplicate {
+                    sink.emit(error_event(
+                        Some(request.request_id),
+                        WorkerError::new(
+                            ErrorKind::DuplicateRequest,
+                            "request id already in flight",
+                        ),
+                    ));
+                } else if self.queue.len() >= self.max_queue {
+                    sink.emit(error_event(
+                        Some(request.request_id),
+                        WorkerError::new(
+                            ErrorKind::QueueFull,
+                            format!("{} requests are already waiting", self.queue.len()),
+                        ),
+                    ));
+                } else {
+                    self.queue.push_back(QueuedRequest {
+                        request,
+                        arrived_at: Instant::now(),
+                    });
+                }
+            }
+            WorkerRequest::Cancel { request_id } => self.cancel(request_id, sink),
+            WorkerRequest::Tokenize {
+                request_id,
+                text,
+                add_special,
+            } => {
+                let tokens = self
+                    .model
+                    .vocab()
+                    .tokenize(text.as_bytes(), add_special, true)
+                    .into_iter()
+                    .map(|token| token.0)
+                    .collect();
+                sink.emit(WorkerEvent::Tokenized { request_id, tokens });
+            }
+            WorkerRequest::MemoryReport { request_id } => sink.emit(WorkerEvent::Memory {
+                request_id,
+                report: memory::memory_report(self.model.size()),
+            }),
+            WorkerRequest::Devices { request_id } => sink.emit(devices_event(request_id)),
+            WorkerRequest::Stats { request_id } => {
+                sink.emit(stats_event(request_id, self.snapshot()));
+            }
+            WorkerRequest::RenderChat {
+                request_id,
+                messages,
+            } => {
+                let prompt = Prompt::Chat { messages };
+                let event = match (
+                    self.render_prompt_text(&prompt),
+                    self.tokenize_prompt(&prompt),
+                ) {
+                    (Ok(text), Ok((tokens, _))) => WorkerEvent::Rendered {
+                        request_id,
+                        text,
+                        template_source: self.template.source(),
+                        prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
+                    },
+                    (Err(error), _) | (_, Err(error)) => error_event(Some(request_id), error),
+                };
+                sink.emit(event);
+            }
+        }
+        None
+    }
+
+    fn cancel(&mut self, request_id: u64, sink: &mut dyn EventSink) {
+        if let Some(position) = self
+            .queue
+            .iter()
+            .position(|q| q.request.request_id == request_id)
+        {
+            if let Some(queued) = self.queue.remove(position) {
+                let metrics = MetricsRecorder::new(queued.arrived_at).finish(Instant::now());
+                sink.emit(WorkerEvent::Done {
+                    request_id,
+                    finish_reason: FinishReason::Cancelled,
+                    metrics,
+                });
+            }
+            return;
+        }
+        if let Some(index) = self
+            .slots
+            .iter()
+            .position(|slot| slot.active.as_ref().map(|a| a.request_id) == Some(request_id))
+        {
+            self.finish(index, FinishReason::Cancelled, sink);
+        }
+    }
+
+    /// Ends every request: the session is going away (shutdown or another model).
+    fn abandon_all(&mut self, sink: &mut dyn EventSink, end: &SessionEnd) {
+        let message = match end {
+            SessionEnd::Shutdown => "the engine is shutting down",
+            SessionEnd::Load { .. } => "the model was unloaded for another",
+        };
+        let mut ids: Vec<u64> = self.queue.drain(..).map(|q| q.request.request_id).collect();
+        ids.extend(
+            self.slots
+                .iter_mut()
+                .filter_map(|slot| slot.active.take())
+                .map(|a| a.request_id),
+        );
+        for request_id in ids {
+            sink.emit(error_event(
+                Some(request_id),
+                WorkerError::new(ErrorKind::NoModelLoaded, message),
+            ));
+        }
+    }
+}
+
+/// The answer to `Devices`: every device, and what became of each backend library.
+fn devices_event(request_id: u64) -> WorkerEvent {
+    load::route_llama_logs();
+    WorkerEvent::Devices {
+        request_id,
+        devices: memory::backend_devices(),
+        backends: crate::backends::backends().report.clone(),
+    }
+}
