@@ -44,7 +44,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use app::{start, RunningServer, ServerOptions, StartError};
-pub use conversations::AnswerTasks;
+pub use conversations::{AnswerTasks, STREAMING_SAVE_INTERVAL};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use models::{ModelManager, ModelManagerConfig, ServableModel};

@@ -3,7 +3,8 @@
 //! The real test models come from `scripts/fetch-test-models`, which caches them outside the
 //! repository. Tests that need one call [`smollm2`] or [`gemma3`]; a missing model fails the
 //! test with the command to run, never skips it silently. [`craft`] makes bad model files from
-//! good ones (truncated, not GGUF, a hostile metadata value).
+//! good ones (truncated, not GGUF, a hostile metadata value). [`fake_worker`] is a scripted
+//! engine worker for the fast test tier (no model, no llama.cpp).
 
 use std::path::{Path, PathBuf};
 
@@ -43,9 +44,11 @@ pub fn gemma3() -> PathBuf {
     model(GEMMA3_FILE)
 }
 
-/// Bad model files made from good ones.
+pub mod fake_worker;
 pub mod http;
+pub mod http_client;
 
+/// Bad model files made from good ones.
 pub mod craft {
     use super::*;
 

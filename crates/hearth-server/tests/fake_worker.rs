@@ -1,0 +1,368 @@
+//! The server's streaming paths against a scripted fake worker (the fast tier: no model, no
+//! llama.cpp): a real server from [`hearth_server::start`] on a loopback port, real HTTP, a
+//! real SQLite history, and a worker process that plays errors, crashes and slow answers on
+//! cue. This test binary is also the worker (`hearth_testkit::fake_worker`).
+
+use std::time::{Duration, Instant};
+
+use hearth_protocol::{ErrorKind, FinishReason};
+use hearth_server::{start, RunningServer, ServerOptions, STREAMING_SAVE_INTERVAL};
+use hearth_supervisor::WorkerCommand;
+use hearth_testkit::fake_worker::{answer, run_tests_or_worker, Action, FakeWorker, Script};
+use hearth_testkit::http_client::{Client, SseStream};
+use serde_json::{json, Value};
+
+fn main() {
+    run_tests_or_worker(&[
+        (
+            "an_error_mid_stream_ends_the_sse_stream_without_done",
+            an_error_mid_stream_ends_the_sse_stream_without_done,
+        ),
+        (
+            "a_crash_mid_stream_ends_it_with_an_error_and_the_next_request_is_answered",
+            a_crash_mid_stream_ends_it_with_an_error_and_the_next_request_is_answered,
+        ),
+        (
+            "an_error_before_the_first_token_is_an_http_error",
+            an_error_before_the_first_token_is_an_http_error,
+        ),
+        (
+            "a_streaming_answer_is_saved_while_it_streams",
+            a_streaming_answer_is_saved_while_it_streams,
+        ),
+        (
+            "a_conversation_answer_that_fails_is_saved_as_an_error",
+            a_conversation_answer_that_fails_is_saved_as_an_error,
+        ),
+        (
+            "an_answer_edited_away_while_it_streams_ends_with_answer_removed",
+            an_answer_edited_away_while_it_streams_ends_with_answer_removed,
+        ),
+    ]);
+}
+
+/// A server in a runtime of its own, serving one fake model from a temporary data folder.
+struct FakeServer {
+    client: Client,
+    server: Option<RunningServer>,
+    runtime: tokio::runtime::Runtime,
+    _data: tempfile::TempDir,
+}
+
+impl FakeServer {
+    fn start(script: Script) -> FakeServer {
+        let data = tempfile::tempdir().unwrap();
+        // The fake worker never reads it; the server only needs a file to serve by name.
+        let model = data.path().join("fake.gguf");
+        std::fs::write(&model, b"GGUF").unwrap();
+        let parts = FakeWorker::command_parts(&script);
+        let worker = WorkerCommand {
+            program: parts.program,
+            args: parts.args,
+            envs: parts.envs,
+        };
+        let mut options = ServerOptions::new(data.path(), worker);
+        options.port = 0;
+        options.models = vec![model.to_string_lossy().into_owned()];
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime.block_on(start(options)).expect("the server starts");
+        let client = Client {
+            address: server.local_addr(),
+            api_key: None,
+        };
+        let fake = FakeServer {
+            client,
+            server: Some(server),
+            runtime,
+            _data: data,
+        };
+        fake.wait_ready();
+        fake
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.client.get("/health").status != 200 {
+            assert!(Instant::now() < deadline, "the fake model never loaded");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn chat_stream(&self) -> SseStream {
+        let body = json!({
+            "model": self.client.model_id(),
+            "stream": true,
+            "messages": [{"role": "user", "content": "hi"}],
+        });
+        SseStream::open(&self.client, "/v1/chat/completions", &body)
+    }
+
+    fn new_conversation(&self) -> String {
+        let created = self
+            .client
+            .post_json("/api/conversations", &json!({"title": "t"}));
+        assert_eq!(created.status, 201, "{}", created.text());
+        let id = &created.json()["id"];
+        id.as_str().map_or_else(|| id.to_string(), str::to_string)
+    }
+
+    /// Sends `content` to conversation `id` and opens its answer's event stream.
+    fn send_message(&self, id: &str, content: &str) -> SseStream {
+        SseStream::open(
+            &self.client,
+            &format!("/api/conversations/{id}/messages"),
+            &json!({ "content": content }),
+        )
+    }
+
+    fn conversation(&self, id: &str) -> Value {
+        self.client.get(&format!("/api/conversations/{id}")).json()
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.shutdown());
+        }
+    }
+}
+
+fn parse(events: &[String]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect()
+}
+
+fn an_error_mid_stream_ends_the_sse_stream_without_done() {
+    let server = FakeServer::start(Script::generating(vec![
+        Action::Started { prompt_tokens: 3 },
+        Action::Token { text: "Hel".into() },
+        Action::Error {
+            kind: ErrorKind::DecodeFailed,
+            message: "llama_decode failed".into(),
+        },
+    ]));
+    let stream = server.chat_stream();
+    assert_eq!(stream.status, 200);
+    let events = stream.collect();
+    assert!(!events.iter().any(|data| data == "[DONE]"), "{events:?}");
+    let chunks = parse(&events);
+    // The role chunk, the text, then the error object as the last event.
+    assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Hel");
+    let last = chunks.last().unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("llama_decode failed")),
+        "{last}"
+    );
+    assert_eq!(
+        server
+            .client
+            .metric("hearth_stream_errors_total")
+            .unwrap_or_default(),
+        1.0
+    );
+}
+
+fn a_crash_mid_stream_ends_it_with_an_error_and_the_next_request_is_answered() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let server = FakeServer::start(
+        Script {
+            generations: vec![
+                vec![
+                    Action::Started { prompt_tokens: 3 },
+                    Action::Token { text: "a".into() },
+                    Action::Sleep { ms: 50 },
+                    Action::Abort,
+                ],
+                answer(&["after"]),
+            ],
+            ..Script::default()
+        }
+        .logging_to(log.path()),
+    );
+    let chunks = parse(&server.chat_stream().collect());
+    let last = chunks.last().unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("crashed")),
+        "{last}"
+    );
+    let chunks = parse(&server.chat_stream().collect());
+    let text: String = chunks
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "after");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+}
+
+fn an_error_before_the_first_token_is_an_http_error() {
+    let server = FakeServer::start(Script::generating(vec![Action::Error {
+        kind: ErrorKind::ContextLengthExceeded,
+        message: "the prompt is longer than the context".into(),
+    }]));
+    let body = json!({
+        "model": server.client.model_id(),
+        "stream": true,
+        "messages": [{"role": "user", "content": "hi"}],
+    });
+    let response = server.client.post_json("/v1/chat/completions", &body);
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert_eq!(
+        response.json()["error"]["code"],
+        "context_length_exceeded",
+        "{}",
+        response.text()
+    );
+}
+
+fn a_streaming_answer_is_saved_while_it_streams() {
+    // Pauses of several save intervals between the tokens and before the end.
+    let server = FakeServer::start(Script::generating(vec![
+        Action::Started { prompt_tokens: 3 },
+        Action::Token {
+            text: "first".into(),
+        },
+        Action::Sleep { ms: 1000 },
+        Action::Token {
+            text: " second".into(),
+        },
+        Action::Sleep { ms: 2000 },
+        Action::Done {
+            finish_reason: FinishReason::Stop,
+        },
+    ]));
+    let id = server.new_conversation();
+    let mut stream = server.send_message(&id, "hello");
+    assert_eq!(stream.status, 200);
+    let start: Value = serde_json::from_str(&stream.next_data().unwrap()).unwrap();
+    assert_eq!(start["type"], "start");
+    for expected in ["first", " second"] {
+        let token: Value = serde_json::from_str(&stream.next_data().unwrap()).unwrap();
+        assert_eq!(token["text"], expected);
+    }
+    // Within about one save interval of the second token, the partial answer is in the
+    // history, still streaming (the answer ends 2 s later).
+    let deadline = Instant::now() + STREAMING_SAVE_INTERVAL * 3;
+    let saved = loop {
+        let messages = server.conversation(&id)["messages"].clone();
+        let answer = messages[1].clone();
+        if answer["content"] == "first second" {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not saved while streaming: {messages}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(saved["status"], "streaming");
+    let rest = parse(&stream.collect());
+    let done = rest.last().unwrap();
+    assert_eq!(done["type"], "done", "{rest:?}");
+    assert_eq!(done["message"]["content"], "first second");
+    let answer = &server.conversation(&id)["messages"][1];
+    assert_eq!(answer["status"], "complete");
+    assert_eq!(answer["content"], "first second");
+}
+
+fn a_conversation_answer_that_fails_is_saved_as_an_error() {
+    let server = FakeServer::start(Script::generating(vec![
+        Action::Started { prompt_tokens: 3 },
+        Action::Token {
+            text: "partial".into(),
+        },
+        Action::Exit { code: 3 },
+    ]));
+    let id = server.new_conversation();
+    let events = parse(&server.send_message(&id, "hello").collect());
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "error", "{events:?}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("code 3")),
+        "{last}"
+    );
+    assert_eq!(last["message"]["status"], "error");
+    // What was written before the crash is kept.
+    let answer = &server.conversation(&id)["messages"][1];
+    assert_eq!(answer["status"], "error");
+    assert_eq!(answer["content"], "partial");
+}
+
+fn an_answer_edited_away_while_it_streams_ends_with_answer_removed() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    // The first answer writes slowly until cancelled; the edit's answer is quick.
+    let server = FakeServer::start(
+        Script {
+            generations: vec![
+                vec![
+                    Action::Started { prompt_tokens: 3 },
+                    Action::Token { text: "old".into() },
+                    Action::Sleep { ms: 300 },
+                    Action::Token {
+                        text: " more".into(),
+                    },
+                    Action::Sleep { ms: 300 },
+                    Action::Token {
+                        text: " more".into(),
+                    },
+                    Action::WaitForCancel,
+                ],
+                answer(&["new"]),
+            ],
+            ..Script::default()
+        }
+        .logging_to(log.path()),
+    );
+    let id = server.new_conversation();
+    let mut first = server.send_message(&id, "hello");
+    let start: Value = serde_json::from_str(&first.next_data().unwrap()).unwrap();
+    let question = start["user_message"]["id"].clone();
+    let edited = parse(
+        &SseStream::open(
+            &server.client,
+            &format!("/api/conversations/{id}/messages/{question}/edit"),
+            &json!({"content": "hello again"}),
+        )
+        .collect(),
+    );
+    assert_eq!(edited.last().unwrap()["type"], "done", "{edited:?}");
+    let rest = parse(&first.collect());
+    let last = rest.last().unwrap();
+    assert_eq!(last["type"], "error", "{rest:?}");
+    assert_eq!(last["error"]["code"], "answer_removed");
+    // The removed answer's generation was cancelled in the worker, and the history holds the
+    // edited question and its new answer only.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let requests = std::fs::read_to_string(log.path()).unwrap();
+        if requests.contains("\"type\":\"cancel\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no cancel sent: {requests}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let messages = server.conversation(&id)["messages"].clone();
+    let contents: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|message| message["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["hello again", "new"]);
+}
