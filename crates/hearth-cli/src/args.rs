@@ -14,15 +14,6 @@ pub enum FlashAttentionArg {
     Off,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum KvCacheTypeArg {
-    F16,
-    #[value(name = "q8_0")]
-    Q8_0,
-    #[value(name = "q4_0")]
-    Q4_0,
-}
-
 /// `--backend`: clap's face of [`BackendChoice`].
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum BackendArg {
@@ -73,7 +64,7 @@ pub struct ModelArgs {
     pub flash_attention: FlashAttentionArg,
     /// Element type of the KV cache.
     #[arg(long = "kv-type", value_enum, default_value = "f16")]
-    pub kv_cache_type: KvCacheTypeArg,
+    pub kv_cache_type: KvCacheType,
     /// Read the model into memory instead of mapping it.
     #[arg(long)]
     pub no_mmap: bool,
@@ -110,11 +101,7 @@ impl ModelArgs {
                 FlashAttentionArg::On => FlashAttention::On,
                 FlashAttentionArg::Off => FlashAttention::Off,
             },
-            kv_cache_type: match self.kv_cache_type {
-                KvCacheTypeArg::F16 => KvCacheType::F16,
-                KvCacheTypeArg::Q8_0 => KvCacheType::Q8_0,
-                KvCacheTypeArg::Q4_0 => KvCacheType::Q4_0,
-            },
+            kv_cache_type: self.kv_cache_type,
             use_mmap: !self.no_mmap,
             n_parallel: self.n_parallel,
             prefill_chunk: self.prefill_chunk,

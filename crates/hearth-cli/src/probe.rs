@@ -13,8 +13,8 @@ use hearth_models::{
     Catalog, DownloadConfig, HubClient, HubRepo, ModelLibrary, MAX_HEADER_PREFIX_BYTES,
 };
 use hearth_probe::{
-    plan, variant_from_file, variant_from_gguf, DeviceMemory, KvCacheType, Plan, ProbeOptions,
-    ProbeReport, QualityPreference, Variant, Wishes,
+    plan, variant_from_file, variant_from_gguf, DeviceMemory, Plan, ProbeOptions, ProbeReport,
+    QualityPreference, Variant, Wishes,
 };
 use hearth_protocol::{FlashAttention, LoadParams, MemoryReport};
 use hearth_server::fit::{add_estimated_variants, installed_catalog_variants, LocatedVariants};
@@ -355,11 +355,7 @@ fn load_params(plan: &Plan) -> LoadParams {
             hearth_probe::plan::FlashAttentionChoice::Auto => FlashAttention::Auto,
             hearth_probe::plan::FlashAttentionChoice::On => FlashAttention::On,
         },
-        kv_cache_type: match plan.kv_cache_type {
-            KvCacheType::F16 => hearth_protocol::KvCacheType::F16,
-            KvCacheType::Q8_0 => hearth_protocol::KvCacheType::Q8_0,
-            KvCacheType::Q4_0 => hearth_protocol::KvCacheType::Q4_0,
-        },
+        kv_cache_type: plan.kv_cache_type,
         ..LoadParams::default()
     }
 }
@@ -478,7 +474,7 @@ fn print_fit(report: &FitReport) {
         plan.n_ctx_per_sequence,
         plan.n_parallel,
         placement,
-        plan.kv_cache_type.name(),
+        plan.kv_cache_type.as_str(),
         match plan.flash_attention {
             hearth_probe::plan::FlashAttentionChoice::Auto => "auto",
             hearth_probe::plan::FlashAttentionChoice::On => "on",

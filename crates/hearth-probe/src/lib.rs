@@ -28,7 +28,7 @@ pub mod speed;
 
 use std::path::Path;
 
-pub use memory::{ContextConfig, DeviceMemory, KvCacheType, Placement};
+pub use memory::{ContextConfig, DeviceMemory, Placement};
 pub use model::{ModelFacts, ModelFactsError};
 pub use plan::{
     nominal_bits_per_weight, plan, Offload, Plan, PlanError, QualityPreference, Variant, Wishes,

@@ -3,6 +3,7 @@
 //! 0.1.161). Each rule names the llama.cpp code it follows; `docs/planner.md` has the
 //! derivations and the measurements that check them.
 
+use hearth_protocol::KvCacheType;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ModelFacts, TensorRole};
@@ -35,32 +36,13 @@ const HOST_PROCESS_OVERHEAD_BYTES: u64 = 48 * MIB;
 /// Tokenizer memory per vocabulary entry (the token text, its score and type, lookup maps).
 const HOST_BYTES_PER_VOCAB_ENTRY: u64 = 96;
 
-/// Element type of the KV cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KvCacheType {
-    F16,
-    Q8_0,
-    Q4_0,
-}
-
-impl KvCacheType {
-    /// Bytes of a row of `elements` values (ggml's `ggml_row_size`).
-    pub fn row_bytes(self, elements: u64) -> u64 {
-        match self {
-            KvCacheType::F16 => elements * 2,
-            // 32 values per block: 34 bytes (q8_0) or 18 bytes (q4_0).
-            KvCacheType::Q8_0 => elements.div_ceil(32) * 34,
-            KvCacheType::Q4_0 => elements.div_ceil(32) * 18,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            KvCacheType::F16 => "f16",
-            KvCacheType::Q8_0 => "q8_0",
-            KvCacheType::Q4_0 => "q4_0",
-        }
+/// Bytes of a KV cache row of `elements` values of `kv_cache_type` (ggml's `ggml_row_size`).
+pub fn kv_row_bytes(kv_cache_type: KvCacheType, elements: u64) -> u64 {
+    match kv_cache_type {
+        KvCacheType::F16 => elements * 2,
+        // 32 values per block: 34 bytes (q8_0) or 18 bytes (q4_0).
+        KvCacheType::Q8_0 => elements.div_ceil(32) * 34,
+        KvCacheType::Q4_0 => elements.div_ceil(32) * 18,
     }
 }
 
@@ -266,8 +248,8 @@ pub fn layer_kv_bytes(model: &ModelFacts, config: &ContextConfig, layer: usize) 
         Some(swa) if model.layer_uses_window(layer) => config.sliding_kv_cells(swa.window),
         _ => config.kv_cells(),
     };
-    let k_row = config.kv_cache_type.row_bytes(n_head_kv * model.head_dim_k);
-    let v_row = config.kv_cache_type.row_bytes(n_head_kv * model.head_dim_v);
+    let k_row = kv_row_bytes(config.kv_cache_type, n_head_kv * model.head_dim_k);
+    let v_row = kv_row_bytes(config.kv_cache_type, n_head_kv * model.head_dim_v);
     cells * config.kv_streams() * (k_row + v_row)
 }
 

@@ -18,9 +18,10 @@
 //!    layers run on the CPU, whose prefill makes longer prompts impractical).
 //! 4. With room left on a GPU, a larger quantization that still fits replaces the chosen one.
 
+use hearth_protocol::KvCacheType;
 use serde::{Deserialize, Serialize};
 
-use crate::memory::{memory_breakdown, ContextConfig, DeviceMemory, KvCacheType, Placement};
+use crate::memory::{memory_breakdown, ContextConfig, DeviceMemory, Placement};
 use crate::model::ModelFacts;
 use crate::profile::{DeviceProfile, GIB, MIB};
 use crate::speed::{predict_speed, SpeedPrediction, DEFAULT_DECODE_POSITION};

@@ -32,12 +32,26 @@ pub enum FlashAttention {
 
 /// Element type of the KV cache. Quantized caches need flash attention for the V part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum KvCacheType {
     #[default]
     F16,
+    #[cfg_attr(feature = "clap", value(name = "q8_0"))]
     Q8_0,
+    #[cfg_attr(feature = "clap", value(name = "q4_0"))]
     Q4_0,
+}
+
+impl KvCacheType {
+    /// The name on the wire and on the command line (`f16`, `q8_0`, `q4_0`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvCacheType::F16 => "f16",
+            KvCacheType::Q8_0 => "q8_0",
+            KvCacheType::Q4_0 => "q4_0",
+        }
+    }
 }
 
 /// How many of a model's layers go to the GPU.
@@ -746,6 +760,16 @@ impl WorkerEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kv_cache_type_names_are_the_wire_names() {
+        for kv_cache_type in [KvCacheType::F16, KvCacheType::Q8_0, KvCacheType::Q4_0] {
+            assert_eq!(
+                serde_json::to_value(kv_cache_type).unwrap(),
+                kv_cache_type.as_str()
+            );
+        }
+    }
 
     #[test]
     fn requests_round_trip_as_single_json_lines() {
