@@ -258,13 +258,8 @@ pub fn context_params(
     }
     let threads = i32::try_from(params.n_threads.unwrap_or_else(default_threads))
         .map_err(|_| invalid("n_threads is too large"))?;
-    let flash_attention = match params.flash_attention {
-        // On the CPU, flash attention is the vendored llama.cpp's batch-invariant kernel
-        // (vendor/README.md): every query row is computed the same way alone, batched or from a
-        // cached prefix, and it is faster than plain attention (GQA heads share one pass over
-        // K/V, masked cells are skipped), so it is the CPU default. With GPU offload, llama.cpp
-        // decides.
-        FlashAttention::Auto if n_gpu_layers == 0 => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    // On the CPU, `auto` is on: the vendored batch-invariant kernel (see `for_offload`).
+    let flash_attention = match params.flash_attention.for_offload(n_gpu_layers) {
         FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
         FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
         FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
@@ -288,7 +283,8 @@ pub fn context_params(
         // at the same places whether it runs alone or beside others, which (with the attention
         // path below) keeps greedy output identical under batching. A shared prefix is still
         // copied between sequences, as a whole-stream copy (see `Session::reuse_cached_prefix`).
-        .with_kv_unified(false))
+        .with_kv_unified(hearth_protocol::KV_UNIFIED)
+        .with_swa_full(hearth_protocol::SWA_FULL))
 }
 
 /// A `tracing` layer that keeps llama.cpp's recent warning and error lines.

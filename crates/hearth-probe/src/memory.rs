@@ -3,7 +3,7 @@
 //! 0.1.161). Each rule names the llama.cpp code it follows; `docs/planner.md` has the
 //! derivations and the measurements that check them.
 
-use hearth_protocol::KvCacheType;
+use hearth_protocol::{FlashAttention, KvCacheType, LoadParams};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ModelFacts, TensorRole};
@@ -61,28 +61,32 @@ pub struct ContextConfig {
     /// llama.cpp with GPU layers (on for CUDA, Metal and Vulkan).
     pub flash_attention: bool,
     /// One KV buffer shared by all sequences (`true`) or one stream of `n_ctx / n_parallel`
-    /// cells per sequence (`false`, the engine's setting).
+    /// cells per sequence (`false`, the engine's setting: [`hearth_protocol::KV_UNIFIED`]).
     pub kv_unified: bool,
-    /// Full-size KV cache for sliding-window layers. llama.cpp's default (and so Hearth's
-    /// engine today) is `true`; `false` sizes those layers to the window.
+    /// Full-size KV cache for sliding-window layers: `true` for the engine
+    /// ([`hearth_protocol::SWA_FULL`], llama.cpp's default); `false` sizes those layers to the
+    /// window.
     pub swa_full: bool,
     /// Most logits rows per ubatch; `None` means llama.cpp's default (`n_batch`).
     pub n_outputs_max: Option<u32>,
 }
 
 impl ContextConfig {
-    /// Hearth's engine defaults for a CPU-only load (crates/hearth-engine/src/load.rs
-    /// `context_params`; keep the two in step).
+    /// What Hearth's engine creates for a CPU-only load of `n_ctx` with the default load
+    /// parameters: the same defaults and settings (`hearth_protocol`'s [`LoadParams`],
+    /// [`KV_UNIFIED`](hearth_protocol::KV_UNIFIED), [`SWA_FULL`](hearth_protocol::SWA_FULL),
+    /// [`FlashAttention::for_offload`]) that the engine's context parameters come from.
     pub fn engine_defaults(n_ctx: u32) -> ContextConfig {
+        let load = LoadParams::default();
         ContextConfig {
             n_ctx,
-            n_batch: 512,
-            n_ubatch: 512,
-            n_parallel: 1,
-            kv_cache_type: KvCacheType::F16,
-            flash_attention: true,
-            kv_unified: false,
-            swa_full: true,
+            n_batch: load.n_batch,
+            n_ubatch: load.n_ubatch,
+            n_parallel: load.n_parallel,
+            kv_cache_type: load.kv_cache_type,
+            flash_attention: load.flash_attention.for_offload(0) == FlashAttention::On,
+            kv_unified: hearth_protocol::KV_UNIFIED,
+            swa_full: hearth_protocol::SWA_FULL,
             n_outputs_max: None,
         }
     }

@@ -18,16 +18,39 @@ pub const DEFAULT_N_PARALLEL: u32 = 1;
 pub const DEFAULT_MAX_DECODE_SLOWDOWN: f64 = 2.0;
 /// Default number of requests that may wait for a slot.
 pub const DEFAULT_MAX_QUEUE: u32 = 64;
+/// The engine's KV cache layout (llama.cpp's `kv_unified`): one stream per sequence, not one
+/// buffer shared by all, so a sequence's cells sit at the same places whether it runs alone or
+/// beside others (which keeps greedy output identical under batching). Not a load parameter:
+/// the engine always sets it, and the fit planner sizes the cache by it.
+pub const KV_UNIFIED: bool = false;
+/// Whether sliding-window layers get a full-size KV cache (llama.cpp's `swa_full`, true by its
+/// default): the engine's setting, which the fit planner sizes the cache by.
+pub const SWA_FULL: bool = true;
 
 /// How to run llama.cpp's flash attention kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlashAttention {
-    /// Let llama.cpp decide per device (its default).
+    /// On the CPU, on; with GPU layers, llama.cpp decides per device
+    /// ([`FlashAttention::for_offload`]).
     #[default]
     Auto,
     On,
     Off,
+}
+
+impl FlashAttention {
+    /// What the engine asks of llama.cpp with `n_gpu_layers` layers offloaded (`Auto`: llama.cpp
+    /// decides). On the CPU, `Auto` is `On`: flash attention is then the vendored llama.cpp's
+    /// batch-invariant kernel (vendor/README.md), which computes every query row the same way
+    /// alone, batched or from a cached prefix, and is faster than plain attention (GQA heads
+    /// share one pass over K/V, masked cells are skipped). With GPU offload, llama.cpp decides.
+    pub fn for_offload(self, n_gpu_layers: u32) -> FlashAttention {
+        match self {
+            FlashAttention::Auto if n_gpu_layers == 0 => FlashAttention::On,
+            choice => choice,
+        }
+    }
 }
 
 /// Element type of the KV cache. Quantized caches need flash attention for the V part.
@@ -769,6 +792,14 @@ mod tests {
                 kv_cache_type.as_str()
             );
         }
+    }
+
+    #[test]
+    fn flash_attention_auto_is_on_on_the_cpu_and_llama_cpps_choice_with_gpu_layers() {
+        assert_eq!(FlashAttention::Auto.for_offload(0), FlashAttention::On);
+        assert_eq!(FlashAttention::Auto.for_offload(12), FlashAttention::Auto);
+        assert_eq!(FlashAttention::Off.for_offload(0), FlashAttention::Off);
+        assert_eq!(FlashAttention::On.for_offload(12), FlashAttention::On);
     }
 
     #[test]
