@@ -69,6 +69,6 @@ fn print_probe_report(own_data_dir: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(hearth_server::system::print_probe_report(data_dir, engine))
+        .block_on(hearth_probe::machine::print_probe_report(data_dir, engine))
         .context("cannot print the report")
 }

@@ -113,7 +113,7 @@ fn main() -> ExitCode {
         Command::Engine => hearth_engine::worker::run_worker().context("engine worker failed"),
         Command::ProbeReport { data_dir } => engine_command().and_then(|engine| {
             with_runtime(async move {
-                hearth_server::system::print_probe_report(data_dir, engine)
+                hearth_probe::machine::print_probe_report(data_dir, engine)
                     .await
                     .context("the probe failed")
             })

@@ -12,12 +12,12 @@ use clap::{Args, ValueEnum};
 use hearth_models::{
     Catalog, DownloadConfig, HubClient, HubRepo, ModelLibrary, MAX_HEADER_PREFIX_BYTES,
 };
+use hearth_probe::catalog::{add_estimated_variants, installed_catalog_variants, LocatedVariants};
 use hearth_probe::{
     plan, variant_from_file, variant_from_gguf, DeviceMemory, Plan, ProbeOptions, ProbeReport,
     QualityPreference, Variant, Wishes,
 };
 use hearth_protocol::{FlashAttention, LoadParams, MemoryReport};
-use hearth_server::fit::{add_estimated_variants, installed_catalog_variants, LocatedVariants};
 use serde::Serialize;
 
 /// Largest |relative error| of the predicted total that `--verify` accepts (the goal is 5%).
@@ -79,13 +79,9 @@ async fn probe_machine(
     measure: bool,
     refresh: bool,
 ) -> anyhow::Result<ProbeReport> {
-    let options = ProbeOptions {
-        data_dir: hearth_supervisor::process::data_dir(),
-        models_dir: crate::models::models_directory(),
-        measure,
-        refresh,
-    };
-    Ok(hearth_server::system::probe_machine(supervisor, options).await)
+    let options =
+        ProbeOptions::for_data_dir(hearth_supervisor::process::data_dir(), measure, refresh);
+    Ok(hearth_probe::machine::probe_machine(supervisor, options).await)
 }
 
 pub async fn probe(args: ProbeArgs) -> anyhow::Result<()> {

@@ -6,7 +6,9 @@
 //! GPUs llama.cpp's backends report with their total and free memory (the caller asks the
 //! engine worker; this crate never links llama.cpp), and bandwidths measured by
 //! `hearth-kernels`, cached per device and probe version under the data directory. It turns all
-//! that into a [`DeviceProfile`].
+//! that into a [`DeviceProfile`]. [`machine`] asks the engine worker (through
+//! `hearth-supervisor`) and probes: in `hearth probe` and `hearth fit`, and in the server's
+//! short-lived probe process ([`machine::print_probe_report`]).
 //!
 //! The planner is pure functions over a profile and a model's GGUF facts ([`ModelFacts`]):
 //! [`memory::memory_breakdown`] computes what llama.cpp will allocate per device (weights with
@@ -16,9 +18,12 @@
 //! chooses the quantization, context, offload, KV cache type, flash attention and parallel
 //! sequences that fit the budgets (free memory minus a stated margin). Fixture profiles
 //! ([`profile::fixtures`]) and synthetic models ([`model::synthetic`]) test it without the
-//! hardware. `docs/planner.md` explains the formulas and how they were checked against
-//! llama.cpp.
+//! hardware. [`catalog`] gives a catalog model's variants to plan from, read from installed
+//! files or estimated. `docs/planner.md` explains the formulas and how they were checked
+//! against llama.cpp.
 
+pub mod catalog;
+pub mod machine;
 pub mod memory;
 pub mod model;
 pub mod plan;

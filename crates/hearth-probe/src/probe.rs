@@ -131,6 +131,39 @@ pub struct ProbeReport {
     pub cache_path: PathBuf,
 }
 
+impl ProbeReport {
+    /// A report that knows nothing (the probe could not run at all): one core of an unknown
+    /// CPU, no memory, no GPU.
+    pub fn empty() -> ProbeReport {
+        ProbeReport {
+            probe_version: PROBE_VERSION,
+            profile: DeviceProfile {
+                os: std::env::consts::OS.to_string(),
+                cpu: CpuProfile {
+                    model: "unknown CPU".into(),
+                    architecture: std::env::consts::ARCH.into(),
+                    physical_cores: 1,
+                    logical_cores: 1,
+                    features: Vec::new(),
+                    read_bandwidth_bytes_per_second: None,
+                },
+                memory: MemoryProfile {
+                    total_bytes: 0,
+                    available_bytes: 0,
+                },
+                gpus: Vec::new(),
+                unified_memory: false,
+                models_disk_free_bytes: None,
+            },
+            adapters: Vec::new(),
+            llama_devices: None,
+            backends: None,
+            cpu_bandwidth_from_cache: false,
+            cache_path: PathBuf::new(),
+        }
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct ProbeOptions {
@@ -141,6 +174,19 @@ pub struct ProbeOptions {
     /// Measure again even when cached figures exist (the cache keeps the best figure seen:
     /// other programs can only make a measurement slower).
     pub refresh: bool,
+}
+
+impl ProbeOptions {
+    /// The options for Hearth's data directory `data_dir`: the measurement cache there, the
+    /// free disk of its models folder.
+    pub fn for_data_dir(data_dir: PathBuf, measure: bool, refresh: bool) -> ProbeOptions {
+        ProbeOptions {
+            models_dir: hearth_supervisor::process::models_dir(&data_dir),
+            data_dir,
+            measure,
+            refresh,
+        }
+    }
 }
 
 fn now_seconds() -> u64 {

@@ -3,7 +3,7 @@
 //! The probe (`hearth-probe`: CPU, memory, GPUs, measured bandwidths) runs once, on the first
 //! request that needs it, in a short-lived child process: the binary that runs engine workers,
 //! with its `probe-report` subcommand instead of `engine` ([`WorkerCommand::probe_report`];
-//! [`print_probe_report`] is that process's work). It prints its report as one JSON line and exits, so the wgpu and Vulkan
+//! `hearth_probe::machine::print_probe_report` is that process's work). It prints its report as one JSON line and exits, so the wgpu and Vulkan
 //! drivers, the kernels and sysinfo it loads (about 40 MB that would stay mapped for the
 //! server's life) never enter the server's process. The report is kept in memory; requests
 //! that arrive meanwhile wait for the same run. A probe that cannot start, takes longer than
@@ -13,10 +13,9 @@
 //! first probe on a machine measures (about two seconds); later ones read the cache.
 //! llama.cpp's device list (GPU memory) comes from a fresh engine worker that loads no model
 //! (`Supervisor::devices`), since only the engine links llama.cpp. Nothing here uses the
-//! network. `hearth probe` and `hearth fit` call [`probe_machine`] in their own process (they
-//! exit right after).
+//! network. `hearth probe` and `hearth fit` call `hearth_probe::machine::probe_machine` in
+//! their own process (they exit right after).
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -26,8 +25,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use hearth_probe::{LlamaDevice, ProbeOptions, ProbeReport};
-use hearth_supervisor::{Supervisor, WorkerCommand};
+use hearth_probe::ProbeReport;
+use hearth_supervisor::WorkerCommand;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
@@ -50,60 +49,6 @@ pub const MAX_PROBE_REPORT_BYTES: u64 = 1024 * 1024;
 /// The system routes, merged into [`crate::router`].
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/system", get(show_system))
-}
-
-/// Asks `supervisor`'s worker for llama.cpp's devices (it loads no model for that), then
-/// probes the machine on a blocking thread (the kernels take seconds the first time).
-pub async fn probe_machine(supervisor: &Supervisor, options: ProbeOptions) -> ProbeReport {
-    let (devices, backends) = match supervisor.devices_and_backends().await {
-        Ok((devices, backends)) => (
-            Some(devices.into_iter().map(LlamaDevice::from).collect()),
-            Some(backends),
-        ),
-        Err(error) => {
-            tracing::warn!(%error, "could not ask the engine for llama.cpp's devices");
-            (None, None)
-        }
-    };
-    let fallback = options.clone();
-    match tokio::task::spawn_blocking(move || hearth_probe::probe::probe(&options, devices)).await {
-        Ok(report) => ProbeReport { backends, ..report },
-        Err(error) => {
-            // The probe panicked (a driver, most likely): report the machine without
-            // measurements rather than failing the page.
-            tracing::error!(%error, "the probe failed; trying again without measuring");
-            let unmeasured = ProbeOptions {
-                measure: false,
-                ..fallback
-            };
-            tokio::task::spawn_blocking(move || hearth_probe::probe::probe(&unmeasured, None))
-                .await
-                .unwrap_or_else(|_| empty_report())
-        }
-    }
-}
-
-/// The probe options of a server with `data_dir`: measured the first time, cached after.
-fn server_probe_options(data_dir: PathBuf) -> ProbeOptions {
-    ProbeOptions {
-        models_dir: hearth_supervisor::process::models_dir(&data_dir),
-        data_dir,
-        measure: true,
-        refresh: false,
-    }
-}
-
-/// The probe process's work (`hearth probe-report DATA_DIR`, `hearth-desktop probe-report
-/// DATA_DIR`): probes the machine as [`probe_machine`] does, with llama.cpp's devices asked of
-/// a worker started by `engine`, and prints the report as one JSON line on stdout.
-pub async fn print_probe_report(data_dir: PathBuf, engine: WorkerCommand) -> std::io::Result<()> {
-    let supervisor = Supervisor::new(engine);
-    let report = probe_machine(&supervisor, server_probe_options(data_dir)).await;
-    supervisor.shutdown().await;
-    let line = serde_json::to_string(&report)?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}")?;
-    stdout.flush()
 }
 
 /// Why the probe process gave no report.
@@ -204,7 +149,7 @@ fn read_report(output: &[u8], status: ExitStatus) -> Result<ProbeReport, ProbeEr
 /// The machine without a probe (its process failed): the CPU count and the memory, which
 /// need no driver.
 fn unprobed_report() -> ProbeReport {
-    let mut report = empty_report();
+    let mut report = ProbeReport::empty();
     let cores = std::thread::available_parallelism()
         .ok()
         .and_then(|cores| u32::try_from(cores.get()).ok())
@@ -213,36 +158,6 @@ fn unprobed_report() -> ProbeReport {
     report.profile.cpu.physical_cores = cores;
     report.profile.memory = hearth_probe::probe::current_memory();
     report
-}
-
-/// A report that knows nothing (the probe could not run at all).
-fn empty_report() -> ProbeReport {
-    ProbeReport {
-        probe_version: hearth_probe::PROBE_VERSION,
-        profile: hearth_probe::DeviceProfile {
-            os: std::env::consts::OS.to_string(),
-            cpu: hearth_probe::profile::CpuProfile {
-                model: "unknown CPU".into(),
-                architecture: std::env::consts::ARCH.into(),
-                physical_cores: 1,
-                logical_cores: 1,
-                features: Vec::new(),
-                read_bandwidth_bytes_per_second: None,
-            },
-            memory: hearth_probe::profile::MemoryProfile {
-                total_bytes: 0,
-                available_bytes: 0,
-            },
-            gpus: Vec::new(),
-            unified_memory: false,
-            models_disk_free_bytes: None,
-        },
-        adapters: Vec::new(),
-        llama_devices: None,
-        backends: None,
-        cpu_bandwidth_from_cache: false,
-        cache_path: PathBuf::new(),
-    }
 }
 
 /// Where the server runs and what it knows of the machine (probed once, lazily).
@@ -523,7 +438,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let mut fixture = ProbeReport {
             profile: hearth_probe::profile::fixtures::laptop_8gb_no_gpu(),
-            ..empty_report()
+            ..ProbeReport::empty()
         };
         fixture.profile.cpu.model = "CPU seen by the probe process".into();
         let report_file = home.path().join("report.json");
@@ -645,7 +560,7 @@ mod tests {
         let fixture = hearth_probe::profile::fixtures::laptop_8gb_no_gpu();
         let machine = MachineInfo::with_report(ProbeReport {
             profile: fixture.clone(),
-            ..empty_report()
+            ..ProbeReport::empty()
         });
         let current = machine.current_report().await.unwrap();
         assert_eq!(current.profile.memory, fixture.memory);
