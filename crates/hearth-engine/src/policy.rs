@@ -34,15 +34,31 @@ pub struct SlotChoice {
     pub reused_tokens: usize,
 }
 
-/// Picks the free slot whose cache shares the longest prefix with the prompt; among equals,
-/// the least recently used one (so a hot conversation keeps its cache). At least one prompt
-/// token is always left to compute, because its logits give the first generated token.
+/// A prefix another slot shares with the prompt is copied into the chosen slot only when it
+/// saves at least this many tokens over the chosen slot's own: llama.cpp copies a sequence's
+/// KV stream only as a whole, which costs more than computing the few tokens of a chat
+/// template's opening that unrelated conversations share.
+pub const MIN_COPIED_PREFIX_GAIN: usize = 16;
+
+/// Picks a free slot by the value of what it reuses against what it destroys:
+///
+/// 1. a slot whose cache the prompt continues (it shares more tokens than it would lose: the
+///    same conversation's next turn, a regenerated or edited last turn): the one sharing the
+///    most, then the least recently used;
+/// 2. otherwise an empty slot, so another conversation's cache survives;
+/// 3. otherwise the least recently used slot, whatever few tokens (a chat template's opening)
+///    the others share: two conversations taking turns keep a slot each instead of evicting
+///    each other.
+///
+/// The prefix the chosen slot keeps is its own shared prefix; a longer one held by another
+/// slot (a shared system prompt) is copied in by the engine ([`worth_copying`]). At least one
+/// prompt token is always left to compute, because its logits give the first generated token.
 pub fn choose_slot<T: PartialEq>(
     free_slots: &[FreeSlot<'_, T>],
     prompt: &[T],
     prefix_cache: bool,
 ) -> Option<SlotChoice> {
-    free_slots
+    let scored: Vec<(&FreeSlot<'_, T>, usize)> = free_slots
         .iter()
         .map(|slot| {
             let shared = if prefix_cache {
@@ -50,17 +66,34 @@ pub fn choose_slot<T: PartialEq>(
             } else {
                 0
             };
-            (slot, shared.min(prompt.len().saturating_sub(1)))
+            (slot, shared)
         })
+        .collect();
+    let continued = scored
+        .iter()
+        .filter(|(slot, shared)| *shared > slot.cached_tokens.len() - shared)
         .max_by(|(a, shared_a), (b, shared_b)| {
             shared_a
                 .cmp(shared_b)
                 .then(b.last_used_step.cmp(&a.last_used_step))
-        })
-        .map(|(slot, reused_tokens)| SlotChoice {
-            index: slot.index,
-            reused_tokens,
-        })
+        });
+    let empty = scored
+        .iter()
+        .filter(|(slot, _)| slot.cached_tokens.is_empty())
+        .min_by_key(|(slot, _)| slot.last_used_step);
+    let least_recently_used = scored.iter().min_by_key(|(slot, _)| slot.last_used_step);
+    let chosen = continued.or(empty).or(least_recently_used)?;
+    let (slot, shared) = *chosen;
+    Some(SlotChoice {
+        index: slot.index,
+        reused_tokens: shared.min(prompt.len().saturating_sub(1)),
+    })
+}
+
+/// Whether to copy another slot's prefix of `shared_elsewhere` tokens into a slot that keeps
+/// `own` tokens of the prompt ([`MIN_COPIED_PREFIX_GAIN`]).
+pub fn worth_copying(shared_elsewhere: usize, own: usize) -> bool {
+    shared_elsewhere >= own + MIN_COPIED_PREFIX_GAIN
 }
 
 /// How many prompt tokens this step may prefill in total.
@@ -188,6 +221,112 @@ mod tests {
                 reused_tokens: 4
             }
         );
+    }
+
+    /// Two conversations with different system prompts taking turns (A1 B1 A2 B2 …) on two
+    /// slots: they share only the chat template's opening tokens, and each keeps a slot.
+    #[test]
+    fn two_conversations_taking_turns_keep_a_slot_each() {
+        // 3 tokens of template, then each conversation's own system prompt and turns.
+        let template = [1, 2, 3];
+        let conversation = |system: i32, turns: i32| -> Vec<i32> {
+            let mut tokens = template.to_vec();
+            tokens.extend(std::iter::repeat_n(system, 40));
+            tokens.extend((0..turns * 20).map(|t| 1000 + t));
+            tokens
+        };
+        let mut caches: [Vec<i32>; 2] = [Vec::new(), Vec::new()];
+        let mut last_used = [0u64; 2];
+        let mut homes = Vec::new();
+        for step in 1..=6u64 {
+            let (system, turn) = if step % 2 == 1 {
+                (100, step as i32)
+            } else {
+                (200, step as i32)
+            };
+            let prompt = conversation(system, turn);
+            let slots: Vec<FreeSlot<'_, i32>> = caches
+                .iter()
+                .enumerate()
+                .map(|(index, cached)| FreeSlot {
+                    index,
+                    cached_tokens: cached.as_slice(),
+                    last_used_step: last_used[index],
+                })
+                .collect();
+            let choice = choose_slot(&slots, &prompt, true).unwrap();
+            if step > 2 {
+                // From its second turn on, each conversation reuses its whole history.
+                assert_eq!(choice.reused_tokens, conversation(system, turn - 2).len());
+            }
+            homes.push((system, choice.index));
+            caches[choice.index] = prompt;
+            last_used[choice.index] = step;
+        }
+        assert_eq!(
+            homes,
+            [(100, 0), (200, 1), (100, 0), (200, 1), (100, 0), (200, 1)]
+        );
+    }
+
+    #[test]
+    fn an_edited_last_turn_reuses_its_own_conversation() {
+        let history = [1, 2, 3, 4, 5, 6, 7, 8];
+        let other = [1, 9, 9, 9];
+        let slots = [
+            FreeSlot {
+                index: 0,
+                cached_tokens: &other[..],
+                last_used_step: 1,
+            },
+            FreeSlot {
+                index: 1,
+                cached_tokens: &history[..],
+                last_used_step: 2,
+            },
+        ];
+        let choice = choose_slot(&slots, &[1, 2, 3, 4, 5, 6, 70, 80], true).unwrap();
+        assert_eq!(
+            choice,
+            SlotChoice {
+                index: 1,
+                reused_tokens: 6
+            }
+        );
+    }
+
+    #[test]
+    fn with_every_slot_holding_another_conversation_the_least_recently_used_goes() {
+        let a = [1, 2, 3, 10, 11, 12, 13, 14, 15, 16];
+        let b = [1, 2, 3, 20, 21, 22, 23];
+        let slots = [
+            FreeSlot {
+                index: 0,
+                cached_tokens: &a[..],
+                last_used_step: 7,
+            },
+            FreeSlot {
+                index: 1,
+                cached_tokens: &b[..],
+                last_used_step: 4,
+            },
+        ];
+        // A third conversation shares the template with both, and the first token more with A.
+        let choice = choose_slot(&slots, &[1, 2, 3, 10, 30, 31, 32, 33], true).unwrap();
+        assert_eq!(
+            choice,
+            SlotChoice {
+                index: 1,
+                reused_tokens: 3
+            }
+        );
+    }
+
+    #[test]
+    fn only_a_worthwhile_prefix_is_copied_from_another_slot() {
+        assert!(!worth_copying(3, 0));
+        assert!(!worth_copying(MIN_COPIED_PREFIX_GAIN + 9, 10));
+        assert!(worth_copying(MIN_COPIED_PREFIX_GAIN + 10, 10));
     }
 
     #[test]

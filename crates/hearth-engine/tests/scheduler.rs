@@ -1,6 +1,6 @@
 //! The scheduler on the real SmolLM2 model: batching does not change greedy output, cached
 //! prefixes give the same output as fresh ones, streams share steps, multi-turn chats reuse
-//! their history, a long prompt does not stall a decoding stream, cancellation works wherever
+//! their history (two conversations taking turns each keep a slot), a long prompt does not stall a decoding stream, cancellation works wherever
 //! a request is, the queue is bounded, a chat too long for the context drops old turns, and a
 //! new load answers the old model's requests and serves the ones sent behind it.
 
@@ -238,6 +238,53 @@ fn turn_ten_of_a_chat_computes_only_the_new_turn() {
         "turn 10 computed {computed} of {} prompt tokens",
         metrics.prompt_tokens
     );
+}
+
+/// Two conversations with different system prompts taking turns (A1 B1 A2 B2 …) on two
+/// slots: each keeps a slot, so from its second turn on each computes only its new turn.
+#[test]
+fn two_conversations_taking_turns_each_reuse_their_history() {
+    let mut engine = engine(LoadParams {
+        n_parallel: 2,
+        n_ctx: 2 * 2048,
+        ..LoadParams::default()
+    });
+    let mut conversations = [
+        vec![ChatMessage::new(
+            Role::System,
+            "You are a ship's cook. Answer every question about food in one sentence.",
+        )],
+        vec![ChatMessage::new(
+            Role::System,
+            "You are a lighthouse keeper who writes short notes about the weather.",
+        )],
+    ];
+    for turn in 1..=3 {
+        for (which, messages) in conversations.iter_mut().enumerate() {
+            messages.push(ChatMessage::new(
+                Role::User,
+                format!("Turn {turn} of conversation {which}: say something short."),
+            ));
+            let outcome = engine.generate(
+                Prompt::Chat {
+                    messages: messages.clone(),
+                },
+                hearth_protocol::SamplingParams::greedy(),
+                Some(12),
+                &[],
+            );
+            messages.push(ChatMessage::new(Role::Assistant, outcome.text()));
+            let metrics = outcome.done().1.clone();
+            if turn > 1 {
+                let computed = metrics.prompt_tokens - metrics.cached_prompt_tokens;
+                assert!(
+                    computed * 2 < metrics.prompt_tokens,
+                    "conversation {which}, turn {turn}: computed {computed} of {} prompt tokens",
+                    metrics.prompt_tokens
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -275,7 +275,7 @@ impl Session<'_> {
                 )
             })
             .max_by_key(|(_, shared)| *shared)
-            .filter(|(_, shared)| *shared > own);
+            .filter(|(_, shared)| policy::worth_copying(*shared, own));
         if let Some((donor_index, shared)) = donor {
             let donor_seq = self.slots[donor_index].seq_id;
             let shared_u32 = u32::try_from(shared).unwrap_or(0);
