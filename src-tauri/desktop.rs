@@ -18,8 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use hearth_server::settings::SettingsStore;
-use hearth_server::{RunningServer, ServerOptions, StartError};
+use hearth_server::{RunningServer, ServerOptions, SettingsStore, StartError};
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::webview::{DownloadEvent, NewWindowResponse};

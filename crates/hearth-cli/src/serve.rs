@@ -12,10 +12,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use hearth_protocol::{DEFAULT_MAX_QUEUE, DEFAULT_N_CTX};
-use hearth_server::app::{
-    DEFAULT_IDLE_UNLOAD, DEFAULT_LOAD_WAIT, DEFAULT_MAX_LOADED, DEFAULT_PARALLEL,
+use hearth_server::{
+    ServerOptions, DEFAULT_IDLE_UNLOAD, DEFAULT_LOAD_WAIT, DEFAULT_MAX_LOADED, DEFAULT_PARALLEL,
+    DEFAULT_PORT,
 };
-use hearth_server::{ServerOptions, DEFAULT_PORT};
 
 /// Environment variable read for the API key when `--api-key` is not given (a key on the
 /// command line is visible to every user of the machine in the process list).

@@ -8,29 +8,33 @@
 //! process of its own that the server reaches only through `hearth-supervisor`: nothing here
 //! links llama.cpp, and nothing outside this crate knows HTTP.
 //!
-//! It is secure by default ([`security`]): it binds 127.0.0.1, refuses foreign Host headers
-//! (DNS rebinding) and foreign browser origins, never answers CORS with a wildcard or with
-//! credentials, needs an API key to listen beyond loopback, and caps request bodies.
+//! It is secure by default ([`SecurityPolicy`]): it binds 127.0.0.1, refuses foreign Host
+//! headers (DNS rebinding) and foreign browser origins, never answers CORS with a wildcard or
+//! with credentials, needs an API key to listen beyond loopback, and caps request bodies.
 //!
 //! [`router`] builds the whole application from an [`AppState`], so tests drive the handlers
-//! without a socket; [`app::start`] builds the state from [`app::ServerOptions`], binds and
-//! serves (both `hearth serve` and the desktop shell start the server this way), and
-//! [`serve`] runs a router on a listener until a shutdown signal.
+//! without a socket; [`start`] builds the state from [`ServerOptions`], binds and serves (both
+//! `hearth serve` and the desktop shell start the server this way) until
+//! [`RunningServer::shutdown`].
+//!
+//! The modules are private; what other crates use is re-exported below: starting and stopping
+//! the server and its options, the state [`router`] is built from, and the settings file the
+//! desktop app reads its port and key from.
 
-pub mod app;
-pub mod conversations;
-pub mod error;
-pub mod fit;
-pub mod handlers;
-pub mod management;
-pub mod metrics;
-pub mod models;
-pub mod openai;
-pub mod request;
-pub mod security;
-pub mod settings;
-pub mod system;
-pub mod ui;
+mod app;
+mod conversations;
+mod error;
+mod fit;
+mod handlers;
+mod management;
+mod metrics;
+mod models;
+mod openai;
+mod request;
+mod security;
+mod settings;
+mod system;
+mod ui;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
@@ -43,12 +47,19 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use app::{start, RunningServer, ServerOptions, StartError};
-pub use conversations::{AnswerTasks, STREAMING_SAVE_INTERVAL};
-pub use error::ApiError;
+pub use app::{
+    start, RunningServer, ServerOptions, StartError, DEFAULT_IDLE_UNLOAD, DEFAULT_LOAD_WAIT,
+    DEFAULT_MAX_LOADED, DEFAULT_PARALLEL,
+};
+pub use conversations::STREAMING_SAVE_INTERVAL;
 pub use metrics::Metrics;
 pub use models::{ModelManager, ModelManagerConfig, ServableModel};
 pub use security::{SecurityConfigError, SecurityPolicy};
+pub use settings::{Settings, SettingsStore};
+
+use conversations::AnswerTasks;
+#[cfg(test)]
+use error::ApiError;
 
 /// Hearth's own port (`HEAR` on a phone keypad), clear of the ports other local model servers
 /// use (1234, 1337, 8080, 11434).

@@ -3,18 +3,18 @@
 //! The probe (`hearth-probe`: CPU, memory, GPUs, measured bandwidths) runs once, on the first
 //! request that needs it, in a short-lived child process: the binary that runs engine workers,
 //! with its `probe-report` subcommand instead of `engine` ([`WorkerCommand::probe_report`];
-//! `hearth_probe::machine::print_probe_report` is that process's work). It prints its report as one JSON line and exits, so the wgpu and Vulkan
-//! drivers, the kernels and sysinfo it loads (about 40 MB that would stay mapped for the
-//! server's life) never enter the server's process. The report is kept in memory; requests
-//! that arrive meanwhile wait for the same run. A probe that cannot start, takes longer than
-//! [`PROBE_TIMEOUT`] (it is killed), prints more than [`MAX_PROBE_REPORT_BYTES`] or no readable
-//! report is logged and reported as `probe_error`, and the machine is described without it
-//! (CPU count and memory only). Bandwidths are cached on disk by the probe, so only the very
-//! first probe on a machine measures (about two seconds); later ones read the cache.
-//! llama.cpp's device list (GPU memory) comes from a fresh engine worker that loads no model
-//! (`Supervisor::devices`), since only the engine links llama.cpp. Nothing here uses the
-//! network. `hearth probe` and `hearth fit` call `hearth_probe::machine::probe_machine` in
-//! their own process (they exit right after).
+//! `hearth_probe::machine::print_probe_report` is that process's work). It prints its report
+//! as one JSON line and exits, so the wgpu and Vulkan drivers, the kernels and sysinfo it loads
+//! (about 40 MB that would stay mapped for the server's life) never enter the server's process.
+//! The report is kept in memory; requests that arrive meanwhile wait for the same run. A probe
+//! that cannot start, takes longer than [`PROBE_TIMEOUT`] (it is killed), prints more than
+//! [`MAX_PROBE_REPORT_BYTES`] or no readable report is logged and reported as `probe_error`,
+//! and the machine is described without it (CPU count and memory only). Bandwidths are cached
+//! on disk by the probe, so only the very first probe on a machine measures (about two
+//! seconds); later ones read the cache. llama.cpp's device list (GPU memory) comes from a fresh
+//! engine worker that loads no model (`Supervisor::devices`), since only the engine links
+//! llama.cpp. Nothing here uses the network. `hearth probe` and `hearth fit` call
+//! `hearth_probe::machine::probe_machine` in their own process (they exit right after).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
