@@ -813,11 +813,6 @@ impl AnswerTasks {
         )
     }
 
-    /// Answers running now.
-    pub fn running(&self) -> usize {
-        *self.running.borrow()
-    }
-
     /// Stops every answer, now and from now on.
     pub fn stop_all(&self) {
         self.stop.send_replace(true);
