@@ -58,8 +58,6 @@ pub use security::{SecurityConfigError, SecurityPolicy};
 pub use settings::{Settings, SettingsStore};
 
 use conversations::AnswerTasks;
-#[cfg(test)]
-use error::ApiError;
 
 /// Hearth's own port (`HEAR` on a phone keypad), clear of the ports other local model servers
 /// use (1234, 1337, 8080, 11434).

@@ -1,0 +1,168 @@
+//! Field-by-field validation of both endpoints' bodies, and conversation settings.
+
+use super::*;
+use hearth_protocol::Role;
+use serde_json::json;
+
+fn chat(extra: Value) -> Value {
+    let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        for (key, value) in extra {
+            body.insert(key.clone(), value.clone());
+        }
+    }
+    body
+}
+
+fn param_of(body: Value) -> String {
+    parse_chat_request(&body)
+        .expect_err("should be refused")
+        .param
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_minimal_chat_request_parses_with_defaults() {
+    let request = parse_chat_request(&chat(json!({}))).unwrap();
+    assert_eq!(request.model, "m");
+    assert!(!request.stream);
+    assert_eq!(request.max_tokens, None);
+    assert_eq!(request.sampling, SamplingParams::default());
+    let Prompt::Chat { messages } = &request.prompt else {
+        panic!("not a chat")
+    };
+    assert_eq!(messages[0], ChatMessage::new(Role::User, "hi"));
+}
+
+#[test]
+fn every_openai_field_is_read() {
+    let request = parse_chat_request(&chat(json!({
+        "temperature": 0.5, "top_p": 0.9, "max_completion_tokens": 7, "stop": "\n",
+        "seed": 42, "presence_penalty": 0.1, "frequency_penalty": -0.2, "stream": true,
+        "stream_options": {"include_usage": true}, "logprobs": true, "top_logprobs": 3,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+        "n": 1, "user": "ignored", "top_k": 5, "min_p": 0.1
+    })))
+    .unwrap();
+    assert_eq!(request.sampling.temperature, 0.5);
+    assert_eq!(request.sampling.top_p, 0.9);
+    assert_eq!(request.sampling.top_k, 5);
+    assert_eq!(request.sampling.seed, Some(42));
+    assert_eq!(request.max_tokens, Some(7));
+    assert_eq!(request.stop, vec!["\n".to_string()]);
+    assert!(request.stream && request.include_usage);
+    assert_eq!(request.logprobs, Some(3));
+    assert!(matches!(
+        request.constraint,
+        Some(OutputConstraint::JsonSchema { .. })
+    ));
+}
+
+#[test]
+fn content_parts_and_developer_messages_are_understood() {
+    let request = parse_chat_request(&json!({"model": "m", "messages": [
+        {"role": "developer", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        {"role": "assistant", "content": null}
+    ]}))
+    .unwrap();
+    let Prompt::Chat { messages } = request.prompt else {
+        panic!()
+    };
+    assert_eq!(messages[0].role, Role::System);
+    assert_eq!(messages[1].content, "a\nb");
+    assert_eq!(messages[2].content, "");
+}
+
+#[test]
+fn invalid_fields_are_named_in_param() {
+    assert_eq!(param_of(chat(json!({"n": 2}))), "n");
+    assert_eq!(param_of(chat(json!({"temperature": "hot"}))), "temperature");
+    assert_eq!(param_of(chat(json!({"temperature": 3}))), "temperature");
+    assert_eq!(param_of(chat(json!({"max_tokens": -1}))), "max_tokens");
+    assert_eq!(param_of(chat(json!({"max_tokens": 1e30}))), "max_tokens");
+    assert_eq!(param_of(chat(json!({"max_tokens": 0}))), "max_tokens");
+    assert_eq!(param_of(chat(json!({"stop": 5}))), "stop");
+    assert_eq!(param_of(chat(json!({"stop": ["a", 1]}))), "stop[1]");
+    assert_eq!(param_of(chat(json!({"seed": 1.5}))), "seed");
+    assert_eq!(
+        param_of(chat(json!({"response_format": {"type": "xml"}}))),
+        "response_format.type"
+    );
+    assert_eq!(
+        param_of(chat(json!({"response_format": {"type": "json_schema"}}))),
+        "response_format.json_schema"
+    );
+    assert_eq!(param_of(chat(json!({"top_logprobs": 2}))), "top_logprobs");
+    assert_eq!(
+        param_of(chat(json!({"logprobs": true, "top_logprobs": 21}))),
+        "top_logprobs"
+    );
+    assert_eq!(
+        param_of(chat(json!({"stream_options": {}}))),
+        "stream_options"
+    );
+    assert_eq!(param_of(json!({"messages": []})), "model");
+    assert_eq!(param_of(json!({"model": "m", "messages": []})), "messages");
+    assert_eq!(param_of(json!({"model": "m"})), "messages");
+    assert_eq!(
+        param_of(json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]})),
+        "messages[0].role"
+    );
+    assert_eq!(
+        param_of(json!({"model": "m", "messages": [{"role": "user", "content": 5}]})),
+        "messages[0].content"
+    );
+    assert_eq!(
+        param_of(
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})
+        ),
+        "messages[0].content[0].type"
+    );
+    assert_eq!(
+        param_of(chat(json!({"tools": [{"type": "function"}]}))),
+        "tools"
+    );
+    assert_eq!(
+        param_of(chat(json!({"logit_bias": {"1": 5}}))),
+        "logit_bias"
+    );
+}
+
+#[test]
+fn a_body_that_is_not_an_object_is_refused() {
+    let error = parse_chat_request(&json!([1, 2])).unwrap_err();
+    assert_eq!(error.code, Some("invalid_json"));
+}
+
+#[test]
+fn completion_prompts_take_every_openai_shape() {
+    let text = parse_completion_request(&json!({"model": "m", "prompt": "Once"})).unwrap();
+    assert_eq!(
+        text.prompt,
+        Prompt::Text {
+            text: "Once".into()
+        }
+    );
+    assert_eq!(text.max_tokens, Some(DEFAULT_COMPLETION_MAX_TOKENS));
+    let tokens = parse_completion_request(&json!({"model": "m", "prompt": [1, 2, 3]})).unwrap();
+    assert_eq!(
+        tokens.prompt,
+        Prompt::Tokens {
+            tokens: vec![1, 2, 3]
+        }
+    );
+    let error = parse_completion_request(&json!({"model": "m", "prompt": ["a", "b"]})).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("prompt"));
+    let error = parse_completion_request(&json!({"model": "m", "prompt": ""})).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("prompt"));
+    let error =
+        parse_completion_request(&json!({"model": "m", "prompt": "x", "logprobs": 6})).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("logprobs"));
+}
+
+#[test]
+fn seeds_keep_their_high_bits() {
+    assert_ne!(fold_seed(1), fold_seed(1 + (1 << 32)));
+    assert_eq!(fold_seed(42), 42);
+}
