@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use hearth_protocol::{ErrorKind, FinishReason};
 use hearth_server::{start, RunningServer, ServerOptions, STREAMING_SAVE_INTERVAL};
-use hearth_supervisor::WorkerCommand;
-use hearth_testkit::fake_worker::{answer, run_tests_or_worker, Action, FakeWorker, Script};
+use hearth_supervisor::{WorkerCommand, WORKER_EXIT_GRACE};
+use hearth_testkit::fake_worker::{
+    answer, logged_pids, run_tests_or_worker, Action, FakeWorker, Script,
+};
 use hearth_testkit::http_client::{Client, SseStream};
 use serde_json::{json, Value};
 
@@ -38,6 +40,10 @@ fn main() {
             "an_answer_edited_away_while_it_streams_ends_with_answer_removed",
             an_answer_edited_away_while_it_streams_ends_with_answer_removed,
         ),
+        (
+            "an_idle_unload_leaves_no_process_behind_even_a_stuck_one",
+            an_idle_unload_leaves_no_process_behind_even_a_stuck_one,
+        ),
     ]);
 }
 
@@ -51,6 +57,11 @@ struct FakeServer {
 
 impl FakeServer {
     fn start(script: Script) -> FakeServer {
+        Self::start_with(script, |_| {})
+    }
+
+    /// [`FakeServer::start`], with `adjust` changing the server's options first.
+    fn start_with(script: Script, adjust: impl FnOnce(&mut ServerOptions)) -> FakeServer {
         let data = tempfile::tempdir().unwrap();
         // The fake worker never reads it; the server only needs a file to serve by name.
         let model = data.path().join("fake.gguf");
@@ -64,6 +75,7 @@ impl FakeServer {
         let mut options = ServerOptions::new(data.path(), worker);
         options.port = 0;
         options.models = vec![model.to_string_lossy().into_owned()];
+        adjust(&mut options);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -365,4 +377,36 @@ fn an_answer_edited_away_while_it_streams_ends_with_answer_removed() {
         .map(|message| message["content"].as_str().unwrap())
         .collect();
     assert_eq!(contents, ["hello again", "new"]);
+}
+
+fn an_idle_unload_leaves_no_process_behind_even_a_stuck_one() {
+    // A worker stuck in a step that never ends ignores its stdin closing.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let script = Script {
+        ignore_stdin_close: true,
+        ..Script::generating(answer(&["hi"]))
+    }
+    .logging_to(log.path());
+    let server = FakeServer::start_with(script, |options| {
+        options.idle_unload = Some(Duration::from_millis(300));
+    });
+    let chunks = parse(&server.chat_stream().collect());
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+    let workers = logged_pids(log.path());
+    assert_eq!(workers.len(), 1, "one fake worker ran");
+    // The idle unload, the grace given to the worker, then the kill.
+    let deadline = Instant::now() + Duration::from_millis(300) + WORKER_EXIT_GRACE * 4;
+    while workers
+        .iter()
+        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a worker outlived its idle unload: {workers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -29,6 +29,11 @@ use tokio::sync::{mpsc, Mutex};
 
 /// How long a new worker may take to say it is ready.
 pub const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a worker told to stop (stdin closed) may take to finish its step and exit before
+/// it is killed.
+pub const WORKER_EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long a killed worker may take to be reaped.
+const WORKER_KILL_WAIT: Duration = Duration::from_secs(2);
 
 /// Failures seen by callers of the supervisor.
 #[derive(Debug, thiserror::Error)]
@@ -177,11 +182,25 @@ struct Worker {
     pid: u32,
     /// Resolves with the exit description once the worker has died.
     exited: Arc<StdMutex<Option<String>>>,
+    /// Tells the task that owns the process to kill it (a worker stuck past its grace).
+    kill: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
     fn is_alive(&self) -> bool {
         self.exited.lock().map(|e| e.is_none()).unwrap_or(false)
+    }
+
+    /// Waits up to `limit` for the worker to have exited (and been reaped); whether it has.
+    async fn wait_exited(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.is_alive() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 }
 
@@ -512,11 +531,15 @@ impl Supervisor {
         if let Some(worker) = state.worker.take() {
             // Dropping the handle closes the pipe; the worker finishes its step and exits.
             drop(worker.stdin.lock().await.take());
-            for _ in 0..100 {
-                if !worker.is_alive() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            if !worker.wait_exited(WORKER_EXIT_GRACE).await {
+                // Stuck (a step that never ends, a driver call that hangs): nothing it could
+                // still send is wanted, and its memory is.
+                tracing::warn!(
+                    pid = worker.pid,
+                    "the engine worker did not exit; killing it"
+                );
+                worker.kill.notify_one();
+                worker.wait_exited(WORKER_KILL_WAIT).await;
             }
         }
     }
@@ -683,12 +706,20 @@ async fn spawn_worker(command: &WorkerCommand) -> Result<Worker, SupervisorError
     };
     let pending: Pending = Arc::default();
     let exited: Arc<StdMutex<Option<String>>> = Arc::default();
-    tokio::spawn(read_events(lines, child, pending.clone(), exited.clone()));
+    let kill = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(read_events(
+        lines,
+        child,
+        pending.clone(),
+        exited.clone(),
+        kill.clone(),
+    ));
     Ok(Worker {
         stdin: Arc::new(Mutex::new(Some(stdin))),
         pending,
         pid,
         exited,
+        kill,
     })
 }
 
@@ -698,8 +729,21 @@ async fn read_events(
     mut child: Child,
     pending: Pending,
     exited: Arc<StdMutex<Option<String>>>,
+    kill: Arc<tokio::sync::Notify>,
 ) {
-    while let Ok(Some(line)) = lines.next_line().await {
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => line,
+                _ => break,
+            },
+            () = kill.notified() => {
+                if let Err(error) = child.start_kill() {
+                    tracing::warn!(%error, "cannot kill the engine worker");
+                }
+                break;
+            }
+        };
         let event = match serde_json::from_str::<WorkerEvent>(&line) {
             Ok(event) => event,
             Err(error) => {
@@ -721,7 +765,15 @@ async fn read_events(
             }
         }
     }
-    let (status, clean) = match child.wait().await {
+    // A worker that closed its stdout may still hang on its way out: the kill reaches it too.
+    let waited = tokio::select! {
+        status = child.wait() => status,
+        () = kill.notified() => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    };
+    let (status, clean) = match waited {
         Ok(status) => (describe_exit(status), status.success()),
         Err(error) => (format!("unknown exit: {error}"), false),
     };

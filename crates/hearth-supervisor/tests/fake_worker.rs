@@ -6,8 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use hearth_protocol::{ErrorKind, FinishReason, LoadParams, Prompt};
-use hearth_supervisor::{Generation, GenerationEvent, Supervisor, SupervisorError, WorkerCommand};
-use hearth_testkit::fake_worker::{answer, run_tests_or_worker, Action, FakeWorker, Script, Start};
+use hearth_supervisor::{
+    Generation, GenerationEvent, Supervisor, SupervisorError, WorkerCommand, WORKER_EXIT_GRACE,
+};
+use hearth_testkit::fake_worker::{
+    answer, logged_pids, run_tests_or_worker, Action, FakeWorker, Script, Start,
+};
 
 fn main() {
     run_tests_or_worker(&[
@@ -52,6 +56,10 @@ fn main() {
             a_request_error_ends_only_its_stream,
         ),
         ("a_shutdown_stops_the_worker", a_shutdown_stops_the_worker),
+        (
+            "a_worker_that_ignores_its_stdin_closing_is_killed_after_the_grace",
+            a_worker_that_ignores_its_stdin_closing_is_killed_after_the_grace,
+        ),
     ]);
 }
 
@@ -276,15 +284,17 @@ fn after_a_crash_the_next_request_restarts_and_reloads() {
         assert!(error.is_none(), "{error:?}");
         assert_eq!(text_of(&events), "again");
         assert_eq!(supervisor.restarts().await, 1);
-        assert_ne!(supervisor.worker_pid().await.unwrap(), first_pid);
+        let second_pid = supervisor.worker_pid().await.unwrap();
+        assert_ne!(second_pid, first_pid);
+        assert_eq!(logged_pids(log.path()), [first_pid, second_pid]);
         // The new worker was given the same model before the generation.
         let requests = std::fs::read_to_string(log.path()).unwrap();
         let kinds: Vec<&str> = requests
             .lines()
-            .map(|line| {
-                let start = line.find("\"type\":\"").unwrap() + 8;
-                let end = start + line[start..].find('"').unwrap();
-                &line[start..end]
+            .filter_map(|line| {
+                let start = line.find("\"type\":\"")? + 8;
+                let end = start + line[start..].find('"')?;
+                Some(&line[start..end])
             })
             .collect();
         assert_eq!(kinds, ["load", "generate", "load", "generate"]);
@@ -397,5 +407,24 @@ fn a_shutdown_stops_the_worker() {
         assert_eq!(supervisor.worker_pid().await, None);
         // The process is gone (reaped by the supervisor), not merely forgotten.
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    });
+}
+
+fn a_worker_that_ignores_its_stdin_closing_is_killed_after_the_grace() {
+    runtime().block_on(async {
+        let script = Script {
+            ignore_stdin_close: true,
+            ..Script::default()
+        };
+        let supervisor = loaded(&script).await;
+        let pid = supervisor.worker_pid().await.unwrap();
+        let started = std::time::Instant::now();
+        within(supervisor.shutdown()).await;
+        // It was given the grace to finish its step, then killed and reaped: no process left.
+        assert!(started.elapsed() >= WORKER_EXIT_GRACE);
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} is still there"
+        );
     });
 }

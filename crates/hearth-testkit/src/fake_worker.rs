@@ -78,10 +78,15 @@ pub struct Script {
     /// generation, then answers after the restart).
     #[serde(default)]
     pub generations: Vec<Vec<Action>>,
-    /// A file the worker appends every request line it reads to (`None`: none), so a test can
-    /// see what the supervisor sent: the reload after a crash, the cancel of a dropped stream.
+    /// A file the worker appends its process id (`{"pid":N}`, see [`logged_pids`]) and every
+    /// request line it reads to (`None`: none), so a test can see what the supervisor sent
+    /// (the reload after a crash, the cancel of a dropped stream) and which processes ran.
     #[serde(default)]
     pub request_log: Option<PathBuf>,
+    /// Goes on running after its stdin closes (a worker stuck in a step that never ends),
+    /// instead of exiting as a worker must.
+    #[serde(default)]
+    pub ignore_stdin_close: bool,
 }
 
 impl Script {
@@ -193,6 +198,9 @@ pub fn serve(script: Script) {
             println!("{line}");
         }
     }
+    if let Some(log) = &script.request_log {
+        append_line(log, &format!("{{\"pid\":{}}}", std::process::id()));
+    }
     let generations_before = script.request_log.as_deref().map_or(0, logged_generations);
     let worker = Arc::new(Worker {
         script,
@@ -200,16 +208,20 @@ pub fn serve(script: Script) {
         cancelled: Mutex::new(Vec::new()),
         running: Mutex::new(0),
     });
+    serve_requests(&worker);
+    if worker.script.ignore_stdin_close {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+/// Answers requests until stdin closes or `Shutdown` arrives.
+fn serve_requests(worker: &Arc<Worker>) {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         if let Some(log) = &worker.script.request_log {
-            if let Ok(mut file) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-            {
-                let _ = writeln!(file, "{line}");
-            }
+            append_line(log, &line);
         }
         let request = match serde_json::from_str::<WorkerRequest>(&line) {
             Ok(request) => request,
@@ -231,7 +243,7 @@ pub fn serve(script: Script) {
                         model: model_info(),
                     });
                 } else {
-                    play(&worker, request_id, &actions);
+                    play(worker, request_id, &actions);
                 }
             }
             WorkerRequest::Generate(generate) => {
@@ -288,6 +300,31 @@ pub fn serve(script: Script) {
             }),
         }
     }
+}
+
+fn append_line(log: &Path, line: &str) {
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = writeln!(file, "{line}");
+    }
+}
+
+/// The process ids of the workers that played a script logging to `log`, in start order
+/// (each writes `{"pid":N}` first).
+pub fn logged_pids(log: &Path) -> Vec<u32> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("{\"pid\":")?
+                .strip_suffix('}')?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// Generations already logged by earlier worker processes of the same script.
