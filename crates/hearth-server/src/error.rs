@@ -10,7 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hearth_protocol::{ErrorKind, WorkerError};
 use hearth_supervisor::SupervisorError;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 /// OpenAI's `type` for a request the client must change.
 pub const TYPE_INVALID_REQUEST: &str = "invalid_request_error";
@@ -35,9 +35,30 @@ pub struct ApiError {
     pub param: Option<String>,
     pub code: Option<&'static str>,
     pub retry_after_secs: Option<u32>,
-    /// Extra members of the error object (the token counts of `context_length_exceeded`);
-    /// boxed because it is rare and errors travel in every `Result`.
-    pub extra: Option<Box<Map<String, Value>>>,
+    /// The token counts of `context_length_exceeded`, sent as extra members of the object.
+    pub n_prompt_tokens: Option<u32>,
+    pub n_ctx: Option<u32>,
+}
+
+/// OpenAI's error body: `{"error": {...}}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
+}
+
+/// OpenAI's error object, with `context_length_exceeded`'s token counts when there are any.
+/// Fields in sorted order, as the `json!` object it replaced sent them ([`crate::wire`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorObject {
+    pub code: Option<&'static str>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_ctx: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_prompt_tokens: Option<u32>,
+    pub param: Option<String>,
+    #[serde(rename = "type")]
+    pub error_type: &'static str,
 }
 
 impl ApiError {
@@ -49,7 +70,8 @@ impl ApiError {
             param: None,
             code: None,
             retry_after_secs: None,
-            extra: None,
+            n_prompt_tokens: None,
+            n_ctx: None,
         }
     }
 
@@ -124,20 +146,23 @@ impl ApiError {
         self
     }
 
-    /// The body: `{"error":{"message","type","param","code", ...extra}}`.
-    pub fn body(&self) -> Value {
-        let mut error = Map::new();
-        error.insert("message".into(), Value::String(self.message.clone()));
-        error.insert("type".into(), Value::String(self.error_type.into()));
-        error.insert(
-            "param".into(),
-            self.param.clone().map_or(Value::Null, Value::String),
-        );
-        error.insert("code".into(), self.code.map_or(Value::Null, Value::from));
-        for (key, value) in self.extra.iter().flat_map(|extra| extra.iter()) {
-            error.insert(key.clone(), value.clone());
+    /// The error object: `{"message","type","param","code"}`, and the token counts if any.
+    pub fn object(&self) -> ErrorObject {
+        ErrorObject {
+            code: self.code,
+            message: self.message.clone(),
+            n_ctx: self.n_ctx,
+            n_prompt_tokens: self.n_prompt_tokens,
+            param: self.param.clone(),
+            error_type: self.error_type,
         }
-        json!({ "error": error })
+    }
+
+    /// The body: `{"error": <the object>}`.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.object(),
+        }
     }
 
     /// Maps a failure of the engine (through the supervisor) to an API error. `prompt_param`
@@ -189,14 +214,8 @@ impl ApiError {
                 )
                 .with_param(prompt_param)
                 .with_code("context_length_exceeded");
-                let mut extra = Map::new();
-                if let Some(prompt_tokens) = error.prompt_tokens {
-                    extra.insert("n_prompt_tokens".into(), json!(prompt_tokens));
-                }
-                if let Some(n_ctx) = error.n_ctx {
-                    extra.insert("n_ctx".into(), json!(n_ctx));
-                }
-                api.extra = Some(Box::new(extra));
+                api.n_prompt_tokens = error.prompt_tokens;
+                api.n_ctx = error.n_ctx;
                 api
             }
             ErrorKind::QueueFull => Self::unavailable(
@@ -308,7 +327,7 @@ mod tests {
     #[test]
     fn the_body_is_the_openai_error_object() {
         let error = ApiError::invalid_param("temperature", "temperature must be between 0 and 2");
-        let body = error.body();
+        let body = serde_json::to_value(error.body()).unwrap();
         assert_eq!(body["error"]["param"], "temperature");
         assert_eq!(body["error"]["type"], TYPE_INVALID_REQUEST);
         assert_eq!(body["error"]["code"], "invalid_value");
@@ -325,7 +344,7 @@ mod tests {
         worker.n_ctx = Some(2048);
         let error = ApiError::from_supervisor(SupervisorError::Worker(worker), "messages");
         assert_eq!(error.status, StatusCode::BAD_REQUEST);
-        let body = error.body();
+        let body = serde_json::to_value(error.body()).unwrap();
         assert_eq!(body["error"]["code"], "context_length_exceeded");
         assert_eq!(body["error"]["n_prompt_tokens"], 5000);
         assert_eq!(body["error"]["n_ctx"], 2048);

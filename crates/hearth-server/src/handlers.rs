@@ -8,25 +8,26 @@
 //! step; a client that leaves while its request is queued drops the handler itself, with the
 //! same effect.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_protocol::{FinishReason, Prompt, RequestMetrics, TokenLogprob};
 use hearth_supervisor::{GenerationEvent, GenerationStream, SupervisorError};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::error::{ApiError, LOADING_RETRY_AFTER_SECS};
+use crate::error::{ApiError, ErrorObject, LOADING_RETRY_AFTER_SECS};
 use crate::metrics::{Metrics, SchedulerGauges};
 use crate::models::{unix_now, ModelLease, ModelState};
-use crate::openai::{model_object, new_response_id, AnswerContext};
+use crate::openai::{model_object, new_response_id, AnswerContext, ModelObject};
 use crate::request::{parse_chat_request, parse_completion_request, CompletionRequest, Endpoint};
-use crate::{AppState, MAX_REQUEST_BODY_BYTES};
+use crate::wire::List;
+use crate::{sse, AppState, MAX_REQUEST_BODY_BYTES};
 
 /// How long `/metrics` waits for a model's scheduler figures. The engine answers between two
 /// steps, and one step of prefill on a CPU can take seconds; this stays under Prometheus'
@@ -251,12 +252,6 @@ struct StreamingAnswer {
     text_offset: usize,
 }
 
-fn sse_event(value: &Value) -> String {
-    format!("data: {value}\n\n")
-}
-
-const SSE_DONE: &str = "data: [DONE]\n\n";
-
 impl StreamingAnswer {
     /// The next bytes of the stream, or `None` at its end.
     async fn next_bytes(&mut self) -> Option<Bytes> {
@@ -267,15 +262,15 @@ impl StreamingAnswer {
                     return None;
                 }
                 Phase::Opening { echo } => {
-                    let chunk = match (self.context.endpoint, echo) {
-                        (Endpoint::ChatCompletions, _) => self.context.role_chunk(),
+                    let frame = match (self.context.endpoint, echo) {
+                        (Endpoint::ChatCompletions, _) => sse::frame(&self.context.role_chunk()),
                         (Endpoint::Completions, Some(prompt)) => {
                             self.text_offset = prompt.len();
-                            self.context.text_chunk(&prompt, &[], 0)
+                            sse::frame(&self.context.text_chunk(&prompt, &[], 0))
                         }
                         (Endpoint::Completions, None) => continue,
                     };
-                    return Some(Bytes::from(sse_event(&chunk)));
+                    return Some(Bytes::from(frame));
                 }
                 Phase::Streaming => {}
             }
@@ -286,7 +281,7 @@ impl StreamingAnswer {
                     }
                     let chunk = self.context.text_chunk(&text, &logprobs, self.text_offset);
                     self.text_offset += text.len();
-                    return Some(Bytes::from(sse_event(&chunk)));
+                    return Some(Bytes::from(sse::frame(&chunk)));
                 }
                 Some(Ok(GenerationEvent::Started { .. })) => continue,
                 Some(Ok(GenerationEvent::Done {
@@ -314,11 +309,11 @@ impl StreamingAnswer {
     fn closing(&self, finish_reason: FinishReason, metrics: &RequestMetrics) -> String {
         self.metrics
             .record_generation(self.lease.id(), finish_reason, metrics);
-        let mut out = sse_event(&self.context.finish_chunk(finish_reason, metrics));
+        let mut out = sse::frame(&self.context.finish_chunk(finish_reason, metrics));
         if self.context.include_usage {
-            out.push_str(&sse_event(&self.context.usage_chunk(metrics)));
+            out.push_str(&sse::frame(&self.context.usage_chunk(metrics)));
         }
-        out.push_str(SSE_DONE);
+        out.push_str(sse::DONE);
         out
     }
 
@@ -326,7 +321,7 @@ impl StreamingAnswer {
     fn error_event(&self, error: SupervisorError) -> Bytes {
         self.metrics.record_stream_error();
         let api = ApiError::from_supervisor(error, self.context.endpoint.prompt_param());
-        Bytes::from(sse_event(&api.body()))
+        Bytes::from(sse::frame(&api.body()))
     }
 }
 
@@ -341,36 +336,29 @@ impl Drop for StreamingAnswer {
 }
 
 fn stream_answer(answer: StreamingAnswer) -> Response {
-    let chunks = futures_util::stream::unfold(answer, |mut answer| async move {
-        let bytes = answer.next_bytes().await?;
-        Some((Ok::<Bytes, Infallible>(bytes), answer))
-    });
-    let mut response = Response::new(Body::from_stream(chunks));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // Tell reverse proxies not to buffer the stream.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
+    sse::response(futures_util::stream::unfold(
+        answer,
+        |mut answer| async move {
+            let bytes = answer.next_bytes().await?;
+            Some((bytes, answer))
+        },
+    ))
 }
 
-pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
-    let data: Vec<Value> = state
+pub async fn list_models(State(state): State<AppState>) -> Json<List<ModelObject>> {
+    let data = state
         .models
         .list()
         .iter()
         .map(|model| model_object(&model.id, model.created))
         .collect();
-    Json(json!({"object": "list", "data": data}))
+    Json(List::new(data))
 }
 
 pub async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelObject>, ApiError> {
     state
         .models
         .list()
@@ -380,15 +368,41 @@ pub async fn get_model(
         .ok_or_else(|| ApiError::model_not_found(&id))
 }
 
+/// `GET /health` when no model is loading: `{"models": [...], "status": "ok"}`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// The models loaded or loading.
+    pub models: Vec<HealthModel>,
+    pub status: &'static str,
+}
+
+/// `GET /health` while a model loads (503): OpenAI's error object, and what `Health` says.
+#[derive(Debug, Serialize)]
+pub struct HealthLoading {
+    pub error: ErrorObject,
+    pub models: Vec<HealthModel>,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthModel {
+    pub id: String,
+    /// `loading` or `loaded`.
+    pub state: &'static str,
+}
+
 /// 200 when ready (a model can be served or loaded on demand), 503 with `Retry-After` while a
 /// model is loading.
 pub async fn health(State(state): State<AppState>) -> Response {
-    let models: Vec<Value> = state
+    let models: Vec<HealthModel> = state
         .models
         .list()
         .into_iter()
         .filter(|model| model.state != ModelState::Available)
-        .map(|model| json!({"id": model.id, "state": model.state.as_str()}))
+        .map(|model| HealthModel {
+            id: model.id,
+            state: model.state.as_str(),
+        })
         .collect();
     if state.models.loading_count() > 0 {
         let error = ApiError::unavailable(
@@ -396,11 +410,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
             "A model is loading.",
             LOADING_RETRY_AFTER_SECS,
         );
-        let mut body = error.body();
-        if let Some(object) = body.as_object_mut() {
-            object.insert("status".into(), json!("loading"));
-            object.insert("models".into(), json!(models));
-        }
+        let body = HealthLoading {
+            error: error.object(),
+            models,
+            status: "loading",
+        };
         let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
         response.headers_mut().insert(
             header::RETRY_AFTER,
@@ -408,7 +422,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
         );
         return response;
     }
-    Json(json!({"status": "ok", "models": models})).into_response()
+    Json(Health {
+        models,
+        status: "ok",
+    })
+    .into_response()
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {

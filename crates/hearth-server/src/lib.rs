@@ -33,8 +33,10 @@ mod openai;
 mod request;
 mod security;
 mod settings;
+mod sse;
 mod system;
 mod ui;
+mod wire;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};

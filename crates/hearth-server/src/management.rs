@@ -13,12 +13,12 @@
 //! Library calls block, so they run on `spawn_blocking`. No answer carries a file-system
 //! path: manifests lose theirs, and error texts go through [`redact_paths`].
 
-use std::convert::Infallible;
+mod wire;
+
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -28,12 +28,14 @@ use hearth_models::{
     NoProgress, PullRequest,
 };
 use hearth_probe::{variant_from_file, Wishes};
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
 use crate::error::{redact_paths, ApiError, TYPE_INVALID_REQUEST, TYPE_SERVER};
 use crate::fit;
 use crate::handlers::JsonBody;
-use crate::AppState;
+use crate::{sse, AppState};
+
+pub use wire::{BrokenModel, CatalogEntry, CatalogFile, DownloadList, ModelsListing};
 
 /// The management routes, merged into [`crate::router`] (so the same security layers apply).
 pub fn router() -> Router<AppState> {
@@ -146,8 +148,9 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// An installed model as the UI sees it: its manifest without any path.
-fn installed_json(model: &InstalledModel) -> Value {
-    let mut value = serde_json::to_value(&model.manifest).unwrap_or_else(|_| json!({}));
+pub(crate) fn installed_json(model: &InstalledModel) -> Value {
+    let mut value =
+        serde_json::to_value(&model.manifest).unwrap_or_else(|_| Value::Object(Map::new()));
     if let Some(object) = value.as_object_mut() {
         object.remove("external_path");
         if let Some(source) = object.get_mut("source").and_then(Value::as_object_mut) {
@@ -158,14 +161,14 @@ fn installed_json(model: &InstalledModel) -> Value {
 }
 
 /// A download's status without paths (an installed one's file, an error's).
-fn status_json(status: &DownloadStatus) -> Value {
+pub(crate) fn status_json(status: &DownloadStatus) -> Value {
     let mut status = status.clone();
     match &mut status.state {
         DownloadState::Failed { error } => *error = redact_paths(error),
         DownloadState::Retrying { reason, .. } => *reason = redact_paths(reason),
         _ => {}
     }
-    let mut value = serde_json::to_value(&status).unwrap_or_else(|_| json!({}));
+    let mut value = serde_json::to_value(&status).unwrap_or_else(|_| Value::Object(Map::new()));
     if let Some(object) = value.as_object_mut() {
         object.remove("model_path");
     }
@@ -176,7 +179,7 @@ fn catalog() -> Result<Catalog, ApiError> {
     Catalog::builtin().map_err(models_error)
 }
 
-async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn list_models(State(state): State<AppState>) -> Result<Json<ModelsListing>, ApiError> {
     let manager = manager(&state)?;
     // Fits need the machine: probed on the first call (seconds), remembered after.
     let report = state.machine.current_report().await;
@@ -205,10 +208,13 @@ async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
                 value
             })
             .collect();
-        let broken: Vec<Value> = listing
+        let broken = listing
             .broken
             .iter()
-            .map(|broken| json!({"id": broken.id, "reason": redact_paths(&broken.reason)}))
+            .map(|broken| BrokenModel {
+                id: broken.id.clone(),
+                reason: redact_paths(&broken.reason),
+            })
             .collect();
         let variants: Vec<(&CatalogModel, fit::LocatedVariants)> = match profile {
             Some(_) => catalog
@@ -218,11 +224,8 @@ async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
                 .collect(),
             None => Vec::new(),
         };
-        let fit_of = |entry: &CatalogModel, quantization: &str| -> Value {
-            let profile = match profile {
-                Some(profile) => profile,
-                None => return Value::Null,
-            };
+        let fit_of = |entry: &CatalogModel, quantization: &str| -> Option<Value> {
+            let profile = profile?;
             variants
                 .iter()
                 .find(|(known, _)| known.id == entry.id)
@@ -232,13 +235,12 @@ async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
                     })
                 })
                 .and_then(|(variant, _)| fit::variant_fit(variant, profile, &wishes))
-                .unwrap_or(Value::Null)
         };
-        let entries: Vec<Value> = catalog
+        let entries = catalog
             .models
             .iter()
             .map(|entry| {
-                let installed_ids: Vec<&str> = listing
+                let installed_ids: Vec<String> = listing
                     .installed
                     .iter()
                     .filter(|model| {
@@ -246,38 +248,41 @@ async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
                             || matches!(&model.manifest.source,
                                 ModelSource::Catalog { catalog_id, .. } if *catalog_id == entry.id)
                     })
-                    .map(|model| model.manifest.id.as_str())
+                    .map(|model| model.manifest.id.as_str().to_string())
                     .collect();
-                json!({
-                    "id": entry.id,
-                    "display_name": entry.display_name,
-                    "family": entry.family,
-                    "repo": entry.repo,
-                    "license": entry.license,
-                    "parameters_billions": entry.parameters_billions,
-                    "context_length": entry.context_length,
-                    "purpose": entry.purpose,
-                    "default_quantization": entry.default_quantization,
-                    "files": entry.files.iter().map(|file| json!({
-                        "quantization": file.quantization,
-                        "size_bytes": file.size_bytes,
-                        "fit": fit_of(entry, &file.quantization),
-                    })).collect::<Vec<_>>(),
-                    "fit": fit_of(entry, &entry.default_quantization),
-                    "installed": !installed_ids.is_empty(),
-                    "installed_ids": installed_ids,
-                })
+                CatalogEntry {
+                    context_length: entry.context_length,
+                    default_quantization: entry.default_quantization.clone(),
+                    display_name: entry.display_name.clone(),
+                    family: entry.family.clone(),
+                    files: entry
+                        .files
+                        .iter()
+                        .map(|file| CatalogFile {
+                            fit: fit_of(entry, &file.quantization),
+                            quantization: file.quantization.clone(),
+                            size_bytes: file.size_bytes,
+                        })
+                        .collect(),
+                    fit: fit_of(entry, &entry.default_quantization),
+                    id: entry.id.clone(),
+                    installed: !installed_ids.is_empty(),
+                    installed_ids,
+                    license: entry.license.clone(),
+                    parameters_billions: entry.parameters_billions,
+                    purpose: entry.purpose.clone(),
+                    repo: entry.repo.clone(),
+                }
             })
             .collect();
-        let recommendation = profile
-            .and_then(|profile| fit::recommend(&variants, profile, &wishes))
-            .unwrap_or(Value::Null);
-        Ok(Json(json!({
-            "models": models,
-            "broken": broken,
-            "catalog": entries,
-            "recommendation": recommendation,
-        })))
+        let recommendation =
+            profile.and_then(|profile| fit::recommend(&variants, profile, &wishes));
+        Ok(Json(ModelsListing {
+            broken,
+            catalog: entries,
+            models,
+            recommendation,
+        }))
     })
     .await
 }
@@ -421,10 +426,10 @@ async fn start_download(
     Ok((StatusCode::ACCEPTED, Json(status_json(&status))).into_response())
 }
 
-async fn list_downloads(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn list_downloads(State(state): State<AppState>) -> Result<Json<DownloadList>, ApiError> {
     let manager = manager(&state)?;
-    let downloads: Vec<Value> = manager.list().iter().map(status_json).collect();
-    Ok(Json(json!({ "downloads": downloads })))
+    let downloads = manager.list().iter().map(status_json).collect();
+    Ok(Json(DownloadList { downloads }))
 }
 
 async fn show_download(
@@ -496,21 +501,8 @@ async fn download_events(
             sender.send(status_json(status)).is_ok() && !ends_stream(&status.state)
         })
         .map_err(models_error)?;
-    let events = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let event = receiver.recv().await?;
-        let bytes = Bytes::from(format!("data: {event}\n\n"));
-        Some((Ok::<Bytes, Infallible>(bytes), receiver))
-    });
-    let mut response = Response::new(Body::from_stream(events));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(sse::from_unbounded_channel(receiver))
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

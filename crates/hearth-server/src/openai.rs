@@ -1,13 +1,17 @@
 //! The response shapes of the OpenAI API (chat completions, legacy completions, their stream
-//! chunks, usage, log-probabilities), plus Hearth's `timings`, named as llama.cpp's server
-//! names them so tools that read those keep working.
+//! chunks, usage, log-probabilities, the model list), plus Hearth's `timings`, named as
+//! llama.cpp's server names them so tools that read those keys keep working.
+//!
+//! Fields are declared in sorted order, as the `json!` objects these types replaced sent
+//! them ([`crate::wire`]).
 
 use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hearth_protocol::{FinishReason, RequestMetrics, TokenLogprob};
-use serde_json::{json, Map, Value};
+use hearth_protocol::{FinishReason, RequestMetrics, TokenLogprob, TopLogprob};
+use serde::Serialize;
 
 use crate::request::Endpoint;
 
@@ -15,6 +19,8 @@ use crate::request::Endpoint;
 pub const SYSTEM_FINGERPRINT: &str = concat!("hearth-", env!("CARGO_PKG_VERSION"));
 /// The `owned_by` of every model.
 pub const MODEL_OWNER: &str = "hearth";
+/// The role of every answer.
+const ASSISTANT: &str = "assistant";
 
 /// A fresh response id: the endpoint's prefix and 32 hex digits, unique within the process
 /// and unpredictable across processes (a per-process random hasher key).
@@ -34,6 +40,180 @@ pub fn new_response_id(endpoint: Endpoint) -> String {
         Endpoint::Completions => "cmpl",
     };
     format!("{prefix}-{:016x}{:016x}", digest(1), digest(2))
+}
+
+/// One object of an answer: the whole answer (`chat.completion`, `text_completion`) or one
+/// chunk of a stream (`chat.completion.chunk`, `text_completion`).
+#[derive(Debug, Serialize)]
+pub struct Completion<'a> {
+    pub choices: Vec<Choice<'a>>,
+    pub created: u64,
+    pub id: &'a str,
+    pub model: &'a str,
+    pub object: &'static str,
+    pub system_fingerprint: &'static str,
+    /// On the whole answer, the finish chunk and the usage chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
+    /// Absent, `null` (every chunk but the last when `include_usage` is asked for, as OpenAI
+    /// sends it), or the counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Option<Usage>>,
+}
+
+/// The one choice of an answer, in the endpoint's and the object's shape.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Choice<'a> {
+    /// A whole chat answer.
+    Message(MessageChoice<'a>),
+    /// A chunk of a chat stream.
+    Delta(DeltaChoice<'a>),
+    /// A legacy completion, whole or chunk.
+    Text(TextChoice<'a>),
+}
+
+#[derive(Debug, Serialize)]
+pub struct MessageChoice<'a> {
+    pub finish_reason: &'static str,
+    pub index: u32,
+    pub logprobs: Option<ChatLogprobs<'a>>,
+    pub message: AssistantMessage<'a>,
+}
+
+/// The answer's message, or the first delta of a stream (with empty content).
+#[derive(Debug, Serialize)]
+pub struct AssistantMessage<'a> {
+    pub content: &'a str,
+    /// Always `null`: Hearth's models do not refuse through the API.
+    pub refusal: Option<&'static str>,
+    pub role: &'static str,
+}
+
+impl<'a> AssistantMessage<'a> {
+    fn new(content: &'a str) -> Self {
+        Self {
+            content,
+            refusal: None,
+            role: ASSISTANT,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeltaChoice<'a> {
+    pub delta: Delta<'a>,
+    pub finish_reason: Option<&'static str>,
+    pub index: u32,
+    pub logprobs: Option<ChatLogprobs<'a>>,
+}
+
+/// What a chat chunk adds to the answer.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Delta<'a> {
+    /// The first chunk: the role, and no text yet.
+    Role(AssistantMessage<'a>),
+    Text {
+        content: &'a str,
+    },
+    /// The finish chunk: nothing.
+    End {},
+}
+
+#[derive(Debug, Serialize)]
+pub struct TextChoice<'a> {
+    pub finish_reason: Option<&'static str>,
+    pub index: u32,
+    pub logprobs: Option<CompletionLogprobs<'a>>,
+    pub text: &'a str,
+}
+
+/// Chat log-probabilities: `{"content": [{bytes, logprob, token, top_logprobs}], "refusal": null}`.
+#[derive(Debug, Serialize)]
+pub struct ChatLogprobs<'a> {
+    pub content: Vec<ChatTokenLogprob<'a>>,
+    pub refusal: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChatTokenLogprob<'a> {
+    pub bytes: &'a [u8],
+    pub logprob: f64,
+    pub token: &'a str,
+    pub top_logprobs: Vec<ChatTopLogprob<'a>>,
+}
+
+/// One token and its log-probability. `logprob` is sent as the f64 the engine's f32 widens
+/// to, as it always was.
+#[derive(Debug, Serialize)]
+pub struct ChatTopLogprob<'a> {
+    pub bytes: &'a [u8],
+    pub logprob: f64,
+    pub token: &'a str,
+}
+
+impl<'a> From<&'a TopLogprob> for ChatTopLogprob<'a> {
+    fn from(top: &'a TopLogprob) -> Self {
+        Self {
+            bytes: &top.bytes,
+            logprob: f64::from(top.logprob),
+            token: &top.token,
+        }
+    }
+}
+
+/// Legacy completion log-probabilities: parallel arrays, and a token → logprob map per token.
+#[derive(Debug, Serialize)]
+pub struct CompletionLogprobs<'a> {
+    pub text_offset: Vec<usize>,
+    pub token_logprobs: Vec<f64>,
+    pub tokens: Vec<&'a str>,
+    pub top_logprobs: Vec<BTreeMap<&'a str, f64>>,
+}
+
+/// OpenAI's `usage` object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    pub completion_tokens: u32,
+    pub prompt_tokens: u32,
+    pub prompt_tokens_details: PromptTokensDetails,
+    pub total_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u32,
+}
+
+/// Hearth's figures: llama.cpp's `timings` keys, plus TTFT, TPOT and ITL.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    pub cache_n: u32,
+    pub e2e_ms: f64,
+    pub itl_max_ms: f64,
+    pub itl_p50_ms: f64,
+    pub itl_p95_ms: f64,
+    pub predicted_ms: f64,
+    pub predicted_n: u32,
+    pub predicted_per_second: f64,
+    pub predicted_per_token_ms: f64,
+    pub prompt_ms: f64,
+    pub prompt_n: u32,
+    pub prompt_per_second: f64,
+    pub prompt_per_token_ms: f64,
+    pub queue_ms: f64,
+    pub tpot_ms: f64,
+    pub ttft_ms: f64,
+}
+
+/// One entry of `/v1/models` (which is a [`crate::wire::List`] of them).
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelObject {
+    pub created: u64,
+    pub id: String,
+    pub object: &'static str,
+    pub owned_by: &'static str,
 }
 
 /// What every object of one answer shares.
@@ -56,126 +236,170 @@ impl AnswerContext {
         }
     }
 
-    fn envelope(&self, chunk: bool, choices: Value) -> Map<String, Value> {
-        let mut object = Map::new();
-        object.insert("id".into(), json!(self.id));
-        object.insert("object".into(), json!(self.object(chunk)));
-        object.insert("created".into(), json!(self.created));
-        object.insert("model".into(), json!(self.model));
-        object.insert("system_fingerprint".into(), json!(SYSTEM_FINGERPRINT));
-        object.insert("choices".into(), choices);
-        object
+    fn envelope<'a>(&'a self, chunk: bool, choices: Vec<Choice<'a>>) -> Completion<'a> {
+        Completion {
+            choices,
+            created: self.created,
+            id: &self.id,
+            model: &self.model,
+            object: self.object(chunk),
+            system_fingerprint: SYSTEM_FINGERPRINT,
+            timings: None,
+            usage: None,
+        }
     }
 
     /// The whole answer (`stream: false`).
-    pub fn full_answer(
-        &self,
-        text: &str,
+    pub fn full_answer<'a>(
+        &'a self,
+        text: &'a str,
         finish_reason: FinishReason,
-        logprobs: &[TokenLogprob],
+        logprobs: &'a [TokenLogprob],
         metrics: &RequestMetrics,
-    ) -> Value {
-        let logprobs_value = self.logprobs_value(logprobs, 0);
+    ) -> Completion<'a> {
+        let finish_reason = finish_reason_str(finish_reason);
         let choice = match self.endpoint {
-            Endpoint::ChatCompletions => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": null},
-                "logprobs": logprobs_value,
-                "finish_reason": finish_reason_str(finish_reason),
+            Endpoint::ChatCompletions => Choice::Message(MessageChoice {
+                finish_reason,
+                index: 0,
+                logprobs: self.chat_logprobs(logprobs),
+                message: AssistantMessage::new(text),
             }),
-            Endpoint::Completions => json!({
-                "index": 0,
-                "text": text,
-                "logprobs": logprobs_value,
-                "finish_reason": finish_reason_str(finish_reason),
+            Endpoint::Completions => Choice::Text(TextChoice {
+                finish_reason: Some(finish_reason),
+                index: 0,
+                logprobs: self.completion_logprobs(logprobs, 0),
+                text,
             }),
         };
-        let mut object = self.envelope(false, json!([choice]));
-        object.insert("usage".into(), usage(metrics));
-        object.insert("timings".into(), timings(metrics));
-        Value::Object(object)
+        Completion {
+            timings: Some(timings(metrics)),
+            usage: Some(Some(usage(metrics))),
+            ..self.envelope(false, vec![choice])
+        }
     }
 
     /// The first chunk of a chat stream: the role, and no text yet.
-    pub fn role_chunk(&self) -> Value {
-        let choice = json!({
-            "index": 0,
-            "delta": {"role": "assistant", "content": "", "refusal": null},
-            "logprobs": null,
-            "finish_reason": null,
-        });
-        self.chunk(choice)
+    pub fn role_chunk(&self) -> Completion<'_> {
+        self.chunk(Choice::Delta(DeltaChoice {
+            delta: Delta::Role(AssistantMessage::new("")),
+            finish_reason: None,
+            index: 0,
+            logprobs: None,
+        }))
     }
 
     /// A chunk of text. `text_offset` is where it starts in the whole answer (for the legacy
     /// completions' `text_offset`).
-    pub fn text_chunk(&self, text: &str, logprobs: &[TokenLogprob], text_offset: usize) -> Value {
-        let logprobs_value = self.logprobs_value(logprobs, text_offset);
-        let choice = match self.endpoint {
-            Endpoint::ChatCompletions => json!({
-                "index": 0,
-                "delta": {"content": text},
-                "logprobs": logprobs_value,
-                "finish_reason": null,
+    pub fn text_chunk<'a>(
+        &'a self,
+        text: &'a str,
+        logprobs: &'a [TokenLogprob],
+        text_offset: usize,
+    ) -> Completion<'a> {
+        self.chunk(match self.endpoint {
+            Endpoint::ChatCompletions => Choice::Delta(DeltaChoice {
+                delta: Delta::Text { content: text },
+                finish_reason: None,
+                index: 0,
+                logprobs: self.chat_logprobs(logprobs),
             }),
-            Endpoint::Completions => json!({
-                "index": 0,
-                "text": text,
-                "logprobs": logprobs_value,
-                "finish_reason": null,
+            Endpoint::Completions => Choice::Text(TextChoice {
+                finish_reason: None,
+                index: 0,
+                logprobs: self.completion_logprobs(logprobs, text_offset),
+                text,
             }),
-        };
-        self.chunk(choice)
+        })
     }
 
     /// The chunk that ends the choice: `finish_reason`, and Hearth's timings.
-    pub fn finish_chunk(&self, finish_reason: FinishReason, metrics: &RequestMetrics) -> Value {
+    pub fn finish_chunk(
+        &self,
+        finish_reason: FinishReason,
+        metrics: &RequestMetrics,
+    ) -> Completion<'_> {
+        let finish_reason = Some(finish_reason_str(finish_reason));
         let choice = match self.endpoint {
-            Endpoint::ChatCompletions => json!({
-                "index": 0,
-                "delta": {},
-                "logprobs": null,
-                "finish_reason": finish_reason_str(finish_reason),
+            Endpoint::ChatCompletions => Choice::Delta(DeltaChoice {
+                delta: Delta::End {},
+                finish_reason,
+                index: 0,
+                logprobs: None,
             }),
-            Endpoint::Completions => json!({
-                "index": 0,
-                "text": "",
-                "logprobs": null,
-                "finish_reason": finish_reason_str(finish_reason),
+            Endpoint::Completions => Choice::Text(TextChoice {
+                finish_reason,
+                index: 0,
+                logprobs: None,
+                text: "",
             }),
         };
-        let mut chunk = self.chunk(choice);
-        if let Some(object) = chunk.as_object_mut() {
-            object.insert("timings".into(), timings(metrics));
+        Completion {
+            timings: Some(timings(metrics)),
+            ..self.chunk(choice)
         }
-        chunk
     }
 
     /// The last chunk when `stream_options.include_usage` is set: no choices, the usage.
-    pub fn usage_chunk(&self, metrics: &RequestMetrics) -> Value {
-        let mut object = self.envelope(true, json!([]));
-        object.insert("usage".into(), usage(metrics));
-        object.insert("timings".into(), timings(metrics));
-        Value::Object(object)
+    pub fn usage_chunk(&self, metrics: &RequestMetrics) -> Completion<'_> {
+        Completion {
+            timings: Some(timings(metrics)),
+            usage: Some(Some(usage(metrics))),
+            ..self.envelope(true, Vec::new())
+        }
     }
 
-    fn chunk(&self, choice: Value) -> Value {
-        let mut object = self.envelope(true, json!([choice]));
-        if self.include_usage {
+    fn chunk<'a>(&'a self, choice: Choice<'a>) -> Completion<'a> {
+        Completion {
             // OpenAI sends `usage: null` on every chunk but the last when usage is asked for.
-            object.insert("usage".into(), Value::Null);
+            usage: self.include_usage.then_some(None),
+            ..self.envelope(true, vec![choice])
         }
-        Value::Object(object)
     }
 
-    fn logprobs_value(&self, logprobs: &[TokenLogprob], text_offset: usize) -> Value {
+    fn chat_logprobs<'a>(&self, logprobs: &'a [TokenLogprob]) -> Option<ChatLogprobs<'a>> {
+        self.logprobs.then(|| ChatLogprobs {
+            content: logprobs
+                .iter()
+                .map(|token| ChatTokenLogprob {
+                    bytes: &token.bytes,
+                    logprob: f64::from(token.logprob),
+                    token: &token.token,
+                    top_logprobs: token.top_logprobs.iter().map(Into::into).collect(),
+                })
+                .collect(),
+            refusal: None,
+        })
+    }
+
+    fn completion_logprobs<'a>(
+        &self,
+        logprobs: &'a [TokenLogprob],
+        text_offset: usize,
+    ) -> Option<CompletionLogprobs<'a>> {
         if !self.logprobs {
-            return Value::Null;
+            return None;
         }
-        match self.endpoint {
-            Endpoint::ChatCompletions => chat_logprobs(logprobs),
-            Endpoint::Completions => completion_logprobs(logprobs, text_offset),
+        let mut offsets = Vec::with_capacity(logprobs.len());
+        let mut offset = text_offset;
+        for token in logprobs {
+            offsets.push(offset);
+            offset += token.token.len();
         }
+        Some(CompletionLogprobs {
+            text_offset: offsets,
+            token_logprobs: logprobs.iter().map(|t| f64::from(t.logprob)).collect(),
+            tokens: logprobs.iter().map(|t| t.token.as_str()).collect(),
+            top_logprobs: logprobs
+                .iter()
+                .map(|t| {
+                    t.top_logprobs
+                        .iter()
+                        .map(|top| (top.token.as_str(), f64::from(top.logprob)))
+                        .collect()
+                })
+                .collect(),
+        })
     }
 }
 
@@ -189,17 +413,19 @@ pub fn finish_reason_str(finish_reason: FinishReason) -> &'static str {
 }
 
 /// OpenAI's `usage` object.
-pub fn usage(metrics: &RequestMetrics) -> Value {
-    json!({
-        "prompt_tokens": metrics.prompt_tokens,
-        "completion_tokens": metrics.generated_tokens,
-        "total_tokens": u64::from(metrics.prompt_tokens) + u64::from(metrics.generated_tokens),
-        "prompt_tokens_details": {"cached_tokens": metrics.cached_prompt_tokens},
-    })
+pub fn usage(metrics: &RequestMetrics) -> Usage {
+    Usage {
+        completion_tokens: metrics.generated_tokens,
+        prompt_tokens: metrics.prompt_tokens,
+        prompt_tokens_details: PromptTokensDetails {
+            cached_tokens: metrics.cached_prompt_tokens,
+        },
+        total_tokens: u64::from(metrics.prompt_tokens) + u64::from(metrics.generated_tokens),
+    }
 }
 
 /// Hearth's figures: llama.cpp's `timings` keys, plus TTFT, TPOT and ITL.
-pub fn timings(metrics: &RequestMetrics) -> Value {
+pub fn timings(metrics: &RequestMetrics) -> Timings {
     let computed_prompt = metrics
         .prompt_tokens
         .saturating_sub(metrics.cached_prompt_tokens);
@@ -210,166 +436,35 @@ pub fn timings(metrics: &RequestMetrics) -> Value {
             0.0
         }
     };
-    let decode_ms = (metrics.e2e_ms - metrics.ttft_ms).max(0.0);
-    json!({
-        "cache_n": metrics.cached_prompt_tokens,
-        "prompt_n": computed_prompt,
-        "prompt_ms": metrics.prefill_ms,
-        "prompt_per_token_ms": per(metrics.prefill_ms, computed_prompt),
-        "prompt_per_second": metrics.prefill_tokens_per_s,
-        "predicted_n": metrics.generated_tokens,
-        "predicted_ms": decode_ms,
-        "predicted_per_token_ms": metrics.tpot_ms,
-        "predicted_per_second": metrics.decode_tokens_per_s,
-        "queue_ms": metrics.queue_ms,
-        "ttft_ms": metrics.ttft_ms,
-        "tpot_ms": metrics.tpot_ms,
-        "itl_p50_ms": metrics.itl_p50_ms,
-        "itl_p95_ms": metrics.itl_p95_ms,
-        "itl_max_ms": metrics.itl_max_ms,
-        "e2e_ms": metrics.e2e_ms,
-    })
-}
-
-/// Chat log-probabilities: `{"content": [{token, logprob, bytes, top_logprobs}], "refusal": null}`.
-fn chat_logprobs(logprobs: &[TokenLogprob]) -> Value {
-    let content: Vec<Value> = logprobs
-        .iter()
-        .map(|token| {
-            json!({
-                "token": token.token,
-                "logprob": token.logprob,
-                "bytes": token.bytes,
-                "top_logprobs": token.top_logprobs.iter().map(|top| json!({
-                    "token": top.token,
-                    "logprob": top.logprob,
-                    "bytes": top.bytes,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({"content": content, "refusal": null})
-}
-
-/// Legacy completion log-probabilities: parallel arrays and a token → logprob map per token.
-fn completion_logprobs(logprobs: &[TokenLogprob], text_offset: usize) -> Value {
-    let mut offsets = Vec::with_capacity(logprobs.len());
-    let mut offset = text_offset;
-    for token in logprobs {
-        offsets.push(offset);
-        offset += token.token.len();
+    Timings {
+        cache_n: metrics.cached_prompt_tokens,
+        e2e_ms: metrics.e2e_ms,
+        itl_max_ms: metrics.itl_max_ms,
+        itl_p50_ms: metrics.itl_p50_ms,
+        itl_p95_ms: metrics.itl_p95_ms,
+        predicted_ms: (metrics.e2e_ms - metrics.ttft_ms).max(0.0),
+        predicted_n: metrics.generated_tokens,
+        predicted_per_second: metrics.decode_tokens_per_s,
+        predicted_per_token_ms: metrics.tpot_ms,
+        prompt_ms: metrics.prefill_ms,
+        prompt_n: computed_prompt,
+        prompt_per_second: metrics.prefill_tokens_per_s,
+        prompt_per_token_ms: per(metrics.prefill_ms, computed_prompt),
+        queue_ms: metrics.queue_ms,
+        tpot_ms: metrics.tpot_ms,
+        ttft_ms: metrics.ttft_ms,
     }
-    json!({
-        "tokens": logprobs.iter().map(|t| t.token.clone()).collect::<Vec<_>>(),
-        "token_logprobs": logprobs.iter().map(|t| t.logprob).collect::<Vec<_>>(),
-        "top_logprobs": logprobs.iter().map(|t| {
-            t.top_logprobs
-                .iter()
-                .map(|top| (top.token.clone(), json!(top.logprob)))
-                .collect::<Map<String, Value>>()
-        }).collect::<Vec<_>>(),
-        "text_offset": offsets,
-    })
 }
 
 /// One entry of `/v1/models`.
-pub fn model_object(id: &str, created: u64) -> Value {
-    json!({"id": id, "object": "model", "created": created, "owned_by": MODEL_OWNER})
+pub fn model_object(id: &str, created: u64) -> ModelObject {
+    ModelObject {
+        created,
+        id: id.to_string(),
+        object: "model",
+        owned_by: MODEL_OWNER,
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use hearth_protocol::TopLogprob;
-
-    fn context(endpoint: Endpoint, include_usage: bool) -> AnswerContext {
-        AnswerContext {
-            id: new_response_id(endpoint),
-            created: 1,
-            model: "m".into(),
-            endpoint,
-            include_usage,
-            logprobs: true,
-        }
-    }
-
-    fn figures() -> RequestMetrics {
-        RequestMetrics {
-            prompt_tokens: 10,
-            cached_prompt_tokens: 4,
-            generated_tokens: 5,
-            ttft_ms: 30.0,
-            e2e_ms: 70.0,
-            tpot_ms: 10.0,
-            ..RequestMetrics::default()
-        }
-    }
-
-    #[test]
-    fn ids_are_unique_and_prefixed() {
-        let a = new_response_id(Endpoint::ChatCompletions);
-        let b = new_response_id(Endpoint::ChatCompletions);
-        assert!(a.starts_with("chatcmpl-") && a.len() == "chatcmpl-".len() + 32);
-        assert_ne!(a, b);
-        assert!(new_response_id(Endpoint::Completions).starts_with("cmpl-"));
-    }
-
-    #[test]
-    fn a_full_chat_answer_has_usage_and_timings() {
-        let answer = context(Endpoint::ChatCompletions, false).full_answer(
-            "hi",
-            FinishReason::Length,
-            &[],
-            &figures(),
-        );
-        assert_eq!(answer["object"], "chat.completion");
-        assert_eq!(answer["choices"][0]["message"]["content"], "hi");
-        assert_eq!(answer["choices"][0]["finish_reason"], "length");
-        assert_eq!(answer["usage"]["total_tokens"], 15);
-        assert_eq!(answer["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
-        assert_eq!(answer["timings"]["prompt_n"], 6);
-        assert_eq!(answer["timings"]["predicted_ms"], 40.0);
-    }
-
-    #[test]
-    fn stream_chunks_follow_the_openai_shapes() {
-        let context = context(Endpoint::ChatCompletions, true);
-        let role = context.role_chunk();
-        assert_eq!(role["object"], "chat.completion.chunk");
-        assert_eq!(role["choices"][0]["delta"]["role"], "assistant");
-        assert!(role["usage"].is_null() && role.as_object().unwrap().contains_key("usage"));
-        let usage = context.usage_chunk(&figures());
-        assert_eq!(usage["choices"], json!([]));
-        assert_eq!(usage["usage"]["completion_tokens"], 5);
-        assert_eq!(role["id"], usage["id"]);
-    }
-
-    #[test]
-    fn logprobs_take_each_endpoint_shape() {
-        let token = TokenLogprob {
-            token: "Hi".into(),
-            bytes: b"Hi".to_vec(),
-            logprob: -0.5,
-            top_logprobs: vec![TopLogprob {
-                token: "Hello".into(),
-                bytes: b"Hello".to_vec(),
-                logprob: -1.0,
-            }],
-        };
-        let chat = context(Endpoint::ChatCompletions, false).text_chunk(
-            "Hi",
-            std::slice::from_ref(&token),
-            0,
-        );
-        assert_eq!(
-            chat["choices"][0]["logprobs"]["content"][0]["top_logprobs"][0]["token"],
-            "Hello"
-        );
-        let legacy = context(Endpoint::Completions, false).text_chunk("Hi", &[token], 7);
-        assert_eq!(legacy["choices"][0]["logprobs"]["text_offset"], json!([7]));
-        assert_eq!(
-            legacy["choices"][0]["logprobs"]["top_logprobs"][0]["Hello"],
-            -1.0
-        );
-    }
-}
+mod tests;

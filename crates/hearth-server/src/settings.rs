@@ -23,7 +23,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::error::{ApiError, TYPE_SERVER};
 use crate::handlers::JsonBody;
@@ -240,15 +240,27 @@ fn validate_api_key(key: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The settings as the API shows them: the key only as `api_key_set`.
-pub fn settings_json(settings: &Settings, data_dir: &Path) -> Value {
-    json!({
-        "theme": settings.theme,
-        "default_model": settings.default_model,
-        "api_port": settings.api_port,
-        "api_key_set": settings.api_key.is_some(),
-        "data_dir": data_dir.display().to_string(),
-    })
+/// The settings as the API shows them: the key only as `api_key_set`. Fields in sorted
+/// order, as the `json!` object it replaced sent them ([`crate::wire`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerSettings {
+    pub api_key_set: bool,
+    pub api_port: u16,
+    pub data_dir: String,
+    pub default_model: Option<String>,
+    pub theme: String,
+}
+
+impl ServerSettings {
+    pub fn new(settings: &Settings, data_dir: &Path) -> Self {
+        Self {
+            api_key_set: settings.api_key.is_some(),
+            api_port: settings.api_port,
+            data_dir: data_dir.display().to_string(),
+            default_model: settings.default_model.clone(),
+            theme: settings.theme.clone(),
+        }
+    }
 }
 
 /// Validates a PATCH body field by field; `model_exists` says whether a model id is served.
@@ -357,27 +369,28 @@ pub fn default_model(state: &AppState) -> Option<String> {
         .filter(|model| state.models.resolve(model).is_some())
 }
 
-async fn show_settings(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn show_settings(State(state): State<AppState>) -> Result<Json<ServerSettings>, ApiError> {
     let store = store(&state)?;
-    Ok(Json(settings_json(&store.load(), store.data_dir())))
+    Ok(Json(ServerSettings::new(&store.load(), store.data_dir())))
 }
 
 async fn update_settings(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ServerSettings>, ApiError> {
     let store = store(&state)?;
     let patch = parse_patch(&body, |model| state.models.resolve(model).is_some())?;
     let settings = store.update(patch).map_err(|error| {
         tracing::error!(%error, "cannot save the settings");
         ApiError::internal("settings_error", "The settings could not be saved.")
     })?;
-    Ok(Json(settings_json(&settings, store.data_dir())))
+    Ok(Json(ServerSettings::new(&settings, store.data_dir())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn patch(body: Value) -> Result<SettingsPatch, ApiError> {
         parse_patch(&body, |model| model == "smollm2")
@@ -452,7 +465,7 @@ mod tests {
             assert_eq!(mode & 0o077, 0, "only the user may read the key");
         }
         // The key is write-only through the API's view.
-        let shown = settings_json(&saved, store.data_dir());
+        let shown = serde_json::to_value(ServerSettings::new(&saved, store.data_dir())).unwrap();
         assert_eq!(shown["api_key_set"], true);
         assert!(!shown.to_string().contains("sk-secret"));
         // A later patch keeps what it does not name.
