@@ -15,7 +15,7 @@
 //!   most the last interval.
 //!
 //! A conversation's `settings` are the sampling fields of a chat completion request
-//! ([`SAMPLING_SETTING_KEYS`]), validated by the same parser.
+//! ([`SAMPLING_SETTING_KEYS`]), read by the same code, which fills an answer's typed request.
 //!
 //! The CRUD routes are in `crud`, the answering routes in `answering`, an answer's own task
 //! in `task` and its events in `events`.

@@ -9,15 +9,16 @@
 //! `context_overflow` (`"error"` or `"drop_oldest_turns"`).
 //!
 //! The field readers are in `fields`, the endpoint-specific parts in `chat` and `completion`;
-//! what both share is here.
+//! what both share, and a conversation's settings (the sampling fields of a chat request,
+//! read by the same code), are here.
 
 mod chat;
 mod completion;
 mod fields;
 
-use hearth_protocol::{ContextOverflow, OutputConstraint, Prompt, SamplingParams};
+use hearth_protocol::{ChatMessage, ContextOverflow, OutputConstraint, Prompt, SamplingParams};
 use hearth_supervisor::Generation;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use fields::{type_name, Fields};
@@ -93,6 +94,59 @@ impl CompletionRequest {
             context_overflow: self.context_overflow,
         }
     }
+
+    /// A conversation's streamed chat request: its settings, model and messages. The oldest
+    /// turns make room when the conversation outgrows the context.
+    pub(crate) fn conversation(
+        model: String,
+        messages: Vec<ChatMessage>,
+        settings: SamplingSettings,
+    ) -> Result<Self, ApiError> {
+        check_model_name(&model)?;
+        Ok(Self {
+            endpoint: Endpoint::ChatCompletions,
+            model,
+            prompt: Prompt::Chat { messages },
+            sampling: settings.sampling,
+            max_tokens: settings.max_tokens,
+            stop: settings.stop,
+            stream: true,
+            include_usage: false,
+            constraint: None,
+            logprobs: None,
+            ignore_eos: settings.ignore_eos,
+            context_overflow: ContextOverflow::DropOldestTurns,
+            echo: false,
+        })
+    }
+}
+
+/// The sampling fields of a chat completion request, which a conversation's `settings` hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct SamplingSettings {
+    pub sampling: SamplingParams,
+    pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+}
+
+/// Reads a conversation's `settings` as a chat completion request reads the same fields (same
+/// ranges, same `param` names); other keys are not read.
+pub(crate) fn parse_sampling_settings(
+    settings: &Map<String, Value>,
+) -> Result<SamplingSettings, ApiError> {
+    let fields = Fields::new(settings, "");
+    // In the order a chat completion body's fields are checked, so the first error is the same.
+    let sampling = parse_sampling(&fields)?;
+    let stop = parse_stop(&fields)?;
+    let ignore_eos = fields.bool("ignore_eos")?.unwrap_or(false);
+    let max_tokens = parse_max_tokens(&fields, &["max_tokens"])?;
+    Ok(SamplingSettings {
+        sampling,
+        max_tokens,
+        stop,
+        ignore_eos,
+    })
 }
 
 /// Fields shared by both endpoints.

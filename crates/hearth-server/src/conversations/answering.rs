@@ -4,21 +4,19 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use hearth_protocol::{ChatMessage, Role as ChatRole};
 use hearth_store::{
     ConversationId, MessageId, MessageStatus, NewMessage, Role, SettingsUpdate, StoreError,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::events::{ChatEvent, ChatEventType, StartEvent};
 use super::task::{self, AnswerTask};
-use super::{
-    conversation_id, message_not_found, store, store_error, CONTENT_PARAM, EVENT_BUFFER,
-    SAMPLING_SETTING_KEYS,
-};
+use super::{conversation_id, message_not_found, store, store_error, CONTENT_PARAM, EVENT_BUFFER};
 use crate::error::ApiError;
 use crate::handlers::{wait_for_start, JsonBody, OptionalJsonBody, Started};
-use crate::request::parse_chat_request;
+use crate::request::{parse_sampling_settings, CompletionRequest};
 use crate::wire::SortedKeys;
 use crate::{sse, AppState};
 
@@ -247,15 +245,13 @@ async fn answer(
         history.conversation.model.as_deref(),
     )?;
 
-    // The same request as a chat completion, through the same validation.
-    let mut request_body = Map::new();
-    if let Some(settings) = history.conversation.settings.as_object() {
-        for (key, value) in settings {
-            if SAMPLING_SETTING_KEYS.contains(&key.as_str()) {
-                request_body.insert(key.clone(), value.clone());
-            }
-        }
-    }
+    // The same request as a chat completion: the settings read as its fields are read.
+    let no_settings = Map::new();
+    let settings = history
+        .conversation
+        .settings
+        .as_object()
+        .unwrap_or(&no_settings);
     let mut messages = Vec::new();
     if let Some(system_prompt) = history
         .conversation
@@ -263,21 +259,20 @@ async fn answer(
         .as_deref()
         .filter(|prompt| !prompt.trim().is_empty())
     {
-        messages.push(json!({"role": "system", "content": system_prompt}));
+        messages.push(ChatMessage::new(ChatRole::System, system_prompt));
     }
     for message in earlier
         .iter()
         .filter(|message| !message.hidden && !message.content.is_empty())
     {
-        messages.push(json!({"role": message.role.as_str(), "content": message.content}));
+        messages.push(ChatMessage::new(
+            chat_role(message.role),
+            message.content.as_str(),
+        ));
     }
-    messages.push(json!({"role": "user", "content": question}));
-    request_body.insert("model".into(), json!(model));
-    request_body.insert("messages".into(), Value::Array(messages));
-    request_body.insert("stream".into(), json!(true));
-    // A long conversation keeps going: the oldest turns make room, and `start` says so.
-    request_body.insert("context_overflow".into(), json!("drop_oldest_turns"));
-    let request = parse_chat_request(&Value::Object(request_body))?;
+    messages.push(ChatMessage::new(ChatRole::User, question));
+    let request =
+        CompletionRequest::conversation(model, messages, parse_sampling_settings(settings)?)?;
 
     // Acquire before saving anything: a 503 while the model loads is retried by the client,
     // and a retry must not save the user's message twice.
@@ -354,4 +349,13 @@ async fn answer(
         },
     );
     Ok(sse::from_channel(receiver))
+}
+
+/// The engine's name of a stored message's role.
+fn chat_role(role: Role) -> ChatRole {
+    match role {
+        Role::System => ChatRole::System,
+        Role::User => ChatRole::User,
+        Role::Assistant => ChatRole::Assistant,
+    }
 }

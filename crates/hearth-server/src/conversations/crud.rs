@@ -10,12 +10,12 @@ use hearth_store::{
     Conversation, ConversationWithMessages, ListQuery, NewConversation, SettingsUpdate,
 };
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::{conversation_id, store, store_error, SAMPLING_SETTING_KEYS};
 use crate::error::ApiError;
 use crate::handlers::JsonBody;
-use crate::request::parse_chat_request;
+use crate::request::parse_sampling_settings;
 use crate::wire::{List, SortedKeys};
 use crate::AppState;
 
@@ -133,13 +133,7 @@ fn validate_settings(settings: &Value) -> Result<(), ApiError> {
             ),
         ));
     }
-    let mut probe = object.clone();
-    probe.insert("model".into(), json!("settings-check"));
-    probe.insert(
-        "messages".into(),
-        json!([{"role": "user", "content": "settings check"}]),
-    );
-    parse_chat_request(&Value::Object(probe)).map(|_| ())
+    parse_sampling_settings(object).map(|_| ())
 }
 
 pub(super) async fn create_conversation(

@@ -166,3 +166,38 @@ fn seeds_keep_their_high_bits() {
     assert_ne!(fold_seed(1), fold_seed(1 + (1 << 32)));
     assert_eq!(fold_seed(42), 42);
 }
+
+#[test]
+fn conversation_settings_read_every_setting_key_as_a_chat_request_reads_it() {
+    for key in crate::conversations::SAMPLING_SETTING_KEYS {
+        // An object is the wrong type for every setting: each key is read, by its own name.
+        let settings = json!({ *key: {} });
+        let error = parse_sampling_settings(settings.as_object().unwrap()).unwrap_err();
+        assert_eq!(error.param.as_deref(), Some(*key), "{key}");
+    }
+    let settings = json!({
+        "temperature": 0.5, "top_p": 0.9, "top_k": 5, "min_p": 0.1, "repeat_penalty": 1.1,
+        "presence_penalty": 0.1, "frequency_penalty": -0.2, "seed": 42, "max_tokens": 7,
+        "stop": "\n", "ignore_eos": true
+    });
+    let from_settings = parse_sampling_settings(settings.as_object().unwrap()).unwrap();
+    let mut body = settings.clone();
+    body["model"] = json!("m");
+    body["messages"] =
+        json!([{"role": "system", "content": "brief"}, {"role": "user", "content": "hi"}]);
+    body["stream"] = json!(true);
+    body["context_overflow"] = json!("drop_oldest_turns");
+    let messages = vec![
+        ChatMessage::new(Role::System, "brief"),
+        ChatMessage::new(Role::User, "hi"),
+    ];
+    assert_eq!(
+        CompletionRequest::conversation("m".into(), messages, from_settings).unwrap(),
+        parse_chat_request(&body).unwrap(),
+        "a conversation's request is the chat completion request of the same fields"
+    );
+    let empty = parse_sampling_settings(&Map::new()).unwrap();
+    assert_eq!(empty, SamplingSettings::default());
+    let error = CompletionRequest::conversation(" ".into(), Vec::new(), empty).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("model"));
+}
