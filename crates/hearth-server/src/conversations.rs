@@ -41,6 +41,8 @@ use crud::{
     list_conversations, restore_conversation, show_conversation, update_conversation,
 };
 
+#[cfg(test)]
+pub(crate) use task::answer_metrics;
 pub use task::AnswerTasks;
 
 /// How often a streaming answer is saved while text arrives: the most a crash can lose.

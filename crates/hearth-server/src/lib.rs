@@ -172,3 +172,5 @@ pub async fn serve(
 mod router_tests;
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod ui_contract;

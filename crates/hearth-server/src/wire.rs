@@ -4,8 +4,8 @@
 //! sorted order (it is built without `preserve_order`). So that nothing changes on the wire,
 //! the typed shapes declare their fields in that same sorted order, and the objects of other
 //! crates that used to go through `json!` (the store's conversations and messages) are sent
-//! as [`SortedKeys`]. [`assert_sorted`] checks it; the OpenAI shapes are also checked against
-//! what the `json!` code wrote (`openai/golden.txt`).
+//! as [`SortedKeys`]. [`assert_sorted`] checks it: the OpenAI shapes against what the
+//! `json!` code wrote (`openai/golden.txt`), every other shape in `ui_contract.rs`.
 
 use serde::{Serialize, Serializer};
 

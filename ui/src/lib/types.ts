@@ -1,4 +1,9 @@
-/** The shapes of the local API's answers, as far as the UI reads them (docs/ui-contract.md). */
+/**
+ * The shapes of the local API's answers (docs/ui-contract.md). Every field the server sends is
+ * declared, optional where the UI can do without it: crates/hearth-server/src/ui_contract.rs
+ * checks this file against the server's answers (a field sent but not declared, declared but
+ * never sent, or of another type fails `cargo test -p hearth-server`).
+ */
 
 export type Role = 'system' | 'user' | 'assistant';
 export type MessageStatus = 'streaming' | 'complete' | 'stopped' | 'error';
@@ -68,6 +73,9 @@ export interface ApiErrorBody {
   type?: string;
   param?: string | null;
   code?: string | null;
+  /** The token counts of `context_length_exceeded`. */
+  n_prompt_tokens?: number;
+  n_ctx?: number;
 }
 
 /** One event of a chat stream (`/messages`, `/regenerate`, `/edit`). */
@@ -100,28 +108,54 @@ export interface Fit {
 }
 
 export interface GgufSummary {
+  gguf_version?: number;
   architecture?: string | null;
   name?: string | null;
   parameter_count?: number | null;
   context_length?: number | null;
   block_count?: number | null;
+  file_type?: number | null;
   quantization?: string | null;
+  has_chat_template?: boolean;
+  tensor_count?: number;
+  metadata_count?: number;
+}
+
+/** Which tool's files an imported model came from. */
+export interface ImportOrigin {
+  tool: 'file' | 'ollama' | 'lm_studio' | 'hugging_face_cache';
+  model_name?: string;
+  repo?: string;
+  revision?: string;
 }
 
 export interface InstalledModel {
+  format_version?: number;
   id: string;
   file_name?: string;
   size_bytes?: number;
+  sha256?: string;
   installed_at?: string;
   in_place?: boolean;
-  source?: { kind?: string; catalog_id?: string; quantization?: string; repo?: string };
+  source?: {
+    kind?: 'catalog' | 'hub' | 'import';
+    catalog_id?: string;
+    quantization?: string;
+    repo?: string;
+    revision?: string;
+    file?: string;
+    url?: string;
+    commit?: string | null;
+    origin?: ImportOrigin;
+  };
   summary?: GgufSummary;
   fit?: Fit;
 }
 
 export interface CatalogFile {
   quantization: string;
-  size_bytes?: number;
+  /** Known only for verified files. */
+  size_bytes?: number | null;
   fit?: Fit;
 }
 
@@ -145,7 +179,7 @@ export interface Recommendation {
   model: string;
   name?: string;
   quantization?: string;
-  size_bytes?: number;
+  size_bytes?: number | null;
   fit?: Fit;
   reason?: string;
 }
@@ -184,10 +218,15 @@ export interface DownloadStatus {
   error?: string;
   reason?: string;
   delay_seconds?: number;
+  failed_attempts?: number;
 }
 
+/** An entry of `GET /v1/models`. */
 export interface ServableModel {
   id: string;
+  object?: string;
+  created?: number;
+  owned_by?: string;
 }
 
 export interface HealthModel {
@@ -198,6 +237,8 @@ export interface HealthModel {
 export interface Health {
   status: string;
   models?: HealthModel[];
+  /** While a model loads (503). */
+  error?: ApiErrorBody;
 }
 
 export interface Plan {

@@ -172,7 +172,7 @@ async fn unknown_downloads_are_404_and_bad_targets_are_400() {
 }
 
 /// A probe report of an 8 GB laptop without a GPU (the planner's fixture).
-fn laptop_report() -> hearth_probe::ProbeReport {
+pub(crate) fn laptop_report() -> hearth_probe::ProbeReport {
     hearth_probe::ProbeReport {
         probe_version: hearth_probe::PROBE_VERSION,
         profile: hearth_probe::profile::fixtures::laptop_8gb_no_gpu(),
