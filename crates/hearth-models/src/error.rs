@@ -75,6 +75,11 @@ pub enum ModelsError {
     )]
     InsecureRedirect { from: String, to: String },
 
+    #[error(
+        "refusing the redirect from {from} to {to}: a download from another machine may not lead to this machine's own addresses"
+    )]
+    LocalRedirect { from: String, to: String },
+
     #[error("too many redirects (more than {limit}) starting at {url}")]
     TooManyRedirects { url: String, limit: u32 },
 

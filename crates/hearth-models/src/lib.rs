@@ -15,7 +15,8 @@
 //!   has the recorded size. The manifest is written last, atomically, after the file was
 //!   verified (SHA-256 and size) and renamed into place; partial downloads are never listed.
 //! - Model ids are validated ([`ModelId`]) before they become paths.
-//! - Network access is https, or plain http to loopback only; every redirect is checked.
+//! - Network access is https, or plain http to loopback only; every redirect is checked, and
+//!   one from another machine may not lead to this machine's own addresses.
 //! - Deleting an in-place model removes Hearth's record only, never the other tool's file.
 
 mod catalog;

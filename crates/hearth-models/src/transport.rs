@@ -80,6 +80,7 @@ impl Transport {
     ) -> Result<(String, Response<Body>)> {
         let mut current_url = url.to_string();
         let mut current_uri = check_url_allowed(&current_url)?;
+        let starts_local = is_local_target(uri_host(&current_uri));
         for _ in 0..=MAX_REDIRECTS {
             let response = self.send_once(method, &current_url, &current_uri, range)?;
             let status = response.status().as_u16();
@@ -98,16 +99,7 @@ impl Transport {
                     reason: format!("HTTP {status} redirect without a usable Location header"),
                 })?;
             let next_url = resolve_location(&current_url, &current_uri, location)?;
-            current_uri = match check_url_allowed(&next_url) {
-                Ok(uri) => uri,
-                Err(ModelsError::InsecureUrl { .. }) => {
-                    return Err(ModelsError::InsecureRedirect {
-                        from: current_url,
-                        to: next_url,
-                    })
-                }
-                Err(error) => return Err(error),
-            };
+            current_uri = check_redirect_allowed(starts_local, &current_url, &next_url)?;
             current_url = next_url;
         }
         Err(ModelsError::TooManyRedirects {
@@ -231,6 +223,48 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|address| address.is_loopback())
 }
 
+/// Whether connecting to `host` reaches this machine: a loopback name or address, or the
+/// unspecified address (`0.0.0.0`, `::`), which Linux connects to the local host.
+pub(crate) fn is_local_target(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(host);
+    is_loopback_host(host)
+        || bare
+            .parse::<Ipv4Addr>()
+            .is_ok_and(|address| address.is_unspecified())
+        || bare.parse::<Ipv6Addr>().is_ok_and(|address| {
+            address.is_unspecified()
+                || address
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
+        })
+}
+
+/// The policy for one redirect hop of a request that started at a local (`starts_local`) or
+/// remote URL: the URL policy, and no hop from another machine to this one, so a hub or CDN
+/// cannot make Hearth send requests to the user's own local services.
+pub(crate) fn check_redirect_allowed(starts_local: bool, from: &str, to: &str) -> Result<Uri> {
+    let uri = match check_url_allowed(to) {
+        Ok(uri) => uri,
+        Err(ModelsError::InsecureUrl { .. }) => {
+            return Err(ModelsError::InsecureRedirect {
+                from: from.to_string(),
+                to: to.to_string(),
+            })
+        }
+        Err(error) => return Err(error),
+    };
+    if !starts_local && is_local_target(uri_host(&uri)) {
+        return Err(ModelsError::LocalRedirect {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
+    }
+    Ok(uri)
+}
+
 /// Parses `url` and applies the policy: https anywhere, http only to loopback, no other
 /// scheme, no credentials embedded in the URL.
 pub(crate) fn check_url_allowed(url: &str) -> Result<Uri> {
@@ -337,6 +371,44 @@ mod tests {
                 "{invalid}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_local_endpoint_may_redirect_to_a_local_address() {
+        let from = "https://hub.example/a.gguf";
+        for local in [
+            "https://127.0.0.1/x",
+            "http://127.0.0.1:8080/x",
+            "https://localhost/x",
+            "http://[::1]/x",
+            "https://0.0.0.0/x",
+            "https://[::]/x",
+            "https://[::ffff:127.0.0.1]/x",
+        ] {
+            assert!(
+                matches!(
+                    check_redirect_allowed(false, from, local),
+                    Err(ModelsError::LocalRedirect { .. })
+                ),
+                "{local}"
+            );
+        }
+        // A loopback endpoint (a test hub, a local mirror) may redirect within the machine.
+        for local in [
+            "http://127.0.0.1:8080/x",
+            "https://localhost/x",
+            "http://[::1]/x",
+        ] {
+            assert!(
+                check_redirect_allowed(true, "http://127.0.0.1:9/a", local).is_ok(),
+                "{local}"
+            );
+        }
+        assert!(check_redirect_allowed(false, from, "https://cdn.example/blob").is_ok());
+        assert!(matches!(
+            check_redirect_allowed(false, from, "http://cdn.example/blob"),
+            Err(ModelsError::InsecureRedirect { .. })
+        ));
     }
 
     #[test]
