@@ -274,7 +274,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
 
 impl RunningServer {
     /// Serves `router(state)` on `listener` on a task of its own.
-    pub fn spawn(
+    fn spawn(
         listener: tokio::net::TcpListener,
         state: AppState,
         served_model_ids: Vec<String>,

@@ -38,7 +38,6 @@ mod system;
 mod ui;
 mod wire;
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,18 +153,6 @@ async fn count_responses(State(state): State<AppState>, request: Request, next: 
         .metrics
         .record_response(&route, response.status().as_u16());
     response
-}
-
-/// Serves `router(state)` on `listener` until `shutdown` resolves, then stops as
-/// [`RunningServer::shutdown`] does.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    RunningServer::spawn(listener, state, Vec::new())?
-        .run_until(shutdown)
-        .await
 }
 
 #[cfg(test)]

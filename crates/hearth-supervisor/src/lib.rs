@@ -18,10 +18,9 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use hearth_protocol::{
-    encode_line, BackendDevice, BackendReport, ChatMessage, ContextOverflow, FinishReason,
-    GenerateRequest, LoadParams, MemoryReport, ModelInfo, OutputConstraint, Prompt, RequestMetrics,
-    SamplingParams, TemplateSource, TokenLogprob, WorkerError, WorkerEvent, WorkerRequest,
-    PROTOCOL_VERSION,
+    encode_line, BackendDevice, BackendReport, ContextOverflow, FinishReason, GenerateRequest,
+    LoadParams, MemoryReport, ModelInfo, OutputConstraint, Prompt, RequestMetrics, SamplingParams,
+    TemplateSource, TokenLogprob, WorkerError, WorkerEvent, WorkerRequest, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -291,12 +290,9 @@ impl Supervisor {
                 },
             )
             .await?;
-        match events.recv().await {
-            Some(Ok(WorkerEvent::Loaded { model, .. })) => Ok(model),
-            Some(Ok(WorkerEvent::Error { error, .. })) => Err(SupervisorError::Worker(error)),
-            Some(Ok(other)) => Err(SupervisorError::Protocol(format!("{other:?}"))),
-            Some(Err(error)) => Err(error),
-            None => Err(self.crash_error(state)),
+        match next_reply(&mut events).await? {
+            WorkerEvent::Loaded { model, .. } => Ok(model),
+            other => Err(SupervisorError::Protocol(format!("{other:?}"))),
         }
     }
 
@@ -391,27 +387,31 @@ impl Supervisor {
         })
     }
 
-    /// Sends a request that is answered by exactly one event, and waits for it.
+    /// Sends a request about the loaded model that is answered by exactly one event, and
+    /// waits for it.
     async fn request_reply(
         &self,
         build: impl FnOnce(u64) -> WorkerRequest,
     ) -> Result<WorkerEvent, SupervisorError> {
+        self.worker_reply(true, build).await
+    }
+
+    /// Sends a request that is answered by exactly one event, and waits for it; without
+    /// `needs_model`, to a fresh worker if none is running.
+    async fn worker_reply(
+        &self,
+        needs_model: bool,
+        build: impl FnOnce(u64) -> WorkerRequest,
+    ) -> Result<WorkerEvent, SupervisorError> {
         let mut state = self.state.lock().await;
-        if state.loaded.is_none() {
+        if needs_model && state.loaded.is_none() {
             return Err(SupervisorError::NoModelLoaded);
         }
         self.ensure_worker(&mut state).await?;
         let request_id = self.new_request_id();
         let mut events = self.send(&mut state, request_id, build(request_id)).await?;
         drop(state);
-        match events.recv().await {
-            Some(Ok(WorkerEvent::Error { error, .. })) => Err(SupervisorError::Worker(error)),
-            Some(Ok(event)) => Ok(event),
-            Some(Err(error)) => Err(error),
-            None => Err(SupervisorError::WorkerCrashed {
-                status: "worker exited".into(),
-            }),
-        }
+        next_reply(&mut events).await
     }
 
     /// Tokenizes text with the loaded model.
@@ -478,49 +478,13 @@ impl Supervisor {
     pub async fn devices_and_backends(
         &self,
     ) -> Result<(Vec<BackendDevice>, BackendReport), SupervisorError> {
-        let mut state = self.state.lock().await;
-        self.ensure_worker(&mut state).await?;
-        let request_id = self.new_request_id();
-        let mut events = self
-            .send(
-                &mut state,
-                request_id,
-                WorkerRequest::Devices { request_id },
-            )
-            .await?;
-        drop(state);
-        match events.recv().await {
-            Some(Ok(WorkerEvent::Devices {
-                devices, backends, ..
-            })) => Ok((devices, backends)),
-            Some(Ok(WorkerEvent::Error { error, .. })) => Err(SupervisorError::Worker(error)),
-            Some(Ok(other)) => Err(SupervisorError::Protocol(format!("{other:?}"))),
-            Some(Err(error)) => Err(error),
-            None => Err(SupervisorError::WorkerCrashed {
-                status: "worker exited".into(),
-            }),
-        }
-    }
-
-    /// Renders chat messages with the model's template; returns the prompt text, where the
-    /// template came from, and the prompt's token count.
-    pub async fn render_chat(
-        &self,
-        messages: Vec<ChatMessage>,
-    ) -> Result<(String, TemplateSource, u32), SupervisorError> {
         match self
-            .request_reply(|request_id| WorkerRequest::RenderChat {
-                request_id,
-                messages,
-            })
+            .worker_reply(false, |request_id| WorkerRequest::Devices { request_id })
             .await?
         {
-            WorkerEvent::Rendered {
-                text,
-                template_source,
-                prompt_tokens,
-                ..
-            } => Ok((text, template_source, prompt_tokens)),
+            WorkerEvent::Devices {
+                devices, backends, ..
+            } => Ok((devices, backends)),
             other => Err(SupervisorError::Protocol(format!("{other:?}"))),
         }
     }
@@ -565,17 +529,11 @@ impl GenerationStream {
             return None;
         }
         loop {
-            let event = match self.events.recv().await {
-                Some(Ok(event)) => event,
-                Some(Err(error)) => {
+            let event = match next_reply(&mut self.events).await {
+                Ok(event) => event,
+                Err(error) => {
                     self.finished = true;
                     return Some(Err(error));
-                }
-                None => {
-                    self.finished = true;
-                    return Some(Err(SupervisorError::WorkerCrashed {
-                        status: "worker exited".into(),
-                    }));
                 }
             };
             let mapped = match event {
@@ -605,10 +563,6 @@ impl GenerationStream {
                         metrics,
                     })
                 }
-                WorkerEvent::Error { error, .. } => {
-                    self.finished = true;
-                    Err(SupervisorError::Worker(error))
-                }
                 other => {
                     tracing::debug!(?other, "ignored event");
                     continue;
@@ -623,6 +577,23 @@ impl GenerationStream {
         if let Some(stdin) = &self.stdin {
             send_cancel(stdin, self.request_id).await;
         }
+    }
+}
+
+/// The next event for a request, a worker's error event as [`SupervisorError::Worker`]. The
+/// event reader ([`read_events`]) sends every request its events and, when the worker dies,
+/// [`SupervisorError::WorkerCrashed`] with the exit status before it lets go of the request's
+/// sender, so a request's channel never ends silently: its end is reported as a crash only
+/// because the channel's type allows it.
+async fn next_reply(
+    events: &mut mpsc::UnboundedReceiver<Result<WorkerEvent, SupervisorError>>,
+) -> Result<WorkerEvent, SupervisorError> {
+    match events.recv().await {
+        Some(Ok(WorkerEvent::Error { error, .. })) => Err(SupervisorError::Worker(error)),
+        Some(reply) => reply,
+        None => Err(SupervisorError::WorkerCrashed {
+            status: "worker exited".into(),
+        }),
     }
 }
 
