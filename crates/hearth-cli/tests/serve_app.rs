@@ -104,3 +104,43 @@ fn the_ui_system_report_fits_and_settings_through_the_real_server() {
     assert_eq!(patched["api_port"], 8765);
     assert_eq!(with_key(&server, "GET", "/api/settings", None), patched);
 }
+
+/// Other users of the machine get no access to anything of Hearth's: the data folder is 0700
+/// (also when an older Hearth left it 0755) and the database with its `-wal` and `-shm`, the
+/// logs and the settings are 0600.
+#[cfg(unix)]
+#[test]
+fn the_data_folder_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = TestServer::start_in(home, None, &["--api-key", KEY]);
+    let created = server.post_json("/api/conversations", &json!({"title": "private"}));
+    assert_eq!(created.status, 201, "{}", created.text());
+    with_key(
+        &server,
+        "PATCH",
+        "/api/settings",
+        Some(&json!({"theme": "dark"})),
+    );
+    let mode = |relative: &str| {
+        let path = server.home().join(relative);
+        let metadata =
+            std::fs::metadata(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        metadata.permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    for file in [
+        "hearth.sqlite3",
+        "hearth.sqlite3-wal",
+        "hearth.sqlite3-shm",
+        "logs/hearth.log",
+    ] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+    assert_eq!(mode("logs"), 0o700);
+    for entry in std::fs::read_dir(server.home()).unwrap().flatten() {
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o077;
+        assert_eq!(mode, 0, "{} is open to others", entry.path().display());
+    }
+}

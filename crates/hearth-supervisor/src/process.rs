@@ -94,10 +94,49 @@ pub fn setup(role: Role) -> Process {
     if role.loads_gpu_drivers() {
         quiet_gpu_drivers();
     }
-    Process {
-        role,
-        data_dir: data_dir(),
+    keep_new_files_private();
+    let data_dir = data_dir();
+    make_private_if_present(&data_dir);
+    Process { role, data_dir }
+}
+
+/// The permission bits a Hearth process creates files and folders without: none for the
+/// group or others, so the conversation database (and its `-wal`/`-shm` files, which SQLite
+/// creates with the database's mode), the logs, the probe cache, the settings and every saved
+/// state file are the user's alone (0600; folders 0700).
+pub const PRIVATE_UMASK: u32 = 0o077;
+
+/// Sets the process's umask to [`PRIVATE_UMASK`] (inherited by the workers it starts).
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn keep_new_files_private() {
+    // SAFETY: umask only swaps the process's file-creation mask; it cannot fail and touches
+    // no memory. It runs first in `main`, before any thread creates files.
+    unsafe {
+        libc::umask(PRIVATE_UMASK as libc::mode_t);
     }
+}
+
+#[cfg(not(unix))]
+fn keep_new_files_private() {}
+
+/// Takes the group's and others' access away from `path` if it exists and has any (a data
+/// folder or database made by an older Hearth, or under a looser umask). A failure is logged
+/// by the caller's next use of the file, not here: this runs before logging is set up.
+pub fn make_private_if_present(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode();
+            if mode & PRIVATE_UMASK != 0 {
+                let private = mode & !PRIVATE_UMASK & 0o7777;
+                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(private));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// lavapipe (Mesa's Vulkan on the CPU) warns on stderr when `XDG_RUNTIME_DIR` is unset, though
@@ -120,6 +159,25 @@ mod tests {
         );
         assert_ne!(data_dir_from(Some("".into())), PathBuf::from(""));
         assert_eq!(data_dir_from(Some("".into())), data_dir_from(None));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_file_or_folder_loses_the_access_of_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("hearth.sqlite3");
+        std::fs::write(&file, b"x").unwrap();
+        for (path, loose, private) in [
+            (folder.path(), 0o755, 0o700),
+            (file.as_path(), 0o644, 0o600),
+        ] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(loose)).unwrap();
+            make_private_if_present(path);
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, private, "{}", path.display());
+        }
+        make_private_if_present(&folder.path().join("absent"));
     }
 
     #[test]

@@ -124,6 +124,11 @@ impl TestServer {
             .collect()
     }
 
+    /// The server's data directory (`HEARTH_HOME`).
+    pub fn home(&self) -> &Path {
+        self._home.path()
+    }
+
     /// The server's stderr so far (for failure messages).
     pub fn stderr(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
@@ -164,4 +169,3 @@ impl Drop for TestServer {
         let _ = self.child.wait();
     }
 }
-
