@@ -139,7 +139,12 @@ impl FakeServer {
 impl Drop for FakeServer {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
-            self.runtime.block_on(server.shutdown());
+            let stopped = self.runtime.block_on(server.shutdown());
+            // A server that fails to stop cleanly fails the test that owns it (unless that
+            // test is failing already: a second panic would abort every test).
+            if !std::thread::panicking() {
+                stopped.expect("the server stops");
+            }
         }
     }
 }
