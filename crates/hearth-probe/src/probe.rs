@@ -494,10 +494,7 @@ mod tests {
 
     #[test]
     fn this_cpu_has_features_and_cores() {
-        // lavapipe warns on stderr without a runtime directory (it needs none to compute).
-        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-            std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
-        }
+        hearth_supervisor::process::quiet_gpu_drivers();
         let directory = tempfile::tempdir().unwrap();
         let options = ProbeOptions {
             data_dir: directory.path().to_path_buf(),

@@ -141,7 +141,7 @@ pub fn make_private_if_present(path: &Path) {
 
 /// lavapipe (Mesa's Vulkan on the CPU) warns on stderr when `XDG_RUNTIME_DIR` is unset, though
 /// compute needs no runtime directory.
-fn quiet_gpu_drivers() {
+pub fn quiet_gpu_drivers() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
