@@ -11,7 +11,7 @@
 use hearth_models::CatalogModel;
 pub use hearth_probe::catalog::{catalog_variants, LocatedVariants};
 use hearth_probe::{plan, DeviceProfile, Offload, Plan, PlanError, Variant, Wishes};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::system::round_to;
 
@@ -28,31 +28,65 @@ fn badge(offload: Offload) -> &'static str {
     }
 }
 
-/// The fit object of one plan (`None` where the planner cannot tell: an architecture it does
-/// not model).
-pub fn fit_json(result: &Result<Plan, PlanError>, estimated: bool) -> Option<Value> {
+/// How a model fits this machine (the `fit` object of `/api/models`). Fields in sorted order
+/// ([`crate::wire`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Fit {
+    /// The planner's plan: where the layers go and how fast it answers.
+    Planned {
+        badge: &'static str,
+        estimated: bool,
+        memory_bytes: u64,
+        n_ctx: u32,
+        n_gpu_layers: u32,
+        predicted_decode_tokens_per_s: f64,
+        quantization: String,
+    },
+    /// Even the smallest plan does not fit (`badge` is `too_large`).
+    TooLarge {
+        badge: &'static str,
+        estimated: bool,
+        memory_bytes: u64,
+    },
+}
+
+/// The first-run recommendation on `/api/models`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recommendation {
+    pub fit: Option<Fit>,
+    pub model: String,
+    pub name: String,
+    pub quantization: String,
+    pub reason: String,
+    pub size_bytes: u64,
+}
+
+/// The fit of one plan (`None` where the planner cannot tell: an architecture it does not
+/// model).
+pub fn fit_of(result: &Result<Plan, PlanError>, estimated: bool) -> Option<Fit> {
     match result {
-        Ok(plan) => Some(json!({
-            "badge": badge(plan.offload),
-            "predicted_decode_tokens_per_s": round_to(plan.speed.decode_tokens_per_second, 1),
-            "n_ctx": plan.n_ctx_per_sequence,
-            "n_gpu_layers": plan.n_gpu_layers,
-            "memory_bytes": plan.memory.iter().map(|device| device.total_bytes()).sum::<u64>(),
-            "quantization": plan.quantization,
-            "estimated": estimated || plan.estimated_from_other_variant,
-        })),
-        Err(PlanError::DoesNotFit { needed_bytes, .. }) => Some(json!({
-            "badge": "too_large",
-            "memory_bytes": needed_bytes,
-            "estimated": estimated,
-        })),
+        Ok(plan) => Some(Fit::Planned {
+            badge: badge(plan.offload),
+            estimated: estimated || plan.estimated_from_other_variant,
+            memory_bytes: plan.memory.iter().map(|device| device.total_bytes()).sum(),
+            n_ctx: plan.n_ctx_per_sequence,
+            n_gpu_layers: plan.n_gpu_layers,
+            predicted_decode_tokens_per_s: round_to(plan.speed.decode_tokens_per_second, 1),
+            quantization: plan.quantization.clone(),
+        }),
+        Err(PlanError::DoesNotFit { needed_bytes, .. }) => Some(Fit::TooLarge {
+            badge: "too_large",
+            estimated,
+            memory_bytes: *needed_bytes,
+        }),
         Err(_) => None,
     }
 }
 
 /// The fit of one variant alone.
-pub fn variant_fit(variant: &Variant, profile: &DeviceProfile, wishes: &Wishes) -> Option<Value> {
-    fit_json(
+pub fn variant_fit(variant: &Variant, profile: &DeviceProfile, wishes: &Wishes) -> Option<Fit> {
+    fit_of(
         &plan(std::slice::from_ref(variant), profile, wishes),
         variant.estimated,
     )
@@ -65,7 +99,7 @@ pub fn recommend(
     entries: &[(&CatalogModel, LocatedVariants)],
     profile: &DeviceProfile,
     wishes: &Wishes,
-) -> Option<Value> {
+) -> Option<Recommendation> {
     let planned: Vec<(&CatalogModel, Plan, bool)> = entries
         .iter()
         .filter_map(|(entry, variants)| {
@@ -104,14 +138,14 @@ pub fn recommend(
         decode(plan),
         plan.n_ctx_per_sequence
     );
-    Some(json!({
-        "model": format!("{}:{}", entry.id, plan.quantization),
-        "name": entry.display_name,
-        "quantization": plan.quantization,
-        "size_bytes": size_bytes,
-        "fit": fit_json(&Ok(plan.clone()), *estimated),
-        "reason": reason,
-    }))
+    Some(Recommendation {
+        fit: fit_of(&Ok(plan.clone()), *estimated),
+        model: format!("{}:{}", entry.id, plan.quantization),
+        name: entry.display_name.clone(),
+        quantization: plan.quantization.clone(),
+        reason,
+        size_bytes,
+    })
 }
 
 #[cfg(test)]
@@ -123,6 +157,12 @@ mod tests {
 
     fn catalog() -> hearth_models::Catalog {
         hearth_models::Catalog::builtin().unwrap()
+    }
+
+    /// What the UI receives: the wire JSON (fields checked sorted, as `crate::wire` wants).
+    fn wire(value: impl Serialize) -> serde_json::Value {
+        crate::wire::assert_sorted(&value);
+        serde_json::to_value(value).unwrap()
     }
 
     fn wishes() -> Wishes {
@@ -139,12 +179,12 @@ mod tests {
         let small = catalog.get("smollm2-135m-instruct").unwrap();
         let variants = shape_estimated_variants(small);
         let laptop = fixtures::laptop_8gb_no_gpu();
-        let fit = variant_fit(&variants[0].0, &laptop, &wishes()).unwrap();
+        let fit = wire(variant_fit(&variants[0].0, &laptop, &wishes()).unwrap());
         assert_eq!(fit["badge"], "cpu", "{fit}");
         assert_eq!(fit["estimated"], true);
         assert_eq!(fit["n_ctx"], 4096);
         assert!(fit["predicted_decode_tokens_per_s"].as_f64().unwrap() > 10.0);
-        let gpu = variant_fit(&variants[0].0, &fixtures::nvidia_12gb(), &wishes()).unwrap();
+        let gpu = wire(variant_fit(&variants[0].0, &fixtures::nvidia_12gb(), &wishes()).unwrap());
         assert_eq!(gpu["badge"], "gpu", "{gpu}");
 
         // 70 billion parameters do not fit an 8 GB laptop.
@@ -154,10 +194,10 @@ mod tests {
             facts: synthetic::model(&shape, "Q4_K_M", 4.85),
             estimated: true,
         };
-        let fit = variant_fit(&huge, &laptop, &wishes()).unwrap();
+        let fit = wire(variant_fit(&huge, &laptop, &wishes()).unwrap());
         assert_eq!(fit["badge"], "too_large", "{fit}");
         assert!(fit["memory_bytes"].as_u64().unwrap() > 8 << 30);
-        let partial = variant_fit(&huge, &fixtures::nvidia_24gb(), &wishes());
+        let partial = variant_fit(&huge, &fixtures::nvidia_24gb(), &wishes()).map(wire);
         assert!(
             matches!(partial.as_ref().map(|f| f["badge"].clone()), Some(b) if b == "partial" || b == "too_large"),
             "{partial:?}"
@@ -173,7 +213,7 @@ mod tests {
             .map(|entry| (entry, catalog_variants(entry, &[])))
             .collect();
         let laptop = fixtures::laptop_8gb_no_gpu();
-        let on_laptop = recommend(&entries, &laptop, &wishes()).unwrap();
+        let on_laptop = wire(recommend(&entries, &laptop, &wishes()).unwrap());
         let fit = &on_laptop["fit"];
         assert_ne!(fit["badge"], "too_large");
         assert!(
@@ -192,8 +232,8 @@ mod tests {
         assert!(on_laptop["size_bytes"].as_u64().unwrap() > 0);
 
         // A big GPU runs a larger model comfortably.
-        let on_gpu = recommend(&entries, &fixtures::nvidia_24gb(), &wishes()).unwrap();
-        let parameters = |value: &Value| {
+        let on_gpu = wire(recommend(&entries, &fixtures::nvidia_24gb(), &wishes()).unwrap());
+        let parameters = |value: &serde_json::Value| {
             let id = value["model"].as_str().unwrap().split(':').next().unwrap();
             catalog.get(id).unwrap().parameters_billions
         };

@@ -203,7 +203,7 @@ async fn list_models(State(state): State<AppState>) -> Result<Json<ModelsListing
                     let fit = variant_from_file(&model.model_path)
                         .ok()
                         .and_then(|variant| fit::variant_fit(&variant, profile, &wishes));
-                    value["fit"] = fit.unwrap_or(Value::Null);
+                    value["fit"] = serde_json::to_value(fit).unwrap_or(Value::Null);
                 }
                 value
             })
@@ -224,7 +224,7 @@ async fn list_models(State(state): State<AppState>) -> Result<Json<ModelsListing
                 .collect(),
             None => Vec::new(),
         };
-        let fit_of = |entry: &CatalogModel, quantization: &str| -> Option<Value> {
+        let fit_of = |entry: &CatalogModel, quantization: &str| -> Option<fit::Fit> {
             let profile = profile?;
             variants
                 .iter()

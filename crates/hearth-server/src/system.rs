@@ -27,7 +27,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use hearth_probe::ProbeReport;
 use hearth_supervisor::WorkerCommand;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
 
@@ -272,22 +273,75 @@ impl MachineInfo {
     }
 }
 
+/// A GPU on `/api/system`: llama.cpp's device with its memory, or, when llama.cpp could not
+/// be asked, an adapter wgpu sees (no memory figures). Fields in sorted order
+/// ([`crate::wire`]).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum GpuJson {
+    Llama {
+        backend: String,
+        device_type: String,
+        free_bytes: u64,
+        name: String,
+        total_bytes: u64,
+        used: bool,
+    },
+    Adapter {
+        backend: Value,
+        device_type: Value,
+        name: String,
+    },
+}
+
 /// The probe section of `/api/system`.
-pub fn probe_json(report: &ProbeReport) -> Value {
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeJson {
+    pub backends: Option<hearth_protocol::BackendReport>,
+    pub bandwidth: BandwidthJson,
+    pub cpu: CpuJson,
+    pub gpus: Vec<GpuJson>,
+    pub memory: MemoryJson,
+    pub models_disk_free_bytes: Option<u64>,
+    pub os: String,
+    pub unified_memory: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BandwidthJson {
+    pub cpu_gb_per_s: Option<f64>,
+    pub gpu_gb_per_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuJson {
+    pub architecture: String,
+    pub features: Vec<String>,
+    pub logical_cores: u32,
+    pub model: String,
+    pub physical_cores: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryJson {
+    pub available_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// The probe section of `/api/system`.
+pub fn probe_json(report: &ProbeReport) -> ProbeJson {
     let profile = &report.profile;
-    let gpus: Vec<Value> = match &report.llama_devices {
+    let gpus: Vec<GpuJson> = match &report.llama_devices {
         Some(devices) => devices
             .iter()
             .filter(|device| GPU_DEVICE_TYPES.contains(&device.device_type.as_str()))
-            .map(|device| {
-                json!({
-                    "name": device.description,
-                    "backend": device.backend,
-                    "device_type": device.device_type,
-                    "total_bytes": device.memory_total_bytes,
-                    "free_bytes": device.memory_free_bytes,
-                    "used": device.used,
-                })
+            .map(|device| GpuJson::Llama {
+                backend: device.backend.clone(),
+                device_type: device.device_type.clone(),
+                free_bytes: device.memory_free_bytes,
+                name: device.description.clone(),
+                total_bytes: device.memory_total_bytes,
+                used: device.used,
             })
             .collect(),
         // llama.cpp could not be asked: the adapters wgpu sees (no memory figures), without
@@ -297,41 +351,43 @@ pub fn probe_json(report: &ProbeReport) -> Value {
             .iter()
             .filter_map(|probed| {
                 let device_type = serde_json::to_value(probed.adapter.device_type).ok()?;
-                (device_type != "cpu").then(|| {
-                    json!({
-                        "name": probed.adapter.name,
-                        "backend": probed.adapter.backend,
-                        "device_type": device_type,
-                    })
+                let backend = serde_json::to_value(&probed.adapter.backend).ok()?;
+                (device_type != "cpu").then(|| GpuJson::Adapter {
+                    backend,
+                    device_type,
+                    name: probed.adapter.name.clone(),
                 })
             })
             .collect(),
     };
     let gb_per_s = |bytes: Option<f64>| bytes.map(|bytes| round_to(bytes / BYTES_PER_GB, 1));
-    json!({
-        "os": profile.os,
-        "cpu": {
-            "model": profile.cpu.model,
-            "architecture": profile.cpu.architecture,
-            "physical_cores": profile.cpu.physical_cores,
-            "logical_cores": profile.cpu.logical_cores,
-            "features": profile.cpu.features,
-        },
-        "memory": {
-            "total_bytes": profile.memory.total_bytes,
-            "available_bytes": profile.memory.available_bytes,
-        },
-        "gpus": gpus,
-        "unified_memory": profile.unified_memory,
-        "bandwidth": {
-            "cpu_gb_per_s": gb_per_s(profile.cpu.read_bandwidth_bytes_per_second),
-            "gpu_gb_per_s": gb_per_s(
-                profile.gpus.iter().find_map(|gpu| gpu.read_bandwidth_bytes_per_second)
+    ProbeJson {
+        backends: report.backends.clone(),
+        bandwidth: BandwidthJson {
+            cpu_gb_per_s: gb_per_s(profile.cpu.read_bandwidth_bytes_per_second),
+            gpu_gb_per_s: gb_per_s(
+                profile
+                    .gpus
+                    .iter()
+                    .find_map(|gpu| gpu.read_bandwidth_bytes_per_second),
             ),
         },
-        "models_disk_free_bytes": profile.models_disk_free_bytes,
-        "backends": report.backends,
-    })
+        cpu: CpuJson {
+            architecture: profile.cpu.architecture.clone(),
+            features: profile.cpu.features.clone(),
+            logical_cores: profile.cpu.logical_cores,
+            model: profile.cpu.model.clone(),
+            physical_cores: profile.cpu.physical_cores,
+        },
+        gpus,
+        memory: MemoryJson {
+            available_bytes: profile.memory.available_bytes,
+            total_bytes: profile.memory.total_bytes,
+        },
+        models_disk_free_bytes: profile.models_disk_free_bytes,
+        os: profile.os.clone(),
+        unified_memory: profile.unified_memory,
+    }
 }
 
 /// `value` rounded to `decimals` places (for figures meant for people).
@@ -340,8 +396,49 @@ pub fn round_to(value: f64, decimals: i32) -> f64 {
     (value * scale).round() / scale
 }
 
+/// A loaded or loading model on `/api/system`. Fields in sorted order ([`crate::wire`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadedModelJson {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<LoadedPlanJson>,
+    pub state: &'static str,
+}
+
+/// What a loaded model was loaded with, and its memory when the worker tells.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadedPlanJson {
+    pub architecture: String,
+    pub flash_attention: hearth_protocol::FlashAttention,
+    pub kv_cache_type: hearth_protocol::KvCacheType,
+    pub memory_bytes: Option<u64>,
+    pub n_ctx: u32,
+    pub n_ctx_total: u32,
+    pub n_gpu_layers: u32,
+    pub n_parallel: u32,
+    pub n_threads: u32,
+}
+
+/// `GET /api/system`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemJson {
+    pub data_dir: Option<String>,
+    pub loaded: Vec<LoadedModelJson>,
+    pub probe: Option<ProbeJson>,
+    pub probe_error: Option<String>,
+    pub server: ServerJson,
+    pub version: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerJson {
+    pub address: Option<String>,
+    pub api_key_required: bool,
+    pub port: Option<u16>,
+}
+
 /// The loaded models with what they were loaded with and, when the worker tells, their memory.
-async fn loaded_json(state: &AppState) -> Vec<Value> {
+async fn loaded_json(state: &AppState) -> Vec<LoadedModelJson> {
     let mut loaded = Vec::new();
     for model in state.models.loaded() {
         let info = &model.info;
@@ -351,52 +448,56 @@ async fn loaded_json(state: &AppState) -> Vec<Value> {
                 .ok()
                 .and_then(Result::ok)
                 .map(|report| report.total_bytes);
-        loaded.push(json!({
-            "id": model.id,
-            "state": "loaded",
-            "plan": {
-                "n_ctx": info.n_ctx_per_sequence,
-                "n_ctx_total": info.n_ctx,
-                "n_parallel": info.n_parallel,
-                "n_gpu_layers": info.n_gpu_layers,
-                "kv_cache_type": info.kv_cache_type,
-                "flash_attention": info.flash_attention,
-                "memory_bytes": memory_bytes,
-                "architecture": info.architecture,
-                "n_threads": info.n_threads,
-            },
-        }));
+        loaded.push(LoadedModelJson {
+            id: model.id.clone(),
+            plan: Some(LoadedPlanJson {
+                architecture: info.architecture.clone(),
+                flash_attention: info.flash_attention,
+                kv_cache_type: info.kv_cache_type,
+                memory_bytes,
+                n_ctx: info.n_ctx_per_sequence,
+                n_ctx_total: info.n_ctx,
+                n_gpu_layers: info.n_gpu_layers,
+                n_parallel: info.n_parallel,
+                n_threads: info.n_threads,
+            }),
+            state: "loaded",
+        });
     }
     let loading = state
         .models
         .list()
         .into_iter()
         .filter(|model| model.state == crate::models::ModelState::Loading)
-        .map(|model| json!({"id": model.id, "state": "loading"}));
+        .map(|model| LoadedModelJson {
+            id: model.id,
+            plan: None,
+            state: "loading",
+        });
     loaded.extend(loading);
     loaded
 }
 
 /// `GET /api/system`.
-async fn show_system(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn show_system(State(state): State<AppState>) -> Result<Json<SystemJson>, ApiError> {
     let machine = &state.machine;
     let probe = machine
         .current_report()
         .await
         .map(|report| probe_json(&report));
     let address = machine.address();
-    Ok(Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "data_dir": machine.data_dir().map(|dir| dir.display().to_string()),
-        "server": {
-            "address": address.map(|address| address.to_string()),
-            "port": address.map(|address| address.port()),
-            "api_key_required": state.security.api_key_required(),
+    Ok(Json(SystemJson {
+        data_dir: machine.data_dir().map(|dir| dir.display().to_string()),
+        loaded: loaded_json(&state).await,
+        probe,
+        probe_error: machine.probe_error().map(crate::error::redact_paths),
+        server: ServerJson {
+            address: address.map(|address| address.to_string()),
+            api_key_required: state.security.api_key_required(),
+            port: address.map(|address| address.port()),
         },
-        "probe": probe,
-        "probe_error": machine.probe_error().map(crate::error::redact_paths),
-        "loaded": loaded_json(&state).await,
-    })))
+        version: env!("CARGO_PKG_VERSION"),
+    }))
 }
 
 #[cfg(test)]
@@ -474,7 +575,9 @@ mod tests {
             hearth_probe::probe::current_memory().total_bytes
         );
         assert_eq!(current.profile.cpu, fixture.profile.cpu);
-        let json = probe_json(&current);
+        let probe = probe_json(&current);
+        crate::wire::assert_sorted(&probe);
+        let json = serde_json::to_value(probe).unwrap();
         assert_eq!(json["cpu"]["model"], "CPU seen by the probe process");
         assert!(json["gpus"].is_array());
     }

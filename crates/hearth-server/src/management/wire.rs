@@ -6,6 +6,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::fit::{Fit, Recommendation};
+
 /// `GET /api/models`.
 #[derive(Debug, Serialize)]
 pub struct ModelsListing {
@@ -15,7 +17,7 @@ pub struct ModelsListing {
     /// The installed models: manifests without paths, with a `fit` when the machine is known.
     pub models: Vec<Value>,
     /// The first-run pick for this machine (`null` when the machine is not known).
-    pub recommendation: Option<Value>,
+    pub recommendation: Option<Recommendation>,
 }
 
 #[derive(Debug, Serialize)]
@@ -33,7 +35,7 @@ pub struct CatalogEntry {
     pub family: String,
     pub files: Vec<CatalogFile>,
     /// The default quantization's fit (`null` when the planner cannot tell).
-    pub fit: Option<Value>,
+    pub fit: Option<Fit>,
     pub id: String,
     pub installed: bool,
     /// The installed models made from it (its id, or other ids for other quantizations).
@@ -47,7 +49,7 @@ pub struct CatalogEntry {
 /// One quantization of a catalog model.
 #[derive(Debug, Serialize)]
 pub struct CatalogFile {
-    pub fit: Option<Value>,
+    pub fit: Option<Fit>,
     pub quantization: String,
     pub size_bytes: Option<u64>,
 }
