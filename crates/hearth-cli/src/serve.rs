@@ -2,7 +2,8 @@
 //!
 //! It checks the security options before binding (no key, no listening beyond loopback),
 //! binds, prints the bound address on stdout (`--port 0` picks a free port, and tests read
-//! it from there), starts loading the first models in the background so `/health` turns 200
+//! it from there) and the web UI's URL with the access token (kept 0600 in
+//! `<data dir>/api-token`, as Jupyter does), starts loading the first models in the background so `/health` turns 200
 //! when they are ready, and serves until Ctrl-C or SIGTERM.
 
 use std::io::Write;
@@ -88,11 +89,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let exe =
         std::env::current_exe().context("cannot find the hearth binary to start the engine")?;
     let data_dir = hearth_supervisor::process::data_dir();
+    // The web UI's token (as Jupyter's): `/api/*` always needs it or a key; kept in the data
+    // folder so a restart keeps open tabs working.
+    let access_token = hearth_server::load_or_create_access_token(&data_dir)?;
+    let token_path = hearth_server::access_token_path(&data_dir);
     let options = ServerOptions {
         host: parse_host(&args.host)?,
         port: args.port,
         models: args.models,
         api_keys: api_key.into_iter().collect(),
+        access_token: Some(access_token.clone()),
         allowed_origins: args.allowed_origins,
         parallel: args.parallel,
         n_ctx: args.n_ctx,
@@ -112,6 +118,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Hearth API listening on http://{}",
         server.local_addr()
     )?;
+    writeln!(
+        stdout,
+        "Open the web UI at {} (the token is also in {})",
+        ui_url(server.local_addr(), &access_token),
+        token_path.display()
+    )?;
     let served = server.served_model_ids();
     if served.is_empty() {
         writeln!(
@@ -126,6 +138,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .run_until(shutdown_signal())
         .await
         .context("the server failed")
+}
+
+/// The web UI's address with the access token: a wildcard bind is opened on loopback.
+fn ui_url(address: std::net::SocketAddr, token: &str) -> String {
+    let host = match address.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+        ip if ip.is_unspecified() => "[::1]".to_string(),
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    format!("http://{host}:{}/?token={token}", address.port())
 }
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix.

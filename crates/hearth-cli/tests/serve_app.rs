@@ -144,3 +144,76 @@ fn the_data_folder_and_its_files_are_private() {
         assert_eq!(mode, 0, "{} is open to others", entry.path().display());
     }
 }
+
+/// `hearth serve` as Jupyter: a random token kept 0600 in the data folder, printed in the web
+/// UI's URL and reused by the next start; `/api/*` needs it (or a key) even on loopback, while
+/// `/v1/*` stays open there, and `/health` without it says only ready or loading.
+#[test]
+fn serve_prints_a_token_url_the_history_api_needs_and_a_restart_reuses() {
+    let server = TestServer::start_in(tempfile::tempdir().unwrap(), None, &[]);
+    let token = server.access_token().to_string();
+    assert_eq!(token.len(), 64, "{token}");
+    assert!(
+        token.bytes().all(|byte| byte.is_ascii_hexdigit()),
+        "{token}"
+    );
+    assert_eq!(
+        server.ui_url(),
+        format!("http://127.0.0.1:{}/?token={token}", server.address.port())
+    );
+    let token_file = server.home().join(serve_support::ACCESS_TOKEN_FILE);
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let keyless = server.keyless();
+    for path in [
+        "/api/conversations",
+        "/api/settings",
+        "/api/models",
+        "/api/downloads",
+        "/api/system",
+    ] {
+        let refused = keyless.get(path);
+        assert_eq!(refused.status, 401, "{path}: {}", refused.text());
+        assert_eq!(refused.json()["error"]["code"], "invalid_api_key", "{path}");
+    }
+    let refused = keyless.post_json("/api/conversations", &json!({"title": "x"}));
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        keyless.get("/v1/models").status,
+        200,
+        "/v1 stays open on loopback"
+    );
+    let health = keyless.get("/health");
+    assert_eq!(health.status, 200);
+    assert_eq!(
+        health.json(),
+        json!({"status": "ok"}),
+        "no model list without a key"
+    );
+    assert!(server.get("/health").json().get("models").is_some());
+    let created = server.post_json("/api/conversations", &json!({"title": "kept"}));
+    assert_eq!(created.status, 201, "{}", created.text());
+
+    // The setting closes `/v1/*` too.
+    let patched = server.send(
+        "PATCH",
+        "/api/settings",
+        Some(&json!({"require_key_for_openai_api": true})),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_eq!(keyless.get("/v1/models").status, 401);
+    assert_eq!(server.get("/v1/models").status, 200);
+
+    // A restart on the same data folder reuses the token: open tabs keep working.
+    let home = server.stop();
+    let again = TestServer::start_in(home, None, &[]);
+    assert_eq!(again.access_token(), token);
+    assert_eq!(again.get("/api/conversations").status, 200);
+    assert_eq!(again.keyless().get("/api/conversations").status, 401);
+}

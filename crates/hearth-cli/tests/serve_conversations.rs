@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use serve_support::{request, HttpResponse, LISTENING_PREFIX};
+use serve_support::{read_access_token, request, HttpResponse, LISTENING_PREFIX};
 
 /// How long a server may take to print its address and load the model.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -25,6 +25,8 @@ const MAX_LOST_MILLIS: i64 = 1_500;
 struct Server {
     child: Child,
     address: SocketAddr,
+    /// `Bearer <access token>`: `/api/*` needs it.
+    auth: String,
 }
 
 impl Server {
@@ -55,7 +57,12 @@ impl Server {
             .expect("hearth serve printed no address")
             .parse()
             .unwrap();
-        let server = Server { child, address };
+        let auth = format!("Bearer {}", read_access_token(home));
+        let server = Server {
+            child,
+            address,
+            auth,
+        };
         let deadline = Instant::now() + READY_TIMEOUT;
         while server.get("/health").status != 200 {
             assert!(Instant::now() < deadline, "the model never loaded");
@@ -65,16 +72,28 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> HttpResponse {
-        request(self.address, "GET", path, &[], b"")
+        request(
+            self.address,
+            "GET",
+            path,
+            &[("Authorization", &self.auth)],
+            b"",
+        )
     }
 
     fn post(&self, path: &str, body: &Value) -> HttpResponse {
-        post(self.address, path, body)
+        post(self.address, &self.auth, path, body)
     }
 
     /// A POST without a body.
     fn post_empty(&self, path: &str) -> HttpResponse {
-        request(self.address, "POST", path, &[], b"")
+        request(
+            self.address,
+            "POST",
+            path,
+            &[("Authorization", &self.auth)],
+            b"",
+        )
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -91,12 +110,15 @@ impl Drop for Server {
     }
 }
 
-fn post(address: SocketAddr, path: &str, body: &Value) -> HttpResponse {
+fn post(address: SocketAddr, auth: &str, path: &str, body: &Value) -> HttpResponse {
     request(
         address,
         "POST",
         path,
-        &[("Content-Type", "application/json")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", auth),
+        ],
         body.to_string().as_bytes(),
     )
 }
@@ -111,9 +133,11 @@ fn start_long_answer(server: &Server) -> (i64, std::thread::JoinHandle<HttpRespo
     );
     let id = created.json()["id"].as_i64().unwrap();
     let address = server.address;
+    let auth = server.auth.clone();
     let client = std::thread::spawn(move || {
         post(
             address,
+            &auth,
             &format!("/api/conversations/{id}/messages"),
             &json!({"content": "Write a very long story about a lighthouse."}),
         )
@@ -387,7 +411,10 @@ fn regenerating_while_an_answer_streams_ends_the_old_answer() {
         address,
         "PATCH",
         &format!("/api/conversations/{id}"),
-        &[("Content-Type", "application/json")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &server.auth),
+        ],
         json!({"settings": {"temperature": 0, "max_tokens": 8}})
             .to_string()
             .as_bytes(),

@@ -280,6 +280,20 @@ fn hostile_cases(server: &TestServer, model: &str) -> Vec<Case> {
             "invalid_api_key",
             Vec::new(),
         ),
+        get(
+            "history without a key",
+            "/api/conversations",
+            401,
+            "invalid_api_key",
+            Vec::new(),
+        ),
+        get(
+            "settings with a wrong key",
+            "/api/settings",
+            401,
+            "invalid_api_key",
+            vec![("Authorization".into(), "Bearer sk-wrong".into())],
+        ),
     ];
     cases.extend(more);
     cases.push(Case {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use hearth_testkit::http::{FileReply, Reply, TestServer};
 use serde_json::{json, Value};
-use serve_support::{request, LISTENING_PREFIX};
+use serve_support::{read_access_token, request, LISTENING_PREFIX};
 
 const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 const CATALOG_ID: &str = "smollm2-135m-instruct";
@@ -50,6 +50,8 @@ fn start_hub() -> TestServer {
 struct Server {
     child: Child,
     address: SocketAddr,
+    /// `Bearer <access token>`: `/api/*` needs it.
+    auth: String,
 }
 
 impl Drop for Server {
@@ -89,28 +91,33 @@ fn start_server(home: &std::path::Path, hub: &TestServer) -> Server {
             panic!("hearth serve printed no address");
         }
     };
-    Server { child, address }
+    let auth = format!("Bearer {}", read_access_token(home));
+    Server {
+        child,
+        address,
+        auth,
+    }
 }
 
-fn call(address: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+fn call(server: &Server, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     let body = body.map(Value::to_string).unwrap_or_default();
-    let headers: &[(&str, &str)] = if body.is_empty() {
-        &[]
-    } else {
-        &[("Content-Type", "application/json")]
-    };
-    let response = request(address, method, path, headers, body.as_bytes());
+    let mut headers = vec![("Authorization", server.auth.as_str())];
+    if !body.is_empty() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let response = request(server.address, method, path, &headers, body.as_bytes());
     let value = serde_json::from_str(&response.text()).unwrap_or(Value::Null);
     (response.status, value)
 }
 
 /// Reads the `data:` events of a server-sent event stream until the server ends it.
-fn read_events(address: SocketAddr, path: &str, deadline: Duration) -> Vec<Value> {
+fn read_events(server: &Server, path: &str, deadline: Duration) -> Vec<Value> {
+    let (address, auth) = (server.address, &server.auth);
     let mut stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(deadline)).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let started = Instant::now();
@@ -143,12 +150,12 @@ fn a_download_started_over_http_reports_progress_and_installs_then_lists_and_del
     let home = tempfile::tempdir().unwrap();
     let server = start_server(home.path(), &hub);
 
-    let (status, listing) = call(server.address, "GET", "/api/models", None);
+    let (status, listing) = call(&server, "GET", "/api/models", None);
     assert_eq!(status, 200, "{listing}");
     assert_eq!(listing["models"], json!([]));
 
     let (status, started) = call(
-        server.address,
+        &server,
         "POST",
         "/api/downloads",
         Some(&json!({"model": CATALOG_ID})),
@@ -158,7 +165,7 @@ fn a_download_started_over_http_reports_progress_and_installs_then_lists_and_del
     let id = started["id"].as_u64().expect("a download id");
 
     let events = read_events(
-        server.address,
+        &server,
         &format!("/api/downloads/{id}/events"),
         DOWNLOAD_DEADLINE,
     );
@@ -188,11 +195,11 @@ fn a_download_started_over_http_reports_progress_and_installs_then_lists_and_del
         assert!(downloading.get(field).is_some(), "{field}: {downloading}");
     }
 
-    let (status, shown) = call(server.address, "GET", &format!("/api/downloads/{id}"), None);
+    let (status, shown) = call(&server, "GET", &format!("/api/downloads/{id}"), None);
     assert_eq!(status, 200);
     assert_eq!(shown["state"], "installed");
 
-    let (status, listing) = call(server.address, "GET", "/api/models", None);
+    let (status, listing) = call(&server, "GET", "/api/models", None);
     assert_eq!(status, 200);
     assert_eq!(listing["models"][0]["id"], CATALOG_ID, "{listing}");
     assert_eq!(listing["models"][0]["sha256"], SMOLLM2_SHA256);
@@ -206,17 +213,17 @@ fn a_download_started_over_http_reports_progress_and_installs_then_lists_and_del
     assert!(!listing.to_string().contains(home.path().to_str().unwrap()));
 
     let (status, _) = call(
-        server.address,
+        &server,
         "DELETE",
         &format!("/api/models/{CATALOG_ID}"),
         None,
     );
     assert_eq!(status, 204);
-    let (_, listing) = call(server.address, "GET", "/api/models", None);
+    let (_, listing) = call(&server, "GET", "/api/models", None);
     assert_eq!(listing["models"], json!([]));
     assert!(!home.path().join("models").join(CATALOG_ID).exists());
     let (status, _) = call(
-        server.address,
+        &server,
         "DELETE",
         &format!("/api/models/{CATALOG_ID}"),
         None,

@@ -52,8 +52,12 @@ pub struct ServerOptions {
     /// ids. The first `max_loaded` are loaded at startup; every installed model is also
     /// served by its id.
     pub models: Vec<String>,
-    /// Keys accepted as `Authorization: Bearer KEY` (any of them); empty: no key needed.
+    /// Keys accepted as `Authorization: Bearer KEY` (any of them); with one, `/v1/*` needs a
+    /// key too. `/api/*` always needs a key or the access token.
     pub api_keys: Vec<String>,
+    /// `hearth serve`'s access token for the web UI ([`crate::load_or_create_access_token`]):
+    /// accepted like a key, without making `/v1/*` need one.
+    pub access_token: Option<String>,
     /// Web origins allowed to call the API besides the server's own (never a wildcard).
     pub allowed_origins: Vec<String>,
     /// Sequences each model answers at once.
@@ -102,6 +106,7 @@ impl ServerOptions {
             port: DEFAULT_PORT,
             models: Vec::new(),
             api_keys: Vec::new(),
+            access_token: None,
             allowed_origins: Vec::new(),
             parallel: DEFAULT_PARALLEL,
             n_ctx: DEFAULT_N_CTX,
@@ -201,11 +206,14 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
         .ok_or(StartError::ContextTooLarge)?;
     let requested = SocketAddr::new(options.host, options.port);
     // Refuse an unsafe configuration before binding anything.
-    SecurityPolicy::for_bound_address(
+    let checked = SecurityPolicy::for_bound_address(
         requested,
         options.api_keys.clone(),
         &options.allowed_origins,
     )?;
+    if let Some(token) = &options.access_token {
+        checked.with_access_token(token.clone())?;
+    }
     let library = ModelLibrary::new(hearth_supervisor::process::models_dir(&options.data_dir));
     let (by_path, preload) = resolve_models(&options.models, &library)?;
 
@@ -219,8 +227,11 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
         address: requested,
         source,
     })?;
-    let security =
+    let mut security =
         SecurityPolicy::for_bound_address(bound, options.api_keys, &options.allowed_origins)?;
+    if let Some(token) = options.access_token {
+        security = security.with_access_token(token)?;
+    }
 
     let conversations =
         crate::conversations::open_store(&options.data_dir).map_err(StartError::History)?;

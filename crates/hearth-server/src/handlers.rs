@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_protocol::{FinishReason, Prompt, RequestMetrics, TokenLogprob};
@@ -371,8 +371,10 @@ pub async fn get_model(
 /// `GET /health` when no model is loading: `{"models": [...], "status": "ok"}`.
 #[derive(Debug, Serialize)]
 pub struct Health {
-    /// The models loaded or loading.
-    pub models: Vec<HealthModel>,
+    /// The models loaded or loading; left out without a key (the rest of the machine need
+    /// not learn which models are here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<HealthModel>>,
     pub status: &'static str,
 }
 
@@ -380,7 +382,8 @@ pub struct Health {
 #[derive(Debug, Serialize)]
 pub struct HealthLoading {
     pub error: ErrorObject,
-    pub models: Vec<HealthModel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<HealthModel>>,
     pub status: &'static str,
 }
 
@@ -393,17 +396,21 @@ pub struct HealthModel {
 
 /// 200 when ready (a model can be served or loaded on demand), 503 with `Retry-After` while a
 /// model is loading.
-pub async fn health(State(state): State<AppState>) -> Response {
-    let models: Vec<HealthModel> = state
-        .models
-        .list()
-        .into_iter()
-        .filter(|model| model.state != ModelState::Available)
-        .map(|model| HealthModel {
-            id: model.id,
-            state: model.state.as_str(),
-        })
-        .collect();
+pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    // Without a key, only ready or loading: no model ids.
+    let models: Option<Vec<HealthModel>> =
+        state.security.key_accepted(&headers).is_ok().then(|| {
+            state
+                .models
+                .list()
+                .into_iter()
+                .filter(|model| model.state != ModelState::Available)
+                .map(|model| HealthModel {
+                    id: model.id,
+                    state: model.state.as_str(),
+                })
+                .collect()
+        });
     if state.models.loading_count() > 0 {
         let error = ApiError::unavailable(
             "model_loading",

@@ -21,6 +21,7 @@
 //! the server and its options, the state [`router`] is built from, and the settings file the
 //! desktop app reads its port and key from.
 
+mod access_token;
 mod app;
 mod conversations;
 mod error;
@@ -48,6 +49,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use access_token::{
+    access_token_path, load_or_create_access_token, AccessTokenError, ACCESS_TOKEN_FILE_NAME,
+};
 pub use app::{
     start, RunningServer, ServerOptions, StartError, DEFAULT_IDLE_UNLOAD, DEFAULT_LOAD_WAIT,
     DEFAULT_MAX_LOADED, DEFAULT_PARALLEL,

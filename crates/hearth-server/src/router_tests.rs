@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use crate::error::LOADING_RETRY_AFTER_SECS;
-use crate::test_support::{loopback_state, HOST};
+use crate::test_support::{loopback_state, HOST, TOKEN};
 use crate::{router, AppState, ServableModel, MAX_REQUEST_BODY_BYTES};
 
 const KEY: &str = "sk-test-key";
@@ -51,6 +51,30 @@ fn get(path: &str) -> Request<Body> {
         .header(header::HOST, HOST)
         .body(Body::empty())
         .unwrap()
+}
+
+/// `request` with `Authorization: Bearer key`.
+fn with_key(mut request: Request<Body>, key: &str) -> Request<Body> {
+    request.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    request
+}
+
+/// A PATCH of `/api/settings` with `body`, sent with the access token.
+fn patch_settings(body: Value) -> Request<Body> {
+    let mut request = with_key(post("/api/settings", body.to_string()), TOKEN);
+    *request.method_mut() = Method::PATCH;
+    request
+}
+
+/// [`state`] with a settings file in `folder`.
+fn state_with_settings(folder: &std::path::Path) -> AppState {
+    AppState {
+        settings: Some(Arc::new(crate::settings::SettingsStore::new(folder))),
+        ..state()
+    }
 }
 
 async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, Response, Value) {
@@ -197,9 +221,22 @@ async fn loading_models_make_requests_and_health_503_with_retry_after() {
     assert_eq!(body["status"], "ok");
 
     let _loading = state.models.insert_never_loading("m");
-    let (status, response, body) = send(&state, get("/health")).await;
+    let (status, _, body) = send(&state, get("/health")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "loading");
+    // Without a key, only ready or loading: no model list, no ids.
+    assert!(body.get("models").is_none(), "{body}");
+    assert!(!body.to_string().contains("\"m\""), "{body}");
+    let (status, _, body) = send(&state, with_key(get("/health"), TOKEN)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["models"], json!([{"id": "m", "state": "loading"}]));
+    let (_, _, body) = send(&state, with_key(get("/health"), "sk-wrong")).await;
+    assert!(
+        body.get("models").is_none(),
+        "a wrong key is no key: {body}"
+    );
+    let (status, response, _) = send(&state, get("/health")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         response.headers()[header::RETRY_AFTER],
         LOADING_RETRY_AFTER_SECS.to_string().as_str()
@@ -337,6 +374,149 @@ async fn api_keys_are_required_except_for_health() {
 }
 
 #[tokio::test]
+async fn the_history_and_settings_api_needs_a_key_even_on_loopback() {
+    // A loopback server without a user key: only the OpenAI-style API is open.
+    let state = state();
+    for (method, path) in [
+        (Method::GET, "/api/conversations"),
+        (Method::POST, "/api/conversations"),
+        (Method::GET, "/api/settings"),
+        (Method::PATCH, "/api/settings"),
+        (Method::GET, "/api/models"),
+        (Method::GET, "/api/downloads"),
+        (Method::GET, "/api/system"),
+        (Method::GET, "/api/nothing-here"),
+        (Method::GET, "/api"),
+    ] {
+        let mut request = post(path, "{}");
+        *request.method_mut() = method.clone();
+        let (status, _, body) = send(&state, request).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_error(&body, "invalid_api_key");
+        assert_eq!(body["error"]["type"], "authentication_error");
+        // A wrong key is refused the same way.
+        let mut request = with_key(post(path, "{}"), "sk-wrong");
+        *request.method_mut() = method.clone();
+        let (status, _, _) = send(&state, request).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    // The access token opens them (503: this state keeps no history or settings).
+    let (status, _, _) = send(&state, with_key(get("/api/settings"), TOKEN)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // `/v1/*` and `/metrics` stay open on loopback, whatever key an SDK sends.
+    let (status, _, _) = send(&state, get("/v1/models")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&state, with_key(get("/v1/models"), "sk-no-key-required")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&state, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    // With a user key, the token is accepted everywhere too.
+    let state = state_with(Some(KEY), &[]);
+    let (status, _, _) = send(&state, with_key(get("/v1/models"), TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&state, with_key(get("/api/settings"), KEY)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn a_setting_requires_the_key_for_the_openai_api_too() {
+    let folder = tempfile::tempdir().unwrap();
+    let state = state_with_settings(folder.path());
+    let (status, _, body) = send(&state, with_key(get("/api/settings"), TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["require_key_for_openai_api"], false);
+    let (status, _, _) = send(&state, get("/v1/models")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _, body) = send(
+        &state,
+        patch_settings(json!({"require_key_for_openai_api": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["require_key_for_openai_api"], true);
+    for path in ["/v1/models", "/metrics"] {
+        let (status, _, body) = send(&state, get(path)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_error(&body, "invalid_api_key");
+    }
+    let (status, _, _) = send(&state, with_key(get("/v1/models"), TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&state, get("/health")).await;
+    assert_eq!(status, StatusCode::OK, "/health stays open");
+
+    let (status, _, _) = send(
+        &state,
+        patch_settings(json!({"require_key_for_openai_api": "yes"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = send(
+        &state,
+        patch_settings(json!({"require_key_for_openai_api": false})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&state, get("/v1/models")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn changing_the_api_key_needs_the_current_one_and_never_an_empty_key() {
+    let folder = tempfile::tempdir().unwrap();
+    let state = state_with_settings(folder.path());
+    let (status, _, body) = send(&state, patch_settings(json!({"api_key": ""}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["param"], "api_key");
+    // No key set yet: nothing to prove.
+    let (status, _, body) = send(&state, patch_settings(json!({"api_key": "sk-one"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["api_key_set"], true);
+    // Changing or removing it needs the current one.
+    for change in [json!("sk-two"), Value::Null] {
+        for current in [None, Some("sk-wrong"), Some("")] {
+            let mut patch = json!({"api_key": change.clone()});
+            if let Some(current) = current {
+                patch["current_api_key"] = json!(current);
+            }
+            let (status, _, body) = send(&state, patch_settings(patch)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{change} {current:?}");
+            assert_error(&body, "current_api_key_required");
+            assert!(!body.to_string().contains("sk-one"), "never echoed");
+        }
+    }
+    assert_eq!(
+        state.settings.as_ref().unwrap().load().api_key.as_deref(),
+        Some("sk-one"),
+        "a refused change changes nothing"
+    );
+    // Other settings need no key.
+    let (status, _, _) = send(&state, patch_settings(json!({"theme": "dark"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = send(
+        &state,
+        patch_settings(json!({"api_key": "sk-two", "current_api_key": "sk-one"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["api_key_set"], true);
+    assert_eq!(body["theme"], "dark");
+    let (status, _, _) = send(
+        &state,
+        patch_settings(json!({"api_key": "", "current_api_key": "sk-two"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an empty key is refused");
+    let (status, _, body) = send(
+        &state,
+        patch_settings(json!({"api_key": null, "current_api_key": "sk-two"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["api_key_set"], false);
+}
+
+#[tokio::test]
 async fn metrics_count_responses_by_route_and_status() {
     let state = state();
     send(&state, get("/v1/models")).await;
@@ -408,7 +588,8 @@ async fn ui_files_need_no_key_and_carry_the_csp_but_the_api_still_does() {
     }
     let (status, _, _) = send(&state, page(Method::HEAD, "/", HOST)).await;
     assert_eq!(status, StatusCode::OK);
-    // The API wants the key even from a browser navigating to it.
+    // The API wants the key even from a browser navigating to it (`/api/*` even without a user
+    // key: see the_history_and_settings_api_needs_a_key_even_on_loopback).
     for path in [
         "/api/conversations",
         "/v1/models",
@@ -470,7 +651,7 @@ async fn the_system_report_tells_the_machine_the_server_and_the_loaded_models() 
     assert_eq!(body["loaded"], json!([]));
 
     // A server that cannot probe says so with null, and still answers.
-    let (status, _, body) = send(&state_with(None, &[]), get("/api/system")).await;
+    let (status, _, body) = send(&state_with(None, &[]), with_key(get("/api/system"), TOKEN)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["probe"], Value::Null);
     assert_eq!(body["server"]["api_key_required"], false);

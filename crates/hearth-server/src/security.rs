@@ -11,9 +11,15 @@
 //!   allowed. Any other Origin gets 403 before its request runs: a "simple" cross-site POST
 //!   would otherwise still make the model work even though the page cannot read the answer.
 //! - **API keys**: `Authorization: Bearer <key>`, compared in constant time against every
-//!   accepted key (the desktop's per-launch token and the user's own key for other programs
-//!   can both be set). `/health`, CORS preflights (browsers send them without credentials)
-//!   and the UI's static files (they hold no secret) need no key.
+//!   accepted key (the desktop's per-launch token, `hearth serve`'s access token from
+//!   `<data dir>/api-token`, and the user's own key for other programs can all be set).
+//!   `/api/*` (history, settings, models, downloads, system) always needs one, even on
+//!   loopback: another local user or program must not read or change the history. `/v1/*`
+//!   and `/metrics` need one when the user set a key, or when the `require_key_for_openai_api`
+//!   setting asks for it; otherwise a loopback server leaves them open to OpenAI-style tools
+//!   (a documented choice). `/health` (which then says only ready or loading), CORS
+//!   preflights (browsers send them without credentials) and the UI's static files (they
+//!   hold no secret) need no key.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -40,6 +46,21 @@ const MAX_REQUESTED_HEADERS_LEN: usize = 2048;
 /// Routes that need no API key.
 const PUBLIC_PATHS: &[&str] = &["/health"];
 
+/// Whether `path` is Hearth's own API (`/api/*`), which always needs a key.
+pub fn is_private_path(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
+/// Whether a keyless request to the OpenAI-style API (`/v1/*`, `/metrics`) is let through: on
+/// a server without a user key, unless the settings ask for the key there too.
+fn openai_keyless(state: &AppState) -> bool {
+    !state.security.api_key_required()
+        && !state
+            .settings
+            .as_deref()
+            .is_some_and(|settings| settings.load().require_key_for_openai_api)
+}
+
 /// Configuration that cannot be made safe, found before the server binds.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecurityConfigError {
@@ -62,8 +83,10 @@ pub struct SecurityPolicy {
     allowed_origins: Vec<String>,
     /// The server's own origins under its loopback names (`http://localhost:4327`).
     own_origins: Vec<String>,
-    /// Every accepted key; empty: no key is needed.
+    /// Every accepted key (the user's keys and the access tokens).
     api_keys: Vec<String>,
+    /// Whether the user configured a key: then `/v1/*` needs one too.
+    user_key_set: bool,
 }
 
 impl SecurityPolicy {
@@ -99,13 +122,27 @@ impl SecurityPolicy {
             allowed_hosts,
             allowed_origins,
             own_origins,
+            user_key_set: !api_keys.is_empty(),
             api_keys,
         })
     }
 
-    /// Whether API calls need a key.
+    /// Also accepts `token` (`hearth serve`'s access token for the web UI), without making
+    /// `/v1/*` need a key.
+    pub fn with_access_token(mut self, token: String) -> Result<Self, SecurityConfigError> {
+        if token.is_empty() {
+            return Err(SecurityConfigError::EmptyApiKey);
+        }
+        if !self.api_keys.contains(&token) {
+            self.api_keys.push(token);
+        }
+        Ok(self)
+    }
+
+    /// Whether the OpenAI-style API (`/v1/*`) needs a key whatever the settings say (the user
+    /// configured one).
     pub fn api_key_required(&self) -> bool {
-        !self.api_keys.is_empty()
+        self.user_key_set
     }
 
     /// Whether `host` (a Host header value) names this server.
@@ -128,11 +165,8 @@ impl SecurityPolicy {
         same_origin || self.own_origins.contains(&origin) || self.allowed_origins.contains(&origin)
     }
 
-    /// Whether the request carries one of the accepted keys (always true without keys).
+    /// Whether the request carries one of the accepted keys (never true without keys).
     pub fn key_accepted(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        if self.api_keys.is_empty() {
-            return Ok(());
-        }
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::unauthorized(
                 "Missing API key: send it as 'Authorization: Bearer <key>'.",
@@ -264,9 +298,14 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         && request
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let path = request.uri().path();
     let mut response = if is_preflight {
         preflight_response(request.headers())
-    } else if PUBLIC_PATHS.contains(&request.uri().path()) || is_static_file_request(&request) {
+    } else if !is_private_path(path)
+        && (PUBLIC_PATHS.contains(&path)
+            || is_static_file_request(&request)
+            || openai_keyless(&state))
+    {
         next.run(request).await
     } else {
         match policy.key_accepted(request.headers()) {

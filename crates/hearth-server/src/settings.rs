@@ -6,7 +6,11 @@
 //! - `api_port`: the port the desktop app serves the API on for other programs.
 //! - `api_key`: the key other programs use. Write-only: reads show only `api_key_set`, so a
 //!   page that can read the settings cannot read the key. The desktop shell passes it to
-//!   [`crate::start`] besides its per-launch token.
+//!   [`crate::start`] besides its per-launch token. Changing or removing a set key needs the
+//!   current one (`current_api_key` in the same PATCH; 403 otherwise), and an empty key is
+//!   refused (400).
+//! - `require_key_for_openai_api`: `/v1/*` and `/metrics` need a key even on a loopback server
+//!   without a user key (default false: OpenAI-style tools on this machine work without one).
 //! - `data_dir`: where everything lives; shown, never changed here.
 //!
 //! Writes are atomic (a new file renamed over the old one, so a crash leaves the old settings
@@ -48,6 +52,7 @@ pub struct Settings {
     pub default_model: Option<String>,
     pub api_port: u16,
     pub api_key: Option<String>,
+    pub require_key_for_openai_api: bool,
 }
 
 impl Default for Settings {
@@ -57,6 +62,7 @@ impl Default for Settings {
             default_model: None,
             api_port: DEFAULT_PORT,
             api_key: None,
+            require_key_for_openai_api: false,
         }
     }
 }
@@ -68,9 +74,22 @@ pub struct SettingsPatch {
     pub default_model: Option<Option<String>>,
     pub api_port: Option<u16>,
     pub api_key: Option<Option<String>>,
+    pub require_key_for_openai_api: Option<bool>,
+    /// The key set now, which a change of `api_key` must name.
+    pub current_api_key: Option<String>,
 }
 
 impl SettingsPatch {
+    /// Whether this patch may apply to `settings`: changing or removing a set key needs it.
+    fn allowed_on(&self, settings: &Settings) -> bool {
+        match (&self.api_key, &settings.api_key) {
+            (Some(_), Some(current)) => self.current_api_key.as_deref().is_some_and(|given| {
+                crate::security::keys_match(current.as_bytes(), given.as_bytes())
+            }),
+            _ => true,
+        }
+    }
+
     fn apply(self, settings: &mut Settings) {
         if let Some(theme) = self.theme {
             settings.theme = theme;
@@ -83,6 +102,9 @@ impl SettingsPatch {
         }
         if let Some(api_key) = self.api_key {
             settings.api_key = api_key;
+        }
+        if let Some(require) = self.require_key_for_openai_api {
+            settings.require_key_for_openai_api = require;
         }
     }
 }
@@ -162,6 +184,15 @@ impl SettingsStore {
 
     /// Applies `patch` and saves the result atomically; returns the new settings.
     pub fn update(&self, patch: SettingsPatch) -> Result<Settings, SettingsError> {
+        self.update_checked(patch)?.ok_or_else(|| SettingsError {
+            path: self.path.clone(),
+            source: std::io::Error::other("the current API key was not given"),
+        })
+    }
+
+    /// [`SettingsStore::update`], or `None` (nothing written) when the patch changes a set
+    /// API key without naming the current one (checked under the same lock as the write).
+    pub fn update_checked(&self, patch: SettingsPatch) -> Result<Option<Settings>, SettingsError> {
         let _guard = self.guard();
         let mut settings = match self.read() {
             Some(settings) => settings,
@@ -176,12 +207,15 @@ impl SettingsStore {
                 Settings::default()
             }
         };
+        if !patch.allowed_on(&settings) {
+            return Ok(None);
+        }
         patch.apply(&mut settings);
         self.write(&settings).map_err(|source| SettingsError {
             path: self.path.clone(),
             source,
         })?;
-        Ok(settings)
+        Ok(Some(settings))
     }
 
     /// Writes a new file beside the old one, flushes it to disk, and renames it over.
@@ -248,6 +282,7 @@ pub struct ServerSettings {
     pub api_port: u16,
     pub data_dir: String,
     pub default_model: Option<String>,
+    pub require_key_for_openai_api: bool,
     pub theme: String,
 }
 
@@ -258,6 +293,7 @@ impl ServerSettings {
             api_port: settings.api_port,
             data_dir: data_dir.display().to_string(),
             default_model: settings.default_model.clone(),
+            require_key_for_openai_api: settings.require_key_for_openai_api,
             theme: settings.theme.clone(),
         }
     }
@@ -327,6 +363,24 @@ pub fn parse_patch(
                     ))
                 }
             },
+            "current_api_key" => match value {
+                Value::String(key) => patch.current_api_key = Some(key.clone()),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "current_api_key",
+                        "'current_api_key' must be a string.",
+                    ))
+                }
+            },
+            "require_key_for_openai_api" => match value {
+                Value::Bool(require) => patch.require_key_for_openai_api = Some(*require),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "require_key_for_openai_api",
+                        "'require_key_for_openai_api' must be true or false.",
+                    ))
+                }
+            },
             "data_dir" | "api_key_set" => {
                 return Err(ApiError::invalid_param(
                     key.as_str(),
@@ -337,7 +391,7 @@ pub fn parse_patch(
             _ => {
                 return Err(ApiError::invalid_param(
                     key.as_str(),
-                    format!("Unknown setting '{key}': the settings are theme, default_model, api_port and api_key."),
+                    format!("Unknown setting '{key}': the settings are theme, default_model, api_port, api_key (with current_api_key) and require_key_for_openai_api."),
                 ))
             }
         }
@@ -380,10 +434,17 @@ async fn update_settings(
 ) -> Result<Json<ServerSettings>, ApiError> {
     let store = store(&state)?;
     let patch = parse_patch(&body, |model| state.models.resolve(model).is_some())?;
-    let settings = store.update(patch).map_err(|error| {
+    let settings = store.update_checked(patch).map_err(|error| {
         tracing::error!(%error, "cannot save the settings");
         ApiError::internal("settings_error", "The settings could not be saved.")
     })?;
+    let Some(settings) = settings else {
+        return Err(ApiError::forbidden(
+            "current_api_key_required",
+            "Changing or removing the API key needs the current one: send it as 'current_api_key'.",
+        )
+        .with_param("current_api_key"));
+    };
     Ok(Json(ServerSettings::new(&settings, store.data_dir())))
 }
 
@@ -406,6 +467,7 @@ mod tests {
                 default_model: Some(Some("smollm2".into())),
                 api_port: Some(8123),
                 api_key: Some(Some("sk-1".into())),
+                ..SettingsPatch::default()
             }
         );
         assert_eq!(

@@ -19,6 +19,10 @@ const PORT: u16 = 4327;
 /// The Host header of a request to that server.
 pub const HOST: &str = "127.0.0.1:4327";
 
+/// The access token every test state accepts (as `hearth serve`'s web UI token): `/api/*`
+/// always needs it or a key.
+pub const TOKEN: &str = "test-access-token";
+
 /// A program that does not exist.
 pub const MISSING_PROGRAM: &str = "/nonexistent/hearth-for-tests";
 
@@ -31,8 +35,8 @@ pub fn missing_worker() -> WorkerCommand {
     }
 }
 
-/// The state of a loopback server serving `models`, requiring `api_keys` (none: no key) and
-/// allowing the browser origins `allowed_origins`; no history, no downloads.
+/// The state of a loopback server serving `models`, requiring `api_keys` (none: `/v1/*` needs
+/// no key), accepting [`TOKEN`] too, and allowing the browser origins `allowed_origins`; no history, no downloads.
 pub fn loopback_state(
     models: Vec<ServableModel>,
     api_keys: Vec<String>,
@@ -56,16 +60,19 @@ pub fn loopback_state(
         api_keys,
         allowed_origins,
     )
+    .unwrap()
+    .with_access_token(TOKEN.to_string())
     .unwrap();
     AppState::new(models, metrics, Arc::new(security))
 }
 
-/// A request to the test server, with a JSON body when there is one.
+/// A request to the test server with [`TOKEN`], with a JSON body when there is one.
 pub fn request(method: Method, path: &str, body: Option<Value>) -> Request<Body> {
     let builder = Request::builder()
         .method(method)
         .uri(path)
-        .header(header::HOST, HOST);
+        .header(header::HOST, HOST)
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
     match body {
         Some(body) => builder
             .header(header::CONTENT_TYPE, "application/json")

@@ -288,19 +288,19 @@ async fn server_samples(state: &AppState, samples: &mut Samples) {
         call_sorted(state, Method::GET, "/health", None).await,
     );
     let loaded = Health {
-        models: vec![HealthModel {
+        models: Some(vec![HealthModel {
             id: "m".into(),
             state: "loaded",
-        }],
+        }]),
         status: "ok",
     };
     samples.add_typed("Health", "a model loaded", &loaded);
     let loading = HealthLoading {
         error: ApiError::unavailable("model_loading", "A model is loading.", 1).object(),
-        models: vec![HealthModel {
+        models: Some(vec![HealthModel {
             id: "m".into(),
             state: "loading",
-        }],
+        }]),
         status: "loading",
     };
     samples.add_typed("Health", "a model loading (503)", &loading);

@@ -14,6 +14,9 @@ use hearth_testkit::fake_worker::{
 use hearth_testkit::http_client::{Client, SseStream};
 use serde_json::{json, Value};
 
+/// The access token of every fake server (`/api/*` always needs a key or a token).
+const ACCESS_TOKEN: &str = "fake-server-access-token";
+
 fn main() {
     run_tests_or_worker(&[
         (
@@ -75,6 +78,8 @@ impl FakeServer {
         let mut options = ServerOptions::new(data.path(), worker);
         options.port = 0;
         options.models = vec![model.to_string_lossy().into_owned()];
+        // As `hearth serve`: `/api/*` needs the access token.
+        options.access_token = Some(ACCESS_TOKEN.to_string());
         adjust(&mut options);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -84,7 +89,7 @@ impl FakeServer {
         let server = runtime.block_on(start(options)).expect("the server starts");
         let client = Client {
             address: server.local_addr(),
-            api_key: None,
+            api_key: Some(ACCESS_TOKEN.to_string()),
         };
         let fake = FakeServer {
             client,

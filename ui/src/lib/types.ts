@@ -295,6 +295,8 @@ export interface ServerSettings {
   default_model?: string | null;
   api_port?: number;
   api_key_set?: boolean;
+  /** `/v1/*` needs a key even on loopback. */
+  require_key_for_openai_api?: boolean;
   data_dir?: string;
 }
 
@@ -303,6 +305,9 @@ export interface SettingsUpdate {
   default_model?: string | null;
   api_port?: number;
   api_key?: string | null;
+  /** The key set now: changing or removing a set key needs it. */
+  current_api_key?: string;
+  require_key_for_openai_api?: boolean;
 }
 
 /** What became of one backend library (hearth_protocol::BackendLibrary). */

@@ -11,23 +11,42 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // Each test binary uses some of them.
 pub use hearth_testkit::http_client::{
     request, request_raw, request_with_large_body, Client, HttpResponse, SseStream,
 };
 
 /// The line `hearth serve` prints once it listens.
 pub const LISTENING_PREFIX: &str = "Hearth API listening on http://";
+/// The line after it: the web UI's URL with the access token.
+pub const UI_URL_PREFIX: &str = "Open the web UI at ";
+/// The access token's file in the data directory.
+pub const ACCESS_TOKEN_FILE: &str = "api-token";
 /// How long a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a model may take to load (the machine may be busy compiling).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The access token `hearth serve` keeps in the data directory `home` (tests that start the
+/// server themselves send it as `Authorization: Bearer`).
+pub fn read_access_token(home: &Path) -> String {
+    std::fs::read_to_string(home.join(ACCESS_TOKEN_FILE))
+        .expect("hearth serve keeps its access token in the data folder")
+        .trim()
+        .to_string()
+}
+
 /// A running `hearth serve`, stopped when dropped.
 pub struct TestServer {
     child: Child,
     client: Client,
+    /// The web UI's URL `hearth serve` printed (`http://127.0.0.1:PORT/?token=...`).
+    ui_url: String,
+    /// The access token in that URL (the client sends it unless `--api-key` was given).
+    access_token: String,
     stderr: Arc<Mutex<String>>,
-    _home: tempfile::TempDir,
+    /// The data directory (taken back by [`TestServer::stop`]).
+    home: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -75,14 +94,21 @@ impl TestServer {
         let stdout = child.stdout.take().unwrap();
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut address = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix(LISTENING_PREFIX) {
-                    let _ = sender.send(address.trim().to_string());
+                if let Some(bound) = line.strip_prefix(LISTENING_PREFIX) {
+                    address = Some(bound.trim().to_string());
+                }
+                if let Some(rest) = line.strip_prefix(UI_URL_PREFIX) {
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    if let Some(address) = address.take() {
+                        let _ = sender.send((address, url.to_string()));
+                    }
                 }
             }
         });
-        let address = match receiver.recv_timeout(START_TIMEOUT) {
-            Ok(address) => address.parse().expect("a socket address"),
+        let (address, ui_url) = match receiver.recv_timeout(START_TIMEOUT) {
+            Ok((address, ui_url)) => (address.parse().expect("a socket address"), ui_url),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -92,11 +118,36 @@ impl TestServer {
                 );
             }
         };
+        let access_token = ui_url
+            .split_once("?token=")
+            .map(|(_, token)| token.to_string())
+            .expect("the web UI's URL carries the token");
+        let api_key = api_key.or_else(|| Some(access_token.clone()));
         TestServer {
             child,
             client: Client { address, api_key },
+            ui_url,
+            access_token,
             stderr,
-            _home: home,
+            home: Some(home),
+        }
+    }
+
+    /// The web UI's URL it printed, with the access token.
+    pub fn ui_url(&self) -> &str {
+        &self.ui_url
+    }
+
+    /// The access token (`/api/*` needs it or the `--api-key`).
+    pub fn access_token(&self) -> &str {
+        &self.access_token
+    }
+
+    /// The same server's API without any key (`/v1/*` is open on loopback by default).
+    pub fn keyless(&self) -> Client {
+        Client {
+            address: self.client.address,
+            api_key: None,
         }
     }
 
@@ -126,7 +177,14 @@ impl TestServer {
 
     /// The server's data directory (`HEARTH_HOME`).
     pub fn home(&self) -> &Path {
-        self._home.path()
+        self.home.as_ref().expect("the server's home").path()
+    }
+
+    /// Kills the server and gives back its data directory (to start another on it).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.home.take().expect("the server's home")
     }
 
     /// The server's stderr so far (for failure messages).

@@ -11,7 +11,7 @@ use hearth_store::ConversationStore;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::test_support::{loopback_state, request, HOST};
+use crate::test_support::{loopback_state, request, HOST, TOKEN};
 use crate::{router, AppState, ServableModel};
 
 fn state_with_store(store: Option<Arc<ConversationStore>>) -> AppState {
@@ -501,6 +501,7 @@ async fn an_export_imports_as_a_new_conversation_and_a_corrupt_one_creates_nothi
             .method(Method::POST)
             .uri("/api/conversations/import")
             .header(header::HOST, HOST)
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
             .body(Body::from("{not json"))
             .unwrap(),
     )
@@ -529,6 +530,7 @@ async fn settings_are_read_and_patched_and_new_conversations_take_the_default_mo
             "default_model": null,
             "api_port": crate::DEFAULT_PORT,
             "api_key_set": false,
+            "require_key_for_openai_api": false,
             "data_dir": folder.path().display().to_string(),
         })
     );
@@ -568,8 +570,8 @@ async fn settings_are_read_and_patched_and_new_conversations_take_the_default_mo
         &state,
         Method::PATCH,
         "/api/settings",
-        Some(json!({"api_key": null})),
+        Some(json!({"api_key": null, "current_api_key": "sk-mine"})),
     )
     .await;
-    assert_eq!(removed["api_key_set"], false);
+    assert_eq!(removed["api_key_set"], false, "{removed}");
 }
