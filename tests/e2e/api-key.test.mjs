@@ -1,5 +1,6 @@
-// A server that requires an API key (HEARTH_API_KEY): the page itself loads without one (static
-// files hold no secret), the API refuses the browser until the user types the key in Settings,
+// A server that requires an API key (HEARTH_API_KEY), its page opened without the token URL:
+// the page itself loads (static files hold no secret) and asks for the token, the API refuses
+// the browser until the user types the key in Settings,
 // then the browser sends it as a bearer token on every API call, keeps it for the session only
 // (sessionStorage, never localStorage), and chat works.
 import assert from 'node:assert/strict';
@@ -16,11 +17,13 @@ e2eTest('with an API key set, the browser chats once the key is typed in Setting
   e2e.check('the API refuses a call without the key (401)');
   const conversation = await createConversation(server, { title: 'Keyed chat', settings: { max_tokens: 16 } });
 
-  const page = await e2e.open(server);
+  const page = await e2e.open(server, '/', { token: false });
   e2e.check('the page loads without a key');
   await page.waitForTimeout(1_000);
   assert.equal(await byId(page, 'conversation-item').count(), 0, 'conversations are listed without the key');
   e2e.check('without the key no conversation is shown');
+  await byId(page, 'token-prompt').waitFor({ timeout: 10_000 });
+  e2e.check('a page opened without a token asks for it');
   await e2e.screenshot('no key yet');
 
   await byId(page, 'nav-settings').click();

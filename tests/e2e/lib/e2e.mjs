@@ -62,8 +62,11 @@ export class E2E {
     return server;
   }
 
-  /** Opens the UI served by `server` at `path` in a fresh audited page. */
-  async open(server, path = '/') {
+  /**
+   * Opens the UI served by `server` at `path` in a fresh audited page, with the access token in
+   * the URL as `hearth serve` prints it (`{ token: false }`: without it).
+   */
+  async open(server, path = '/', { token = true } = {}) {
     this.browser ??= await launchBrowser();
     let base = server.url;
     if (process.env.HEARTH_E2E_UI_DIST) {
@@ -78,9 +81,14 @@ export class E2E {
     this.pages.push(opened);
     this.page = opened.page;
     this.audit = opened.audit;
-    const response = await opened.page.goto(`${base}${path}`, { waitUntil: 'domcontentloaded' });
+    const query = token && server.token ? `${path.includes('?') ? '&' : '?'}token=${server.token}` : '';
+    const response = await opened.page.goto(`${base}${path}${query}`, { waitUntil: 'domcontentloaded' });
     assert.ok(response, `no response for ${base}${path}`);
     assert.equal(response.status(), 200, `GET ${path} answered ${response.status()}: is ui/dist embedded in hearth?`);
+    if (query) {
+      // The UI takes the token once and removes it from the address bar.
+      await opened.page.waitForFunction(() => !window.location.search.includes('token='), null, { timeout: 10_000 });
+    }
     return opened.page;
   }
 

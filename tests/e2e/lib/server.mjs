@@ -10,6 +10,8 @@ import {
 import { processesMarked, startMarked } from './processes.mjs';
 
 export const LISTENING_PREFIX = 'Hearth API listening on ';
+/** The line after it: the web UI's URL with the access token (`/api/*` needs it). */
+export const UI_URL_PREFIX = 'Open the web UI at ';
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A new empty data directory, removed by `removeHome`. */
@@ -45,6 +47,7 @@ export async function startServer({
   const commandArgs = wrap.length > 0 ? [...wrap.slice(1), HEARTH_BIN, ...serveArgs] : serveArgs;
   let announce;
   const announced = new Promise((resolve) => (announce = resolve));
+  let address = null;
   const processEnv = { HEARTH_HOME: home, ...env };
   const handle = startMarked(command, commandArgs, {
     env: processEnv,
@@ -52,12 +55,14 @@ export async function startServer({
     unsetEnv: ['HF_TOKEN', 'HEARTH_API_KEY', 'HEARTH_LOG', 'HF_ENDPOINT'].filter((key) => !(key in env)),
     onLine: (line) => {
       const at = line.indexOf(LISTENING_PREFIX);
-      if (at >= 0) announce(line.slice(at + LISTENING_PREFIX.length).trim());
+      if (at >= 0) address = line.slice(at + LISTENING_PREFIX.length).trim();
+      const ui = line.indexOf(UI_URL_PREFIX);
+      if (ui >= 0 && address) announce({ address, uiUrl: line.slice(ui + UI_URL_PREFIX.length).trim().split(/\s/)[0] });
     },
   });
   const server = new HearthServer(handle, home, name, serveArgs);
   let startTimer;
-  const url = await Promise.race([
+  const printed = await Promise.race([
     announced,
     handle.spawnError.then(() => null, (error) => { throw new Error(`cannot start ${command}: ${error.message}`); }),
     handle.exited.then(({ code, signal }) => {
@@ -73,8 +78,11 @@ export async function startServer({
     await server.stop().catch(() => {});
     throw error;
   }).finally(() => clearTimeout(startTimer));
-  server.url = url.replace(/\/$/, '');
-  server.apiKey = env.HEARTH_API_KEY ?? null;
+  server.url = printed.address.replace(/\/$/, '');
+  // The URL `hearth serve` prints for the browser, and its token (kept in HOME/api-token).
+  server.uiUrl = printed.uiUrl;
+  server.token = new URL(printed.uiUrl).searchParams.get('token');
+  server.apiKey = env.HEARTH_API_KEY ?? server.token;
   server.port = Number(new URL(server.url).port);
   if (waitReady) {
     await server.waitReady().catch(async (error) => {

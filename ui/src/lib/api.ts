@@ -2,8 +2,9 @@
  * The client of Hearth's local HTTP API: the only way the UI reaches the backend.
  *
  * Same origin by default (`window.__HEARTH__.apiBase` overrides it); the bearer token comes
- * from the desktop shell (`window.__HEARTH__.token`) or from a key typed in Settings
- * (sessionStorage). Every failure becomes an {@link ApiError} with the server's OpenAI error
+ * from the desktop shell (`window.__HEARTH__.token`), or, in a browser, from the `?token=` of
+ * the URL `hearth serve` prints (taken once by {@link adoptUrlToken}) or a token typed in the
+ * prompt or Settings, both kept for the tab (sessionStorage). Every failure becomes an {@link ApiError} with the server's OpenAI error
  * fields, so the UI can say what went wrong, and tell "this server does not have that
  * endpoint yet" (404 `unknown_url`) from other failures.
  */
@@ -36,8 +37,49 @@ declare global {
   }
 }
 
-/** Where a key typed in Settings is kept for this browser session. */
+/** Where the tab keeps its token or key (from the URL, the prompt or Settings). */
 export const ACCESS_KEY_STORAGE = 'hearth.accessKey';
+/** The query parameter of the URL `hearth serve` prints. */
+export const TOKEN_PARAM = 'token';
+
+/**
+ * Takes `?token=` from the address once: keeps it for this tab (sessionStorage) and removes
+ * it from the address bar (`history.replaceState`, so it is not left in the history, a
+ * bookmark or a shared link). Returns the token taken, or null when the URL had none.
+ */
+export function adoptUrlToken(win: Window = window): string | null {
+  let url: URL;
+  try {
+    url = new URL(win.location.href);
+  } catch {
+    return null;
+  }
+  if (!url.searchParams.has(TOKEN_PARAM)) return null;
+  const token = (url.searchParams.get(TOKEN_PARAM) ?? '').trim();
+  url.searchParams.delete(TOKEN_PARAM);
+  try {
+    win.history.replaceState(win.history.state, '', `${url.pathname}${url.search}${url.hash}`);
+  } catch {
+    // No history API: the token stays visible, but still works.
+  }
+  if (!token) return null;
+  try {
+    win.sessionStorage.setItem(ACCESS_KEY_STORAGE, token);
+  } catch {
+    // Private mode without storage: the prompt will ask again.
+  }
+  return token;
+}
+
+/** Whether this page has a token to send (the desktop shell's, or one kept for the tab). */
+export function hasStoredToken(win: Window = window): boolean {
+  if (win.__HEARTH__?.token) return true;
+  try {
+    return Boolean(win.sessionStorage.getItem(ACCESS_KEY_STORAGE));
+  } catch {
+    return false;
+  }
+}
 
 export class ApiError extends Error {
   readonly status: number;
@@ -74,7 +116,7 @@ export class ApiError extends Error {
 export function errorMessage(error: unknown): string {
   if (error instanceof ApiError) {
     if (error.isMissingEndpoint) return 'This Hearth server does not offer this yet.';
-    if (error.isUnauthorized) return 'The server needs an API key: enter it in Settings.';
+    if (error.isUnauthorized) return 'The server needs its access token: open the URL `hearth serve` printed, or enter the token.';
     return error.message;
   }
   if (error instanceof Error) return error.message;

@@ -3,7 +3,7 @@
  * conversation list and transient notices. Components read it; only methods here change it.
  */
 
-import { ACCESS_KEY_STORAGE, ApiError, api, errorMessage } from './api';
+import { ACCESS_KEY_STORAGE, ApiError, api, errorMessage, hasStoredToken } from './api';
 import { isAbortError } from './sse';
 import { downloadIsActive } from './format';
 import type {
@@ -39,6 +39,8 @@ function storedTheme(): Theme {
 
 class AppState {
   connection = $state<Connection>('unknown');
+  /** Whether this tab has a token or key to send (set again by `start`, after the URL's). */
+  hasToken = $state(false);
   connectionDetail = $state('');
   health = $state<Health | null>(null);
   /** Model ids `/v1/models` lists: what a chat can use right now. */
@@ -98,6 +100,7 @@ class AppState {
   }
 
   async start(): Promise<void> {
+    this.hasToken = typeof window !== 'undefined' && hasStoredToken();
     this.applyTheme();
     if (typeof window !== 'undefined' && window.matchMedia) {
       window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => this.applyTheme());
@@ -244,12 +247,18 @@ class AppState {
     } catch {
       // Private mode without storage: nothing to keep it in.
     }
+    this.hasToken = Boolean(key) || this.hasShellToken;
     this.connection = 'unknown';
     void this.refreshAll();
   }
 
   get hasShellToken(): boolean {
     return typeof window !== 'undefined' && Boolean(window.__HEARTH__?.token);
+  }
+
+  /** Whether the page should ask for the access token: none to send, or the server refused it. */
+  get needsToken(): boolean {
+    return !this.hasShellToken && (!this.hasToken || this.connection === 'unauthorized');
   }
 
   // ---- notices ----
