@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// (only without when --no-prefix-cache is given).
     #[arg(long)]
     pub turns: Option<u32>,
+    /// With --turns: this many conversations, each with its own system prompt, taking turns
+    /// (A1 B1 A2 B2 …) through the scheduler (give --parallel to share them among slots).
+    #[arg(long, default_value_t = 1, requires = "turns")]
+    pub conversations: u32,
     /// While one stream decodes, send a prompt of this many tokens on another sequence.
     #[arg(long)]
     pub interference: Option<u32>,

@@ -3,8 +3,9 @@
 //!   over the window in which every stream is decoding (from the last stream's first token to
 //!   the first stream's last token), so staggered prompts do not dilute it; per-stream ITL
 //!   p50/p95 and TTFT are reported beside it. The prefix cache is off.
-//! - `--turns N`: a chat of N turns (about 150 tokens each); every turn's TTFT with prefix
-//!   reuse, then the same conversation replayed without it.
+//! - `--turns N` (`--conversations K`): a chat of N turns (about 150 tokens each), or K chats
+//!   with system prompts of their own taking turns (A1 B1 A2 B2 …) through the scheduler;
+//!   every turn's TTFT with prefix reuse, then the same prompts replayed without it.
 //! - `--interference N`: one stream decodes alone; then again while an N-token prompt arrives
 //!   on a second sequence. Reports the first stream's ITL p95 in both runs and their ratio.
 
@@ -228,8 +229,30 @@ fn turn_message(turn: u32) -> String {
     )
 }
 
+/// The system prompt of conversation `index` of the multi-turn bench: each its own, so two
+/// conversations share only the chat template's opening tokens.
+fn conversation_system_prompt(index: u32) -> String {
+    let personas = [
+        "a friendly local guide who writes short, clear paragraphs",
+        "a ship's cook who answers every question in a few warm sentences",
+        "a lighthouse keeper who writes calm notes about the sea and the weather",
+        "a village librarian who explains things patiently to young readers",
+        "a retired sailor who tells short stories about the places he has seen",
+        "a harbour master who gives practical advice in plain words",
+        "a museum guide who loves surprising details about the past",
+        "a fisherman's daughter who describes the coast with great affection",
+    ];
+    let persona = personas[index as usize % personas.len()];
+    match index as usize / personas.len() {
+        0 => format!("You are {persona}."),
+        round => format!("You are {persona} (desk {round})."),
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct TurnReport {
+    /// Which conversation (0-based; always 0 without `--conversations`).
+    pub conversation: u32,
     pub turn: u32,
     pub prompt_tokens: u32,
     /// Prompt tokens reused from the cache in the run with prefix reuse.
@@ -240,8 +263,10 @@ pub struct TurnReport {
 
 #[derive(Debug, Serialize)]
 pub struct TurnsReport {
+    pub conversations: u32,
     pub turns: Vec<TurnReport>,
-    /// TTFT of the last turn with reuse divided by without (smaller is better).
+    /// TTFT of the last turn with reuse divided by without (smaller is better); with several
+    /// conversations, the worst of their last turns.
     pub last_turn_ttft_ratio: Option<f64>,
 }
 
@@ -262,16 +287,21 @@ async fn chat_turn(
 
 pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
     anyhow::ensure!(turns >= 1, "--turns must be at least 1");
+    let conversations = args.conversations;
+    anyhow::ensure!(conversations >= 1, "--conversations must be at least 1");
     let with_reuse = !args.model.no_prefix_cache;
     let supervisor = crate::supervisor()?;
     let result = async {
-        let system = ChatMessage::new(
-            Role::System,
-            "You are a friendly local guide who writes short, clear paragraphs.",
-        );
-        // The conversation, generated once: with reuse if asked, else without.
-        let mut history = vec![system];
-        let mut with_cache: Vec<(u32, u32, f64)> = Vec::new();
+        // The conversations, generated once (with reuse if asked, else without), taking turns.
+        let mut histories: Vec<Vec<ChatMessage>> = (0..conversations)
+            .map(|index| {
+                vec![ChatMessage::new(
+                    Role::System,
+                    conversation_system_prompt(index),
+                )]
+            })
+            .collect();
+        let mut with_cache: Vec<(u32, u32, u32, u32, f64)> = Vec::new();
         load(
             &supervisor,
             args,
@@ -283,15 +313,19 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
         .await?;
         let mut conversation: Vec<Vec<ChatMessage>> = Vec::new();
         for turn in 1..=turns {
-            history.push(ChatMessage::new(Role::User, turn_message(turn)));
-            conversation.push(history.clone());
-            let (answer, metrics) = chat_turn(&supervisor, &history, TURN_ANSWER_TOKENS).await?;
-            with_cache.push((
-                metrics.prompt_tokens,
-                metrics.cached_prompt_tokens,
-                metrics.ttft_ms,
-            ));
-            history.push(ChatMessage::new(Role::Assistant, answer));
+            for (index, history) in (0u32..).zip(histories.iter_mut()) {
+                history.push(ChatMessage::new(Role::User, turn_message(turn)));
+                conversation.push(history.clone());
+                let (answer, metrics) = chat_turn(&supervisor, history, TURN_ANSWER_TOKENS).await?;
+                with_cache.push((
+                    index,
+                    turn,
+                    metrics.prompt_tokens,
+                    metrics.cached_prompt_tokens,
+                    metrics.ttft_ms,
+                ));
+                history.push(ChatMessage::new(Role::Assistant, answer));
+            }
         }
         // The same prompts replayed with every prompt computed in full.
         let mut without_cache = Vec::new();
@@ -310,15 +344,15 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
                 without_cache.push(metrics.ttft_ms);
             }
         } else {
-            without_cache = with_cache.iter().map(|(_, _, ttft)| *ttft).collect();
+            without_cache = with_cache.iter().map(|(.., ttft)| *ttft).collect();
         }
         let report: Vec<TurnReport> = with_cache
             .iter()
             .zip(&without_cache)
-            .enumerate()
             .map(
-                |(index, ((prompt_tokens, cached, ttft), ttft_off))| TurnReport {
-                    turn: index as u32 + 1,
+                |((index, turn, prompt_tokens, cached, ttft), ttft_off)| TurnReport {
+                    conversation: *index,
+                    turn: *turn,
                     prompt_tokens: *prompt_tokens,
                     cached_prompt_tokens: with_reuse.then_some(*cached),
                     ttft_ms_prefix_cache: with_reuse.then_some(*ttft),
@@ -331,11 +365,17 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
     .await;
     supervisor.shutdown().await;
     let turns = result?;
-    let last_turn_ttft_ratio = turns.last().and_then(|t| {
-        t.ttft_ms_prefix_cache
-            .map(|on| on / t.ttft_ms_no_prefix_cache)
-    });
+    let last_turn = turns.iter().map(|t| t.turn).max();
+    let last_turn_ttft_ratio = turns
+        .iter()
+        .filter(|t| Some(t.turn) == last_turn)
+        .filter_map(|t| {
+            t.ttft_ms_prefix_cache
+                .map(|on| on / t.ttft_ms_no_prefix_cache)
+        })
+        .max_by(f64::total_cmp);
     let report = TurnsReport {
+        conversations,
         turns,
         last_turn_ttft_ratio,
     };
@@ -343,12 +383,13 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
         return print_json(&report);
     }
     println!(
-        "{:>5} {:>14} {:>8} {:>18} {:>18}",
-        "turn", "prompt tokens", "cached", "TTFT reuse (ms)", "TTFT no reuse (ms)"
+        "{:>5} {:>5} {:>14} {:>8} {:>18} {:>18}",
+        "conv", "turn", "prompt tokens", "cached", "TTFT reuse (ms)", "TTFT no reuse (ms)"
     );
     for turn in &report.turns {
         println!(
-            "{:>5} {:>14} {:>8} {:>18} {:>18.1}",
+            "{:>5} {:>5} {:>14} {:>8} {:>18} {:>18.1}",
+            turn.conversation,
             turn.turn,
             turn.prompt_tokens,
             turn.cached_prompt_tokens
@@ -359,7 +400,7 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
         );
     }
     if let Some(ratio) = report.last_turn_ttft_ratio {
-        println!("last turn: TTFT with reuse = {ratio:.3} x TTFT without");
+        println!("last turn: TTFT with reuse = {ratio:.3} x TTFT without (worst conversation)");
     }
     Ok(())
 }

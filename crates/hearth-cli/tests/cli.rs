@@ -1,5 +1,6 @@
 //! The `hearth` binary end to end: `run` (text and `--json`), `chat` over a pipe with Ctrl-C,
-//! `bench --json`, `--version`, and clear one-line errors for broken model files.
+//! `bench --json` (and `--turns --conversations`), `--version`, and clear one-line errors for
+//! broken model files.
 
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
@@ -181,6 +182,49 @@ fn bench_json_has_the_documented_keys() {
     }
     assert_eq!(report["runs"][0]["prompt_tokens"], 64);
     assert_eq!(report["runs"][0]["generated_tokens"], 8);
+}
+
+/// `bench --turns --conversations`: two conversations taking turns on two slots each reuse
+/// their own history from their second turn on.
+#[test]
+fn bench_conversations_take_turns_and_each_reuses_its_history() {
+    let home = tempfile::tempdir().unwrap();
+    let output = run(
+        home.path(),
+        &[
+            "bench",
+            "-m",
+            &smollm2(),
+            "--turns",
+            "2",
+            "--conversations",
+            "2",
+            "--parallel",
+            "2",
+            "--ctx",
+            "4096",
+            "--json",
+        ],
+    );
+    let report = success_json(&output);
+    assert_eq!(report["conversations"], 2);
+    let turns = report["turns"].as_array().unwrap();
+    let order: Vec<(u64, u64)> = turns
+        .iter()
+        .map(|t| {
+            (
+                t["conversation"].as_u64().unwrap(),
+                t["turn"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(order, [(0, 1), (1, 1), (0, 2), (1, 2)]);
+    for second in &turns[2..] {
+        let prompt = second["prompt_tokens"].as_u64().unwrap();
+        let cached = second["cached_prompt_tokens"].as_u64().unwrap();
+        assert!(cached * 2 > prompt, "{second}");
+    }
+    assert!(report["last_turn_ttft_ratio"].as_f64().unwrap() > 0.0);
 }
 
 /// Reads the child's stdout on a thread, so the test can wait for text with a deadline.
