@@ -212,6 +212,17 @@ fn a_download_started_over_http_reports_progress_and_installs_then_lists_and_del
     assert_eq!(entry["installed"], true);
     assert!(!listing.to_string().contains(home.path().to_str().unwrap()));
 
+    // Answering once loads it into a worker; deleting it unloads it first.
+    let (status, answer) = call(
+        &server,
+        "POST",
+        "/v1/chat/completions",
+        Some(&json!({"model": CATALOG_ID, "max_tokens": 2,
+                     "messages": [{"role": "user", "content": "Hi"}]})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let workers = hearth_testkit::child_processes(server.child.id());
+    assert!(!workers.is_empty(), "a worker holds the model");
     let (status, _) = call(
         &server,
         "DELETE",
@@ -219,6 +230,12 @@ fn a_download_started_over_http_reports_progress_and_installs_then_lists_and_del
         None,
     );
     assert_eq!(status, 204);
+    for pid in workers {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} outlived the deletion of its model"
+        );
+    }
     let (_, listing) = call(&server, "GET", "/api/models", None);
     assert_eq!(listing["models"], json!([]));
     assert!(!home.path().join("models").join(CATALOG_ID).exists());

@@ -293,6 +293,9 @@ async fn delete_model(
 ) -> Result<Response, ApiError> {
     let manager = manager(&state)?;
     let id = ModelId::new(raw_id).map_err(|_| model_not_installed())?;
+    // A loaded model is unloaded first: its worker holds the file mapped, and the memory
+    // would stay taken by a model that no longer exists.
+    state.models.unload(id.as_str()).await?;
     blocking(move || {
         let library = manager.library();
         library.get(&id).map_err(models_error)?;

@@ -435,6 +435,35 @@ impl ModelManager {
         expired
     }
 
+    /// Unloads `id` now, waiting until its worker has stopped (so its file can be deleted and
+    /// its memory is back). Nothing to do when it is not loaded. A model that is loading or
+    /// answering is refused (409) rather than pulled from under its requests.
+    pub async fn unload(&self, id: &str) -> Result<(), ApiError> {
+        let model = {
+            let mut slots = self.slots();
+            let busy = match slots.get(id) {
+                None => return Ok(()),
+                Some(Slot::Loading { .. }) => true,
+                Some(Slot::Ready(model)) => !model.is_idle(),
+            };
+            if busy {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    crate::error::TYPE_INVALID_REQUEST,
+                    "This model is loading or answering; stop its answers, then try again.",
+                )
+                .with_code("model_in_use"));
+            }
+            match slots.remove(id) {
+                Some(Slot::Ready(model)) => model,
+                _ => return Ok(()),
+            }
+        };
+        tracing::info!(model = %id, "unloading a model on request");
+        model.supervisor.shutdown().await;
+        Ok(())
+    }
+
     /// Runs [`ModelManager::unload_idle`] periodically for as long as the manager lives.
     pub fn spawn_idle_reaper(self: &Arc<Self>) {
         let Some(idle_unload) = self.config.idle_unload else {

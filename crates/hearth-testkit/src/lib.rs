@@ -44,6 +44,24 @@ pub fn gemma3() -> PathBuf {
     model(GEMMA3_FILE)
 }
 
+/// The process ids of `pid`'s children (a server's engine workers), on Linux: each thread
+/// lists the children it started, and workers are started by whichever thread ran the load.
+pub fn child_processes(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    tasks
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|children| {
+            children
+                .split_whitespace()
+                .filter_map(|child| child.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 pub mod fake_worker;
 pub mod http;
 pub mod http_client;

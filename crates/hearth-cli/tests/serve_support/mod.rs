@@ -158,21 +158,7 @@ impl TestServer {
 
     /// The process ids of the server's children (its engine workers), on Linux.
     pub fn worker_pids(&self) -> Vec<u32> {
-        // Each thread lists the children it started; the workers are started by whichever
-        // runtime thread ran the load.
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
-        tasks
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-            .flat_map(|children| {
-                children
-                    .split_whitespace()
-                    .filter_map(|child| child.parse().ok())
-                    .collect::<Vec<u32>>()
-            })
-            .collect()
+        hearth_testkit::child_processes(self.child.id())
     }
 
     /// The server's data directory (`HEARTH_HOME`).
