@@ -12,10 +12,12 @@
 //! unchanged. It has no dependency on llama.cpp, tokio or HTTP.
 
 mod backends;
+mod limits;
 mod messages;
 mod metrics;
 
 pub use backends::*;
+pub use limits::*;
 
 pub use messages::*;
 pub use metrics::{percentile_nearest_rank, MetricsRecorder, RequestMetrics};
