@@ -6,6 +6,9 @@
 //! capped); and for a model without a template, ChatML, reported as a fallback. The engine
 //! makes that choice once per model, at load (`ChatTemplate::detect`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use hearth_protocol::{ChatMessage, ErrorKind, TemplateSource, WorkerError};
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
@@ -14,7 +17,10 @@ use minijinja::{context, Environment, Error as JinjaError, ErrorKind as JinjaErr
 /// Instructions a template render may execute before it is stopped (a template that loops
 /// forever must not hang the engine). Real chat templates use a few thousand per message.
 pub const JINJA_FUEL: u64 = 5_000_000;
-/// Largest prompt text a template may produce.
+/// Largest prompt text a template may produce. The render writes into a buffer that refuses
+/// to grow past it, and everything the template prints (`{{ … }}`, also into a `{% set %}`
+/// block or a macro's output) counts towards it as printed, so a template that loops to build
+/// a huge string stops here instead of first building it in memory.
 pub const MAX_RENDERED_BYTES: usize = 16 * 1024 * 1024;
 /// Largest template source accepted from a model file.
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
@@ -144,6 +150,25 @@ pub fn render_jinja(
     }
     let mut environment = Environment::new();
     environment.set_fuel(Some(JINJA_FUEL));
+    // Counts what `{{ … }}` prints, wherever it goes: a `{% set %}` block or a macro call
+    // collects its output in memory, out of `CappedOutput`'s reach.
+    let printed = Arc::new(AtomicUsize::new(0));
+    let counter = printed.clone();
+    environment.set_formatter(move |out, state, value| {
+        let bytes = value
+            .as_str()
+            .map_or_else(|| value.to_string().len(), str::len);
+        let total = counter
+            .fetch_add(bytes, Ordering::Relaxed)
+            .saturating_add(bytes);
+        if total > MAX_RENDERED_BYTES {
+            return Err(JinjaError::new(
+                JinjaErrorKind::InvalidOperation,
+                "the template prints too much",
+            ));
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     // Python string methods (`.strip()`, `.startswith()`) that HF templates use.
     environment.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     environment.add_function(
@@ -165,21 +190,49 @@ pub fn render_jinja(
         .iter()
         .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
         .collect();
-    let rendered = template
-        .render(context! {
+    let mut output = CappedOutput::default();
+    let rendered = template.render_captured_to(
+        context! {
             messages => messages,
             add_generation_prompt => true,
             bos_token => tokens.bos_token.as_str(),
             eos_token => tokens.eos_token.as_str(),
-        })
-        .map_err(|error| failed(error.to_string()))?;
-    if rendered.len() > MAX_RENDERED_BYTES {
-        return Err(failed(format!(
-            "rendered prompt is {} bytes, more than the {MAX_RENDERED_BYTES} allowed",
-            rendered.len()
-        )));
+        },
+        &mut output,
+    );
+    let too_large = || {
+        failed(format!(
+            "the rendered prompt exceeds the {MAX_RENDERED_BYTES} bytes allowed"
+        ))
+    };
+    if output.overflowed || printed.load(Ordering::Relaxed) > MAX_RENDERED_BYTES {
+        return Err(too_large());
     }
-    Ok(rendered)
+    rendered.map_err(|error| failed(error.to_string()))?;
+    String::from_utf8(output.bytes).map_err(|_| failed("the output is not UTF-8".into()))
+}
+
+/// The prompt text of a render, refusing to grow past [`MAX_RENDERED_BYTES`]: the write that
+/// would cross it fails, which stops the render.
+#[derive(Default)]
+struct CappedOutput {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + data.len() > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the prompt is too large"));
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +280,38 @@ mod tests {
         let source = "{% for i in range(100000000) %}{% for j in range(100000000) %}x{% endfor %}{% endfor %}";
         let error = render_jinja(source, &chat(), &TemplateTokens::default()).unwrap_err();
         assert_eq!(error.kind, ErrorKind::TemplateFailed);
+    }
+
+    /// Template bombs: 100,000 iterations each printing a 1 MB string would be 100 GB, printed
+    /// out or collected by a `{% set %}` block. The render stops at the cap, fast, holding no
+    /// more than the cap (plus one 1 MB value).
+    #[test]
+    fn a_template_that_loops_to_build_a_huge_string_stops_at_the_cap() {
+        let bombs: [&str; 4] = [
+            "{% for i in range(100000) %}{{ 'x' * 1000000 }}{% endfor %}",
+            "{% set s %}{% for i in range(100000) %}{{ 'x' * 1000000 }}{% endfor %}{% endset %}{{ s|length }}",
+            &format!("{{% for i in range(100000) %}}{}{{% endfor %}}", "raw text ".repeat(30)),
+            "{% for message in messages %}{% for i in range(100000) %}{{ message['content'] * 1000 }}{% endfor %}{% endfor %}",
+        ];
+        for source in &bombs {
+            let started = std::time::Instant::now();
+            let error = render_jinja(source, &chat(), &TemplateTokens::default()).unwrap_err();
+            assert_eq!(error.kind, ErrorKind::TemplateFailed, "{source}");
+            assert!(
+                error.message.contains("exceeds the 16777216 bytes allowed"),
+                "{source}: {}",
+                error.message
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{source}: {:?}",
+                started.elapsed()
+            );
+        }
+        // A large prompt under the cap still renders.
+        let source = "{% for i in range(1000) %}{{ 'x' * 1000 }}{% endfor %}";
+        let rendered = render_jinja(source, &chat(), &TemplateTokens::default()).unwrap();
+        assert_eq!(rendered.len(), 1_000_000);
     }
 
     #[test]
