@@ -172,25 +172,35 @@ impl PrefillPacer {
     }
 }
 
-/// Which messages of a chat to keep so its prompt fits: the system messages and the newest
-/// turns. `fits(kept)` says whether a candidate (indices into `roles`) fits. Drops the oldest
-/// non-system message until it fits, never the last message. Returns the kept indices, or
-/// `None` when even the system messages and the last message do not fit.
-pub fn keep_newest_turns(
-    is_system: &[bool],
-    mut fits: impl FnMut(&[usize]) -> bool,
-) -> Option<Vec<usize>> {
-    let mut kept: Vec<usize> = (0..is_system.len()).collect();
-    loop {
-        if fits(&kept) {
-            return Some(kept);
+/// Which messages of a chat to keep so its prompt fits `budget` tokens, given each message's
+/// estimated cost in tokens: the system messages and the last message always, then the newest
+/// other messages while they fit. The first that does not fit ends the run, so the kept turns
+/// are contiguous (an older short message is never kept over a newer long one). Returns the
+/// kept indices in order, or `None` when the system messages and the last message alone
+/// exceed the budget. One pass over the messages: linear, where dropping one message at a time
+/// and re-rendering the prompt each time was quadratic.
+pub fn keep_newest_turns(is_system: &[bool], costs: &[usize], budget: usize) -> Option<Vec<usize>> {
+    let last = is_system.len().checked_sub(1)?;
+    let cost = |index: usize| costs.get(index).copied().unwrap_or(usize::MAX);
+    let mut used = (0..=last)
+        .filter(|&index| is_system[index] || index == last)
+        .try_fold(0usize, |sum, index| sum.checked_add(cost(index)))
+        .filter(|&used| used <= budget)?;
+    let mut first_kept = last;
+    for index in (0..last).rev().filter(|&index| !is_system[index]) {
+        match used.checked_add(cost(index)) {
+            Some(total) if total <= budget => {
+                used = total;
+                first_kept = index;
+            }
+            _ => break,
         }
-        let last = *kept.last()?;
-        let oldest_droppable = kept
-            .iter()
-            .position(|&index| !is_system[index] && index != last)?;
-        kept.remove(oldest_droppable);
     }
+    Some(
+        (0..=last)
+            .filter(|&index| is_system[index] || index >= first_kept)
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -408,10 +418,52 @@ mod tests {
     fn the_oldest_turns_go_first_and_system_and_last_stay() {
         // system, user, assistant, user, assistant, user
         let is_system = [true, false, false, false, false, false];
-        let kept = keep_newest_turns(&is_system, |kept| kept.len() <= 3).unwrap();
-        assert_eq!(kept, vec![0, 4, 5]);
-        assert!(keep_newest_turns(&is_system, |_| false).is_none());
-        assert_eq!(keep_newest_turns(&is_system, |_| true).unwrap().len(), 6);
+        let costs = [10, 10, 10, 10, 10, 10];
+        assert_eq!(
+            keep_newest_turns(&is_system, &costs, 30).unwrap(),
+            vec![0, 4, 5]
+        );
+        assert_eq!(
+            keep_newest_turns(&is_system, &costs, 39).unwrap(),
+            vec![0, 4, 5]
+        );
+        assert_eq!(keep_newest_turns(&is_system, &costs, 60).unwrap().len(), 6);
+        assert!(keep_newest_turns(&is_system, &costs, 19).is_none());
+        assert_eq!(
+            keep_newest_turns(&is_system, &costs, 20).unwrap(),
+            vec![0, 5]
+        );
+        assert!(keep_newest_turns(&[], &[], 100).is_none());
+    }
+
+    #[test]
+    fn kept_turns_are_contiguous_and_system_messages_anywhere_stay() {
+        // user, system, user (long), assistant, user
+        let is_system = [false, true, false, false, false];
+        let costs = [1, 5, 50, 5, 5];
+        // The long message ends the run: the short one before it is dropped too.
+        assert_eq!(
+            keep_newest_turns(&is_system, &costs, 20).unwrap(),
+            vec![1, 3, 4]
+        );
+        // Unknown (unmeasured) costs never fit.
+        assert_eq!(
+            keep_newest_turns(&is_system, &[1, 5, 1, usize::MAX, 5], 1000).unwrap(),
+            vec![1, 4]
+        );
+        assert!(keep_newest_turns(&is_system, &[1, usize::MAX, 1, 1, 1], usize::MAX).is_none());
+    }
+
+    #[test]
+    fn keeping_turns_of_a_long_chat_is_linear() {
+        let n = 1_000_000;
+        let is_system: Vec<bool> = (0..n).map(|i| i == 0).collect();
+        let costs = vec![7; n];
+        let started = std::time::Instant::now();
+        let kept = keep_newest_turns(&is_system, &costs, 7 * 1000).unwrap();
+        assert_eq!(kept.len(), 1000);
+        assert_eq!(kept[1], n - 999);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

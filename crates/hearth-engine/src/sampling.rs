@@ -1,68 +1,27 @@
-//! Turning [`SamplingParams`] and an output constraint into a llama.cpp sampler chain, and
-//! reading log-probabilities from logits.
+//! Turning [`SamplingParams`] (and an output constraint's grammar sampler, built by
+//! [`crate::constraint`]) into a llama.cpp sampler chain, and reading log-probabilities from
+//! logits.
 
-use hearth_protocol::{
-    ErrorKind, OutputConstraint, SamplingParams, TokenLogprob, TopLogprob, WorkerError,
-};
+use hearth_protocol::{SamplingParams, TokenLogprob, TopLogprob, WorkerError};
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
-/// GBNF for "any JSON object" (`response_format: json_object`): the object rule of llama.cpp's
-/// `grammars/json.gbnf`.
-pub const JSON_OBJECT_GRAMMAR: &str = r#"root   ::= object
-value  ::= object | array | string | number | ("true" | "false" | "null") ws
-object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
-array  ::= "[" ws ( value ("," ws value)* )? "]" ws
-string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\bfnrt] | "u" [0-9a-fA-F]{4}) )* "\"" ws
-number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
-ws ::= | " " | "\n" [ \t]{0,20}
-"#;
-
-/// Largest JSON schema or grammar accepted (they are compiled on the engine thread).
-pub const MAX_CONSTRAINT_BYTES: usize = 256 * 1024;
-
-fn invalid_constraint(detail: impl std::fmt::Display) -> WorkerError {
-    WorkerError::new(
-        ErrorKind::InvalidConstraint,
-        format!("invalid output constraint: {detail}"),
-    )
-}
-
-/// The GBNF grammar that enforces a constraint.
-pub fn constraint_grammar(constraint: &OutputConstraint) -> Result<String, WorkerError> {
-    match constraint {
-        OutputConstraint::JsonObject => Ok(JSON_OBJECT_GRAMMAR.to_string()),
-        OutputConstraint::JsonSchema { schema } => {
-            let text = schema.to_string();
-            if text.len() > MAX_CONSTRAINT_BYTES {
-                return Err(invalid_constraint("the JSON schema is too large"));
-            }
-            llama_cpp_2::json_schema_to_grammar(&text).map_err(invalid_constraint)
-        }
-        OutputConstraint::Grammar { gbnf } => {
-            if gbnf.len() > MAX_CONSTRAINT_BYTES {
-                return Err(invalid_constraint("the grammar is too large"));
-            }
-            Ok(gbnf.clone())
-        }
-    }
-}
+use crate::constraint::invalid_constraint;
 
 /// Builds the chain: grammar (if any), penalties (primed with the prompt), then greedy, or
 /// top-k, top-p, min-p, temperature and a seeded draw. Greedy decoding is deterministic.
 pub fn build_sampler(
     model: &LlamaModel,
     params: &SamplingParams,
-    constraint: Option<&OutputConstraint>,
+    grammar: Option<LlamaSampler>,
     prompt: &[LlamaToken],
     n_ctx_per_sequence: i32,
-) -> Result<LlamaSampler, WorkerError> {
+) -> LlamaSampler {
     let mut chain = Vec::new();
-    if let Some(constraint) = constraint {
-        let grammar = constraint_grammar(constraint)?;
-        chain.push(LlamaSampler::grammar(model, &grammar, "root").map_err(invalid_constraint)?);
-    }
+    chain.extend(grammar);
     let penalised = params.repeat_penalty != 1.0
         || params.presence_penalty != 0.0
         || params.frequency_penalty != 0.0;
@@ -99,7 +58,35 @@ pub fn build_sampler(
         chain.push(LlamaSampler::temp(params.temperature));
         chain.push(LlamaSampler::dist(params.seed.unwrap_or_else(random_seed)));
     }
-    Ok(LlamaSampler::chain_simple(chain))
+    LlamaSampler::chain_simple(chain)
+}
+
+/// Samples a token from `logits` with a chain that holds a grammar, as `LlamaSampler::sample`
+/// does, except that a token the grammar rejects is never accepted: llama.cpp aborts the
+/// process on an end-of-generation token its grammar rejects, and throws through its C API
+/// (an abort too) on any other, which a grammar no token can satisfy leads to. Here that is
+/// an error, and the grammar's exceptions come back as errors through llama.cpp's wrapper.
+pub fn sample_constrained(
+    sampler: &mut LlamaSampler,
+    logits: &[f32],
+) -> Result<LlamaToken, WorkerError> {
+    let mut candidates = LlamaTokenDataArray::from_iter(
+        logits.iter().enumerate().map(|(id, logit)| {
+            LlamaTokenData::new(LlamaToken(i32::try_from(id).unwrap_or(0)), *logit, 0.0)
+        }),
+        false,
+    );
+    sampler.apply(&mut candidates);
+    let token = candidates
+        .selected
+        .and_then(|index| candidates.data.get(index))
+        .filter(|chosen| chosen.logit() > f32::NEG_INFINITY)
+        .map(LlamaTokenData::id)
+        .ok_or_else(|| invalid_constraint("no token can continue the constrained output"))?;
+    sampler
+        .try_accept(token)
+        .map_err(|_| invalid_constraint("the grammar rejected the sampled token"))?;
+    Ok(token)
 }
 
 /// A seed for requests that do not give one.

@@ -12,11 +12,52 @@ use hearth_protocol::{
 };
 use llama_cpp_2::token::LlamaToken;
 
-use super::{error_event, ActiveRequest, EventSink, Session};
+use super::{
+    cancelled_event, error_event, ActiveRequest, EventSink, GrammarState, QueuedRequest,
+    RequestSampler, Session,
+};
+use crate::constraint::{check_constraint, invalid_constraint, GRAMMAR_BUILD_DEADLINE};
 use crate::policy::{self, FreeSlot};
 use crate::sampling::build_sampler;
 use crate::stop::StopMatcher;
 use crate::utf8::Utf8Accumulator;
+
+/// Messages measured between two looks for a cancellation while a chat is fitted.
+const CANCEL_CHECK_INTERVAL: usize = 64;
+
+/// Renders of the kept turns tried while fitting a chat before it is refused. The first or
+/// second fits in practice (the second knows what the template adds per message).
+const MAX_FIT_ROUNDS: usize = 8;
+
+/// Why a queued request was not prepared: refused, or cancelled while it was.
+enum NotPrepared {
+    Refused(WorkerError),
+    Cancelled,
+}
+
+impl From<WorkerError> for NotPrepared {
+    fn from(error: WorkerError) -> Self {
+        NotPrepared::Refused(error)
+    }
+}
+
+/// A chat's messages are there and not too many ([`hearth_protocol::MAX_CHAT_MESSAGES`]).
+fn check_chat(messages: &[ChatMessage]) -> Result<(), WorkerError> {
+    if messages.is_empty() {
+        return Err(WorkerError::new(
+            ErrorKind::InvalidRequest,
+            "messages is empty",
+        ));
+    }
+    hearth_protocol::check_message_count(messages.len())
+        .map_err(|message| WorkerError::new(ErrorKind::InvalidRequest, message))
+}
+
+/// What the chat template adds per message, learnt from a render of `total` tokens whose
+/// messages' texts alone are `content` tokens.
+fn per_message_overhead(total: usize, content: usize, messages: usize) -> usize {
+    total.saturating_sub(content).div_ceil(messages.max(1))
+}
 
 /// A prompt ready to run: its tokens, and how it was made.
 struct PreparedPrompt {
@@ -29,11 +70,10 @@ impl Session<'_> {
     /// The prompt text of a chat or text prompt (token prompts have none).
     pub(super) fn render_prompt_text(&self, prompt: &Prompt) -> Result<String, WorkerError> {
         match prompt {
-            Prompt::Chat { messages } if messages.is_empty() => Err(WorkerError::new(
-                ErrorKind::InvalidRequest,
-                "messages is empty",
-            )),
-            Prompt::Chat { messages } => self.template.render(self.model, messages),
+            Prompt::Chat { messages } => {
+                check_chat(messages)?;
+                self.template.render(self.model, messages)
+            }
             Prompt::Text { text } => Ok(text.clone()),
             Prompt::Tokens { .. } => Ok(String::new()),
         }
@@ -73,22 +113,27 @@ impl Session<'_> {
         }
     }
 
-    fn context_exceeded(&self, prompt_tokens: usize) -> WorkerError {
-        let mut error = WorkerError::new(
-            ErrorKind::ContextLengthExceeded,
-            format!(
-                "the prompt has {prompt_tokens} tokens but the context holds {}",
-                self.n_ctx_per_sequence
-            ),
-        );
-        error.prompt_tokens = u32::try_from(prompt_tokens).ok();
+    /// `ContextLengthExceeded`, saying `why`, with the prompt's token count when it is known.
+    fn context_exceeded_because(&self, why: String, prompt_tokens: Option<usize>) -> WorkerError {
+        let mut error = WorkerError::new(ErrorKind::ContextLengthExceeded, why);
+        error.prompt_tokens = prompt_tokens.and_then(|tokens| u32::try_from(tokens).ok());
         error.n_ctx = u32::try_from(self.n_ctx_per_sequence).ok();
         error
     }
 
+    fn context_exceeded(&self, prompt_tokens: usize) -> WorkerError {
+        self.context_exceeded_because(
+            format!(
+                "the prompt has {prompt_tokens} tokens but the context holds {}",
+                self.n_ctx_per_sequence
+            ),
+            Some(prompt_tokens),
+        )
+    }
+
     /// Validates a request and tokenizes its prompt, dropping the oldest turns of a chat that
     /// does not fit when the request allows it.
-    fn prepare(&self, request: &GenerateRequest) -> Result<PreparedPrompt, WorkerError> {
+    fn prepare(&mut self, request: &GenerateRequest) -> Result<PreparedPrompt, NotPrepared> {
         request
             .sampling
             .validate()
@@ -101,87 +146,278 @@ impl Session<'_> {
                         "top_logprobs must be at most {}, got {count}",
                         hearth_protocol::MAX_TOP_LOGPROBS
                     ),
-                ));
+                )
+                .into());
             }
         }
-        let (tokens, template_source) = self.tokenize_prompt(&request.prompt)?;
-        if tokens.is_empty() {
-            return Err(WorkerError::new(
-                ErrorKind::InvalidRequest,
-                "the prompt is empty",
-            ));
-        }
-        if tokens.len() <= self.n_ctx_per_sequence {
+        if let (ContextOverflow::DropOldestTurns, Prompt::Chat { messages }) =
+            (request.context_overflow, &request.prompt)
+        {
+            check_chat(messages)?;
+            let (tokens, dropped_messages) =
+                self.fit_chat(request.request_id, messages, request.max_tokens)?;
             return Ok(PreparedPrompt {
                 tokens,
-                template_source,
-                dropped_messages: 0,
+                template_source: Some(self.template.source()),
+                dropped_messages,
             });
         }
-        let (ContextOverflow::DropOldestTurns, Prompt::Chat { messages }) =
-            (request.context_overflow, &request.prompt)
-        else {
-            return Err(self.context_exceeded(tokens.len()));
-        };
-        // Leave room for the answer: a quarter of the context, or max_tokens if smaller.
-        let room_for_answer = request
-            .max_tokens
-            .map_or(self.n_ctx_per_sequence / 4, |max| max as usize)
-            .min(self.n_ctx_per_sequence / 4);
-        let limit = self.n_ctx_per_sequence - room_for_answer;
-        let is_system: Vec<bool> = messages.iter().map(|m| m.role == Role::System).collect();
-        let mut fitted: Option<(Vec<LlamaToken>, usize)> = None;
-        let kept = policy::keep_newest_turns(&is_system, |kept| {
-            let candidate: Vec<ChatMessage> = kept.iter().map(|&i| messages[i].clone()).collect();
-            match self.template.render(self.model, &candidate) {
-                Ok(text) => {
-                    let tokens = self.tokenize_text(&text);
-                    let fits = tokens.len() <= limit;
-                    if fits {
-                        fitted = Some((tokens, kept.len()));
-                    }
-                    fits
+        let (tokens, template_source) = match &request.prompt {
+            Prompt::Tokens { .. } => self.tokenize_prompt(&request.prompt)?,
+            prompt => {
+                let text = self.render_prompt_text(prompt)?;
+                if text.len() > self.max_prompt_bytes {
+                    // More bytes than the context could hold even if every token were the
+                    // vocabulary's longest: not worth tokenizing.
+                    let why = format!(
+                        "the prompt is {} bytes, more than a context of {} tokens can hold",
+                        text.len(),
+                        self.n_ctx_per_sequence
+                    );
+                    return Err(self.context_exceeded_because(why, None).into());
                 }
-                Err(_) => false,
+                let source = matches!(prompt, Prompt::Chat { .. }).then(|| self.template.source());
+                (self.tokenize_text(&text), source)
             }
-        });
-        match (kept, fitted) {
-            (Some(_), Some((tokens, kept_count))) => Ok(PreparedPrompt {
-                tokens,
-                template_source,
-                dropped_messages: u32::try_from(messages.len() - kept_count).unwrap_or(u32::MAX),
-            }),
-            _ => Err(self.context_exceeded(tokens.len())),
+        };
+        if tokens.is_empty() {
+            return Err(WorkerError::new(ErrorKind::InvalidRequest, "the prompt is empty").into());
+        }
+        if tokens.len() > self.n_ctx_per_sequence {
+            return Err(self.context_exceeded(tokens.len()).into());
+        }
+        Ok(PreparedPrompt {
+            tokens,
+            template_source,
+            dropped_messages: 0,
+        })
+    }
+
+    /// Fits a chat into the context (`ContextOverflow::DropOldestTurns`): taken whole if it
+    /// fits, else the system messages and the newest turns that fit while leaving room for
+    /// the answer (a quarter of the context, or `max_tokens` if smaller). Returns the tokens
+    /// and how many messages were dropped.
+    ///
+    /// Linear in the chat: each message's text is tokenized at most once, newest first and
+    /// only until the context is certainly full (older ones cannot be kept), and the cut is
+    /// found by [`policy::keep_newest_turns`] over those counts plus what the template adds
+    /// per message, learnt from the renders; only the kept turns are rendered, a few times at
+    /// most, to check. Checks for its request's cancellation between messages.
+    fn fit_chat(
+        &mut self,
+        request_id: u64,
+        messages: &[ChatMessage],
+        max_tokens: Option<u32>,
+    ) -> Result<(Vec<LlamaToken>, u32), NotPrepared> {
+        let n_ctx = self.n_ctx_per_sequence;
+        let room_for_answer = max_tokens
+            .map_or(n_ctx / 4, |max| max as usize)
+            .min(n_ctx / 4);
+        let limit = n_ctx - room_for_answer;
+        let is_system: Vec<bool> = messages.iter().map(|m| m.role == Role::System).collect();
+        let last = messages.len() - 1;
+        // Tokens of each message's text; `usize::MAX` for those not measured, which cannot
+        // be kept: beyond the context, or too many bytes for it.
+        let mut content = vec![usize::MAX; messages.len()];
+        let mut measured_other = 0usize;
+        let always_kept = (0..messages.len()).filter(|&i| is_system[i] || i == last);
+        let newest_first = (0..last).rev().filter(|&i| !is_system[i]);
+        for (count, index) in always_kept.chain(newest_first).enumerate() {
+            if count % CANCEL_CHECK_INTERVAL == CANCEL_CHECK_INTERVAL - 1
+                && self.commands.cancel_requested(request_id)
+            {
+                return Err(NotPrepared::Cancelled);
+            }
+            let text = &messages[index].content;
+            if text.len() <= self.max_prompt_bytes {
+                content[index] = self.tokenize_plain(text);
+            }
+            if !is_system[index] && index != last {
+                measured_other = measured_other.saturating_add(content[index]);
+                if measured_other > n_ctx {
+                    break;
+                }
+            }
+        }
+        let kept_cost = |kept: &[usize], overhead: usize| -> usize {
+            kept.iter()
+                .map(|&i| content[i].saturating_add(overhead))
+                .fold(0, usize::saturating_add)
+        };
+        let all: Vec<usize> = (0..messages.len()).collect();
+        // The whole chat, if it may fit the context: taken as it is when it does.
+        let mut overhead = 0;
+        if kept_cost(&all, 0) <= n_ctx {
+            let tokens = self.render_kept(messages, &all)?;
+            if tokens.len() <= n_ctx {
+                return Ok((tokens, 0));
+            }
+            overhead = per_message_overhead(tokens.len(), kept_cost(&all, 0), all.len());
+        }
+        let mut budget = limit;
+        let mut smallest_seen = None;
+        for _ in 0..MAX_FIT_ROUNDS {
+            let costs: Vec<usize> = content.iter().map(|c| c.saturating_add(overhead)).collect();
+            let Some(kept) = policy::keep_newest_turns(&is_system, &costs, budget) else {
+                break;
+            };
+            let tokens = self.render_kept(messages, &kept)?;
+            if tokens.len() <= limit {
+                let dropped = u32::try_from(messages.len() - kept.len()).unwrap_or(u32::MAX);
+                return Ok((tokens, dropped));
+            }
+            smallest_seen = Some(tokens.len());
+            let learnt = per_message_overhead(tokens.len(), kept_cost(&kept, 0), kept.len());
+            if learnt > overhead {
+                overhead = learnt;
+            } else {
+                // The estimate was right on average but these turns still overflow: ask for
+                // fewer (strictly fewer tokens than this set's estimate).
+                budget = kept_cost(&kept, overhead).saturating_sub(tokens.len() - limit);
+            }
+        }
+        Err(match smallest_seen {
+            Some(tokens) => self.context_exceeded(tokens),
+            None => self.context_exceeded_because(
+                format!(
+                    "the chat's system messages and last message alone do not fit a context \
+                     of {n_ctx} tokens"
+                ),
+                None,
+            ),
+        }
+        .into())
+    }
+
+    /// Renders and tokenizes the kept messages.
+    fn render_kept(
+        &self,
+        messages: &[ChatMessage],
+        kept: &[usize],
+    ) -> Result<Vec<LlamaToken>, WorkerError> {
+        let candidate: Vec<ChatMessage> = kept.iter().map(|&i| messages[i].clone()).collect();
+        let text = self.template.render(self.model, &candidate)?;
+        Ok(self.tokenize_text(&text))
+    }
+
+    /// Tokens of a text on its own (no special tokens added or parsed).
+    fn tokenize_plain(&self, text: &str) -> usize {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, false)
+            .len()
+    }
+
+    /// Moves constrained requests' grammars along, between steps: collects the samplers built
+    /// since the last step, refuses requests whose grammar missed its deadline or fails the
+    /// cheap checks, and starts builds for waiting requests while builders are free. Nothing
+    /// here waits for a build.
+    pub(super) fn advance_grammars(&mut self, sink: &mut dyn EventSink) {
+        for (job, built) in self.grammars.finished() {
+            let Some(position) = self.queue.iter().position(
+                |q| matches!(q.grammar, GrammarState::Building { job: building, .. } if building == job),
+            ) else {
+                // Its request was cancelled or timed out meanwhile.
+                continue;
+            };
+            match built {
+                Ok(sampler) => self.queue[position].grammar = GrammarState::Ready(sampler),
+                Err(error) => self.refuse_queued(position, error, sink),
+            }
+        }
+        let now = Instant::now();
+        while let Some(position) = self.queue.iter().position(
+            |q| matches!(q.grammar, GrammarState::Building { deadline, .. } if deadline <= now),
+        ) {
+            let error = invalid_constraint(format!(
+                "building its grammar took longer than {} s; simplify the schema",
+                GRAMMAR_BUILD_DEADLINE.as_secs()
+            ));
+            self.refuse_queued(position, error, sink);
+        }
+        let mut position = 0;
+        while position < self.queue.len() {
+            let queued = &self.queue[position];
+            let (GrammarState::Waiting, Some(constraint)) =
+                (&queued.grammar, queued.request.constraint.as_ref())
+            else {
+                position += 1;
+                continue;
+            };
+            if let Err(error) = check_constraint(constraint) {
+                self.refuse_queued(position, error, sink);
+                continue;
+            }
+            if !self.grammars.has_capacity() {
+                position += 1;
+                continue;
+            }
+            match self.grammars.start(constraint.clone()) {
+                Ok(job) => {
+                    self.queue[position].grammar = GrammarState::Building {
+                        job,
+                        deadline: Instant::now() + GRAMMAR_BUILD_DEADLINE,
+                    };
+                    position += 1;
+                }
+                Err(error) => self.refuse_queued(position, error, sink),
+            }
+        }
+    }
+
+    /// Removes a queued request with an error.
+    fn refuse_queued(&mut self, position: usize, error: WorkerError, sink: &mut dyn EventSink) {
+        if let Some(queued) = self.queue.remove(position) {
+            sink.emit(error_event(Some(queued.request.request_id), error));
         }
     }
 
     /// Moves queued requests into free slots, each to the slot with the longest shared prefix.
     pub(super) fn admit_queued(&mut self, sink: &mut dyn EventSink) {
         while self.slots.iter().any(|slot| slot.active.is_none()) {
-            let Some(queued) = self.queue.pop_front() else {
+            // The oldest request that may run: one whose grammar is still being built waits
+            // without holding up those behind it.
+            let Some(position) = self.queue.iter().position(QueuedRequest::is_admissible) else {
+                return;
+            };
+            let Some(queued) = self.queue.remove(position) else {
                 return;
             };
             let request = queued.request;
             let request_id = request.request_id;
             let prepared = match self.prepare(&request) {
                 Ok(prepared) => prepared,
-                Err(error) => {
+                Err(NotPrepared::Refused(error)) => {
                     sink.emit(error_event(Some(request_id), error));
+                    continue;
+                }
+                Err(NotPrepared::Cancelled) => {
+                    sink.emit(cancelled_event(request_id, queued.arrived_at));
                     continue;
                 }
             };
-            let sampler = match build_sampler(
+            let grammar = match queued.grammar {
+                GrammarState::Ready(grammar) => Some(grammar),
+                _ => None,
+            };
+            let constrained = grammar.is_some();
+            let chain = build_sampler(
                 self.model,
                 &request.sampling,
-                request.constraint.as_ref(),
+                grammar,
                 &prepared.tokens,
                 i32::try_from(self.n_ctx_per_sequence).unwrap_or(i32::MAX),
-            ) {
-                Ok(sampler) => sampler,
-                Err(error) => {
-                    sink.emit(error_event(Some(request_id), error));
-                    continue;
+            );
+            let sampler = if constrained {
+                match self.grammars.sampler_thread(chain) {
+                    Ok(thread) => RequestSampler::Threaded(thread),
+                    Err(error) => {
+                        sink.emit(error_event(Some(request_id), error));
+                        continue;
+                    }
                 }
+            } else {
+                RequestSampler::Inline(chain)
             };
             let prompt = prepared.tokens;
             let reuse = self.prefix_cache && self.partial_cache_reuse;

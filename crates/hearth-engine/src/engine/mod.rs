@@ -19,16 +19,17 @@ mod admission;
 mod session;
 mod step;
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hearth_protocol::{
-    GenerateRequest, LoadParams, MetricsRecorder, TokenLogprob, WorkerError, WorkerEvent,
-    WorkerRequest,
+    FinishReason, GenerateRequest, LoadParams, MetricsRecorder, TokenLogprob, WorkerError,
+    WorkerEvent, WorkerRequest,
 };
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -36,6 +37,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::constraint::{ConstrainedSampler, GrammarBuilder};
 use crate::policy::PrefillPacer;
 use crate::stop::StopMatcher;
 use crate::template::ChatTemplate;
@@ -169,6 +171,66 @@ fn error_event(request_id: Option<u64>, error: WorkerError) -> WorkerEvent {
     WorkerEvent::Error { request_id, error }
 }
 
+/// The end of a request cancelled before it got a slot.
+fn cancelled_event(request_id: u64, arrived_at: Instant) -> WorkerEvent {
+    WorkerEvent::Done {
+        request_id,
+        finish_reason: FinishReason::Cancelled,
+        metrics: MetricsRecorder::new(arrived_at).finish(Instant::now()),
+    }
+}
+
+/// The engine thread's channel. A long preparation looks ahead in it for a cancellation of its
+/// request; what it reads is kept, in order, for the loop (and, if the session ends first, for
+/// the next one: nothing sent behind a `Load` is lost).
+struct Commands {
+    receiver: Receiver<WorkerRequest>,
+    read_ahead: RefCell<VecDeque<WorkerRequest>>,
+}
+
+impl Commands {
+    fn new(receiver: Receiver<WorkerRequest>) -> Self {
+        Self {
+            receiver,
+            read_ahead: RefCell::new(VecDeque::new()),
+        }
+    }
+
+    fn take_read_ahead(&self) -> Option<WorkerRequest> {
+        self.read_ahead.borrow_mut().pop_front()
+    }
+
+    fn recv(&self) -> Result<WorkerRequest, mpsc::RecvError> {
+        match self.take_read_ahead() {
+            Some(request) => Ok(request),
+            None => self.receiver.recv(),
+        }
+    }
+
+    fn recv_timeout(&self, timeout: Duration) -> Result<WorkerRequest, mpsc::RecvTimeoutError> {
+        match self.take_read_ahead() {
+            Some(request) => Ok(request),
+            None => self.receiver.recv_timeout(timeout),
+        }
+    }
+
+    fn try_recv(&self) -> Result<WorkerRequest, mpsc::TryRecvError> {
+        match self.take_read_ahead() {
+            Some(request) => Ok(request),
+            None => self.receiver.try_recv(),
+        }
+    }
+
+    /// Whether a cancellation of `request_id` has arrived (reading ahead what has).
+    fn cancel_requested(&self, request_id: u64) -> bool {
+        let mut read_ahead = self.read_ahead.borrow_mut();
+        read_ahead.extend(self.receiver.try_iter());
+        read_ahead.iter().any(
+            |request| matches!(request, WorkerRequest::Cancel { request_id: id } if *id == request_id),
+        )
+    }
+}
+
 /// What ended a session with one loaded model.
 enum SessionEnd {
     Load {
@@ -185,7 +247,7 @@ struct ActiveRequest {
     prompt: Vec<LlamaToken>,
     /// Index of the next prompt token to compute.
     prefill_cursor: usize,
-    sampler: LlamaSampler,
+    sampler: RequestSampler,
     detokenizer: Utf8Accumulator,
     stop: StopMatcher,
     max_tokens: Option<u32>,
@@ -203,6 +265,14 @@ struct ActiveRequest {
     pending_logprobs: Vec<TokenLogprob>,
 }
 
+/// Where a request's tokens are sampled: on the engine thread, or (a request with an output
+/// constraint) on a thread of its own, since a grammar's cost has no bound the engine could
+/// check beforehand.
+enum RequestSampler {
+    Inline(LlamaSampler),
+    Threaded(ConstrainedSampler),
+}
+
 /// One sequence of the shared context.
 struct Slot {
     seq_id: i32,
@@ -212,10 +282,49 @@ struct Slot {
     last_used_step: u64,
 }
 
-/// A request waiting for a free slot.
+/// A request waiting for a free slot (and for its grammar, if it has a constraint).
 struct QueuedRequest {
     request: GenerateRequest,
     arrived_at: Instant,
+    grammar: GrammarState,
+}
+
+/// Where a queued request's grammar sampler is: it joins a slot only once it is `Ready` (or
+/// needs none).
+enum GrammarState {
+    /// No output constraint.
+    NotNeeded,
+    /// Waiting for a free grammar builder.
+    Waiting,
+    /// Being built on a helper thread; refused if not done by the deadline.
+    Building {
+        job: u64,
+        deadline: Instant,
+    },
+    Ready(LlamaSampler),
+}
+
+impl QueuedRequest {
+    fn new(request: GenerateRequest) -> Self {
+        let grammar = if request.constraint.is_some() {
+            GrammarState::Waiting
+        } else {
+            GrammarState::NotNeeded
+        };
+        Self {
+            request,
+            arrived_at: Instant::now(),
+            grammar,
+        }
+    }
+
+    /// Whether it may take a slot now.
+    fn is_admissible(&self) -> bool {
+        matches!(
+            self.grammar,
+            GrammarState::NotNeeded | GrammarState::Ready(_)
+        )
+    }
 }
 
 /// The scheduler of one loaded model; the engine thread owns it, and nothing else touches it.
@@ -223,11 +332,19 @@ struct Session<'model> {
     model: &'model LlamaModel,
     context: LlamaContext<'model>,
     template: ChatTemplate,
+    /// Builds the grammar samplers of constrained requests off this thread.
+    grammars: GrammarBuilder,
     slots: Vec<Slot>,
     queue: VecDeque<QueuedRequest>,
     batch: LlamaBatch<'static>,
     n_batch: u32,
     n_ctx_per_sequence: usize,
+    /// More prompt bytes than this cannot fit a sequence's context even if every token were
+    /// the vocabulary's longest: such a prompt is refused without being tokenized (about
+    /// 3 MB/s on a 2-core CPU, on this thread).
+    max_prompt_bytes: usize,
+    /// The engine's channel.
+    commands: &'model Commands,
     /// A fixed prefill chunk while others decode; `None`: paced by measured step times.
     fixed_prefill_chunk: Option<u32>,
     pacer: PrefillPacer,

@@ -10,28 +10,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hearth_protocol::{
-    ErrorKind, FinishReason, GenerateRequest, GpuLayers, LoadParams, MetricsRecorder, ModelInfo,
-    Prompt, TemplateSource, WorkerError, WorkerEvent, WorkerRequest,
+    ErrorKind, FinishReason, GenerateRequest, GpuLayers, LoadParams, ModelInfo, Prompt,
+    TemplateSource, WorkerError, WorkerEvent, WorkerRequest,
 };
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
 
 use super::{
-    error_event, stats_event, EventSink, QueuedRequest, SchedulerGauges, SchedulerSnapshot,
-    Session, SessionEnd, Slot,
+    cancelled_event, error_event, stats_event, Commands, EventSink, QueuedRequest, SchedulerGauges,
+    SchedulerSnapshot, Session, SessionEnd, Slot,
 };
+use crate::constraint::GrammarBuilder;
 use crate::load::{self, file_name, LlamaLogCapture};
 use crate::memory;
 use crate::offload;
 use crate::policy::PrefillPacer;
 use crate::template::ChatTemplate;
 
+/// How often an engine with nothing to step but work on helper threads (grammars being built,
+/// constrained tokens being sampled) looks for their results.
+const HELPER_POLL_INTERVAL: Duration = Duration::from_millis(2);
+
 pub(super) fn engine_main(
-    commands: Receiver<WorkerRequest>,
+    receiver: Receiver<WorkerRequest>,
     mut sink: Box<dyn EventSink>,
     gauges: &Arc<SchedulerGauges>,
 ) {
+    let commands = Commands::new(receiver);
     let mut next_load: Option<SessionEnd> = None;
     loop {
         let request = match next_load.take() {
@@ -67,10 +74,7 @@ pub(super) fn engine_main(
 }
 
 /// Before any model is loaded, answers everything but `Load` with an error.
-fn wait_for_load(
-    commands: &Receiver<WorkerRequest>,
-    sink: &mut dyn EventSink,
-) -> Option<SessionEnd> {
+fn wait_for_load(commands: &Commands, sink: &mut dyn EventSink) -> Option<SessionEnd> {
     loop {
         match commands.recv() {
             Err(_) | Ok(WorkerRequest::Shutdown) => return None,
@@ -106,7 +110,7 @@ fn run_model_session(
     model_path: &Path,
     params: &LoadParams,
     load_request_id: u64,
-    commands: &Receiver<WorkerRequest>,
+    commands: &Commands,
     sink: &mut dyn EventSink,
     gauges: &Arc<SchedulerGauges>,
 ) -> Result<SessionEnd, WorkerError> {
@@ -120,6 +124,8 @@ fn run_model_session(
         let failure = match load::load_model(model_path, params, n_gpu_layers, &gpu_devices) {
             Err(error) => error,
             Ok(model) => {
+                // Shared with the threads that build grammar samplers (`constraint`).
+                let model = Arc::new(model);
                 let backend = load::backend().map_err(|detail| {
                     load::LoadError::NoBackend {
                         path: model_path.to_path_buf(),
@@ -128,7 +134,8 @@ fn run_model_session(
                     .to_worker_error()
                 })?;
                 LlamaLogCapture::clear();
-                match model.new_context(backend, context_params) {
+                let context = model.new_context(backend, context_params);
+                match context {
                     Ok(context) => {
                         let loaded = LoadedModel {
                             n_gpu_layers,
@@ -177,11 +184,11 @@ struct LoadedModel<'a> {
 fn serve_model(
     model_path: &Path,
     params: &LoadParams,
-    model: &LlamaModel,
+    model: &Arc<LlamaModel>,
     context: LlamaContext<'_>,
     loaded: LoadedModel<'_>,
     load_request_id: u64,
-    commands: &Receiver<WorkerRequest>,
+    commands: &Commands,
     sink: &mut dyn EventSink,
     gauges: &Arc<SchedulerGauges>,
 ) -> SessionEnd {
@@ -226,8 +233,17 @@ fn serve_model(
         request_id: load_request_id,
         model: info,
     });
-    let mut session = Session::new(model, context, template, params, gauges.clone());
-    session.run(commands, sink)
+    let grammars = GrammarBuilder::new(model.clone());
+    let mut session = Session::new(
+        model,
+        context,
+        template,
+        grammars,
+        commands,
+        params,
+        gauges.clone(),
+    );
+    session.run(sink)
 }
 
 impl<'model> Session<'model> {
@@ -235,6 +251,8 @@ impl<'model> Session<'model> {
         model: &'model LlamaModel,
         context: LlamaContext<'model>,
         template: ChatTemplate,
+        grammars: GrammarBuilder,
+        commands: &'model Commands,
         params: &LoadParams,
         gauges: Arc<SchedulerGauges>,
     ) -> Self {
@@ -258,15 +276,24 @@ impl<'model> Session<'model> {
             .and_then(|value| value.trim().parse::<u64>().ok())
             .is_some_and(|window| window > 0);
         let partial_cache_reuse = !sliding_window && !model.is_recurrent() && !model.is_hybrid();
+        let vocab = model.vocab();
+        let longest_token = (0..model.n_vocab())
+            .map(|id| vocab.token_to_piece(LlamaToken(id), true, None).len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
         Self {
             model,
             context,
             template,
+            grammars,
             slots,
             queue: VecDeque::new(),
             batch: LlamaBatch::new(n_batch as usize, i32::try_from(n_parallel).unwrap_or(1)),
             n_batch,
             n_ctx_per_sequence,
+            max_prompt_bytes: n_ctx_per_sequence.saturating_mul(longest_token),
+            commands,
             fixed_prefill_chunk: params.prefill_chunk,
             pacer: PrefillPacer::new(params.max_decode_slowdown),
             prefix_cache: params.prefix_cache,
@@ -279,16 +306,41 @@ impl<'model> Session<'model> {
         }
     }
 
-    fn is_busy(&self) -> bool {
+    /// Whether a step has work: a running request with a token or prompt to compute, or a
+    /// queued one that may take a free slot.
+    fn can_step(&self) -> bool {
+        let computing = self.slots.iter().any(|slot| {
+            slot.active.as_ref().is_some_and(|active| {
+                active.pending_token.is_some() || active.prefill_cursor < active.prompt.len()
+            })
+        });
+        let admitting = self.slots.iter().any(|slot| slot.active.is_none())
+            && self.queue.iter().any(QueuedRequest::is_admissible);
+        computing || admitting
+    }
+
+    /// Whether something is in progress off this thread: a grammar being built, a constrained
+    /// token being sampled.
+    fn awaits_helpers(&self) -> bool {
         !self.queue.is_empty() || self.slots.iter().any(|slot| slot.active.is_some())
     }
 
-    fn run(&mut self, commands: &Receiver<WorkerRequest>, sink: &mut dyn EventSink) -> SessionEnd {
+    fn run(&mut self, sink: &mut dyn EventSink) -> SessionEnd {
+        let commands = self.commands;
         loop {
             self.gauges.publish(self.snapshot());
-            // Idle: block until something arrives. Busy: take what has arrived, then step.
-            let mut next = if self.is_busy() {
+            // Busy: take what has arrived, then step. Waiting only for helper threads (a
+            // grammar being built, a constrained token being sampled): wait for requests a few
+            // milliseconds at a time, looking for their results in between. Idle: block until
+            // something arrives.
+            let mut next = if self.can_step() {
                 None
+            } else if self.awaits_helpers() {
+                match commands.recv_timeout(HELPER_POLL_INTERVAL) {
+                    Ok(request) => Some(request),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => Some(WorkerRequest::Shutdown),
+                }
             } else {
                 match commands.recv_timeout(Duration::from_secs(3600)) {
                     Ok(request) => Some(request),
@@ -313,6 +365,8 @@ impl<'model> Session<'model> {
                     return end;
                 }
             }
+            self.collect_constrained_tokens(sink);
+            self.advance_grammars(sink);
             self.admit_queued(sink);
             self.gauges.publish(self.snapshot());
             self.step(sink);
@@ -377,10 +431,7 @@ impl<'model> Session<'model> {
                         ),
                     ));
                 } else {
-                    self.queue.push_back(QueuedRequest {
-                        request,
-                        arrived_at: Instant::now(),
-                    });
+                    self.queue.push_back(QueuedRequest::new(request));
                 }
             }
             WorkerRequest::Cancel { request_id } => self.cancel(request_id, sink),
@@ -436,12 +487,7 @@ impl<'model> Session<'model> {
             .position(|q| q.request.request_id == request_id)
         {
             if let Some(queued) = self.queue.remove(position) {
-                let metrics = MetricsRecorder::new(queued.arrived_at).finish(Instant::now());
-                sink.emit(WorkerEvent::Done {
-                    request_id,
-                    finish_reason: FinishReason::Cancelled,
-                    metrics,
-                });
+                sink.emit(cancelled_event(request_id, queued.arrived_at));
             }
             return;
         }

@@ -3,15 +3,20 @@
 //! for every sequence that produced logits, streamed out through the UTF-8 accumulator and
 //! the stop-string matcher. Also where a request ends (`finish`), whatever ended it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use hearth_protocol::{ErrorKind, FinishReason, WorkerError, WorkerEvent};
+use hearth_protocol::{ErrorKind, FinishReason, TokenLogprob, WorkerError, WorkerEvent};
 use llama_cpp_2::token::LlamaToken;
 
-use super::{error_event, ActiveRequest, EventSink, Session};
+use super::{error_event, ActiveRequest, EventSink, RequestSampler, Session};
+use crate::constraint::{too_expensive, MAX_GRAMMAR_TOKEN_TIME};
 use crate::policy;
 use crate::sampling::token_logprob;
 use crate::stop::StopOutcome;
+
+/// How long a step waits for the constrained tokens it handed over. A usual grammar costs about
+/// 20 ms a token on a 2-core CPU; this bounds what a slower one adds to every stream's step.
+const CONSTRAINED_TOKEN_WAIT: Duration = Duration::from_millis(50);
 
 impl Session<'_> {
     /// Builds and decodes one batch, then samples for every sequence that produced logits.
@@ -107,6 +112,9 @@ impl Session<'_> {
             self.slots[index].cached_tokens.extend(tokens);
         }
         let now = Instant::now();
+        // Constrained requests' logits go to their sampling threads first, so they work while
+        // this thread samples the others.
+        let mut handed_over = Vec::new();
         for index in 0..self.slots.len() {
             let Some(active) = self.slots[index].active.as_mut() else {
                 continue;
@@ -114,16 +122,19 @@ impl Session<'_> {
             let Some(logits_index) = active.logits_index.take() else {
                 continue;
             };
-            let token = active.sampler.sample(&self.context, logits_index);
-            active.metrics.token_generated(now);
-            if let Some(alternatives) = active.logprobs {
-                let logits = self.context.get_logits_ith(logits_index);
-                let entry = token_logprob(self.model, logits, token, alternatives);
-                active.pending_logprobs.push(entry);
-            }
-            let outcome = self.accept_token(index, token, sink);
-            if let Some(reason) = outcome {
-                self.finish(index, reason, sink);
+            match &mut active.sampler {
+                RequestSampler::Threaded(thread) => {
+                    thread.send(self.context.get_logits_ith(logits_index).to_vec());
+                    handed_over.push(index);
+                }
+                RequestSampler::Inline(sampler) => {
+                    let token = sampler.sample(&self.context, logits_index);
+                    let logprob = active.logprobs.map(|alternatives| {
+                        let logits = self.context.get_logits_ith(logits_index);
+                        token_logprob(self.model, logits, token, alternatives)
+                    });
+                    self.take_token(index, token, logprob, now, sink);
+                }
             }
         }
         self.pacer.record(
@@ -131,6 +142,77 @@ impl Session<'_> {
             u32::try_from(prefill_tokens).unwrap_or(u32::MAX),
             decoding,
         );
+        // A usual grammar's token is ready within this wait and joins the next step like any
+        // other; a slower one is collected between later steps (`collect_constrained_tokens`).
+        let until = Instant::now() + CONSTRAINED_TOKEN_WAIT;
+        for index in handed_over {
+            self.collect_constrained_token(index, Some(until), sink);
+        }
+    }
+
+    /// Takes the tokens that constrained requests' threads have sampled since the last step,
+    /// and ends any request whose token is overdue. Called between steps.
+    pub(super) fn collect_constrained_tokens(&mut self, sink: &mut dyn EventSink) {
+        for index in 0..self.slots.len() {
+            self.collect_constrained_token(index, None, sink);
+        }
+    }
+
+    /// Takes the token of the constrained request in slot `index` if it is ready by `until`
+    /// (`None`: now); ends the request if its grammar failed or is too slow.
+    fn collect_constrained_token(
+        &mut self,
+        index: usize,
+        until: Option<Instant>,
+        sink: &mut dyn EventSink,
+    ) {
+        let Some(ActiveRequest {
+            sampler: RequestSampler::Threaded(thread),
+            logprobs: thread_logprobs,
+            ..
+        }) = self.slots[index].active.as_mut()
+        else {
+            return;
+        };
+        let thread_logprobs = *thread_logprobs;
+        let Some(sampled) = thread.take(until) else {
+            if let Some(waited) = thread.overdue() {
+                self.fail(index, too_expensive(waited, false), sink);
+            }
+            return;
+        };
+        match sampled.token {
+            Err(error) => self.fail(index, error, sink),
+            Ok(_) if sampled.took > MAX_GRAMMAR_TOKEN_TIME => {
+                self.fail(index, too_expensive(sampled.took, false), sink);
+            }
+            Ok(token) => {
+                let logprob = thread_logprobs.map(|alternatives| {
+                    token_logprob(self.model, &sampled.logits, token, alternatives)
+                });
+                self.take_token(index, token, logprob, Instant::now(), sink);
+            }
+        }
+    }
+
+    /// Records a sampled token (and its log-probabilities, if asked for), streams its text, and
+    /// ends the request if the token ends it.
+    fn take_token(
+        &mut self,
+        index: usize,
+        token: LlamaToken,
+        logprob: Option<TokenLogprob>,
+        now: Instant,
+        sink: &mut dyn EventSink,
+    ) {
+        let Some(active) = self.slots[index].active.as_mut() else {
+            return;
+        };
+        active.metrics.token_generated(now);
+        active.pending_logprobs.extend(logprob);
+        if let Some(reason) = self.accept_token(index, token, sink) {
+            self.finish(index, reason, sink);
+        }
     }
 
     /// Detokenizes and checks one sampled token; returns why to stop, if it should.
@@ -184,6 +266,15 @@ impl Session<'_> {
             finish_reason: reason,
             metrics,
         });
+    }
+
+    /// Ends the request in a slot with an error; the slot keeps its cache.
+    fn fail(&mut self, index: usize, error: WorkerError, sink: &mut dyn EventSink) {
+        let slot = &mut self.slots[index];
+        if let Some(active) = slot.active.take() {
+            slot.last_used_step = self.step;
+            sink.emit(error_event(Some(active.request_id), error));
+        }
     }
 
     fn fail_all_active(&mut self, message: &str, sink: &mut dyn EventSink) {
