@@ -9,6 +9,7 @@
 //! sandbox) live in their own modules and are unit-tested without a model.
 
 pub mod backends;
+pub mod ceiling;
 pub mod constraint;
 pub mod engine;
 pub mod load;

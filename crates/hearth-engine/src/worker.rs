@@ -34,7 +34,7 @@ pub fn run_worker() -> std::io::Result<()> {
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
     });
-    let engine = EngineHandle::spawn(|event: WorkerEvent| write_event(&event))?;
+    let engine = EngineHandle::spawn_with_memory_ceiling(|event: WorkerEvent| write_event(&event))?;
     let stdin = std::io::stdin();
     let mut reader = stdin.lock();
     let mut line = String::new();

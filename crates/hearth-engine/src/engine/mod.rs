@@ -114,12 +114,24 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Starts the engine thread; it waits for a `Load` request.
     pub fn spawn(sink: impl EventSink) -> std::io::Result<Self> {
+        Self::spawn_with(sink, false)
+    }
+
+    /// Starts the engine thread of the worker process, which also sets the process's memory
+    /// ceiling before each model load ([`crate::ceiling`]).
+    pub fn spawn_with_memory_ceiling(sink: impl EventSink) -> std::io::Result<Self> {
+        Self::spawn_with(sink, true)
+    }
+
+    fn spawn_with(sink: impl EventSink, memory_ceiling: bool) -> std::io::Result<Self> {
         let (commands, receiver) = mpsc::channel();
         let gauges = Arc::new(SchedulerGauges::default());
         let thread_gauges = gauges.clone();
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
-            .spawn(move || session::engine_main(receiver, Box::new(sink), &thread_gauges))?;
+            .spawn(move || {
+                session::engine_main(receiver, Box::new(sink), &thread_gauges, memory_ceiling)
+            })?;
         Ok(Self {
             commands,
             thread: Some(thread),

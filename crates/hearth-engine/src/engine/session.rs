@@ -22,6 +22,7 @@ use super::{
     cancelled_event, error_event, stats_event, Commands, EventSink, QueuedRequest, SchedulerGauges,
     SchedulerSnapshot, Session, SessionEnd, Slot,
 };
+use crate::ceiling;
 use crate::constraint::GrammarBuilder;
 use crate::load::{self, file_name, LlamaLogCapture};
 use crate::memory;
@@ -37,6 +38,7 @@ pub(super) fn engine_main(
     receiver: Receiver<WorkerRequest>,
     mut sink: Box<dyn EventSink>,
     gauges: &Arc<SchedulerGauges>,
+    memory_ceiling: bool,
 ) {
     let commands = Commands::new(receiver);
     let mut next_load: Option<SessionEnd> = None;
@@ -56,6 +58,9 @@ pub(super) fn engine_main(
         else {
             return;
         };
+        if memory_ceiling {
+            ceiling::set_for_model(&model_path, &params);
+        }
         let session = run_model_session(
             &model_path,
             &params,
