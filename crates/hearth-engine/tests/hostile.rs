@@ -74,7 +74,7 @@ fn hostile_constraints_beside_a_greedy_stream_get_errors_and_the_stream_is_uncha
             other => panic!("unexpected {other:?}"),
         }
     }
-    let alternatives = (0..5000)
+    let alternatives = (0..20_000)
         .map(|i| format!("\"{i}\""))
         .collect::<Vec<_>>()
         .join(" | ");
@@ -84,28 +84,31 @@ fn hostile_constraints_beside_a_greedy_stream_get_errors_and_the_stream_is_uncha
             OutputConstraint::JsonSchema {
                 schema: optional_properties(2000),
             },
-            "2000 properties",
+            &["2000 properties"][..],
         ),
         (
             "5,000 optional properties",
             OutputConstraint::JsonSchema {
                 schema: optional_properties(5000),
             },
-            "5000 properties",
+            &["5000 properties"][..],
         ),
+        // Refused by the cost probe (about 2.8 s a token on a 2-core CPU), or by the build's
+        // deadline on a busy one.
         (
-            "a grammar of 5,000 alternatives",
+            "a grammar of 20,000 alternatives",
             OutputConstraint::Grammar {
                 gbnf: format!("root ::= {alternatives}\n"),
             },
-            "would take about",
+            &["would take about", "took longer than 2 s"][..],
         ),
+        // Cheap to start: fails at its first expensive token (seconds), on its own thread.
         (
-            "nested 32-way choices",
+            "nested 34-way choices",
             OutputConstraint::JsonSchema {
-                schema: nested_choices(32),
+                schema: nested_choices(34),
             },
-            "took more than",
+            &["took more than", "would take about"][..],
         ),
     ];
     let submitted_at = Instant::now();
@@ -158,7 +161,7 @@ fn hostile_constraints_beside_a_greedy_stream_get_errors_and_the_stream_is_uncha
             "{name}: {error:?}"
         );
         assert!(
-            error.message.contains(expected),
+            expected.iter().any(|text| error.message.contains(text)),
             "{name}: {}",
             error.message
         );
