@@ -355,9 +355,16 @@ fn parse_response_format(fields: &Fields<'_>) -> Result<Option<OutputConstraint>
                 schema_fields.bool("strict")?;
                 match schema_fields.get("schema") {
                     None => Ok(Some(OutputConstraint::JsonObject)),
-                    Some(schema @ Value::Object(_)) => Ok(Some(OutputConstraint::JsonSchema {
-                        schema: schema.clone(),
-                    })),
+                    Some(schema @ Value::Object(_)) => {
+                        // Bounded here, before anything builds a grammar from it.
+                        hearth_protocol::check_json_schema(schema).map_err(|error| {
+                            ApiError::invalid_param("response_format", error.to_string())
+                                .with_code("invalid_response_format")
+                        })?;
+                        Ok(Some(OutputConstraint::JsonSchema {
+                            schema: schema.clone(),
+                        }))
+                    }
                     Some(other) => {
                         Err(schema_fields.wrong_type("schema", "a JSON schema object", other))
                     }

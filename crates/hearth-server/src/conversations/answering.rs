@@ -261,10 +261,14 @@ async fn answer(
     {
         messages.push(ChatMessage::new(ChatRole::System, system_prompt));
     }
-    for message in earlier
+    let visible: Vec<_> = earlier
         .iter()
         .filter(|message| !message.hidden && !message.content.is_empty())
-    {
+        .collect();
+    // A very long conversation sends only its newest turns: the engine would drop the oldest
+    // anyway to fit the context, and it refuses a chat of more than MAX_CHAT_MESSAGES.
+    let room = hearth_protocol::MAX_CHAT_MESSAGES - messages.len() - 1;
+    for message in &visible[visible.len().saturating_sub(room)..] {
         messages.push(ChatMessage::new(
             chat_role(message.role),
             message.content.as_str(),

@@ -78,6 +78,8 @@ fn parse_messages(fields: &Fields<'_>) -> Result<Vec<ChatMessage>, ApiError> {
             "'messages' must contain at least one message.",
         ));
     }
+    hearth_protocol::check_message_count(items.len())
+        .map_err(|message| ApiError::invalid_param("messages", message))?;
     items
         .iter()
         .enumerate()

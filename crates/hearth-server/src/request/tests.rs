@@ -201,3 +201,27 @@ fn conversation_settings_read_every_setting_key_as_a_chat_request_reads_it() {
     let error = CompletionRequest::conversation(" ".into(), Vec::new(), empty).unwrap_err();
     assert_eq!(error.param.as_deref(), Some("model"));
 }
+
+/// Schemas past the protocol's bounds and chats past its message count are refused in
+/// validation (400), before anything builds a grammar or reaches the engine.
+#[test]
+fn huge_schemas_and_chats_are_refused_before_the_engine() {
+    let properties: serde_json::Map<String, Value> = (0..2000)
+        .map(|index| (format!("p{index}"), json!({"type": "string"})))
+        .collect();
+    let schema = json!({"type": "object", "properties": properties});
+    let body = chat(json!({"response_format": {"type": "json_schema",
+        "json_schema": {"name": "huge", "schema": schema}}}));
+    let error = parse_chat_request(&body).expect_err("a 2,000-property schema is refused");
+    assert_eq!(error.param.as_deref(), Some("response_format"));
+    assert!(
+        error.message.contains("2000 properties"),
+        "{}",
+        error.message
+    );
+
+    let messages: Vec<Value> = (0..=hearth_protocol::MAX_CHAT_MESSAGES)
+        .map(|_| json!({"role": "user", "content": "hi"}))
+        .collect();
+    assert_eq!(param_of(chat(json!({ "messages": messages }))), "messages");
+}
