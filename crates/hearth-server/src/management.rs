@@ -138,6 +138,22 @@ fn models_error(error: ModelsError) -> ApiError {
     }
 }
 
+/// What an import of an unusable path answers, whatever the reason: whether a path exists,
+/// is a folder, cannot be read or holds something else (and its first bytes) is not told to
+/// the caller, who may be another user of the machine. The log has the reason.
+const UNREADABLE_IMPORT: &str = "The path is not a GGUF model Hearth can read.";
+
+/// [`models_error`] for an import, with one answer for every unusable path.
+fn import_error(error: ModelsError) -> ApiError {
+    match error {
+        ModelsError::InvalidGguf { .. } | ModelsError::NotAFile { .. } | ModelsError::Io { .. } => {
+            tracing::info!(%error, "an import was refused");
+            ApiError::invalid_param("path", UNREADABLE_IMPORT)
+        }
+        other => models_error(other),
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -352,7 +368,7 @@ async fn import_model(
         manager
             .library()
             .import(&request, &NoProgress)
-            .map_err(models_error)
+            .map_err(import_error)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(installed_json(&model))).into_response())

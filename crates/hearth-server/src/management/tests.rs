@@ -126,6 +126,26 @@ async fn imports_are_validated_without_echoing_paths() {
         assert_eq!(answer["error"]["param"], param, "{body}: {answer}");
         assert_error(&answer, "invalid_value", home.path());
     }
+    // A missing path, a folder and a file that is not GGUF get the same answer, which tells
+    // nothing of the path or of the file's first bytes.
+    let mut messages = Vec::new();
+    for path in [&missing, &home.path().to_path_buf(), &not_gguf] {
+        let (_, answer) = send(
+            &state,
+            request(
+                Method::POST,
+                "/api/models/import",
+                Some(json!({"path": path})),
+            ),
+        )
+        .await;
+        messages.push(answer["error"]["message"].clone());
+    }
+    assert!(
+        messages.iter().all(|message| *message == messages[0]),
+        "{messages:?}"
+    );
+    assert!(!messages[0].to_string().contains("this is not"));
     let (_, listing) = send(&state, request(Method::GET, "/api/models", None)).await;
     assert_eq!(listing["models"], json!([]));
 }
