@@ -8,23 +8,26 @@
 //! reloads the last model, so one bad moment never takes the app down. Dropping a
 //! [`GenerationStream`] before it ends cancels the generation in the worker.
 
+mod command;
 pub mod process;
+mod worker;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_protocol::{
     encode_line, BackendDevice, BackendReport, ContextOverflow, FinishReason, GenerateRequest,
     LoadParams, MemoryReport, ModelInfo, OutputConstraint, Prompt, RequestMetrics, SamplingParams,
-    TemplateSource, TokenLogprob, WorkerError, WorkerEvent, WorkerRequest, PROTOCOL_VERSION,
+    TemplateSource, TokenLogprob, WorkerError, WorkerEvent, WorkerRequest,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::io::AsyncWriteExt;
+use tokio::process::ChildStdin;
 use tokio::sync::{mpsc, Mutex};
+
+pub use command::{WorkerCommand, WORKER_PREFIX_ENV};
+use worker::{spawn_worker, SharedStdin, Worker};
 
 /// How long a new worker may take to say it is ready.
 pub const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,59 +55,6 @@ pub enum SupervisorError {
     NoModelLoaded,
     #[error("the worker sent an unexpected reply: {0}")]
     Protocol(String),
-}
-
-/// How to start a worker.
-#[derive(Debug, Clone)]
-pub struct WorkerCommand {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-    /// Extra environment variables (for example the log filter).
-    pub envs: Vec<(String, String)>,
-}
-
-/// A command line that engine workers are started under (`valgrind`, `gdb --args`, or
-/// `qemu-x86_64 -cpu Nehalem` to check the CPU variant choice of a release build), split on
-/// whitespace. For debugging and tests; unset, the worker runs directly.
-pub const WORKER_PREFIX_ENV: &str = "HEARTH_WORKER_PREFIX";
-
-impl WorkerCommand {
-    /// `BINARY engine`: an engine worker of the Hearth binary `binary` (under
-    /// [`WORKER_PREFIX_ENV`]'s command when it is set).
-    pub fn engine(binary: impl Into<PathBuf>) -> Self {
-        Self::hidden_subcommand(binary.into(), process::ENGINE_SUBCOMMAND)
-    }
-
-    /// `BINARY probe-report`: the server's probe process of the Hearth binary `binary`; the
-    /// data directory to probe with follows as the last argument, added where the process
-    /// starts (a path need not be UTF-8). Under [`WORKER_PREFIX_ENV`]'s command, as engine
-    /// workers are: the probe process starts one.
-    pub fn probe_report(binary: impl Into<PathBuf>) -> Self {
-        Self::hidden_subcommand(binary.into(), process::PROBE_REPORT_SUBCOMMAND)
-    }
-
-    fn hidden_subcommand(binary: PathBuf, subcommand: &str) -> Self {
-        let prefix = std::env::var(WORKER_PREFIX_ENV).unwrap_or_default();
-        Self::with_prefix(&prefix, binary, subcommand)
-    }
-
-    fn with_prefix(prefix: &str, binary: PathBuf, subcommand: &str) -> Self {
-        let mut words = prefix.split_whitespace().map(str::to_string);
-        let (program, mut args) = match words.next() {
-            None => (binary, Vec::new()),
-            Some(program) => {
-                let mut args: Vec<String> = words.collect();
-                args.push(binary.to_string_lossy().into_owned());
-                (PathBuf::from(program), args)
-            }
-        };
-        args.push(subcommand.to_string());
-        Self {
-            program,
-            args,
-            envs: Vec::new(),
-        }
-    }
 }
 
 /// What a running generation reports, in order: `Started`, any number of `Text`, then `Done`.
@@ -165,42 +115,6 @@ pub struct EngineStats {
     pub n_parallel: u32,
     /// Batches decoded since the model was loaded.
     pub steps: u64,
-}
-
-/// The worker's stdin; `None` once closed (closing it is how a worker is told to exit).
-type SharedStdin = Arc<Mutex<Option<ChildStdin>>>;
-
-type Pending =
-    Arc<StdMutex<HashMap<u64, mpsc::UnboundedSender<Result<WorkerEvent, SupervisorError>>>>>;
-
-/// One live worker process.
-#[derive(Debug)]
-struct Worker {
-    stdin: SharedStdin,
-    pending: Pending,
-    pid: u32,
-    /// Resolves with the exit description once the worker has died.
-    exited: Arc<StdMutex<Option<String>>>,
-    /// Tells the task that owns the process to kill it (a worker stuck past its grace).
-    kill: Arc<tokio::sync::Notify>,
-}
-
-impl Worker {
-    fn is_alive(&self) -> bool {
-        self.exited.lock().map(|e| e.is_none()).unwrap_or(false)
-    }
-
-    /// Waits up to `limit` for the worker to have exited (and been reaped); whether it has.
-    async fn wait_exited(&self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.is_alive() {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
-    }
 }
 
 #[derive(Debug, Default)]
@@ -618,208 +532,5 @@ impl Drop for GenerationStream {
             let request_id = self.request_id;
             runtime.spawn(async move { send_cancel(&stdin, request_id).await });
         }
-    }
-}
-
-async fn spawn_worker(command: &WorkerCommand) -> Result<Worker, SupervisorError> {
-    let mut process = Command::new(&command.program);
-    // Its own process group: a Ctrl-C in the terminal is for the front end (which cancels the
-    // answer), not a signal that should kill the engine.
-    #[cfg(unix)]
-    process.process_group(0);
-    let mut child: Child = process
-        .args(&command.args)
-        // When llama.cpp aborts, ggml would attach gdb to print a backtrace: seconds of delay
-        // and pages of noise for a crash the supervisor already reports.
-        .env("GGML_NO_BACKTRACE", "1")
-        .envs(command.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| SupervisorError::Spawn {
-            program: command.program.clone(),
-            source,
-        })?;
-    let stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| SupervisorError::Handshake("no stdin".into()))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| SupervisorError::Handshake("no stdout".into()))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(WORKER_READY_TIMEOUT, lines.next_line())
-        .await
-        .map_err(|_| SupervisorError::Handshake("timed out waiting for the worker".into()))?
-        .map_err(|e| SupervisorError::Handshake(e.to_string()))?
-        .ok_or_else(|| SupervisorError::Handshake("the worker exited at once".into()))?;
-    let pid = match serde_json::from_str::<WorkerEvent>(&ready) {
-        Ok(WorkerEvent::Ready {
-            protocol_version,
-            pid,
-            ..
-        }) if protocol_version == PROTOCOL_VERSION => pid,
-        Ok(WorkerEvent::Ready {
-            protocol_version, ..
-        }) => {
-            return Err(SupervisorError::Handshake(format!(
-                "the worker speaks protocol {protocol_version}, this supervisor {PROTOCOL_VERSION}"
-            )))
-        }
-        _ => {
-            return Err(SupervisorError::Handshake(format!(
-                "unexpected first line: {ready}"
-            )))
-        }
-    };
-    let pending: Pending = Arc::default();
-    let exited: Arc<StdMutex<Option<String>>> = Arc::default();
-    let kill = Arc::new(tokio::sync::Notify::new());
-    tokio::spawn(read_events(
-        lines,
-        child,
-        pending.clone(),
-        exited.clone(),
-        kill.clone(),
-    ));
-    Ok(Worker {
-        stdin: Arc::new(Mutex::new(Some(stdin))),
-        pending,
-        pid,
-        exited,
-        kill,
-    })
-}
-
-/// Routes the worker's events to their requests; when the worker dies, fails them all.
-async fn read_events(
-    mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    mut child: Child,
-    pending: Pending,
-    exited: Arc<StdMutex<Option<String>>>,
-    kill: Arc<tokio::sync::Notify>,
-) {
-    loop {
-        let line = tokio::select! {
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => line,
-                _ => break,
-            },
-            () = kill.notified() => {
-                if let Err(error) = child.start_kill() {
-                    tracing::warn!(%error, "cannot kill the engine worker");
-                }
-                break;
-            }
-        };
-        let event = match serde_json::from_str::<WorkerEvent>(&line) {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::warn!(%error, "unreadable line from the worker");
-                continue;
-            }
-        };
-        let Some(request_id) = event.request_id() else {
-            tracing::warn!(?event, "worker event without a request");
-            continue;
-        };
-        let terminal = event.is_terminal();
-        if let Ok(mut pending) = pending.lock() {
-            if let Some(sender) = pending.get(&request_id) {
-                let _ = sender.send(Ok(event));
-            }
-            if terminal {
-                pending.remove(&request_id);
-            }
-        }
-    }
-    // A worker that closed its stdout may still hang on its way out: the kill reaches it too.
-    let waited = tokio::select! {
-        status = child.wait() => status,
-        () = kill.notified() => {
-            let _ = child.start_kill();
-            child.wait().await
-        }
-    };
-    let (status, clean) = match waited {
-        Ok(status) => (describe_exit(status), status.success()),
-        Err(error) => (format!("unknown exit: {error}"), false),
-    };
-    // A worker exits cleanly only when told to (stdin closed or Shutdown); anything else is a
-    // crash worth a warning.
-    if clean {
-        tracing::debug!(%status, "engine worker exited");
-    } else {
-        tracing::warn!(%status, "engine worker exited");
-    }
-    if let Ok(mut exited) = exited.lock() {
-        *exited = Some(status.clone());
-    }
-    if let Ok(mut pending) = pending.lock() {
-        for (_, sender) in pending.drain() {
-            let _ = sender.send(Err(SupervisorError::WorkerCrashed {
-                status: status.clone(),
-            }));
-        }
-    }
-}
-
-fn describe_exit(status: std::process::ExitStatus) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            let name = match signal {
-                6 => " (SIGABRT: llama.cpp aborted)",
-                9 => " (SIGKILL: killed, possibly out of memory)",
-                11 => " (SIGSEGV)",
-                _ => "",
-            };
-            return format!("worker killed by signal {signal}{name}");
-        }
-    }
-    match status.code() {
-        Some(code) => format!("worker exited with code {code}"),
-        None => "worker exited".to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_worker_prefix_wraps_the_engine_command() {
-        let plain = WorkerCommand::with_prefix("  ", PathBuf::from("/opt/hearth"), "engine");
-        assert_eq!(plain.program, PathBuf::from("/opt/hearth"));
-        assert_eq!(plain.args, ["engine"]);
-        let wrapped =
-            WorkerCommand::with_prefix("qemu-x86_64 -cpu Nehalem", "/opt/hearth".into(), "engine");
-        assert_eq!(wrapped.program, PathBuf::from("qemu-x86_64"));
-        assert_eq!(wrapped.args, ["-cpu", "Nehalem", "/opt/hearth", "engine"]);
-    }
-
-    #[test]
-    fn the_probe_command_is_the_probe_report_subcommand_under_the_same_prefix() {
-        // Whatever HEARTH_WORKER_PREFIX says here, the subcommand comes last.
-        let probe = WorkerCommand::probe_report("/opt/hearth");
-        assert_eq!(probe.args.last().unwrap(), "probe-report");
-        assert!(probe.envs.is_empty());
-        let engine = WorkerCommand::engine("/opt/hearth");
-        assert_eq!(engine.args.last().unwrap(), "engine");
-        assert_eq!(probe.program, engine.program);
-        let plain = WorkerCommand::with_prefix("", "/opt/hearth".into(), "probe-report");
-        assert_eq!(plain.program, PathBuf::from("/opt/hearth"));
-        assert_eq!(plain.args, ["probe-report"]);
-        let wrapped = WorkerCommand::with_prefix(
-            "valgrind --quiet",
-            "/opt/hearth".into(),
-            process::PROBE_REPORT_SUBCOMMAND,
-        );
-        assert_eq!(wrapped.program, PathBuf::from("valgrind"));
-        assert_eq!(wrapped.args, ["--quiet", "/opt/hearth", "probe-report"]);
     }
 }
