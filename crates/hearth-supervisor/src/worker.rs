@@ -130,16 +130,21 @@ async fn read_events(
     exited: Arc<StdMutex<Option<String>>>,
     kill: Arc<tokio::sync::Notify>,
 ) {
+    // One waiter for the kill, registered once: not a new one per event on the token path.
+    let kill_requested = kill.notified();
+    tokio::pin!(kill_requested);
+    let mut killed = false;
     loop {
         let line = tokio::select! {
             line = lines.next_line() => match line {
                 Ok(Some(line)) => line,
                 _ => break,
             },
-            () = kill.notified() => {
+            () = &mut kill_requested => {
                 if let Err(error) = child.start_kill() {
                     tracing::warn!(%error, "cannot kill the engine worker");
                 }
+                killed = true;
                 break;
             }
         };
@@ -165,11 +170,15 @@ async fn read_events(
         }
     }
     // A worker that closed its stdout may still hang on its way out: the kill reaches it too.
-    let waited = tokio::select! {
-        status = child.wait() => status,
-        () = kill.notified() => {
-            let _ = child.start_kill();
-            child.wait().await
+    let waited = if killed {
+        child.wait().await
+    } else {
+        tokio::select! {
+            status = child.wait() => status,
+            () = &mut kill_requested => {
+                let _ = child.start_kill();
+                child.wait().await
+            }
         }
     };
     let (status, clean) = match waited {
