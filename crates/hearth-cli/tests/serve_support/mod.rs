@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 #[allow(unused_imports)] // Each test binary uses some of them.
 pub use hearth_testkit::http_client::{
     request, request_raw, request_with_large_body, Client, HttpResponse, SseStream,
@@ -212,4 +214,53 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Checks a response is OpenAI's error object with `code` (and `param`), and leaks no path.
+pub fn check_error(
+    name: &str,
+    response: &HttpResponse,
+    status: u16,
+    code: &str,
+    param: Option<&str>,
+) {
+    assert_eq!(
+        response.status,
+        status,
+        "{name}: expected {status}, got {}: {}",
+        response.status,
+        response.text()
+    );
+    let body: Value = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|_| panic!("{name}: the body is not JSON: {}", response.text()));
+    let error = body
+        .get("error")
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| panic!("{name}: no error object: {body}"));
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "{name}: empty message: {body}");
+    assert!(error["type"].is_string(), "{name}: no type: {body}");
+    assert!(error.contains_key("param"), "{name}: no param: {body}");
+    assert_eq!(error["code"], code, "{name}: wrong code: {body}");
+    if let Some(param) = param {
+        assert_eq!(error["param"], param, "{name}: wrong param: {body}");
+    }
+    let models_dir = hearth_testkit::test_models_dir().display().to_string();
+    assert!(
+        !message.contains(&models_dir),
+        "{name}: a path leaked: {message}"
+    );
+    if let Some(home) = std::env::var_os("HOME").map(|h| h.to_string_lossy().into_owned()) {
+        assert!(
+            home.len() <= 1 || !message.contains(&format!("{home}/")),
+            "{name}: the home directory leaked: {message}"
+        );
+    }
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json")),
+        "{name}: an error is JSON, never an event stream: {:?}",
+        response.headers
+    );
 }
