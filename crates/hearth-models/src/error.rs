@@ -29,6 +29,15 @@ pub enum ModelsError {
         reason: String,
     },
 
+    /// An in-place model's file is not the one imported: its size or modification time
+    /// differs from the manifest's. Importing it again records the new file.
+    #[error("model {id}'s file {} changed since it was imported ({detail}); import it again or `hearth rm {id}`", path.display())]
+    ModelFileChanged {
+        id: String,
+        path: PathBuf,
+        detail: String,
+    },
+
     #[error("{action} {}: {source}", path.display())]
     Io {
         action: &'static str,

@@ -295,22 +295,38 @@ impl ModelLibrary {
             path: manifest_path.clone(),
             reason,
         };
-        match fs::metadata(&model_path) {
-            Ok(metadata) if metadata.is_file() && metadata.len() == manifest.size_bytes => {}
-            Ok(metadata) if metadata.is_file() => {
-                return Err(broken(format!(
-                    "{} is {} bytes, the manifest says {} (changed since install?)",
-                    model_path.display(),
-                    metadata.len(),
-                    manifest.size_bytes
-                )))
-            }
+        let changed = |detail: String| ModelsError::ModelFileChanged {
+            id: folder_name.to_string(),
+            path: model_path.clone(),
+            detail,
+        };
+        let metadata = match fs::metadata(&model_path) {
+            Ok(metadata) if metadata.is_file() => metadata,
             Ok(_) => return Err(broken(format!("{} is not a file", model_path.display()))),
             Err(error) => {
                 return Err(broken(format!(
                     "its file {} is missing: {error}",
                     model_path.display()
                 )))
+            }
+        };
+        if metadata.len() != manifest.size_bytes {
+            let detail = format!(
+                "it is {} bytes, it was {}",
+                metadata.len(),
+                manifest.size_bytes
+            );
+            return Err(if manifest.in_place {
+                changed(detail)
+            } else {
+                broken(format!("{} {detail} (changed since install?)", model_path.display()))
+            });
+        }
+        // In-place files belong to another tool, which may rewrite one in place with the same
+        // size; the modification time tells. Older manifests without it pass on size alone.
+        if let (true, Some(recorded)) = (manifest.in_place, manifest.modified_unix_nanos) {
+            if crate::manifest::modified_unix_nanos(&metadata) != Some(recorded) {
+                return Err(changed("its modification time differs".to_string()));
             }
         }
         Ok(InstalledModel {
@@ -439,7 +455,7 @@ impl ModelLibrary {
                 Ok(installed) => installed,
                 // A broken install (its file deleted or damaged, its manifest corrupt) is
                 // repaired by pulling again: forget it, then download as if it were not there.
-                Err(ModelsError::BrokenManifest { .. }) => {
+                Err(ModelsError::BrokenManifest { .. } | ModelsError::ModelFileChanged { .. }) => {
                     fs::remove_file(&manifest_path)
                         .map_err(|error| ModelsError::io("cannot remove", &manifest_path, error))?;
                     return self.download_and_install(hub, request, &directory, control, progress);
@@ -569,6 +585,7 @@ impl ModelLibrary {
             installed_at: now_rfc3339(),
             in_place: false,
             external_path: None,
+            modified_unix_nanos: None,
             summary,
         };
         manifest.write(&directory.join(MANIFEST_FILE_NAME))?;
@@ -664,6 +681,11 @@ impl ModelLibrary {
             installed_at: now_rfc3339(),
             in_place,
             external_path,
+            modified_unix_nanos: if in_place {
+                crate::manifest::modified_unix_nanos(&metadata)
+            } else {
+                None
+            },
             summary,
         };
         manifest.write(&directory.join(MANIFEST_FILE_NAME))?;

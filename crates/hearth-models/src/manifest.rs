@@ -85,7 +85,19 @@ pub struct ModelManifest {
     pub in_place: bool,
     /// The file of an in-place model; absent otherwise.
     pub external_path: Option<PathBuf>,
+    /// An in-place model's modification time at import (nanoseconds since the Unix epoch),
+    /// re-checked with its size before every use; absent for copies and for manifests written
+    /// before Hearth recorded it (those are checked by size alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_unix_nanos: Option<u64>,
     pub summary: GgufSummary,
+}
+
+/// A file's modification time in nanoseconds since the Unix epoch, where the platform tells.
+pub fn modified_unix_nanos(metadata: &fs::Metadata) -> Option<u64> {
+    let modified = metadata.modified().ok()?;
+    let since_epoch = modified.duration_since(UNIX_EPOCH).ok()?;
+    u64::try_from(since_epoch.as_nanos()).ok()
 }
 
 impl ModelManifest {

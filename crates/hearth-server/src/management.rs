@@ -163,12 +163,14 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// An installed model as the UI sees it: its manifest without any path.
+/// An installed model as the UI sees it: its manifest without any path (nor the in-place
+/// file's recorded modification time, which only the library checks).
 pub(crate) fn installed_json(model: &InstalledModel) -> Value {
     let mut value =
         serde_json::to_value(&model.manifest).unwrap_or_else(|_| Value::Object(Map::new()));
     if let Some(object) = value.as_object_mut() {
         object.remove("external_path");
+        object.remove("modified_unix_nanos");
         if let Some(source) = object.get_mut("source").and_then(Value::as_object_mut) {
             source.remove("original_path");
         }

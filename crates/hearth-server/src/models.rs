@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hearth_models::{ModelId, ModelLibrary};
+use hearth_models::{ModelId, ModelLibrary, ModelsError};
 use hearth_protocol::{LoadParams, ModelInfo};
 use hearth_supervisor::{Supervisor, WorkerCommand};
 use tokio::sync::watch;
@@ -228,17 +228,36 @@ impl ModelManager {
 
     /// The model behind an id: one given by path first, then the library.
     pub fn resolve(&self, id: &str) -> Option<ServableModel> {
+        self.resolve_for_load(id).ok()
+    }
+
+    /// [`Self::resolve`], saying why a model cannot be used: unknown (404), or an in-place
+    /// model whose file changed since it was imported (409, checked by size and modification
+    /// time before every load).
+    fn resolve_for_load(&self, id: &str) -> Result<ServableModel, ApiError> {
         if let Some(model) = self.config.models.iter().find(|m| m.id == id) {
-            return Some(model.clone());
+            return Ok(model.clone());
         }
-        let library = self.config.library.as_ref()?;
-        let model_id = ModelId::new(id).ok()?;
-        let installed = library.get(&model_id).ok()?;
-        Some(ServableModel {
-            id: id.to_string(),
-            created: modified_unix_seconds(&installed.model_path),
-            path: installed.model_path,
-        })
+        let not_found = || ApiError::model_not_found(id);
+        let library = self.config.library.as_ref().ok_or_else(not_found)?;
+        let model_id = ModelId::new(id).map_err(|_| not_found())?;
+        match library.get(&model_id) {
+            Ok(installed) => Ok(ServableModel {
+                id: id.to_string(),
+                created: modified_unix_seconds(&installed.model_path),
+                path: installed.model_path,
+            }),
+            Err(ModelsError::ModelFileChanged { .. }) => Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                crate::error::TYPE_INVALID_REQUEST,
+                format!(
+                    "The model `{id}` was imported in place and its file changed since (its size or modification time differs), so it is not loaded. Import it again."
+                ),
+            )
+            .with_param("model")
+            .with_code("model_file_changed")),
+            Err(_) => Err(not_found()),
+        }
     }
 
     /// Every servable model, given ones first, then installed ones (sorted by id).
@@ -308,9 +327,7 @@ impl ModelManager {
                     Some(Slot::Ready(model)) => return Ok(ModelLease::new(model)),
                     Some(Slot::Loading { done }) => done.clone(),
                     None => {
-                        let model = self
-                            .resolve(id)
-                            .ok_or_else(|| ApiError::model_not_found(id))?;
+                        let model = self.resolve_for_load(id)?;
                         self.make_room(&mut slots)?;
                         self.start_load_locked(&mut slots, model)
                     }

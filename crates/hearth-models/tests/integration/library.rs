@@ -384,3 +384,77 @@ fn model_ids_reject_traversal_and_imports_refuse_non_gguf_files() {
         .unwrap_err();
     assert!(matches!(error, ModelsError::NotAFile { .. }), "{error}");
 }
+
+/// An in-place model is the file that was imported: rewritten with the same size (a newer
+/// modification time) or with another size, it is refused with a clear error until imported
+/// again; a manifest written before the time was recorded still loads on its size.
+#[test]
+fn in_place_models_changed_since_import_are_refused_by_size_or_time() {
+    let home = tempfile::tempdir().unwrap();
+    let source = home.path().join("elsewhere/model.gguf");
+    write_synthetic_gguf(&source, "llama", 64 * 1024);
+    let library = ModelLibrary::new(home.path().join("models"));
+    let installed = library
+        .import(
+            &ImportRequest::file(&source, ImportMode::InPlace),
+            &NoProgress,
+        )
+        .unwrap();
+    let id = installed.manifest.id.clone();
+    assert!(installed.manifest.modified_unix_nanos.is_some());
+    assert!(library.get(&id).is_ok());
+
+    // Same size, new time (as a tool rewriting the file would leave it).
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&source)
+        .unwrap();
+    file.set_modified(later).unwrap();
+    drop(file);
+    let error = library.get(&id).unwrap_err();
+    assert!(
+        matches!(error, ModelsError::ModelFileChanged { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("modification time"), "{error}");
+    assert!(error.to_string().contains("import it again"), "{error}");
+    let listing = library.list().unwrap();
+    assert!(listing.installed.is_empty());
+    assert!(listing.broken[0].reason.contains("changed since it was imported"));
+
+    // A manifest from before the time was recorded: checked by size alone.
+    let manifest_path = home
+        .path()
+        .join("models")
+        .join(id.as_str())
+        .join(MANIFEST_FILE_NAME);
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest
+        .as_object_mut()
+        .unwrap()
+        .remove("modified_unix_nanos")
+        .expect("the time is recorded");
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    assert!(library.get(&id).is_ok(), "an old manifest still loads");
+
+    // Another size is a change with or without the time.
+    write_synthetic_gguf(&source, "llama", 80 * 1024);
+    let error = library.get(&id).unwrap_err();
+    assert!(
+        matches!(error, ModelsError::ModelFileChanged { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("bytes"), "{error}");
+
+    // Importing again records the new file.
+    library.delete(&id).unwrap();
+    let again = library
+        .import(
+            &ImportRequest::file(&source, ImportMode::InPlace),
+            &NoProgress,
+        )
+        .unwrap();
+    assert!(library.get(&again.manifest.id).is_ok());
+}
