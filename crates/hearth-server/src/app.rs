@@ -80,6 +80,8 @@ pub struct ServerOptions {
     pub data_dir: PathBuf,
     /// How to start an engine worker (`hearth engine`, or the desktop's own binary).
     pub worker_command: WorkerCommand,
+    /// How long request headers may take and how many connections are served at once.
+    pub connection_limits: crate::ConnectionLimits,
     /// How to start the hardware probe's process ([`WorkerCommand::probe_report`]; the data
     /// directory follows). `None`: the machine is not probed (`/api/system` has no probe, and
     /// `/api/models` no fits).
@@ -118,6 +120,7 @@ impl ServerOptions {
             n_gpu_layers: hearth_protocol::GpuLayers::Auto,
             data_dir: data_dir.into(),
             worker_command,
+            connection_limits: crate::ConnectionLimits::default(),
             probe_command: None,
         }
     }
@@ -277,9 +280,11 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
         ))),
         ..AppState::new(models, metrics, Arc::new(security))
     };
-    RunningServer::spawn(listener, state, served).map_err(|source| StartError::Bind {
-        address: bound,
-        source,
+    RunningServer::spawn(listener, state, served, options.connection_limits).map_err(|source| {
+        StartError::Bind {
+            address: bound,
+            source,
+        }
     })
 }
 
@@ -289,15 +294,17 @@ impl RunningServer {
         listener: tokio::net::TcpListener,
         state: AppState,
         served_model_ids: Vec<String>,
+        limits: crate::ConnectionLimits,
     ) -> std::io::Result<Self> {
         let local_addr = listener.local_addr()?;
         state.models.spawn_idle_reaper();
         let (stop, stop_receiver) = oneshot::channel::<()>();
-        let serving =
-            axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
-                let _ = stop_receiver.await;
-            });
-        let task = tokio::spawn(async move { serving.await });
+        let task = tokio::spawn(crate::listener::serve(
+            listener,
+            router(state.clone()),
+            limits,
+            stop_receiver,
+        ));
         Ok(Self {
             local_addr,
             served_model_ids,

@@ -23,10 +23,12 @@
 
 mod access_token;
 mod app;
+mod body_limit;
 mod conversations;
 mod error;
 mod fit;
 mod handlers;
+mod listener;
 mod management;
 mod metrics;
 mod models;
@@ -57,6 +59,7 @@ pub use app::{
     DEFAULT_MAX_LOADED, DEFAULT_PARALLEL,
 };
 pub use conversations::STREAMING_SAVE_INTERVAL;
+pub use listener::{ConnectionLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use metrics::Metrics;
 pub use models::{ModelManager, ModelManagerConfig, ServableModel};
 pub use security::{SecurityConfigError, SecurityPolicy};
@@ -70,7 +73,8 @@ pub const DEFAULT_PORT: u16 = 4327;
 /// Loopback only, unless the user asks for more (and gives a key).
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The largest request body. A chat filling a 128k-token context is well under 1 MB of text;
-/// 8 MiB leaves room for long chats while a 50 MB upload is refused (413) before it is read.
+/// 8 MiB leaves room for long chats while a 50 MB upload is refused (413, after reading and
+/// discarding it within bounds so the client sees the answer: `body_limit`).
 pub const MAX_REQUEST_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// How long in-flight answers may run after a shutdown signal before the server stops anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -132,9 +136,11 @@ pub fn router(state: AppState) -> Router {
         // Anything else: the web UI's files (GET), or the API's 404.
         .fallback(ui::fallback)
         .method_not_allowed_fallback(handlers::method_not_allowed)
-        // Inner to outer: the body limit applies to the handlers; security runs before them;
-        // the request counter sees every response, refusals included.
+        // Inner to outer: the body limit applies to the handlers, whose bodies are read (or
+        // an oversize one drained for its 413) once security has let the request in; the
+        // request counter sees every response, refusals included.
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(middleware::from_fn(body_limit::bound_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             security::enforce,
