@@ -25,7 +25,8 @@ use hearth_supervisor::{Supervisor, WorkerCommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "hearth",
-    version,
+    // One line: version, commit and llama.cpp (hearth-build-info, shared with GET /api/about).
+    version = hearth_build_info::LONG_VERSION,
     about = "Private, offline LLM chat on your own machine"
 )]
 struct Cli {

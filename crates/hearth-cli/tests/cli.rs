@@ -50,10 +50,25 @@ fn version_is_printed() {
     let home = tempfile::tempdir().unwrap();
     let output = run(home.path(), &["--version"]);
     assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        format!("hearth {}", env!("CARGO_PKG_VERSION"))
+    let printed = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    // `hearth 0.1.0 (commit 1a2b3c4d5e6f; llama.cpp: llama-cpp-sys-2 0.1.161, ggml 0.26.0)`
+    let version = env!("CARGO_PKG_VERSION");
+    let rest = printed
+        .strip_prefix(&format!("hearth {version} (commit "))
+        .unwrap_or_else(|| panic!("{printed}"));
+    let (commit, llama) = rest.split_once("; ").unwrap();
+    assert!(
+        commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{printed}"
     );
+    let llama = llama
+        .strip_prefix("llama.cpp: llama-cpp-sys-2 ")
+        .and_then(|llama| llama.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{printed}"));
+    let (sys_version, ggml) = llama.split_once(", ggml ").unwrap();
+    assert_eq!(sys_version.split('.').count(), 3, "{printed}");
+    assert_eq!(ggml.split('.').count(), 3, "{printed}");
+    assert_eq!(printed.lines().count(), 1, "one line, for scripts");
 }
 
 #[test]

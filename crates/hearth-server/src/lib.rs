@@ -21,6 +21,7 @@
 //! the server and its options, the state [`router`] is built from, and the settings file the
 //! desktop app reads its port and key from.
 
+mod about;
 mod access_token;
 mod app;
 mod body_limit;
@@ -51,6 +52,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use about::{About, LlamaCppVersion, THIRD_PARTY_LICENSES};
 pub use access_token::{
     access_token_path, load_or_create_access_token, AccessTokenError, ACCESS_TOKEN_FILE_NAME,
 };
@@ -133,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .merge(management::router())
         .merge(system::router())
         .merge(settings::router())
+        .merge(about::router())
         // Anything else: the web UI's files (GET), or the API's 404.
         .fallback(ui::fallback)
         .method_not_allowed_fallback(handlers::method_not_allowed)

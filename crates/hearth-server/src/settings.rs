@@ -11,6 +11,8 @@
 //!   refused (400).
 //! - `require_key_for_openai_api`: `/v1/*` and `/metrics` need a key even on a loopback server
 //!   without a user key (default false: OpenAI-style tools on this machine work without one).
+//! - `check_for_updates`: the desktop app may ask the release feed whether a newer Hearth
+//!   exists (default false: nothing contacts the network unless the user turns this on).
 //! - `data_dir`: where everything lives; shown, never changed here.
 //!
 //! Writes are atomic (a new file renamed over the old one, so a crash leaves the old settings
@@ -53,6 +55,7 @@ pub struct Settings {
     pub api_port: u16,
     pub api_key: Option<String>,
     pub require_key_for_openai_api: bool,
+    pub check_for_updates: bool,
 }
 
 impl Default for Settings {
@@ -63,6 +66,7 @@ impl Default for Settings {
             api_port: DEFAULT_PORT,
             api_key: None,
             require_key_for_openai_api: false,
+            check_for_updates: false,
         }
     }
 }
@@ -75,6 +79,7 @@ pub struct SettingsPatch {
     pub api_port: Option<u16>,
     pub api_key: Option<Option<String>>,
     pub require_key_for_openai_api: Option<bool>,
+    pub check_for_updates: Option<bool>,
     /// The key set now, which a change of `api_key` must name.
     pub current_api_key: Option<String>,
 }
@@ -105,6 +110,9 @@ impl SettingsPatch {
         }
         if let Some(require) = self.require_key_for_openai_api {
             settings.require_key_for_openai_api = require;
+        }
+        if let Some(check) = self.check_for_updates {
+            settings.check_for_updates = check;
         }
     }
 }
@@ -280,6 +288,7 @@ fn validate_api_key(key: &str) -> Result<(), &'static str> {
 pub struct ServerSettings {
     pub api_key_set: bool,
     pub api_port: u16,
+    pub check_for_updates: bool,
     pub data_dir: String,
     pub default_model: Option<String>,
     pub require_key_for_openai_api: bool,
@@ -291,6 +300,7 @@ impl ServerSettings {
         Self {
             api_key_set: settings.api_key.is_some(),
             api_port: settings.api_port,
+            check_for_updates: settings.check_for_updates,
             data_dir: data_dir.display().to_string(),
             default_model: settings.default_model.clone(),
             require_key_for_openai_api: settings.require_key_for_openai_api,
@@ -381,6 +391,15 @@ pub fn parse_patch(
                     ))
                 }
             },
+            "check_for_updates" => match value {
+                Value::Bool(check) => patch.check_for_updates = Some(*check),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "check_for_updates",
+                        "'check_for_updates' must be true or false.",
+                    ))
+                }
+            },
             "data_dir" | "api_key_set" => {
                 return Err(ApiError::invalid_param(
                     key.as_str(),
@@ -391,7 +410,7 @@ pub fn parse_patch(
             _ => {
                 return Err(ApiError::invalid_param(
                     key.as_str(),
-                    format!("Unknown setting '{key}': the settings are theme, default_model, api_port, api_key (with current_api_key) and require_key_for_openai_api."),
+                    format!("Unknown setting '{key}': the settings are theme, default_model, api_port, api_key (with current_api_key), require_key_for_openai_api and check_for_updates."),
                 ))
             }
         }
@@ -449,126 +468,4 @@ async fn update_settings(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn patch(body: Value) -> Result<SettingsPatch, ApiError> {
-        parse_patch(&body, |model| model == "smollm2")
-    }
-
-    #[test]
-    fn patches_are_validated_field_by_field() {
-        assert_eq!(
-            patch(json!({"theme": "dark", "default_model": "smollm2", "api_port": 8123, "api_key": "sk-1"}))
-                .unwrap(),
-            SettingsPatch {
-                theme: Some("dark".into()),
-                default_model: Some(Some("smollm2".into())),
-                api_port: Some(8123),
-                api_key: Some(Some("sk-1".into())),
-                ..SettingsPatch::default()
-            }
-        );
-        assert_eq!(
-            patch(json!({"default_model": null, "api_key": null})).unwrap(),
-            SettingsPatch {
-                default_model: Some(None),
-                api_key: Some(None),
-                ..SettingsPatch::default()
-            }
-        );
-        for (body, param) in [
-            (json!({"theme": "purple"}), "theme"),
-            (json!({"default_model": "nope"}), "model"),
-            (json!({"default_model": 3}), "default_model"),
-            (json!({"api_port": 80}), "api_port"),
-            (json!({"api_port": 70000}), "api_port"),
-            (json!({"api_port": "4327"}), "api_port"),
-            (json!({"api_key": ""}), "api_key"),
-            (json!({"api_key": "has space"}), "api_key"),
-            (json!({"data_dir": "/elsewhere"}), "data_dir"),
-            (json!({"colour": "red"}), "colour"),
-        ] {
-            let error = patch(body.clone()).unwrap_err();
-            assert_eq!(error.param.as_deref(), Some(param), "{body}");
-        }
-        assert!(patch(json!([1])).is_err());
-    }
-
-    #[test]
-    fn a_missing_file_gives_the_defaults_and_updates_persist_atomically() {
-        let home = tempfile::tempdir().unwrap();
-        let store = SettingsStore::new(home.path().join("data"));
-        assert_eq!(store.load(), Settings::default());
-        let saved = store
-            .update(SettingsPatch {
-                theme: Some("light".into()),
-                api_key: Some(Some("sk-secret".into())),
-                ..SettingsPatch::default()
-            })
-            .unwrap();
-        assert_eq!(saved.theme, "light");
-        let reopened = SettingsStore::new(home.path().join("data"));
-        assert_eq!(reopened.load(), saved);
-        // No temporary file is left behind.
-        let names: Vec<String> = std::fs::read_dir(home.path().join("data"))
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, [SETTINGS_FILE_NAME]);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(store.path())
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o077, 0, "only the user may read the key");
-        }
-        // The key is write-only through the API's view.
-        let shown = serde_json::to_value(ServerSettings::new(&saved, store.data_dir())).unwrap();
-        assert_eq!(shown["api_key_set"], true);
-        assert!(!shown.to_string().contains("sk-secret"));
-        // A later patch keeps what it does not name.
-        let saved = store
-            .update(SettingsPatch {
-                api_port: Some(9000),
-                ..SettingsPatch::default()
-            })
-            .unwrap();
-        assert_eq!(saved.theme, "light");
-        assert_eq!(saved.api_key.as_deref(), Some("sk-secret"));
-    }
-
-    #[test]
-    fn a_corrupt_file_gives_the_defaults_and_is_moved_aside_on_the_next_write() {
-        let home = tempfile::tempdir().unwrap();
-        let store = SettingsStore::new(home.path());
-        for corrupt in [
-            "{ not json",
-            "[1, 2]",
-            r#"{"theme": "neon"}"#,
-            r#"{"api_port": 7}"#,
-        ] {
-            std::fs::write(store.path(), corrupt).unwrap();
-            assert_eq!(store.load(), Settings::default(), "{corrupt}");
-        }
-        std::fs::write(store.path(), "{ not json").unwrap();
-        let saved = store
-            .update(SettingsPatch {
-                theme: Some("dark".into()),
-                ..SettingsPatch::default()
-            })
-            .unwrap();
-        assert_eq!(saved.theme, "dark");
-        assert_eq!(store.load().theme, "dark");
-        let aside = home
-            .path()
-            .join(format!("{SETTINGS_FILE_NAME}{CORRUPT_SUFFIX}"));
-        assert_eq!(std::fs::read_to_string(aside).unwrap(), "{ not json");
-        // Unknown fields from a newer Hearth are ignored, known ones kept.
-        std::fs::write(store.path(), r#"{"theme": "light", "future": 1}"#).unwrap();
-        assert_eq!(store.load().theme, "light");
-    }
-}
+mod tests;

@@ -81,3 +81,21 @@ pub fn request(method: Method, path: &str, body: Option<Value>) -> Request<Body>
         None => builder.body(Body::empty()).unwrap(),
     }
 }
+
+/// Sends `request` through the whole router: the status and the body as JSON (`Null` when it
+/// is not JSON).
+pub async fn send_json(
+    state: &AppState,
+    request: Request<Body>,
+) -> (axum::http::StatusCode, Value) {
+    use tower::ServiceExt;
+    let response = crate::router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}

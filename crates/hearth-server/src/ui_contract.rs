@@ -1,6 +1,6 @@
 //! The UI's types checked against what the server sends: `ui/src/lib/types.ts` declares the
 //! shapes the web UI reads, and this test sends real requests through `router(state)` (the
-//! conversations, settings, health, model list and model library routes) and builds the
+//! conversations, settings, about, health, model list and model library routes) and builds the
 //! streamed events (conversation answers, download statuses), then checks every JSON value
 //! against its TypeScript declaration (`ts.rs` reads the file):
 //!
@@ -264,7 +264,7 @@ fn chat_event_samples(
     );
 }
 
-/// The settings, health and model-list routes.
+/// The settings, about, health and model-list routes.
 async fn server_samples(state: &AppState, samples: &mut Samples) {
     samples.add(
         "ServerSettings",
@@ -278,9 +278,17 @@ async fn server_samples(state: &AppState, samples: &mut Samples) {
             state,
             Method::PATCH,
             "/api/settings",
-            Some(json!({"default_model": "m", "api_key": "sk-x", "theme": "dark"})),
+            Some(
+                json!({"default_model": "m", "api_key": "sk-x", "theme": "dark",
+                "check_for_updates": true}),
+            ),
         )
         .await,
+    );
+    samples.add(
+        "About",
+        "GET /api/about",
+        call_sorted(state, Method::GET, "/api/about", None).await,
     );
     samples.add(
         "Health",

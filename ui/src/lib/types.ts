@@ -297,6 +297,8 @@ export interface ServerSettings {
   api_key_set?: boolean;
   /** `/v1/*` needs a key even on loopback. */
   require_key_for_openai_api?: boolean;
+  /** The desktop app may ask the release feed for a newer Hearth (off by default). */
+  check_for_updates?: boolean;
   data_dir?: string;
 }
 
@@ -308,6 +310,18 @@ export interface SettingsUpdate {
   /** The key set now: changing or removing a set key needs it. */
   current_api_key?: string;
   require_key_for_openai_api?: boolean;
+  check_for_updates?: boolean;
+}
+
+/** What this Hearth is (GET /api/about). */
+export interface About {
+  version: string;
+  /** The short git commit, or `unknown` for a build outside a git checkout. */
+  commit: string;
+  /** The vendored llama-cpp-sys-2 crate that ships llama.cpp, and its ggml version. */
+  llama_cpp: { llama_cpp_sys_2: string; ggml: string };
+  /** Where the third-party licences are served (text, needs the key). */
+  licenses_url: string;
 }
 
 /** What became of one backend library (hearth_protocol::BackendLibrary). */

@@ -531,6 +531,7 @@ async fn settings_are_read_and_patched_and_new_conversations_take_the_default_mo
             "api_port": crate::DEFAULT_PORT,
             "api_key_set": false,
             "require_key_for_openai_api": false,
+            "check_for_updates": false,
             "data_dir": folder.path().display().to_string(),
         })
     );
