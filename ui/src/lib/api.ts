@@ -11,6 +11,7 @@
 
 import { isAbortError, readSseJson } from './sse';
 import type {
+  About,
   ApiErrorBody,
   ChatEvent,
   Conversation,
@@ -469,6 +470,18 @@ export class ApiClient {
 
   updateSettings(update: SettingsUpdate): Promise<ServerSettings> {
     return this.request('PATCH', '/api/settings', update);
+  }
+
+  // ---- about ----
+
+  about(): Promise<About> {
+    return this.request('GET', '/api/about');
+  }
+
+  /** The third-party licences, as text (`path` is the About answer's `licenses_url`). */
+  async licenses(path: string): Promise<string> {
+    const response = await this.send('GET', path, undefined, undefined, 'text/plain');
+    return response.text();
   }
 }
 
