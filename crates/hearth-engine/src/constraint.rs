@@ -72,6 +72,40 @@ pub const GRAMMAR_BUILD_DEADLINE: Duration = Duration::from_secs(2);
 /// and measured at every token after (a simple schema costs about 20 ms on a 2-core CPU).
 pub const MAX_GRAMMAR_TOKEN_TIME: Duration = Duration::from_millis(500);
 
+/// How long a constrained request may wait for a free grammar builder (all
+/// [`MAX_GRAMMAR_BUILDS`] busy, for example with builds past their deadline, which run on
+/// until llama.cpp returns) before it gets a "busy, retry" error instead of waiting for ever.
+pub const GRAMMAR_WAIT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How many grammars are built at once and how long a request waits for a builder
+/// ([`MAX_GRAMMAR_BUILDS`] and [`GRAMMAR_WAIT_DEADLINE`] by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrammarLimits {
+    pub builders: usize,
+    pub wait: Duration,
+}
+
+impl Default for GrammarLimits {
+    fn default() -> Self {
+        Self {
+            builders: MAX_GRAMMAR_BUILDS,
+            wait: GRAMMAR_WAIT_DEADLINE,
+        }
+    }
+}
+
+/// The error of a request that found no free grammar builder within `waited`.
+pub(crate) fn no_free_builder(waited: Duration) -> WorkerError {
+    WorkerError::new(
+        ErrorKind::QueueFull,
+        format!(
+            "no grammar builder became free within {:.1} s: other requests' JSON schemas or \
+             grammars are still being prepared",
+            waited.as_secs_f64()
+        ),
+    )
+}
+
 /// Stack of a grammar-building or constrained-sampling thread. llama.cpp's conversion, parser
 /// and token acceptance recurse once per nesting level or optional property (Rust's default
 /// 2 MiB overflowed at 10,000 nested groups); address space, touched as deep as a grammar
@@ -209,6 +243,7 @@ pub struct GrammarBuilder {
     sender: Sender<GrammarBuilt>,
     running: Arc<AtomicUsize>,
     next_job: u64,
+    limits: GrammarLimits,
 }
 
 /// Counts a build thread as running until it ends, however it ends.
@@ -222,6 +257,11 @@ impl Drop for RunningBuild {
 
 impl GrammarBuilder {
     pub fn new(model: Arc<LlamaModel>) -> Self {
+        Self::with_limits(model, GrammarLimits::default())
+    }
+
+    /// A builder with other limits than the defaults.
+    pub fn with_limits(model: Arc<LlamaModel>, limits: GrammarLimits) -> Self {
         let (sender, results) = mpsc::channel();
         Self {
             model,
@@ -229,7 +269,13 @@ impl GrammarBuilder {
             sender,
             running: Arc::new(AtomicUsize::new(0)),
             next_job: 0,
+            limits,
         }
+    }
+
+    /// How long a request may wait for a free builder.
+    pub fn wait_deadline(&self) -> Duration {
+        self.limits.wait
     }
 
     /// Starts the sampling thread of a constrained request's chain.
@@ -239,7 +285,7 @@ impl GrammarBuilder {
 
     /// Whether another build may start now.
     pub fn has_capacity(&self) -> bool {
-        self.running.load(Ordering::Acquire) < MAX_GRAMMAR_BUILDS
+        self.running.load(Ordering::Acquire) < self.limits.builders
     }
 
     /// Whether any build is still running (finished or not yet collected results aside).

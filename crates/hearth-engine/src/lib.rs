@@ -23,5 +23,5 @@ pub mod template;
 pub mod utf8;
 pub mod worker;
 
-pub use engine::{EngineHandle, EventSink};
+pub use engine::{EngineHandle, EngineOptions, EventSink};
 pub use load::{default_threads, LlamaLogCapture, LoadError};

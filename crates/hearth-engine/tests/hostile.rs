@@ -234,6 +234,38 @@ fn grammars_that_allow_no_token_or_nest_to_the_cap_end_in_answers_or_errors() {
     engine.collect(id).done();
 }
 
+/// A constrained request that finds every grammar builder busy waits for one within a
+/// deadline, then gets a clear "busy, retry" error instead of waiting for ever; the engine
+/// serves on. No builder at all here, so the wait ends the same way on any CPU.
+#[test]
+fn a_constrained_request_with_no_free_grammar_builder_gets_an_error_at_its_deadline() {
+    let wait = Duration::from_millis(300);
+    let options = hearth_engine::EngineOptions {
+        grammar: hearth_engine::constraint::GrammarLimits { builders: 0, wait },
+        ..hearth_engine::EngineOptions::default()
+    };
+    let mut engine = TestEngine::start_with(options);
+    engine
+        .load(&hearth_testkit::smollm2(), LoadParams::default())
+        .unwrap();
+    let submitted = Instant::now();
+    let id = engine.submit_request(constrained(OutputConstraint::JsonObject, 8));
+    let error = engine.collect(id).result.unwrap_err();
+    let waited = submitted.elapsed();
+    assert_eq!(error.kind, ErrorKind::QueueFull, "{error:?}");
+    assert!(
+        error.message.contains("no grammar builder became free"),
+        "{}",
+        error.message
+    );
+    assert!(
+        waited >= wait && waited < Duration::from_secs(5),
+        "answered after {waited:?}"
+    );
+    let id = engine.submit_request(greedy_request(chat("Hi"), 3));
+    engine.collect(id).done();
+}
+
 fn many_messages(count: usize) -> Vec<ChatMessage> {
     let mut messages = vec![ChatMessage::new(Role::System, "Answer briefly.")];
     messages.extend((1..count).map(|i| {

@@ -16,7 +16,9 @@ use super::{
     cancelled_event, error_event, ActiveRequest, EventSink, GrammarState, QueuedRequest,
     RequestSampler, Session,
 };
-use crate::constraint::{check_constraint, invalid_constraint, GRAMMAR_BUILD_DEADLINE};
+use crate::constraint::{
+    check_constraint, invalid_constraint, no_free_builder, GRAMMAR_BUILD_DEADLINE,
+};
 use crate::policy::{self, FreeSlot};
 use crate::sampling::build_sampler;
 use crate::stop::StopMatcher;
@@ -349,6 +351,13 @@ impl Session<'_> {
                 continue;
             }
             if !self.grammars.has_capacity() {
+                // Every builder is busy (builds past their deadline run on until llama.cpp
+                // returns): wait, but not for ever.
+                let waited = queued.arrived_at.elapsed();
+                if waited >= self.grammars.wait_deadline() {
+                    self.refuse_queued(position, no_free_builder(waited), sink);
+                    continue;
+                }
                 position += 1;
                 continue;
             }

@@ -37,7 +37,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::constraint::{ConstrainedSampler, GrammarBuilder};
+use crate::constraint::{ConstrainedSampler, GrammarBuilder, GrammarLimits};
 use crate::policy::PrefillPacer;
 use crate::stop::StopMatcher;
 use crate::template::ChatTemplate;
@@ -103,6 +103,15 @@ impl SchedulerGauges {
     }
 }
 
+/// How an engine thread runs, beyond what each load's parameters say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Set the process's memory ceiling before each load (the worker process only).
+    pub memory_ceiling: bool,
+    /// Grammar builders and how long a constrained request waits for one.
+    pub grammar: GrammarLimits,
+}
+
 /// A running engine thread.
 #[derive(Debug)]
 pub struct EngineHandle {
@@ -114,23 +123,33 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Starts the engine thread; it waits for a `Load` request.
     pub fn spawn(sink: impl EventSink) -> std::io::Result<Self> {
-        Self::spawn_with(sink, false)
+        Self::spawn_with_options(sink, EngineOptions::default())
     }
 
     /// Starts the engine thread of the worker process, which also sets the process's memory
     /// ceiling before each model load ([`crate::ceiling`]).
     pub fn spawn_with_memory_ceiling(sink: impl EventSink) -> std::io::Result<Self> {
-        Self::spawn_with(sink, true)
+        Self::spawn_with_options(
+            sink,
+            EngineOptions {
+                memory_ceiling: true,
+                ..EngineOptions::default()
+            },
+        )
     }
 
-    fn spawn_with(sink: impl EventSink, memory_ceiling: bool) -> std::io::Result<Self> {
+    /// Starts the engine thread with `options`.
+    pub fn spawn_with_options(
+        sink: impl EventSink,
+        options: EngineOptions,
+    ) -> std::io::Result<Self> {
         let (commands, receiver) = mpsc::channel();
         let gauges = Arc::new(SchedulerGauges::default());
         let thread_gauges = gauges.clone();
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
             .spawn(move || {
-                session::engine_main(receiver, Box::new(sink), &thread_gauges, memory_ceiling)
+                session::engine_main(receiver, Box::new(sink), &thread_gauges, options)
             })?;
         Ok(Self {
             commands,

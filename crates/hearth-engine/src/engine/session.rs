@@ -19,11 +19,11 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use super::{
-    cancelled_event, error_event, stats_event, Commands, EventSink, QueuedRequest, SchedulerGauges,
-    SchedulerSnapshot, Session, SessionEnd, Slot,
+    cancelled_event, error_event, stats_event, Commands, EngineOptions, EventSink, QueuedRequest,
+    SchedulerGauges, SchedulerSnapshot, Session, SessionEnd, Slot,
 };
 use crate::ceiling;
-use crate::constraint::GrammarBuilder;
+use crate::constraint::{GrammarBuilder, GrammarLimits};
 use crate::load::{self, file_name, LlamaLogCapture};
 use crate::memory;
 use crate::offload;
@@ -38,7 +38,7 @@ pub(super) fn engine_main(
     receiver: Receiver<WorkerRequest>,
     mut sink: Box<dyn EventSink>,
     gauges: &Arc<SchedulerGauges>,
-    memory_ceiling: bool,
+    options: EngineOptions,
 ) {
     let commands = Commands::new(receiver);
     let mut next_load: Option<SessionEnd> = None;
@@ -58,7 +58,7 @@ pub(super) fn engine_main(
         else {
             return;
         };
-        if memory_ceiling {
+        if options.memory_ceiling {
             ceiling::set_for_model(&model_path, &params);
         }
         let session = run_model_session(
@@ -68,6 +68,7 @@ pub(super) fn engine_main(
             &commands,
             sink.as_mut(),
             gauges,
+            options.grammar,
         );
         gauges.unload();
         match session {
@@ -118,6 +119,7 @@ fn run_model_session(
     commands: &Commands,
     sink: &mut dyn EventSink,
     gauges: &Arc<SchedulerGauges>,
+    grammar_limits: GrammarLimits,
 ) -> Result<SessionEnd, WorkerError> {
     let started = Instant::now();
     let gpu_devices = crate::backends::gpu_device_indices();
@@ -146,6 +148,7 @@ fn run_model_session(
                             n_gpu_layers,
                             gpu_devices: &gpu_devices,
                             started,
+                            grammar_limits,
                         };
                         return Ok(serve_model(
                             model_path,
@@ -182,6 +185,7 @@ struct LoadedModel<'a> {
     n_gpu_layers: u32,
     gpu_devices: &'a [usize],
     started: Instant,
+    grammar_limits: GrammarLimits,
 }
 
 /// Reports the loaded model and runs its session until a new load or a shutdown.
@@ -238,7 +242,7 @@ fn serve_model(
         request_id: load_request_id,
         model: info,
     });
-    let grammars = GrammarBuilder::new(model.clone());
+    let grammars = GrammarBuilder::with_limits(model.clone(), loaded.grammar_limits);
     let mut session = Session::new(
         model,
         context,

@@ -40,6 +40,10 @@ impl Outcome {
 
 impl TestEngine {
     pub fn start() -> Self {
+        Self::start_with(hearth_engine::EngineOptions::default())
+    }
+
+    pub fn start_with(options: hearth_engine::EngineOptions) -> Self {
         // As the `hearth` binary does: llama.cpp's log goes through tracing, and the capture
         // layer keeps the lines that explain a failed load.
         {
@@ -50,9 +54,12 @@ impl TestEngine {
                 .try_init();
         }
         let (sender, events) = mpsc::channel();
-        let engine = EngineHandle::spawn(move |event| {
-            let _ = sender.send(event);
-        })
+        let engine = EngineHandle::spawn_with_options(
+            move |event| {
+                let _ = sender.send(event);
+            },
+            options,
+        )
         .unwrap();
         Self {
             engine,
