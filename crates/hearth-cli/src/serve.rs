@@ -5,6 +5,10 @@
 //! it from there) and the web UI's URL with the access token (kept 0600 in
 //! `<data dir>/api-token`, as Jupyter does), starts loading the first models in the background so `/health` turns 200
 //! when they are ready, and serves until Ctrl-C or SIGTERM.
+//!
+//! The port and the API key come from the shared settings file (`<data dir>/settings.json`,
+//! which the desktop app and `PATCH /api/settings` write) unless `--port`/`HEARTH_PORT` or
+//! `--api-key`/`HEARTH_API_KEY` say otherwise ([`port_and_key`]).
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,13 +18,15 @@ use anyhow::Context;
 use clap::Args;
 use hearth_protocol::{DEFAULT_MAX_QUEUE, DEFAULT_N_CTX};
 use hearth_server::{
-    ServerOptions, DEFAULT_IDLE_UNLOAD, DEFAULT_LOAD_WAIT, DEFAULT_MAX_LOADED, DEFAULT_PARALLEL,
-    DEFAULT_PORT,
+    ServerOptions, Settings, SettingsStore, DEFAULT_IDLE_UNLOAD, DEFAULT_LOAD_WAIT,
+    DEFAULT_MAX_LOADED, DEFAULT_PARALLEL,
 };
 
 /// Environment variable read for the API key when `--api-key` is not given (a key on the
 /// command line is visible to every user of the machine in the process list).
 pub const API_KEY_ENV: &str = "HEARTH_API_KEY";
+/// Environment variable read for the port when `--port` is not given.
+pub const PORT_ENV: &str = "HEARTH_PORT";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -28,14 +34,16 @@ pub struct ServeArgs {
     /// loopback needs an API key.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
-    /// Port to listen on; 0 picks a free port (the bound address is printed).
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    pub port: u16,
+    /// Port to listen on; 0 picks a free port (the bound address is printed). Default: the
+    /// API port in the settings ($HEARTH_PORT wins over it), else 4327.
+    #[arg(long, env = PORT_ENV)]
+    pub port: Option<u16>,
     /// A model to serve: a GGUF file, or the id of an installed model (repeatable). The first
     /// is loaded at startup; every installed model is also served by its id.
     #[arg(long = "model", short = 'm', value_name = "ID_OR_PATH")]
     pub models: Vec<String>,
-    /// Require `Authorization: Bearer KEY` on every API request (default: $HEARTH_API_KEY).
+    /// Require `Authorization: Bearer KEY` on every API request (default: $HEARTH_API_KEY,
+    /// else the API key in the settings).
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
     /// Requests each model answers at once.
@@ -80,22 +88,39 @@ fn parse_host(host: &str) -> anyhow::Result<IpAddr> {
         .with_context(|| format!("--host {host:?} is not an IP address or localhost"))
 }
 
+/// The port and the API key `hearth serve` uses: the command line's, else the environment's
+/// (`HEARTH_PORT` arrives through `port`; an empty `HEARTH_API_KEY` counts as unset), else
+/// the shared settings'.
+pub fn port_and_key(
+    port: Option<u16>,
+    api_key: Option<String>,
+    api_key_env: Option<String>,
+    settings: &Settings,
+) -> (u16, Option<String>) {
+    let api_key = api_key
+        .or(api_key_env.filter(|key| !key.is_empty()))
+        .or_else(|| settings.api_key.clone().filter(|key| !key.is_empty()));
+    (port.unwrap_or(settings.api_port), api_key)
+}
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let api_key = args.api_key.clone().or_else(|| {
-        std::env::var(API_KEY_ENV)
-            .ok()
-            .filter(|key| !key.is_empty())
-    });
     let exe =
         std::env::current_exe().context("cannot find the hearth binary to start the engine")?;
     let data_dir = hearth_supervisor::process::data_dir();
+    let settings = SettingsStore::new(&data_dir).load();
+    let (port, api_key) = port_and_key(
+        args.port,
+        args.api_key.clone(),
+        std::env::var(API_KEY_ENV).ok(),
+        &settings,
+    );
     // The web UI's token (as Jupyter's): `/api/*` always needs it or a key; kept in the data
     // folder so a restart keeps open tabs working.
     let access_token = hearth_server::load_or_create_access_token(&data_dir)?;
     let token_path = hearth_server::access_token_path(&data_dir);
     let options = ServerOptions {
         host: parse_host(&args.host)?,
-        port: args.port,
+        port,
         models: args.models,
         api_keys: api_key.into_iter().collect(),
         access_token: Some(access_token.clone()),
@@ -189,5 +214,38 @@ mod tests {
         );
         assert!(parse_host("[::1]").unwrap().is_loopback());
         assert!(parse_host("example.com").is_err());
+    }
+
+    /// The settings' port and key apply unless the command line or the environment gives
+    /// them (issue 13, item 8).
+    #[test]
+    fn the_settings_give_the_port_and_key_unless_flags_or_the_environment_do() {
+        let settings = Settings {
+            api_port: 5001,
+            api_key: Some("sk-settings".into()),
+            ..Settings::default()
+        };
+        let key = |key: &str| Some(key.to_string());
+        assert_eq!(
+            port_and_key(None, None, None, &settings),
+            (5001, key("sk-settings"))
+        );
+        assert_eq!(
+            port_and_key(Some(0), None, key("sk-env"), &settings),
+            (0, key("sk-env"))
+        );
+        assert_eq!(
+            port_and_key(Some(7000), key("sk-flag"), key("sk-env"), &settings),
+            (7000, key("sk-flag"))
+        );
+        assert_eq!(
+            port_and_key(None, None, key(""), &settings),
+            (5001, key("sk-settings")),
+            "an empty HEARTH_API_KEY is unset"
+        );
+        assert_eq!(
+            port_and_key(None, None, None, &Settings::default()),
+            (hearth_server::DEFAULT_PORT, None)
+        );
     }
 }

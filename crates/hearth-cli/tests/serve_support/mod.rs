@@ -62,18 +62,35 @@ impl TestServer {
     /// Starts `hearth serve` with `home` as its data directory (its model library is
     /// `home/models`), serving `model` (a path) if given.
     pub fn start_in(home: tempfile::TempDir, model: Option<&Path>, extra: &[&str]) -> TestServer {
-        let api_key = extra
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--port".as_ref(), "0".as_ref()];
+        if let Some(model) = model {
+            args.extend(["--model".as_ref(), model.as_os_str()]);
+        }
+        args.extend(extra.iter().map(|arg| std::ffi::OsStr::new(*arg)));
+        Self::start_with(home, &args, &[])
+    }
+
+    /// Starts `hearth serve ARGS` (nothing added: no `--port`) with `home` as its data
+    /// directory and `environment` set (HEARTH_LOG, HEARTH_API_KEY and HEARTH_PORT are
+    /// cleared first).
+    pub fn start_with(
+        home: tempfile::TempDir,
+        args: &[&std::ffi::OsStr],
+        environment: &[(&str, &str)],
+    ) -> TestServer {
+        let api_key = args
             .iter()
             .position(|arg| *arg == "--api-key")
-            .and_then(|at| extra.get(at + 1))
-            .map(|key| key.to_string());
+            .and_then(|at| args.get(at + 1))
+            .map(|key| key.to_string_lossy().into_owned());
         let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(["serve", "--port", "0"])
-            .args(model.iter().flat_map(|model| [Path::new("--model"), model]))
-            .args(extra)
+            .arg("serve")
+            .args(args)
             .env("HEARTH_HOME", home.path())
             .env_remove("HEARTH_LOG")
             .env_remove("HEARTH_API_KEY")
+            .env_remove("HEARTH_PORT")
+            .envs(environment.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
