@@ -19,13 +19,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hearth_server::{RunningServer, ServerOptions, SettingsStore, StartError};
-use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
-use tauri::tray::TrayIconBuilder;
 use tauri::webview::{DownloadEvent, NewWindowResponse};
-use tauri::{AppHandle, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder, Wry};
+use tauri::{AppHandle, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder};
 use tauri_plugin_dialog::{DialogExt, MessageDialogKind};
 
-use crate::launch;
+use crate::{launch, tray, updates};
 
 /// The window's label (capabilities name it).
 pub const MAIN_WINDOW: &str = "main";
@@ -38,13 +36,6 @@ const WINDOW_SIZE: (f64, f64) = (1180.0, 800.0);
 const WINDOW_MIN_SIZE: (f64, f64) = (640.0, 480.0);
 /// Async worker threads: the server's I/O, not the model (that runs in the worker process).
 const RUNTIME_THREADS: usize = 2;
-/// Tray menu item ids.
-const TRAY_TOGGLE: &str = "toggle-window";
-const TRAY_QUIT: &str = "quit";
-
-/// The tray's show/hide item, kept to relabel it when the window is shown or hidden.
-struct TrayToggle(MenuItem<Wry>);
-
 /// WebKitGTK composites pages on the GPU (through OpenGL) unless told otherwise. Hearth's UI
 /// is text and forms, which the CPU draws fine; GPU compositing costs about 120 MB more in the
 /// web process (measured under Xvfb with Mesa's software OpenGL), and it is what leaves
@@ -82,22 +73,29 @@ pub fn run(data_dir: PathBuf) -> anyhow::Result<i32> {
     let settings = SettingsStore::new(&data_dir).load();
     let mut options = ServerOptions::for_binary(&data_dir, worker_program);
     options.host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    // The port other programs are told to use (Settings); a free one when it is taken.
+    // The port other programs are told to use (Settings); a free one when it is taken, which
+    // the window then reports.
     options.port = settings.api_port;
     options.api_keys = launch::api_keys(&token, settings.api_key.as_deref());
 
     let server: Arc<Mutex<Option<RunningServer>>> = Arc::default();
     let server_in_setup = server.clone();
-    let app = tauri::Builder::default()
+    let mut builder = tauri::Builder::default()
         // First: a second launch hands over to the first and exits before starting anything.
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
             show_window(app);
         }))
-        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_dialog::init());
+    // Only when the user turned update checks on (Settings); otherwise there is no updater.
+    if let Some(updater) = updates::plugin(&settings) {
+        builder = builder.plugin(updater);
+    }
+    let app = builder
         .invoke_handler(tauri::generate_handler![quit])
         .setup(move |app| {
             let handle = app.handle().clone();
             termination.quit_on_signal(handle.clone());
+            updates::check_at_start(&handle, &settings);
             if let Err(error) = start(&handle, options, &token, &server_in_setup) {
                 tracing::error!("{error:#}");
                 eprintln!("error: {error:#}");
@@ -169,25 +167,28 @@ fn start(
     let _ = writeln!(stdout, "Hearth desktop: server on http://{address}");
     let _ = stdout.flush();
     open_window(app, address, token)?;
-    create_tray(app)?;
+    tray::create_tray(app)?;
     Ok(())
 }
 
 /// Starts the server on the settings' port, or on a free port when that one is taken (another
-/// Hearth, `hearth serve`, or any other program): the window works either way, other programs
-/// find the API on the settings' port whenever it was free.
+/// Hearth, `hearth serve`, or any other program): the window works either way, and the UI says
+/// which port was taken (`/api/system`'s `server.configured_port_taken`), since other programs
+/// find the API only on the settings' port.
 async fn start_server(options: ServerOptions) -> Result<RunningServer, StartError> {
-    let fallback = ServerOptions {
-        port: 0,
-        ..options.clone()
-    };
-    match hearth_server::start(options).await {
-        Err(StartError::Bind { address, source }) if address.port() != 0 => {
-            tracing::warn!(%address, %source, "the API port from the settings is taken; serving on a free port");
-            hearth_server::start(fallback).await
-        }
-        result => result,
+    let running = hearth_server::start(ServerOptions {
+        port_fallback: true,
+        ..options
+    })
+    .await?;
+    if let Some(port) = running.port_taken() {
+        tracing::warn!(
+            port,
+            address = %running.local_addr(),
+            "the API port from the settings is taken; serving on a free port (the window says so)"
+        );
     }
+    Ok(running)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -253,80 +254,27 @@ fn open_window(app: &AppHandle, address: SocketAddr, token: &str) -> anyhow::Res
     Ok(())
 }
 
-/// The tray icon: show or hide the window, and quit.
-fn create_tray(app: &AppHandle) -> anyhow::Result<()> {
-    let toggle = MenuItem::with_id(app, TRAY_TOGGLE, "Hide Hearth", true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, TRAY_QUIT, "Quit Hearth", true, None::<&str>)?;
-    let separator = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&toggle, &separator, &quit])?;
-    app.manage(TrayToggle(toggle));
-    let mut tray = TrayIconBuilder::with_id("hearth")
-        .tooltip("Hearth")
-        .menu(&menu)
-        .show_menu_on_left_click(false)
-        .on_menu_event(|app, event| match event.id().as_ref() {
-            TRAY_TOGGLE => toggle_window(app),
-            TRAY_QUIT => app.exit(0),
-            _ => {}
-        })
-        .on_tray_icon_event(|tray, event| {
-            // Windows and macOS: a left click toggles the window (Linux trays show the menu).
-            if let tauri::tray::TrayIconEvent::Click {
-                button: tauri::tray::MouseButton::Left,
-                button_state: tauri::tray::MouseButtonState::Up,
-                ..
-            } = event
-            {
-                toggle_window(tray.app_handle());
-            }
-        });
-    if let Some(icon) = app.default_window_icon() {
-        tray = tray.icon(icon.clone());
-    }
-    tray.build(app).context("cannot create the tray icon")?;
-    Ok(())
-}
-
-fn window_visible(app: &AppHandle) -> bool {
+pub(crate) fn window_visible(app: &AppHandle) -> bool {
     app.get_webview_window(MAIN_WINDOW)
         .and_then(|window| window.is_visible().ok())
         .unwrap_or(false)
 }
 
-fn toggle_window(app: &AppHandle) {
-    if window_visible(app) {
-        hide_window(app);
-    } else {
-        show_window(app);
-    }
-}
-
 /// Shows, unminimizes and focuses the window (the tray, a second launch, the Dock).
-fn show_window(app: &AppHandle) {
+pub(crate) fn show_window(app: &AppHandle) {
     if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
         let _ = window.show();
         let _ = window.unminimize();
         let _ = window.set_focus();
     }
-    relabel_toggle(app, true);
+    tray::relabel_toggle(app, true);
 }
 
-fn hide_window(app: &AppHandle) {
+pub(crate) fn hide_window(app: &AppHandle) {
     if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
         let _ = window.hide();
     }
-    relabel_toggle(app, false);
-}
-
-fn relabel_toggle(app: &AppHandle, window_shown: bool) {
-    if let Some(toggle) = app.try_state::<TrayToggle>() {
-        let label = if window_shown {
-            "Hide Hearth"
-        } else {
-            "Show Hearth"
-        };
-        let _ = toggle.0.set_text(label);
-    }
+    tray::relabel_toggle(app, false);
 }
 
 /// SIGTERM and SIGINT (Ctrl-C in a terminal; Windows: Ctrl-C and Ctrl-Break), listened for

@@ -14,6 +14,8 @@
 
 mod desktop;
 mod launch;
+mod tray;
+mod updates;
 
 use std::path::Path;
 use std::process::ExitCode;
