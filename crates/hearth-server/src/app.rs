@@ -48,6 +48,11 @@ pub struct ServerOptions {
     pub host: IpAddr,
     /// Port to listen on; 0 picks a free port ([`RunningServer::local_addr`] tells which).
     pub port: u16,
+    /// When `port` is taken by another program, listen on a free port instead of failing,
+    /// and report the taken one ([`RunningServer::port_taken`], `/api/system`'s
+    /// `server.configured_port_taken`, which the UI shows). The desktop app's choice: its
+    /// window works either way.
+    pub port_fallback: bool,
     /// Models to serve: GGUF files (served under ids made from their names) or installed
     /// ids. The first `max_loaded` are loaded at startup; every installed model is also
     /// served by its id.
@@ -106,6 +111,7 @@ impl ServerOptions {
         Self {
             host: DEFAULT_HOST,
             port: DEFAULT_PORT,
+            port_fallback: false,
             models: Vec::new(),
             api_keys: Vec::new(),
             access_token: None,
@@ -197,6 +203,31 @@ pub fn resolve_models(
     Ok((by_path, preload))
 }
 
+/// Binds `requested`; with `fallback`, a port another program holds gives way to a free one,
+/// returned with the taken port.
+async fn bind(
+    requested: SocketAddr,
+    fallback: bool,
+) -> Result<(tokio::net::TcpListener, Option<u16>), StartError> {
+    let failed = |address, source| StartError::Bind { address, source };
+    match tokio::net::TcpListener::bind(requested).await {
+        Ok(listener) => Ok((listener, None)),
+        Err(error)
+            if fallback
+                && requested.port() != 0
+                && error.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            tracing::warn!(address = %requested, %error, "the configured port is taken; listening on a free port");
+            let any_port = SocketAddr::new(requested.ip(), 0);
+            let listener = tokio::net::TcpListener::bind(any_port)
+                .await
+                .map_err(|source| failed(any_port, source))?;
+            Ok((listener, Some(requested.port())))
+        }
+        Err(source) => Err(failed(requested, source)),
+    }
+}
+
 /// Checks `options`, binds, builds the state and serves on a task of its own.
 pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> {
     if options.parallel == 0 {
@@ -220,12 +251,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
     let library = ModelLibrary::new(hearth_supervisor::process::models_dir(&options.data_dir));
     let (by_path, preload) = resolve_models(&options.models, &library)?;
 
-    let listener = tokio::net::TcpListener::bind(requested)
-        .await
-        .map_err(|source| StartError::Bind {
-            address: requested,
-            source,
-        })?;
+    let (listener, port_taken) = bind(requested, options.port_fallback).await?;
     let bound = listener.local_addr().map_err(|source| StartError::Bind {
         address: requested,
         source,
@@ -242,7 +268,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
     let downloads = Arc::new(DownloadManager::new(library.clone(), hub));
 
     let machine =
-        crate::system::MachineInfo::new(options.data_dir.clone(), bound, options.probe_command);
+        crate::system::MachineInfo::new(options.data_dir.clone(), bound, options.probe_command)
+            .with_port_taken(port_taken);
     let metrics = Arc::new(Metrics::default());
     let max_loaded = options.max_loaded.max(1);
     let models = ModelManager::new(
@@ -317,6 +344,12 @@ impl RunningServer {
     /// The address the server listens on (with the port picked for `port: 0`).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The configured port, when another program held it and the server listens on a free
+    /// one instead ([`ServerOptions::port_fallback`]).
+    pub fn port_taken(&self) -> Option<u16> {
+        self.state.machine.port_taken()
     }
 
     /// The ids of the models served at startup (given ones first, then installed ones).
@@ -462,5 +495,53 @@ mod tests {
         assert_eq!(status_of("wrong").await, "401");
         server.shutdown().await.unwrap();
         assert!(tokio::net::TcpStream::connect(address).await.is_err());
+    }
+
+    /// The desktop's choice: a port another program holds gives way to a free one, and
+    /// `/api/system` names the taken port so the UI can say so; `hearth serve` fails instead.
+    #[tokio::test]
+    async fn a_taken_port_gives_way_to_a_free_one_only_when_asked_and_is_reported() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let home = tempfile::tempdir().unwrap();
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = holder.local_addr().unwrap().port();
+        let mut strict = options(home.path());
+        strict.port = taken;
+        assert!(matches!(
+            start(strict).await.unwrap_err(),
+            StartError::Bind { .. }
+        ));
+
+        let mut lenient = options(home.path());
+        lenient.port = taken;
+        lenient.port_fallback = true;
+        lenient.api_keys = vec!["sk-user".into()];
+        let server = start(lenient).await.unwrap();
+        let address = server.local_addr();
+        assert_ne!(address.port(), taken);
+        assert_eq!(server.port_taken(), Some(taken));
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request = format!(
+            "GET /api/system HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer sk-user\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains(&format!("\"configured_port_taken\":{taken}")),
+            "{answer}"
+        );
+        server.shutdown().await.unwrap();
+
+        // A free configured port is used as it is, and nothing is reported.
+        drop(holder);
+        let mut free = options(home.path());
+        free.port = taken;
+        free.port_fallback = true;
+        let server = start(free).await.unwrap();
+        assert_eq!(server.local_addr().port(), taken);
+        assert_eq!(server.port_taken(), None);
+        server.shutdown().await.unwrap();
     }
 }

@@ -176,6 +176,8 @@ pub struct MachineInfo {
     probe_error: OnceLock<String>,
     /// Whether [`MachineInfo::current_report`] reads the memory again (not for fixtures).
     refresh_memory: bool,
+    /// The configured port, when another program held it and the server took a free one.
+    port_taken: Option<u16>,
 }
 
 impl MachineInfo {
@@ -194,6 +196,7 @@ impl MachineInfo {
             report: OnceCell::new(),
             probe_error: OnceLock::new(),
             refresh_memory: true,
+            port_taken: None,
         }
     }
 
@@ -207,6 +210,7 @@ impl MachineInfo {
             report: OnceCell::new(),
             probe_error: OnceLock::new(),
             refresh_memory: false,
+            port_taken: None,
         }
     }
 
@@ -224,6 +228,17 @@ impl MachineInfo {
 
     pub fn address(&self) -> Option<SocketAddr> {
         self.address
+    }
+
+    /// Records that the configured port `port` was taken, so the server listens elsewhere.
+    pub fn with_port_taken(mut self, port: Option<u16>) -> Self {
+        self.port_taken = port;
+        self
+    }
+
+    /// The configured port another program held when the server started, if it did.
+    pub fn port_taken(&self) -> Option<u16> {
+        self.port_taken
     }
 
     /// Why the probe process gave no report (the report then describes the machine without
@@ -435,6 +450,9 @@ pub struct ServerJson {
     pub address: Option<String>,
     pub api_key_required: bool,
     pub port: Option<u16>,
+    /// The port from the settings, when another program held it at startup and the server
+    /// listens on `port` instead (the desktop app); the UI says so.
+    pub configured_port_taken: Option<u16>,
 }
 
 /// The loaded models with what they were loaded with and, when the worker tells, their memory.
@@ -495,6 +513,7 @@ async fn show_system(State(state): State<AppState>) -> Result<Json<SystemJson>, 
             address: address.map(|address| address.to_string()),
             api_key_required: state.security.api_key_required(),
             port: address.map(|address| address.port()),
+            configured_port_taken: machine.port_taken(),
         },
         version: env!("CARGO_PKG_VERSION"),
     }))

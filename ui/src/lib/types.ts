@@ -257,7 +257,14 @@ export interface Plan {
 export interface SystemReport {
   version?: string;
   data_dir?: string;
-  server?: { address?: string; port?: number; api_key_required?: boolean };
+  server?: {
+    address?: string;
+    port?: number;
+    api_key_required?: boolean;
+    /** The port from Settings, when another program held it at startup (the desktop app then
+     * listens on `port` instead). */
+    configured_port_taken?: number | null;
+  };
   probe?: {
     cpu?: {
       architecture?: string;
