@@ -1,6 +1,7 @@
 // Every page of the UI opens and shows what it is for, with a screenshot of each under
 // test-output/e2e/: chat, models (catalog with fit badges), hardware (the probe's report and
-// the active plan), settings (the data directory is this server's HEARTH_HOME).
+// the active plan), settings (the data directory is this server's HEARTH_HOME; About with the
+// version, commit, llama.cpp and the third-party licences).
 import assert from 'node:assert/strict';
 import { api, createConversation, sendMessage } from './lib/api.mjs';
 import { e2eTest } from './lib/e2e.mjs';
@@ -65,6 +66,21 @@ e2eTest('every page opens: chat, models, hardware, settings', {}, async (e2e) =>
   );
   e2e.check(`settings: the data directory is this server's HEARTH_HOME (${server.home})`);
   await e2e.screenshot('settings page');
+
+  // About: the server's version, commit and llama.cpp, and the licences on request.
+  const about = (await api(server, 'GET', '/api/about')).json;
+  const version = byId(page, 'about-hearth');
+  await version.waitFor({ state: 'visible' });
+  assert.equal(await version.textContent(), about.version);
+  assert.equal(await byId(page, 'about-commit').textContent(), about.commit);
+  assert.ok((await byId(page, 'about-llamacpp').textContent()).includes(about.llama_cpp.ggml));
+  await byId(page, 'show-licenses').click();
+  const licenses = byId(page, 'licenses');
+  await licenses.waitFor({ state: 'visible' });
+  const text = await licenses.textContent();
+  assert.ok(text.includes('The ggml authors') && text.includes('marked '), 'the licences are not shown');
+  e2e.check(`settings: About shows Hearth ${about.version} (commit ${about.commit}) and the third-party licences`);
+  await e2e.screenshot('settings about and licences');
 
   await byId(page, 'nav-chat').click();
   await byId(page, 'composer').waitFor({ state: 'visible' });

@@ -22,9 +22,8 @@ describe('about', () => {
   });
 
   it('counts the packages the licence file lists', () => {
-    expect(licenseSummary('Third-party software\n\naxum 0.8.4: MIT\nmarked 18.2.1: MIT\n\n[LICENSE]\ntext')).toBe(
-      '2 third-party packages and their licences',
-    );
+    const text = 'Third-party software\n\nRust crates (507)\n===\naxum 0.8.4: MIT\nUsed by: a 1, b 2\n\nWeb UI npm packages (22)\n';
+    expect(licenseSummary(text)).toBe('529 third-party packages, llama.cpp and ggml, and their licences');
     expect(licenseSummary('')).toBe('Third-party licences');
   });
 });

@@ -20,8 +20,13 @@ export function aboutRows(about: About): AboutRow[] {
   ];
 }
 
-/** The licence text's first line, to show it loaded; the whole text is long. */
+/** What the licence file covers, from its section headings (`Rust crates (507)`, …). */
 export function licenseSummary(text: string): string {
-  const packages = text.match(/^[^\s:]+ \S+: .+$/gm)?.length ?? 0;
-  return packages > 0 ? `${packages} third-party packages and their licences` : 'Third-party licences';
+  let packages = 0;
+  for (const match of text.matchAll(/^(?:Rust crates|Web UI npm packages) \((\d+)\)$/gm)) {
+    packages += Number(match[1]);
+  }
+  return packages > 0
+    ? `${packages} third-party packages, llama.cpp and ggml, and their licences`
+    : 'Third-party licences';
 }
