@@ -19,7 +19,8 @@
 //! never panics: every failure is a [`GgufError`] naming the offset, key or tensor involved.
 //! The `parse_gguf` fuzz target in the repository's `fuzz/` directory holds it to that.
 //!
-//! [`GgufBuilder`] writes GGUF files, valid or deliberately broken, for tests and tools.
+//! [`GgufBuilder`] writes GGUF files, valid or deliberately broken, for tests and tools;
+//! [`split`] reads and writes split models (`NAME-00001-of-00003.gguf`).
 
 mod builder;
 mod error;
@@ -28,6 +29,7 @@ mod ggml_type;
 mod model;
 mod parser;
 mod source;
+pub mod split;
 mod value;
 
 pub use builder::{GgufBuilder, RawTensor};

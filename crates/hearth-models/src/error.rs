@@ -38,6 +38,11 @@ pub enum ModelsError {
         detail: String,
     },
 
+    /// A split model's first part whose other parts are missing or do not match it, or a
+    /// later part given instead of the first.
+    #[error("{} is part of a split model that cannot be used: {reason}", path.display())]
+    IncompleteSplit { path: PathBuf, reason: String },
+
     #[error("{action} {}: {source}", path.display())]
     Io {
         action: &'static str,

@@ -30,6 +30,7 @@ mod id;
 mod library;
 mod manager;
 mod manifest;
+mod split;
 mod transport;
 
 pub use catalog::{
@@ -63,3 +64,4 @@ pub use manifest::{
     format_rfc3339_utc, now_rfc3339, ImportOrigin, ModelManifest, ModelSource, MANIFEST_FILE_NAME,
     MANIFEST_FORMAT_VERSION,
 };
+pub use split::ModelPart;

@@ -27,6 +27,7 @@ use crate::manifest::{
     is_plain_file_name, now_rfc3339, ImportOrigin, ModelManifest, ModelSource, MANIFEST_FILE_NAME,
     MANIFEST_FORMAT_VERSION,
 };
+use crate::split;
 
 /// The lock file inside a model's folder: whoever holds it is the only writer of that model.
 pub const INSTALL_LOCK_FILE_NAME: &str = "install.lock";
@@ -310,16 +311,20 @@ impl ModelLibrary {
                 )))
             }
         };
-        if metadata.len() != manifest.size_bytes {
-            let detail = format!(
-                "it is {} bytes, it was {}",
-                metadata.len(),
-                manifest.size_bytes
-            );
+        // A split model's first part has its own size; the manifest's is the sum.
+        let expected_size = manifest
+            .parts
+            .first()
+            .map_or(manifest.size_bytes, |first| first.size_bytes);
+        if metadata.len() != expected_size {
+            let detail = format!("it is {} bytes, it was {expected_size}", metadata.len());
             return Err(if manifest.in_place {
                 changed(detail)
             } else {
-                broken(format!("{} {detail} (changed since install?)", model_path.display()))
+                broken(format!(
+                    "{} {detail} (changed since install?)",
+                    model_path.display()
+                ))
             });
         }
         // In-place files belong to another tool, which may rewrite one in place with the same
@@ -329,6 +334,7 @@ impl ModelLibrary {
                 return Err(changed("its modification time differs".to_string()));
             }
         }
+        split::check_other_parts(&manifest, directory, changed, broken)?;
         Ok(InstalledModel {
             manifest,
             model_path,
@@ -548,24 +554,9 @@ impl ModelLibrary {
             expected_sha256,
             expected_size_bytes,
         };
-        // A complete file without a manifest: the process died between the two. Keep the
-        // file if it checks out.
-        let completed = match reuse_complete_file(&download)? {
-            Some(completed) => completed,
-            None => match hub.download_locked(&download, control, progress)? {
-                DownloadOutcome::Completed(completed)
-                | DownloadOutcome::AlreadyPresent(completed) => completed,
-                DownloadOutcome::Paused {
-                    bytes_done,
-                    total_bytes,
-                } => {
-                    return Ok(PullOutcome::Paused {
-                        bytes_done,
-                        total_bytes,
-                    })
-                }
-                DownloadOutcome::Cancelled => return Ok(PullOutcome::Cancelled),
-            },
+        let completed = match fetch(hub, &download, control, progress)? {
+            Ok(completed) => completed,
+            Err(stopped) => return Ok(stopped),
         };
 
         let summary = match summarize_gguf(&completed.path) {
@@ -575,17 +566,48 @@ impl ModelLibrary {
                 return Err(error);
             }
         };
+        // A split model's first part: the others follow, then are checked together.
+        let parts = match split::split_name(&completed.path) {
+            Some(name) if name.index == 1 => {
+                let mut parts = vec![split::part_record(
+                    &completed.path,
+                    completed.sha256,
+                    false,
+                )?];
+                for file_name in name.part_file_names().into_iter().skip(1) {
+                    let file = match request.file.rsplit_once('/') {
+                        Some((folder, _)) => format!("{folder}/{file_name}"),
+                        None => file_name.clone(),
+                    };
+                    let part =
+                        self.download_part(hub, request, &file, directory, control, progress)?;
+                    match part {
+                        Ok(part) => parts.push(part),
+                        Err(stopped) => return Ok(stopped),
+                    }
+                }
+                split::sibling_parts(&completed.path)?;
+                parts
+            }
+            _ => Vec::new(),
+        };
+        let size_bytes = if parts.is_empty() {
+            completed.size_bytes
+        } else {
+            split::total_size(&parts)
+        };
         let manifest = ModelManifest {
             format_version: MANIFEST_FORMAT_VERSION,
             id: request.model_id.clone(),
             source: source(commit),
             file_name,
-            size_bytes: completed.size_bytes,
+            size_bytes,
             sha256: completed.sha256,
             installed_at: now_rfc3339(),
             in_place: false,
             external_path: None,
             modified_unix_nanos: None,
+            parts,
             summary,
         };
         manifest.write(&directory.join(MANIFEST_FILE_NAME))?;
@@ -635,6 +657,9 @@ impl ModelLibrary {
             });
         }
 
+        // A split model's first part brings its other parts (checked before anything is
+        // copied or recorded).
+        let split_parts = split::sibling_parts(source_path)?;
         let (sha256, size_bytes, external_path, in_place) = match request.mode {
             ImportMode::InPlace => {
                 let absolute = fs::canonicalize(source_path)
@@ -668,7 +693,7 @@ impl ModelLibrary {
                 (sha256, size_bytes, None, false)
             }
         };
-        let manifest = ModelManifest {
+        let mut manifest = ModelManifest {
             format_version: MANIFEST_FORMAT_VERSION,
             id: model_id,
             source: ModelSource::Import {
@@ -686,8 +711,15 @@ impl ModelLibrary {
             } else {
                 None
             },
+            parts: Vec::new(),
             summary,
         };
+        if let Some(paths) = split_parts {
+            let first = split::part_record(source_path, sha256, in_place)?;
+            manifest.parts =
+                self.import_other_parts(&paths, first, in_place, &directory, progress)?;
+            manifest.size_bytes = split::total_size(&manifest.parts);
+        }
         manifest.write(&directory.join(MANIFEST_FILE_NAME))?;
         let model_path = manifest.model_path(&directory);
         Ok(InstalledModel {
@@ -752,6 +784,32 @@ fn check_agreement(
     Ok(())
 }
 
+/// The complete file `download` names: one left by a pull that died before writing its
+/// manifest, if it checks out, else downloaded; or how the download stopped.
+pub(crate) fn fetch(
+    hub: &HubClient,
+    download: &DownloadRequest,
+    control: &DownloadControl,
+    progress: &dyn DownloadProgress,
+) -> Result<std::result::Result<crate::download::CompletedDownload, PullOutcome>> {
+    if let Some(completed) = reuse_complete_file(download)? {
+        return Ok(Ok(completed));
+    }
+    Ok(match hub.download_locked(download, control, progress)? {
+        DownloadOutcome::Completed(completed) | DownloadOutcome::AlreadyPresent(completed) => {
+            Ok(completed)
+        }
+        DownloadOutcome::Paused {
+            bytes_done,
+            total_bytes,
+        } => Err(PullOutcome::Paused {
+            bytes_done,
+            total_bytes,
+        }),
+        DownloadOutcome::Cancelled => Err(PullOutcome::Cancelled),
+    })
+}
+
 /// A destination file left complete by a pull that died before writing the manifest, if it
 /// passes the checks; otherwise it is removed and `None` returned.
 fn reuse_complete_file(
@@ -809,7 +867,7 @@ pub fn hash_with_progress(
 
 /// Copies `source` to `destination` through a `.partial` file, hashing on the way, and
 /// renames it into place only when complete.
-fn copy_verified(
+pub(crate) fn copy_verified(
     source: &Path,
     destination: &Path,
     progress: &dyn DownloadProgress,

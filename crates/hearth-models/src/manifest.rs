@@ -90,6 +90,10 @@ pub struct ModelManifest {
     /// before Hearth recorded it (those are checked by size alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_unix_nanos: Option<u64>,
+    /// A split model's parts, the first (`file_name`) first; empty for a single file. Then
+    /// `size_bytes` is their sum and `sha256` the first part's digest ([`crate::split`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<crate::split::ModelPart>,
     pub summary: GgufSummary,
 }
 

@@ -128,6 +128,15 @@ fn models_error(error: ModelsError) -> ApiError {
         ModelsError::NotAFile { .. } => {
             ApiError::invalid_param("path", "The path does not name a regular file.")
         }
+        // Reached only for a readable GGUF file named as a split model's part; the reason
+        // names its sibling parts by file name, never by path.
+        ModelsError::IncompleteSplit { reason, .. } => ApiError::invalid_param(
+            "path",
+            format!(
+                "The file is part of a split model that cannot be used: {}.",
+                redact_paths(&reason)
+            ),
+        ),
         ModelsError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             ApiError::invalid_param("path", "The file does not exist.")
         }
@@ -171,6 +180,7 @@ pub(crate) fn installed_json(model: &InstalledModel) -> Value {
     if let Some(object) = value.as_object_mut() {
         object.remove("external_path");
         object.remove("modified_unix_nanos");
+        object.remove("parts");
         if let Some(source) = object.get_mut("source").and_then(Value::as_object_mut) {
             source.remove("original_path");
         }

@@ -421,7 +421,9 @@ fn in_place_models_changed_since_import_are_refused_by_size_or_time() {
     assert!(error.to_string().contains("import it again"), "{error}");
     let listing = library.list().unwrap();
     assert!(listing.installed.is_empty());
-    assert!(listing.broken[0].reason.contains("changed since it was imported"));
+    assert!(listing.broken[0]
+        .reason
+        .contains("changed since it was imported"));
 
     // A manifest from before the time was recorded: checked by size alone.
     let manifest_path = home

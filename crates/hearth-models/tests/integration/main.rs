@@ -8,4 +8,5 @@ mod gguf;
 mod library;
 mod manager;
 mod remote_header;
+mod split;
 mod support;
