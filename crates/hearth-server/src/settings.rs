@@ -226,7 +226,10 @@ impl SettingsStore {
         Ok(Some(settings))
     }
 
-    /// Writes a new file beside the old one, flushes it to disk, and renames it over.
+    /// Writes a new file beside the old one, flushes it to disk, and renames it over. The
+    /// temporary file is created exclusively (`O_CREAT | O_EXCL`, which never follows a
+    /// symbolic link): whatever lies at its name (a file left by a crash, a link planted to
+    /// make Hearth write elsewhere) is removed first (a link itself, never its target).
     fn write(&self, settings: &Settings) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.data_dir)?;
         let temporary = self
@@ -234,15 +237,22 @@ impl SettingsStore {
             .with_file_name(format!("{SETTINGS_FILE_NAME}.{}.tmp", std::process::id()));
         let text = serde_json::to_string_pretty(settings).map_err(std::io::Error::other)?;
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             // The file holds an API key: the user's eyes only.
             options.mode(0o600);
         }
+        let open = || match options.open(&temporary) {
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&temporary)?;
+                options.open(&temporary)
+            }
+            opened => opened,
+        };
         let result = (|| {
-            let mut file = options.open(&temporary)?;
+            let mut file = open()?;
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&temporary, &self.path)

@@ -91,6 +91,44 @@ fn a_missing_file_gives_the_defaults_and_updates_persist_atomically() {
     assert_eq!(saved.api_key.as_deref(), Some("sk-secret"));
 }
 
+/// The temporary file is created exclusively and never through a symbolic link: a link
+/// planted at its name (to make Hearth write the key elsewhere) is replaced, its target left
+/// alone; the settings file ends up 0600.
+#[cfg(unix)]
+#[test]
+fn the_temporary_file_is_never_written_through_a_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let elsewhere = home.path().join("elsewhere.txt");
+    std::fs::write(&elsewhere, "untouched").unwrap();
+    let store = SettingsStore::new(&data);
+    let temporary = data.join(format!("{SETTINGS_FILE_NAME}.{}.tmp", std::process::id()));
+    std::os::unix::fs::symlink(&elsewhere, &temporary).unwrap();
+    store
+        .update(SettingsPatch {
+            api_key: Some(Some("sk-secret".into())),
+            ..SettingsPatch::default()
+        })
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched");
+    assert!(
+        std::fs::symlink_metadata(&temporary).is_err(),
+        "no temporary file is left"
+    );
+    assert!(!std::fs::symlink_metadata(store.path())
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let mode = std::fs::metadata(store.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(store.load().api_key.as_deref(), Some("sk-secret"));
+}
+
 #[test]
 fn a_corrupt_file_gives_the_defaults_and_is_moved_aside_on_the_next_write() {
     let home = tempfile::tempdir().unwrap();
