@@ -277,6 +277,9 @@ fn hostile_requests_get_exact_errors_and_the_server_still_answers() {
         "--parallel",
         "1",
     ]);
+    // A client sending its headers one byte every 200 ms (they would take a minute) while the
+    // cases below run: the server drops it at its 10 s header timeout.
+    let slow_header = slow_header_client(server.address);
     server.wait_ready();
     let model = server.model_id();
 
@@ -308,7 +311,7 @@ fn hostile_requests_get_exact_errors_and_the_server_still_answers() {
         }
     }
 
-    // A 50 MB body is refused with 413 before it is read.
+    // A 50 MB body is refused with 413, read and discarded so the client sees it.
     let headers = json_headers(&server);
     let headers: Vec<(&str, &str)> = headers
         .iter()
@@ -381,7 +384,45 @@ fn hostile_requests_get_exact_errors_and_the_server_still_answers() {
         .unwrap()
         .is_empty());
     assert_eq!(server.get("/health").status, 200);
+    let dropped_after = slow_header.join().unwrap();
+    assert!(
+        dropped_after >= Duration::from_secs(9) && dropped_after < Duration::from_secs(14),
+        "the slow-header client was dropped after {dropped_after:?} (bound: 10 s)"
+    );
     println!("{counted} hostile requests answered with the expected status and error object");
+}
+
+/// Connects and trickles a request head one byte every 200 ms; returns how long the server
+/// kept the connection (until it closed it, or 30 s at most).
+fn slow_header_client(address: std::net::SocketAddr) -> std::thread::JoinHandle<Duration> {
+    use std::io::{Read, Write};
+    let started = std::time::Instant::now();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let mut reader = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let head = format!(
+            "GET /v1/models HTTP/1.1\r\nHost: {address}\r\nX-Slow: {}",
+            "a".repeat(300)
+        );
+        for byte in head.bytes() {
+            if stream.write_all(&[byte]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    std::thread::spawn(move || {
+        reader
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut buffer = [0u8; 1024];
+        loop {
+            match reader.read(&mut buffer) {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
 }
 
 #[test]
