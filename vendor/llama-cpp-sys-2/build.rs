@@ -919,6 +919,15 @@ fn main() {
 
     config.static_crt(static_crt);
 
+    // Hearth: MinGW (x86_64-pc-windows-gnu). mingw-w64 10's headers lack the thread power
+    // throttling declarations ggml-cpu.c uses; this header supplies them to C files, only for
+    // this target (other targets' flags are unchanged).
+    if matches!(target_os, TargetOs::Windows(WindowsVariant::Other)) {
+        let compat = Path::new(&manifest_dir).join("hearth-mingw-compat.h");
+        println!("cargo:rerun-if-changed={}", compat.display());
+        config.cflag(format!("-include {}", compat.display()));
+    }
+
     if matches!(target_os, TargetOs::Android) {
         if cfg!(feature = "shared-stdcxx") && cfg!(feature = "static-stdcxx") {
             panic!("Features 'shared-stdcxx' and 'static-stdcxx' are mutually exclusive");
@@ -1485,6 +1494,22 @@ fn main() {
         debug_log!("LINK {link}",);
         println!("{link}",);
     }
+    // Hearth: on WIN32, ggml's CMakeLists.txt drops the `lib` prefix of its own libraries
+    // (`ggml.a`, `ggml-base.a`, `ggml-cpu.a`; llama keeps `libllama.a`), so the `lib*.a` pattern
+    // above misses them with MinGW. They are linked under their exact file names.
+    if matches!(target_os, TargetOs::Windows(WindowsVariant::Other)) && !build_shared_libs {
+        let pattern = out_dir.join("lib*").join("*.a");
+        for lib in glob(pattern.to_str().unwrap()).unwrap().flatten() {
+            let file_name = lib.file_name().unwrap().to_str().unwrap();
+            if !file_name.starts_with("lib") {
+                println!(
+                    "cargo:rustc-link-search=native={}",
+                    lib.parent().unwrap().display()
+                );
+                println!("cargo:rustc-link-lib=static:+verbatim={file_name}");
+            }
+        }
+    }
 
     // OpenMP
     if cfg!(feature = "openmp") && target_triple.contains("gnu") {
@@ -1493,6 +1518,17 @@ fn main() {
             println!("cargo:rustc-link-lib=static=gomp");
         } else {
             println!("cargo:rustc-link-lib=gomp");
+        }
+    }
+
+    // Hearth: MinGW links no C++ runtime by itself (cc's automatic link applies only to the
+    // `common` wrapper); ggml and llama are C++. As on Linux, `static-stdcxx` links it statically.
+    if matches!(target_os, TargetOs::Windows(WindowsVariant::Other)) {
+        if cfg!(feature = "static-stdcxx") {
+            emit_compiler_static_archive_search_path("libstdc++.a");
+            println!("cargo:rustc-link-lib=static=stdc++");
+        } else {
+            println!("cargo:rustc-link-lib=dylib=stdc++");
         }
     }
 
