@@ -117,6 +117,10 @@ fn keep_new_files_private() {
     }
 }
 
+/// Windows has no umask and no mode bits: new files inherit their folder's access control list.
+/// The default data folder (under the user's profile, `%APPDATA%`) grants access to the user,
+/// SYSTEM and administrators only; a `HEARTH_HOME` elsewhere keeps that folder's list. Hearth
+/// sets no list of its own (docs/portable.md).
 #[cfg(not(unix))]
 fn keep_new_files_private() {}
 
