@@ -42,10 +42,23 @@ pub use probe::{LlamaDevice, ProbeOptions, ProbeReport, PROBE_VERSION};
 pub use profile::DeviceProfile;
 pub use speed::SpeedPrediction;
 
-/// The variant held in a local GGUF file; its quantization is the file's type.
+/// The variant held in a local GGUF file; its quantization is the file's type. The first part
+/// of a split model (`NAME-00001-of-00003.gguf`) brings the tensors of the parts beside it.
 pub fn variant_from_file(path: &Path) -> Result<Variant, ModelFactsError> {
     let file = hearth_gguf::GgufFile::open(path)?;
-    variant_from_gguf(&file)
+    let mut variant = variant_from_gguf(&file)?;
+    let split = path
+        .file_name()
+        .and_then(|name| hearth_gguf::split::SplitName::parse(&name.to_string_lossy()))
+        .filter(|name| name.index == 1);
+    if let Some(name) = split {
+        for index in 2..=name.count {
+            let part =
+                hearth_gguf::GgufFile::open(&path.with_file_name(name.part_file_name(index)))?;
+            variant.facts.add_part(&part);
+        }
+    }
+    Ok(variant)
 }
 
 /// The variant a parsed GGUF header describes (for example one read from a remote file's

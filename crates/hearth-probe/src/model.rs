@@ -2,7 +2,18 @@
 //! layout per layer (for the KV cache), sliding-window and mixture-of-experts structure, and
 //! where the weight bytes are (per layer, embeddings, output, experts).
 
-use hearth_gguf::{file_type_name, GgmlType, GgufError, GgufFile};
+use hearth_gguf::{file_type_name, GgmlType, GgufError, GgufFile, TensorInfo};
+
+fn tensor_facts(tensor: &TensorInfo) -> TensorFacts {
+    TensorFacts {
+        name: tensor.name.clone(),
+        ggml_type: tensor.ggml_type.name().to_string(),
+        rows: tensor.dimensions.get(1).copied().unwrap_or(1),
+        dimensions: tensor.dimensions.len() as u32,
+        bytes: tensor.byte_size,
+        role: tensor_role(&tensor.name),
+    }
+}
 use serde::{Deserialize, Serialize};
 
 /// Architectures whose memory is a recurrent state rather than (only) a KV cache. The planner
@@ -148,18 +159,7 @@ impl ModelFacts {
                 .get_u64(&file.architecture_key("vocab_size")?)?
                 .ok_or(ModelFactsError::Missing { what: "vocabulary" })?,
         };
-        let tensors = file
-            .tensors()
-            .iter()
-            .map(|tensor| TensorFacts {
-                name: tensor.name.clone(),
-                ggml_type: tensor.ggml_type.name().to_string(),
-                rows: tensor.dimensions.get(1).copied().unwrap_or(1),
-                dimensions: tensor.dimensions.len() as u32,
-                bytes: tensor.byte_size,
-                role: tensor_role(&tensor.name),
-            })
-            .collect();
+        let tensors = file.tensors().iter().map(tensor_facts).collect();
         Ok(ModelFacts {
             recurrent: RECURRENT_ARCHITECTURES.contains(&architecture.as_str()),
             architecture,
@@ -182,6 +182,13 @@ impl ModelFacts {
             parameter_count: file.parameter_count(),
             tensors,
         })
+    }
+
+    /// Adds the tensors of a later part of a split model (`hearth_gguf::split`): the first
+    /// part's header has the metadata, each part its own run of the tensors.
+    pub fn add_part(&mut self, part: &GgufFile) {
+        self.tensors.extend(part.tensors().iter().map(tensor_facts));
+        self.parameter_count = self.parameter_count.saturating_add(part.parameter_count());
     }
 
     /// All weight bytes.
@@ -324,6 +331,31 @@ mod tests {
             TensorRole::Layer { layer: 3 }
         );
         assert_eq!(tensor_role("rope_freqs.weight"), TensorRole::Other);
+    }
+
+    /// A split model is planned from all its parts: SmolLM2 in three parts has the whole
+    /// file's weights and parameters.
+    #[test]
+    fn a_split_model_is_planned_from_all_its_parts() {
+        let whole = hearth_testkit::smollm2();
+        let parts = hearth_gguf::split::split_gguf(&std::fs::read(&whole).unwrap(), 3).unwrap();
+        let folder = tempfile::tempdir().unwrap();
+        for (index, part) in parts.iter().enumerate() {
+            let name = format!("smollm2-{:05}-of-00003.gguf", index + 1);
+            std::fs::write(folder.path().join(name), part).unwrap();
+        }
+        let split = crate::variant_from_file(&folder.path().join("smollm2-00001-of-00003.gguf"))
+            .unwrap()
+            .facts;
+        let expected = crate::variant_from_file(&whole).unwrap().facts;
+        assert_eq!(split.weight_bytes(), expected.weight_bytes());
+        assert_eq!(split.parameter_count, expected.parameter_count);
+        assert_eq!(split.tensors.len(), expected.tensors.len());
+        // Without its other parts, a first part is an error, not a smaller model.
+        std::fs::remove_file(folder.path().join("smollm2-00003-of-00003.gguf")).unwrap();
+        assert!(
+            crate::variant_from_file(&folder.path().join("smollm2-00001-of-00003.gguf")).is_err()
+        );
     }
 
     #[test]
