@@ -80,6 +80,7 @@ pub fn run(data_dir: PathBuf) -> anyhow::Result<i32> {
 
     let server: Arc<Mutex<Option<RunningServer>>> = Arc::default();
     let server_in_setup = server.clone();
+    let webview_data = launch::webview_data_dir(&data_dir);
     let mut builder = tauri::Builder::default()
         // First: a second launch hands over to the first and exits before starting anything.
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
@@ -96,7 +97,7 @@ pub fn run(data_dir: PathBuf) -> anyhow::Result<i32> {
             let handle = app.handle().clone();
             termination.quit_on_signal(handle.clone());
             updates::check_at_start(&handle, &settings);
-            if let Err(error) = start(&handle, options, &token, &server_in_setup) {
+            if let Err(error) = start(&handle, options, &token, &server_in_setup, &webview_data) {
                 tracing::error!("{error:#}");
                 eprintln!("error: {error:#}");
                 let exit_handle = handle.clone();
@@ -156,6 +157,7 @@ fn start(
     options: ServerOptions,
     token: &str,
     server: &Mutex<Option<RunningServer>>,
+    webview_data: &std::path::Path,
 ) -> anyhow::Result<()> {
     let running =
         tauri::async_runtime::block_on(start_server(options)).context("the server cannot start")?;
@@ -166,7 +168,7 @@ fn start(
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "Hearth desktop: server on http://{address}");
     let _ = stdout.flush();
-    open_window(app, address, token)?;
+    open_window(app, address, token, webview_data)?;
     tray::create_tray(app)?;
     Ok(())
 }
@@ -205,12 +207,18 @@ fn quit(app: AppHandle) {
 
 /// The window on the server's page. Only the server's own pages load in it: links elsewhere
 /// open in the system's browser, and new windows are refused.
-fn open_window(app: &AppHandle, address: SocketAddr, token: &str) -> anyhow::Result<()> {
+fn open_window(
+    app: &AppHandle,
+    address: SocketAddr,
+    token: &str,
+    webview_data: &std::path::Path,
+) -> anyhow::Result<()> {
     let port = address.port();
     let url = tauri::Url::parse(&format!("{}/", launch::app_origin(port)))
         .context("the server's address is not a URL")?;
     WebviewWindowBuilder::new(app, MAIN_WINDOW, WebviewUrl::External(url))
         .title("Hearth")
+        .data_directory(webview_data.to_path_buf())
         .inner_size(WINDOW_SIZE.0, WINDOW_SIZE.1)
         .min_inner_size(WINDOW_MIN_SIZE.0, WINDOW_MIN_SIZE.1)
         .center()

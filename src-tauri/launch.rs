@@ -43,6 +43,15 @@ pub fn api_keys(token: &str, user_key: Option<&str>) -> Vec<String> {
     keys
 }
 
+/// Where the window's web view keeps its storage (WebKit's cache, local storage, cookies, or
+/// WebView2's user data folder): inside Hearth's data folder, private like the rest of it,
+/// rather than the toolkit's default folder named after the app identifier, which no removal
+/// of Hearth would ever clean and which would hold cached API answers outside the data folder.
+/// (macOS's WKWebView ignores it and keeps its own per-app store.)
+pub fn webview_data_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("webview")
+}
+
 /// The one origin the window shows: the in-process server's.
 pub fn app_origin(port: u16) -> String {
     format!("http://127.0.0.1:{port}")

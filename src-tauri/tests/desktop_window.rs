@@ -127,6 +127,21 @@ fn desktop_window_starts_paints_and_quits_cleanly() {
         screenshot.display()
     );
 
+    // The web view keeps its storage inside Hearth's data folder, not in a folder of the
+    // toolkit's named after the app (which removing Hearth would leave behind).
+    assert!(
+        home.join("webview").is_dir(),
+        "the web view's storage is not in the data folder"
+    );
+    for base in ["data", "cache", "config"] {
+        let outside = scratch.path().join(base).join("app.hearth.desktop");
+        assert!(
+            !outside.exists(),
+            "the web view wrote outside the data folder: {}",
+            outside.display()
+        );
+    }
+
     // The UI's own calls carried the token: none was refused, and (UI served) some succeeded.
     let metrics = http_get(address, "/metrics", Some(USER_KEY));
     assert!(
