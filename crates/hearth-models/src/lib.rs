@@ -24,6 +24,7 @@ mod digest;
 mod discover;
 mod download;
 mod error;
+mod fetch;
 mod gguf_summary;
 mod hub;
 mod id;
@@ -48,6 +49,7 @@ pub use download::{
     PARTIAL_SUFFIX,
 };
 pub use error::{ModelsError, Result};
+pub use fetch::hash_with_progress;
 pub use gguf_summary::{file_type_name, summarize_gguf, GgufSummary, GGUF_MAGIC};
 pub use hub::{
     hub_endpoint_from, resolve_url, validate_repo_file_path, validate_revision, HubClient, HubRepo,
@@ -56,8 +58,8 @@ pub use hub::{
 };
 pub use id::{ModelId, MAX_MODEL_ID_LEN};
 pub use library::{
-    hash_with_progress, BrokenModel, ImportMode, ImportRequest, InstalledModel, LibraryListing,
-    ModelLibrary, PartialDownload, PullOutcome, PullRequest, INSTALL_LOCK_FILE_NAME,
+    BrokenModel, ImportMode, ImportRequest, InstalledModel, LibraryListing, ModelLibrary,
+    PartialDownload, PullOutcome, PullRequest, INSTALL_LOCK_FILE_NAME,
 };
 pub use manager::{DownloadId, DownloadManager, DownloadState, DownloadStatus};
 pub use manifest::{

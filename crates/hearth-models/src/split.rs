@@ -203,7 +203,7 @@ impl crate::library::ModelLibrary {
             expected_size_bytes,
         };
         Ok(
-            match crate::library::fetch(hub, &download, control, progress)? {
+            match crate::fetch::fetch(hub, &download, control, progress)? {
                 Ok(completed) => Ok(part_record(&completed.path, completed.sha256, false)?),
                 Err(stopped) => Err(stopped),
             },
@@ -226,11 +226,11 @@ impl crate::library::ModelLibrary {
                 let size = fs::metadata(path)
                     .map_err(|error| ModelsError::io("cannot read", path, error))?
                     .len();
-                let sha256 = crate::library::hash_with_progress(path, size, progress)?;
+                let sha256 = crate::fetch::hash_with_progress(path, size, progress)?;
                 parts.push(part_record(path, sha256, true)?);
             } else {
                 let destination = directory.join(path.file_name().unwrap_or_default());
-                let (sha256, _) = crate::library::copy_verified(path, &destination, progress)?;
+                let (sha256, _) = crate::fetch::copy_verified(path, &destination, progress)?;
                 parts.push(part_record(&destination, sha256, false)?);
             }
         }
