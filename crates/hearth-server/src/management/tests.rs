@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use hearth_models::{DownloadConfig, DownloadManager, HubClient, ModelLibrary};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use crate::test_support::{loopback_state, request};
-use crate::{router, AppState};
+use crate::test_support::{loopback_state, request, send_json as send};
+use crate::AppState;
 
 fn state(models_directory: Option<&std::path::Path>) -> AppState {
     let downloads = models_directory.map(|directory| {
@@ -22,18 +20,6 @@ fn state(models_directory: Option<&std::path::Path>) -> AppState {
         downloads,
         ..loopback_state(Vec::new(), Vec::new(), &[])
     }
-}
-
-async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
-    let response = router(state.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 fn assert_error(body: &Value, code: &str, home: &std::path::Path) {
