@@ -11,6 +11,7 @@ mod bench_modes;
 mod chat;
 mod models;
 mod probe;
+mod quantize;
 mod run;
 mod serve;
 
@@ -62,6 +63,8 @@ enum Command {
     Fit(probe::FitArgs),
     /// Serve the local OpenAI-compatible API (chat, completions, models, health, metrics).
     Serve(serve::ServeArgs),
+    /// Write a GGUF model in another type with llama.cpp's quantizer (e.g. Q4_K_M, or F16).
+    Quantize(quantize::QuantizeArgs),
     /// The engine worker process (internal: speaks the worker protocol on stdin/stdout).
     #[command(hide = true, name = ENGINE_SUBCOMMAND)]
     Engine,
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         Command::Import(args) => models::import(args),
         Command::Probe(args) => with_runtime(probe::probe(args)),
         Command::Fit(args) => with_runtime(probe::fit(args)),
+        Command::Quantize(args) => quantize::quantize(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

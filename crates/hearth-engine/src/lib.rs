@@ -17,6 +17,7 @@ pub mod logging;
 pub mod memory;
 pub mod offload;
 pub mod policy;
+pub mod quantize;
 pub mod sampling;
 pub mod stop;
 pub mod template;
