@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use hearth_protocol::{
     BackendChoice, FlashAttention, GpuLayers, KvCacheType, LoadParams, SamplingParams,
+    SpeculativeMode,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -80,6 +81,18 @@ pub struct ModelArgs {
     /// Compute every prompt in full instead of reusing cached prefixes.
     #[arg(long)]
     pub no_prefix_cache: bool,
+    /// Speculative decoding: `draft` (a draft model guesses, see --draft-model), `ngram`
+    /// (guesses from the prompt and the answer so far) or `off`. Default: `draft` when
+    /// --draft-model is given or the catalog names an installed draft for the model, else off.
+    #[arg(long, value_enum)]
+    pub speculative: Option<SpeculativeMode>,
+    /// A smaller model with the same vocabulary that guesses tokens for the model to verify
+    /// (a GGUF file or an installed model's id).
+    #[arg(long)]
+    pub draft_model: Option<PathBuf>,
+    /// Most tokens guessed per step (adapted to the acceptance rate below that).
+    #[arg(long, default_value_t = hearth_protocol::DEFAULT_MAX_DRAFT_TOKENS)]
+    pub max_draft_tokens: u32,
 }
 
 impl ModelArgs {
@@ -87,6 +100,28 @@ impl ModelArgs {
     /// with that id.
     pub fn model_path(&self) -> anyhow::Result<PathBuf> {
         crate::models::resolve_model_path(&self.model)
+    }
+
+    /// `--speculative`, or `draft` when a draft model is given or the catalog names an
+    /// installed one for the model.
+    pub fn speculative_mode(&self) -> SpeculativeMode {
+        match (self.speculative, self.draft_model_path()) {
+            (Some(mode), _) => mode,
+            (None, Some(_)) => SpeculativeMode::Draft,
+            (None, None) => SpeculativeMode::Off,
+        }
+    }
+
+    /// `--draft-model` (a file or an installed id), else the installed draft the catalog names
+    /// for the model.
+    pub fn draft_model_path(&self) -> Option<PathBuf> {
+        match &self.draft_model {
+            // An unknown id stays as given: the engine then says the file is missing.
+            Some(draft) => {
+                Some(crate::models::resolve_model_path(draft).unwrap_or_else(|_| draft.clone()))
+            }
+            None => crate::models::catalog_draft_path(&self.model),
+        }
     }
 
     pub fn load_params(&self) -> LoadParams {
@@ -107,6 +142,9 @@ impl ModelArgs {
             prefill_chunk: self.prefill_chunk,
             max_decode_slowdown: self.max_decode_slowdown,
             prefix_cache: !self.no_prefix_cache,
+            speculative: self.speculative_mode(),
+            draft_model: self.draft_model_path(),
+            max_draft_tokens: self.max_draft_tokens,
             ..LoadParams::default()
         }
     }

@@ -7,11 +7,14 @@
 //!   `--gen-tokens` tokens. The prefix cache is off so each repetition computes its whole
 //!   prompt. One short warm-up generation runs first (page faults, thread pool start).
 //! - `--concurrency 1,2,4,8`, `--turns N`, `--interference N`: see `bench_modes`.
+//! - `--speculative ngram|draft`, `--draft-model M`: with and without speculative decoding,
+//!   see `bench_speculative`.
 
 use anyhow::Context;
 use clap::Args;
 use hearth_protocol::{
     percentile_nearest_rank, LoadParams, ModelInfo, Prompt, RequestMetrics, SamplingParams,
+    SpeculativeMode,
 };
 use hearth_supervisor::{Generation, Supervisor};
 use serde::Serialize;
@@ -143,6 +146,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(long_prompt) = args.interference {
         return crate::bench_modes::interference(&args, long_prompt).await;
     }
+    if args.model.speculative_mode() != SpeculativeMode::Off {
+        return crate::bench_speculative::speculation(&args).await;
+    }
     anyhow::ensure!(
         args.prompt_tokens() >= 1,
         "--prompt-tokens must be at least 1"
@@ -155,11 +161,15 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let supervisor = crate::supervisor()?;
     let result = bench_with(&supervisor, &args).await;
     supervisor.shutdown().await;
-    let report = result?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    print_report(&result?, args.json, print_table)
+}
+
+/// Prints a bench's report: one JSON object with `--json`, else as `table` lays it out.
+pub fn print_report<T: Serialize>(report: &T, json: bool, table: fn(&T)) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print_table(&report);
+        table(report);
     }
     Ok(())
 }

@@ -78,6 +78,23 @@ fn without_repeated_causes(error: anyhow::Error) -> anyhow::Error {
 // ---------------------------------------------------------------------------------------------
 // --model of run, chat and bench
 
+/// The draft model the catalog names for `reference` (an installed model pulled from the
+/// catalog, or a catalog id).
+pub fn catalog_draft(reference: &str) -> Option<hearth_models::DraftChoice> {
+    let catalog = Catalog::builtin().ok()?;
+    hearth_models::catalog_draft(&catalog, &library(), reference)
+}
+
+/// The installed draft model the catalog names for the installed model `reference`
+/// (speculative decoding); `None` for a file path, or when there is none.
+pub fn catalog_draft_path(reference: &Path) -> Option<PathBuf> {
+    let reference = reference.to_str()?;
+    if reference.contains(['/', '\\']) || Path::new(reference).exists() {
+        return None;
+    }
+    catalog_draft(reference)?.installed_path
+}
+
 /// The GGUF file `--model` names: the path itself when it exists or plainly is a path (the
 /// engine then reports a missing file in its own words), else the installed model with that
 /// id.

@@ -338,6 +338,17 @@ pub struct FitReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub within_tolerance: Option<bool>,
     pub tolerance: f64,
+    /// The draft model the catalog names for speculative decoding, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft_model: Option<DraftChoice>,
+}
+
+/// Speculative decoding's draft model for a catalog model.
+#[derive(Debug, Serialize)]
+pub struct DraftChoice {
+    pub id: String,
+    /// `run`, `chat`, `bench` and `serve` use it only when it is installed.
+    pub installed: bool,
 }
 
 fn load_params(plan: &Plan) -> LoadParams {
@@ -415,6 +426,10 @@ async fn fit_with(
         within_tolerance: None,
         tolerance: VERIFY_TOLERANCE,
         plan,
+        draft_model: crate::models::catalog_draft(&args.model).map(|draft| DraftChoice {
+            installed: draft.installed_path.is_some(),
+            id: draft.id,
+        }),
     };
     if args.verify {
         let path = variants
@@ -509,6 +524,17 @@ fn print_fit(report: &FitReport) {
     );
     for note in &plan.notes {
         println!("note: {note}");
+    }
+    if let Some(draft) = &report.draft_model {
+        println!(
+            "speculative decoding: draft model {} ({})",
+            draft.id,
+            if draft.installed {
+                "installed: used by run, chat, bench and serve"
+            } else {
+                "not installed: `hearth pull` it to use it"
+            }
+        );
     }
     if let (Some(measured), Some(error)) = (&report.measured, report.relative_error) {
         println!(

@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// none without a GPU) or a number.
     #[arg(long = "gpu-layers", default_value = hearth_protocol::GpuLayers::AUTO)]
     pub n_gpu_layers: hearth_protocol::GpuLayers,
+    /// Speculative decoding for every model: `ngram` (guesses from the prompt and the answer
+    /// so far) or `off` (a draft model is chosen per model, from the catalog).
+    #[arg(long, value_enum, default_value = "off")]
+    pub speculative: hearth_protocol::SpeculativeMode,
 }
 
 /// `localhost` or an IP address.
@@ -104,6 +108,10 @@ pub fn port_and_key(
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.speculative != hearth_protocol::SpeculativeMode::Draft,
+        "hearth serve takes --speculative ngram or off; a draft model is chosen per model"
+    );
     let exe =
         std::env::current_exe().context("cannot find the hearth binary to start the engine")?;
     let data_dir = hearth_supervisor::process::data_dir();
@@ -133,6 +141,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         load_wait: Duration::from_secs(args.load_wait),
         n_threads: args.n_threads,
         n_gpu_layers: args.n_gpu_layers,
+        speculative: args.speculative,
         ..ServerOptions::for_binary(data_dir, exe)
     };
     let server = hearth_server::start(options).await?;

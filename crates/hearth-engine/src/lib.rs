@@ -19,6 +19,7 @@ pub mod offload;
 pub mod policy;
 pub mod quantize;
 pub mod sampling;
+pub mod speculative;
 pub mod stop;
 pub mod template;
 pub mod utf8;

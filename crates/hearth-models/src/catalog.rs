@@ -100,6 +100,10 @@ pub struct CatalogModel {
     pub purpose: String,
     /// The quantization pulled when the user names none.
     pub default_quantization: String,
+    /// A smaller catalog model of the same family (same vocabulary) that guesses tokens for
+    /// this one (speculative decoding), used when it is installed.
+    #[serde(default)]
+    pub draft_model: Option<String>,
     pub files: Vec<CatalogFile>,
 }
 
@@ -157,6 +161,27 @@ impl Catalog {
             model.collect_problems(&mut problems);
             if !seen_ids.insert(model.id.as_str()) {
                 problems.push(format!("model id {:?} appears more than once", model.id));
+            }
+        }
+        for model in &self.models {
+            let Some(draft_id) = &model.draft_model else {
+                continue;
+            };
+            match self.find(draft_id) {
+                None => problems.push(format!(
+                    "{}: draft_model {draft_id:?} is not one of the catalog's models",
+                    model.id
+                )),
+                Some(draft)
+                    if draft.family != model.family
+                        || draft.parameters_billions >= model.parameters_billions =>
+                {
+                    problems.push(format!(
+                        "{}: draft_model {draft_id:?} must be a smaller model of the same family",
+                        model.id
+                    ))
+                }
+                Some(_) => {}
             }
         }
         if self.find(&self.default_model).is_none() {
@@ -383,6 +408,40 @@ file = "tiny-Q4_K_M.gguf"
             "default_quantization",
         ] {
             assert!(all.contains(expected), "{expected} missing from:\n{all}");
+        }
+    }
+
+    #[test]
+    fn a_draft_model_must_be_a_smaller_entry_of_the_same_family() {
+        let model_table = &VALID[VALID.find("[[models]]").unwrap()..];
+        let bigger = model_table
+            .replace("id = \"tiny\"", "id = \"big\"\ndraft_model = \"tiny\"")
+            .replace("parameters_billions = 0.1", "parameters_billions = 1.0");
+        let catalog = Catalog::parse(&format!("{VALID}\n{bigger}"), "test").unwrap();
+        assert_eq!(
+            catalog.get("big").unwrap().draft_model.as_deref(),
+            Some("tiny")
+        );
+        for (from, to, expected) in [
+            (
+                "draft_model = \"tiny\"",
+                "draft_model = \"nothing\"",
+                "not one of",
+            ),
+            (
+                "draft_model = \"tiny\"",
+                "draft_model = \"big\"",
+                "smaller model",
+            ),
+            (
+                "family = \"Tiny\"\nrepo",
+                "family = \"Other\"\nrepo",
+                "same family",
+            ),
+        ] {
+            let broken = format!("{VALID}\n{}", bigger.replacen(from, to, 1));
+            let error = Catalog::parse(&broken, "test").unwrap_err().to_string();
+            assert!(error.contains(expected), "{expected}: {error}");
         }
     }
 

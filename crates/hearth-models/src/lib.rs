@@ -23,6 +23,7 @@ mod catalog;
 mod digest;
 mod discover;
 mod download;
+mod draft;
 mod error;
 mod fetch;
 mod gguf_summary;
@@ -48,6 +49,7 @@ pub use download::{
     DownloadOutcome, DownloadProgress, DownloadRequest, NoProgress, ProgressUpdate, LOCK_SUFFIX,
     PARTIAL_SUFFIX,
 };
+pub use draft::{catalog_draft, DraftChoice};
 pub use error::{ModelsError, Result};
 pub use fetch::hash_with_progress;
 pub use gguf_summary::{file_type_name, summarize_gguf, GgufSummary, GGUF_MAGIC};

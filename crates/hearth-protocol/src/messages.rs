@@ -18,6 +18,8 @@ pub const DEFAULT_N_PARALLEL: u32 = 1;
 pub const DEFAULT_MAX_DECODE_SLOWDOWN: f64 = 2.0;
 /// Default number of requests that may wait for a slot.
 pub const DEFAULT_MAX_QUEUE: u32 = 64;
+/// Default bound on the tokens speculative decoding guesses per step.
+pub const DEFAULT_MAX_DRAFT_TOKENS: u32 = 8;
 /// The engine's KV cache layout (llama.cpp's `kv_unified`): one stream per sequence, not one
 /// buffer shared by all, so a sequence's cells sit at the same places whether it runs alone or
 /// beside others (which keeps greedy output identical under batching). Not a load parameter:
@@ -73,6 +75,31 @@ impl KvCacheType {
             KvCacheType::F16 => "f16",
             KvCacheType::Q8_0 => "q8_0",
             KvCacheType::Q4_0 => "q4_0",
+        }
+    }
+}
+
+/// Speculative decoding: what guesses the next tokens for the model to verify in one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum SpeculativeMode {
+    /// One token per step.
+    #[default]
+    Off,
+    /// Continuations of the last tokens found earlier in the prompt and the answer.
+    Ngram,
+    /// A smaller model with the same vocabulary (`LoadParams::draft_model`).
+    Draft,
+}
+
+impl SpeculativeMode {
+    /// The name on the wire and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpeculativeMode::Off => "off",
+            SpeculativeMode::Ngram => "ngram",
+            SpeculativeMode::Draft => "draft",
         }
     }
 }
@@ -172,6 +199,12 @@ pub struct LoadParams {
     pub max_decode_slowdown: f64,
     /// Most requests waiting for a slot; more are refused with `QueueFull`.
     pub max_queue: u32,
+    /// Speculative decoding; `Draft` needs `draft_model`.
+    pub speculative: SpeculativeMode,
+    /// The draft model's GGUF file (same vocabulary as the model), loaded in the same worker.
+    pub draft_model: Option<std::path::PathBuf>,
+    /// Most tokens guessed per step; the engine adapts how many to the acceptance rate.
+    pub max_draft_tokens: u32,
 }
 
 impl Default for LoadParams {
@@ -190,6 +223,9 @@ impl Default for LoadParams {
             prefix_cache: true,
             max_decode_slowdown: DEFAULT_MAX_DECODE_SLOWDOWN,
             max_queue: DEFAULT_MAX_QUEUE,
+            speculative: SpeculativeMode::Off,
+            draft_model: None,
+            max_draft_tokens: DEFAULT_MAX_DRAFT_TOKENS,
         }
     }
 }
@@ -495,6 +531,11 @@ pub struct ModelInfo {
     pub kv_cache_type: KvCacheType,
     pub template_source: TemplateSource,
     pub load_time_ms: f64,
+    /// Speculative decoding, and the draft model's file name with `draft`.
+    #[serde(default)]
+    pub speculative: SpeculativeMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_model: Option<String>,
 }
 
 /// Why a generation ended.

@@ -33,6 +33,15 @@ pub struct RequestMetrics {
     pub queue_ms: f64,
     pub prefill_tokens_per_s: f64,
     pub decode_tokens_per_s: f64,
+    /// Speculative decoding: tokens guessed (by a draft model or n-gram lookup) and verified.
+    #[serde(default)]
+    pub drafted_tokens: u32,
+    /// Guessed tokens the model accepted (each one a token that needed no step of its own).
+    #[serde(default)]
+    pub accepted_tokens: u32,
+    /// accepted / drafted (0 when nothing was drafted).
+    #[serde(default)]
+    pub acceptance_rate: f64,
 }
 
 /// Nearest-rank percentile of unsorted samples (`p` in 0..=100); 0 when there are none.
@@ -59,6 +68,8 @@ pub struct MetricsRecorder {
     prompt_tokens: u32,
     cached_prompt_tokens: u32,
     token_times: Vec<Instant>,
+    drafted_tokens: u32,
+    accepted_tokens: u32,
 }
 
 impl MetricsRecorder {
@@ -69,7 +80,16 @@ impl MetricsRecorder {
             prompt_tokens: 0,
             cached_prompt_tokens: 0,
             token_times: Vec::new(),
+            drafted_tokens: 0,
+            accepted_tokens: 0,
         }
+    }
+
+    /// One verification of speculative decoding: `drafted` guessed tokens, `accepted` of them
+    /// taken.
+    pub fn speculated(&mut self, drafted: u32, accepted: u32) {
+        self.drafted_tokens = self.drafted_tokens.saturating_add(drafted);
+        self.accepted_tokens = self.accepted_tokens.saturating_add(accepted);
     }
 
     /// The request got a slot; its prompt has `prompt_tokens` tokens, `cached` of them reused.
@@ -125,6 +145,13 @@ impl MetricsRecorder {
             queue_ms,
             prefill_tokens_per_s: rate(f64::from(computed_prompt_tokens), prefill_ms),
             decode_tokens_per_s: rate(gaps, decode_ms),
+            drafted_tokens: self.drafted_tokens,
+            accepted_tokens: self.accepted_tokens,
+            acceptance_rate: if self.drafted_tokens > 0 {
+                f64::from(self.accepted_tokens) / f64::from(self.drafted_tokens)
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -172,6 +199,19 @@ mod tests {
         // 80 computed prompt tokens in 100 ms, 2 decode gaps in 30 ms.
         assert!((metrics.prefill_tokens_per_s - 800.0).abs() < 1e-6);
         assert!((metrics.decode_tokens_per_s - 2000.0 / 30.0).abs() < 1e-6);
+        assert_eq!(metrics.drafted_tokens, 0);
+        assert_eq!(metrics.acceptance_rate, 0.0);
+    }
+
+    #[test]
+    fn speculation_counts_add_up_to_a_rate() {
+        let start = Instant::now();
+        let mut recorder = MetricsRecorder::new(start);
+        recorder.speculated(4, 3);
+        recorder.speculated(4, 0);
+        let metrics = recorder.finish(start);
+        assert_eq!((metrics.drafted_tokens, metrics.accepted_tokens), (8, 3));
+        assert!((metrics.acceptance_rate - 0.375).abs() < 1e-12);
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct ServerOptions {
     pub n_threads: Option<u32>,
     /// Layers to offload to the GPU (`auto`: the planner's, in the worker).
     pub n_gpu_layers: hearth_protocol::GpuLayers,
+    /// Speculative decoding for every model (`ngram` or `off`; a draft model is per model).
+    pub speculative: hearth_protocol::SpeculativeMode,
     /// Where models (`models/`), the conversation history and the settings live.
     pub data_dir: PathBuf,
     /// How to start an engine worker (`hearth engine`, or the desktop's own binary).
@@ -124,6 +126,7 @@ impl ServerOptions {
             load_wait: DEFAULT_LOAD_WAIT,
             n_threads: None,
             n_gpu_layers: hearth_protocol::GpuLayers::Auto,
+            speculative: hearth_protocol::SpeculativeMode::Off,
             data_dir: data_dir.into(),
             worker_command,
             connection_limits: crate::ConnectionLimits::default(),
@@ -283,6 +286,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
                 max_queue: options.max_queue,
                 n_threads: options.n_threads,
                 n_gpu_layers: options.n_gpu_layers,
+                speculative: options.speculative,
                 ..LoadParams::default()
             },
             idle_unload: options.idle_unload.filter(|idle| !idle.is_zero()),

@@ -82,6 +82,8 @@ struct ModelCounters {
     prompt_tokens: u64,
     cached_prompt_tokens: u64,
     generated_tokens: u64,
+    drafted_tokens: u64,
+    accepted_tokens: u64,
     finished: BTreeMap<&'static str, u64>,
     client_disconnects: u64,
     loads: u64,
@@ -98,6 +100,8 @@ impl Default for ModelCounters {
             prompt_tokens: 0,
             cached_prompt_tokens: 0,
             generated_tokens: 0,
+            drafted_tokens: 0,
+            accepted_tokens: 0,
             finished: BTreeMap::new(),
             client_disconnects: 0,
             loads: 0,
@@ -160,6 +164,8 @@ impl Metrics {
             counters.prompt_tokens += u64::from(metrics.prompt_tokens);
             counters.cached_prompt_tokens += u64::from(metrics.cached_prompt_tokens);
             counters.generated_tokens += u64::from(metrics.generated_tokens);
+            counters.drafted_tokens += u64::from(metrics.drafted_tokens);
+            counters.accepted_tokens += u64::from(metrics.accepted_tokens);
             *counters.finished.entry(finish_reason.as_str()).or_default() += 1;
             if metrics.generated_tokens > 0 {
                 counters.ttft.observe(metrics.ttft_ms / MILLIS_PER_SECOND);
@@ -337,11 +343,21 @@ fn write_counters(out: &mut String, c: &Counters) {
             histogram(counters).write(out, name, &format!("model=\"{}\"", escape(model)));
         }
     }
-    let totals: [CounterSeries; 5] = [
+    let totals: [CounterSeries; 7] = [
         (
             "hearth_prompt_tokens_total",
             "Prompt tokens of finished requests.",
             |m| m.prompt_tokens,
+        ),
+        (
+            "hearth_draft_tokens_total",
+            "Tokens guessed by speculative decoding and verified.",
+            |m| m.drafted_tokens,
+        ),
+        (
+            "hearth_draft_accepted_tokens_total",
+            "Guessed tokens the model accepted.",
+            |m| m.accepted_tokens,
         ),
         (
             "hearth_cached_prompt_tokens_total",
@@ -425,6 +441,8 @@ mod tests {
             tpot_ms: 12.0,
             itl_ms: vec![10.0, 14.0],
             e2e_ms: 64.0,
+            drafted_tokens: 4,
+            accepted_tokens: 1,
             ..RequestMetrics::default()
         };
         metrics.record_generation("m", FinishReason::Stop, &figures);
@@ -442,6 +460,8 @@ mod tests {
         );
         assert!(text.contains("hearth_prompt_tokens_total{model=\"m\"} 10"));
         assert!(text.contains("hearth_generation_tokens_total{model=\"m\"} 3"));
+        assert!(text.contains("hearth_draft_tokens_total{model=\"m\"} 4"));
+        assert!(text.contains("hearth_draft_accepted_tokens_total{model=\"m\"} 1"));
         assert!(
             text.contains("hearth_requests_finished_total{model=\"m\",finish_reason=\"stop\"} 1")
         );

@@ -417,7 +417,11 @@ impl ModelManager {
         );
         let manager = Arc::downgrade(self);
         let worker_command = self.config.worker_command.clone();
-        let load_params = self.config.load_params.clone();
+        let load_params = with_catalog_draft(
+            self.config.load_params.clone(),
+            self.config.library.as_ref(),
+            &model.id,
+        );
         tokio::spawn(async move {
             let outcome = load_model(manager, worker_command, load_params, model).await;
             let _ = sender.send(Some(outcome));
@@ -540,6 +544,26 @@ impl ModelManager {
         self.slots()
             .insert(id.to_string(), Slot::Loading { done: receiver });
         sender
+    }
+}
+
+/// `params` with the installed draft model the catalog names for library model `id`
+/// (speculative decoding), unless the server was told to use n-gram lookup.
+fn with_catalog_draft(params: LoadParams, library: Option<&ModelLibrary>, id: &str) -> LoadParams {
+    if params.speculative != hearth_protocol::SpeculativeMode::Off {
+        return params;
+    }
+    let draft = library.and_then(|library| {
+        let catalog = hearth_models::Catalog::builtin().ok()?;
+        hearth_models::catalog_draft(&catalog, library, id)?.installed_path
+    });
+    match draft {
+        Some(path) => LoadParams {
+            speculative: hearth_protocol::SpeculativeMode::Draft,
+            draft_model: Some(path),
+            ..params
+        },
+        None => params,
     }
 }
 

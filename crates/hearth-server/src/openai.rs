@@ -190,6 +190,11 @@ pub struct PromptTokensDetails {
 #[derive(Debug, Clone, Serialize)]
 pub struct Timings {
     pub cache_n: u32,
+    /// Speculative decoding: guesses verified and accepted (llama.cpp's server's keys), and
+    /// accepted / drafted.
+    pub draft_acceptance_rate: f64,
+    pub draft_n: u32,
+    pub draft_n_accepted: u32,
     pub e2e_ms: f64,
     pub itl_max_ms: f64,
     pub itl_p50_ms: f64,
@@ -438,6 +443,9 @@ pub fn timings(metrics: &RequestMetrics) -> Timings {
     };
     Timings {
         cache_n: metrics.cached_prompt_tokens,
+        draft_acceptance_rate: metrics.acceptance_rate,
+        draft_n: metrics.drafted_tokens,
+        draft_n_accepted: metrics.accepted_tokens,
         e2e_ms: metrics.e2e_ms,
         itl_max_ms: metrics.itl_max_ms,
         itl_p50_ms: metrics.itl_p50_ms,

@@ -423,5 +423,7 @@ pub fn model_info() -> ModelInfo {
         kv_cache_type: KvCacheType::F16,
         template_source: TemplateSource::Builtin,
         load_time_ms: 1.0,
+        speculative: Default::default(),
+        draft_model: None,
     }
 }

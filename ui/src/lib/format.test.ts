@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { downloadFraction, formatBytes, metricsLine } from './format';
+import { downloadFraction, formatBytes, metricsLine, speculationLine } from './format';
 
 describe('format', () => {
   it('formats sizes', () => {
@@ -15,6 +15,13 @@ describe('format', () => {
     expect(metricsLine({ ttft_ms: 1500, decode_tokens_per_s: 120, completion_tokens: 3 })).toBe(
       'TTFT 1.50 s · 120 tok/s · 3 tokens',
     );
+  });
+
+  it('adds speculative decoding\'s accepted guesses when there were any', () => {
+    expect(
+      metricsLine({ ttft_ms: 100, decode_tokens_per_s: 50, generated_tokens: 9, drafted_tokens: 8, accepted_tokens: 6 }),
+    ).toBe('TTFT 100 ms · 50.0 tok/s · 9 tokens · 6/8 guesses accepted (75%)');
+    expect(speculationLine({ drafted_tokens: 0, accepted_tokens: 0 })).toBe('');
   });
 
   it('computes a download fraction from either byte key', () => {

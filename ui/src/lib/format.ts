@@ -48,7 +48,17 @@ export function metricsLine(metrics: AnswerMetrics): string {
     formatRate(metrics.decode_tokens_per_s),
     `${tokens ?? '—'} tokens`,
   ];
+  const speculation = speculationLine(metrics);
+  if (speculation) parts.push(speculation);
   return parts.join(' · ');
+}
+
+/** Speculative decoding's share of an answer, or '' when nothing was guessed. */
+export function speculationLine(metrics: AnswerMetrics): string {
+  const drafted = metrics.drafted_tokens ?? 0;
+  if (drafted <= 0) return '';
+  const accepted = metrics.accepted_tokens ?? 0;
+  return `${accepted}/${drafted} guesses accepted (${Math.round((100 * accepted) / drafted)}%)`;
 }
 
 export const FIT_LABELS: Record<FitBadge, string> = {

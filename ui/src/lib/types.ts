@@ -47,6 +47,10 @@ export interface AnswerMetrics {
   generated_tokens?: number;
   e2e_ms?: number;
   queue_ms?: number;
+  /** Speculative decoding: guesses verified, guesses accepted, and accepted / drafted. */
+  drafted_tokens?: number;
+  accepted_tokens?: number;
+  acceptance_rate?: number;
   finish_reason?: string;
   [key: string]: unknown;
 }

@@ -21,6 +21,7 @@ use crate::constraint::{
 };
 use crate::policy::{self, FreeSlot};
 use crate::sampling::build_sampler;
+use crate::speculative::DraftLength;
 use crate::stop::StopMatcher;
 use crate::utf8::Utf8Accumulator;
 
@@ -479,6 +480,8 @@ impl Session<'_> {
                 admitted_order: self.admissions,
                 logprobs: request.logprobs,
                 pending_logprobs: Vec::new(),
+                guesses: Vec::new(),
+                draft_length: DraftLength::new(self.max_draft_tokens),
             });
             // Published before `Started` leaves: a client that asks for stats once its
             // request started sees it running.

@@ -39,6 +39,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::constraint::{ConstrainedSampler, GrammarBuilder, GrammarLimits};
 use crate::policy::PrefillPacer;
+use crate::speculative::{DraftLength, Guesser};
 use crate::stop::StopMatcher;
 use crate::template::ChatTemplate;
 use crate::utf8::Utf8Accumulator;
@@ -294,6 +295,10 @@ struct ActiveRequest {
     /// Log-probabilities of the tokens sampled since the last `Token` event, none of whose
     /// text has been shown yet (see `step::emit_text`).
     pending_logprobs: Vec<TokenLogprob>,
+    /// Speculative decoding: the guesses in the current batch after `pending_token`, and how
+    /// many to guess next.
+    guesses: Vec<LlamaToken>,
+    draft_length: DraftLength,
 }
 
 /// Where a request's tokens are sampled: on the engine thread, or (a request with an output
@@ -390,4 +395,8 @@ struct Session<'model> {
     decoded_batches: u64,
     step: u64,
     admissions: u64,
+    /// Speculative decoding's guesser (`Off`: one token per step).
+    guesser: Guesser<'model>,
+    /// The bound of every request's adaptive draft length.
+    max_draft_tokens: u32,
 }

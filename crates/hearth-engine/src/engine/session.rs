@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hearth_protocol::{
     ErrorKind, FinishReason, GenerateRequest, GpuLayers, LoadParams, ModelInfo, Prompt,
-    TemplateSource, WorkerError, WorkerEvent, WorkerRequest,
+    SpeculativeMode, TemplateSource, WorkerError, WorkerEvent, WorkerRequest,
 };
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -28,6 +28,7 @@ use crate::load::{self, file_name, LlamaLogCapture};
 use crate::memory;
 use crate::offload;
 use crate::policy::PrefillPacer;
+use crate::speculative::{self, DraftModel, Guesser};
 use crate::template::ChatTemplate;
 
 /// How often an engine with nothing to step but work on helper threads (grammars being built,
@@ -144,17 +145,20 @@ fn run_model_session(
                 let context = model.new_context(backend, context_params);
                 match context {
                     Ok(context) => {
+                        let draft = load_draft(&model, params, n_gpu_layers, &gpu_devices)?;
                         let loaded = LoadedModel {
                             n_gpu_layers,
                             gpu_devices: &gpu_devices,
                             started,
                             grammar_limits,
                         };
+                        let guesser = guesser(params, draft.as_ref(), n_gpu_layers)?;
                         return Ok(serve_model(
                             model_path,
                             params,
                             &model,
                             context,
+                            guesser,
                             loaded,
                             load_request_id,
                             commands,
@@ -180,6 +184,64 @@ fn run_model_session(
     }
 }
 
+/// The draft model of `--speculative draft`, checked against the model's vocabulary; `None`
+/// for the other modes.
+fn load_draft(
+    model: &LlamaModel,
+    params: &LoadParams,
+    n_gpu_layers: u32,
+    gpu_devices: &[usize],
+) -> Result<Option<LlamaModel>, WorkerError> {
+    if params.speculative != SpeculativeMode::Draft {
+        return Ok(None);
+    }
+    let Some(path) = params.draft_model.as_deref() else {
+        return Err(WorkerError::new(
+            ErrorKind::InvalidRequest,
+            "speculative decoding with a draft model needs a draft model file",
+        ));
+    };
+    // The draft goes where the model goes: fully offloaded with it, or on the CPU.
+    let draft_layers = if n_gpu_layers > 0 { u32::MAX } else { 0 };
+    let draft = load::load_model(path, params, draft_layers, gpu_devices).map_err(|error| {
+        let error = error.to_worker_error();
+        WorkerError::new(error.kind, format!("draft model: {}", error.message))
+    })?;
+    speculative::draft::check_vocabulary(model, &draft)?;
+    Ok(Some(draft))
+}
+
+/// The session's guesser: n-gram lookup, the draft model in a context of its own, or none.
+fn guesser<'draft>(
+    params: &LoadParams,
+    draft: Option<&'draft LlamaModel>,
+    n_gpu_layers: u32,
+) -> Result<Guesser<'draft>, WorkerError> {
+    match (params.speculative, draft) {
+        (SpeculativeMode::Ngram, _) => Ok(Guesser::Ngram),
+        (SpeculativeMode::Draft, Some(draft)) => {
+            let path = params.draft_model.as_deref().unwrap_or(Path::new("draft"));
+            let context_params = load::context_params(path, params, n_gpu_layers)
+                .map_err(|e| e.to_worker_error())?;
+            let backend = load::backend()
+                .map_err(|detail| WorkerError::new(ErrorKind::LoadFailed, detail))?;
+            let context = draft
+                .new_context(backend, context_params)
+                .map_err(|error| {
+                    WorkerError::new(
+                        ErrorKind::LoadFailed,
+                        format!("draft model: cannot create its context: {error}"),
+                    )
+                })?;
+            let n_seq = params.n_parallel.max(1) as usize;
+            Ok(Guesser::Draft(Box::new(DraftModel::new(
+                draft, context, n_seq,
+            ))))
+        }
+        _ => Ok(Guesser::Off),
+    }
+}
+
 /// What the load decided, for the `Loaded` report.
 struct LoadedModel<'a> {
     n_gpu_layers: u32,
@@ -195,6 +257,7 @@ fn serve_model(
     params: &LoadParams,
     model: &Arc<LlamaModel>,
     context: LlamaContext<'_>,
+    guesser: Guesser<'_>,
     loaded: LoadedModel<'_>,
     load_request_id: u64,
     commands: &Commands,
@@ -236,6 +299,12 @@ fn serve_model(
         kv_cache_type: params.kv_cache_type,
         template_source: template.source(),
         load_time_ms: loaded.started.elapsed().as_secs_f64() * 1000.0,
+        speculative: guesser.mode(),
+        draft_model: params
+            .draft_model
+            .as_deref()
+            .filter(|_| guesser.mode() == SpeculativeMode::Draft)
+            .map(file_name),
     };
     tracing::info!(model = %info.file_name, load_ms = info.load_time_ms, n_ctx, n_parallel, "model loaded");
     sink.emit(WorkerEvent::Loaded {
@@ -243,6 +312,7 @@ fn serve_model(
         model: info,
     });
     let grammars = GrammarBuilder::with_limits(model.clone(), loaded.grammar_limits);
+    // Speculative decoding's guesser is set apart: its draft context borrows the draft model.
     let mut session = Session::new(
         model,
         context,
@@ -252,6 +322,7 @@ fn serve_model(
         params,
         gauges.clone(),
     );
+    session.guesser = guesser;
     session.run(sink)
 }
 
@@ -312,6 +383,8 @@ impl<'model> Session<'model> {
             decoded_batches: 0,
             step: 0,
             admissions: 0,
+            guesser: Guesser::Off,
+            max_draft_tokens: params.max_draft_tokens,
         }
     }
 

@@ -1,7 +1,9 @@
 //! The step: one `llama_decode` of a batch that holds the pending token of every decoding
 //! sequence plus as much queued prompt as the prefill budget allows, then one sampled token
 //! for every sequence that produced logits, streamed out through the UTF-8 accumulator and
-//! the stop-string matcher. Also where a request ends (`finish`), whatever ended it.
+//! the stop-string matcher. Also where a request ends (`finish`), whatever ended it. With
+//! speculative decoding (`crate::speculative`), a decoding sequence's token is followed in the
+//! batch by the guesses for the positions after it, verified when sampling.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,8 @@ impl Session<'_> {
         self.batch.clear();
         // Tokens added per slot this step, committed to `cached_tokens` after the decode.
         let mut added: Vec<(usize, Vec<LlamaToken>)> = Vec::new();
-        let mut decoding = 0u32;
+        // Decoding sequences' tokens: one each, plus speculative guesses.
+        let mut decode_tokens = 0u32;
         for index in 0..self.slots.len() {
             let slot = &self.slots[index];
             let Some(active) = slot.active.as_ref() else {
@@ -39,25 +42,28 @@ impl Session<'_> {
                 self.finish(index, FinishReason::Length, sink);
                 continue;
             }
-            let position = i32::try_from(slot.cached_tokens.len()).unwrap_or(i32::MAX);
+            let start = slot.cached_tokens.len();
+            let seq_id = slot.seq_id;
+            let guesses = self.guesses(index, token, decode_tokens);
             let logits_index = self.batch.n_tokens();
-            if self
-                .batch
-                .add(token, position, &[slot.seq_id], true)
-                .is_err()
-            {
-                continue;
+            let mut tokens = vec![token];
+            tokens.extend_from_slice(&guesses);
+            for (offset, token) in tokens.iter().enumerate() {
+                let position = i32::try_from(start + offset).unwrap_or(i32::MAX);
+                // `guesses` leaves room for every token in the batch.
+                let _ = self.batch.add(*token, position, &[seq_id], true);
             }
             if let Some(active) = self.slots[index].active.as_mut() {
                 active.logits_index = Some(logits_index);
                 active.pending_token = None;
+                active.guesses = guesses;
             }
-            added.push((index, vec![token]));
-            decoding += 1;
+            decode_tokens += u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+            added.push((index, tokens));
         }
         let budget_tokens = match self.fixed_prefill_chunk {
-            Some(chunk) => policy::prefill_budget(self.n_batch, decoding, chunk),
-            None => self.pacer.budget(self.n_batch, decoding),
+            Some(chunk) => policy::prefill_budget(self.n_batch, decode_tokens, chunk),
+            None => self.pacer.budget(self.n_batch, decode_tokens),
         };
         let mut budget = budget_tokens as usize;
         // Prompts are prefilled in admission order, so the oldest request gets its first token first.
@@ -107,7 +113,7 @@ impl Session<'_> {
             return;
         }
         let prefill_tokens =
-            added.iter().map(|(_, tokens)| tokens.len()).sum::<usize>() - decoding as usize;
+            added.iter().map(|(_, tokens)| tokens.len()).sum::<usize>() - decode_tokens as usize;
         for (index, tokens) in added {
             self.slots[index].cached_tokens.extend(tokens);
         }
@@ -127,26 +133,138 @@ impl Session<'_> {
                     thread.send(self.context.get_logits_ith(logits_index).to_vec());
                     handed_over.push(index);
                 }
-                RequestSampler::Inline(sampler) => {
-                    let token = sampler.sample(&self.context, logits_index);
-                    let logprob = active.logprobs.map(|alternatives| {
-                        let logits = self.context.get_logits_ith(logits_index);
-                        token_logprob(self.model, logits, token, alternatives)
-                    });
-                    self.take_token(index, token, logprob, now, sink);
-                }
+                RequestSampler::Inline(_) => self.sample_verified(index, logits_index, now, sink),
             }
         }
         self.pacer.record(
             step_started.elapsed().as_secs_f64() * 1000.0,
             u32::try_from(prefill_tokens).unwrap_or(u32::MAX),
-            decoding,
+            decode_tokens,
         );
         // A usual grammar's token is ready within this wait and joins the next step like any
         // other; a slower one is collected between later steps (`collect_constrained_tokens`).
         let until = Instant::now() + CONSTRAINED_TOKEN_WAIT;
         for index in handed_over {
             self.collect_constrained_token(index, Some(until), sink);
+        }
+    }
+
+    /// The guesses to verify after `token` in slot `index` this step: none unless the session
+    /// speculates and the request samples on this thread; never more than the request may still
+    /// generate, its sequence's context holds, or the batch has room for beside one token for
+    /// every other decoding sequence (`decode_tokens` are already in it).
+    fn guesses(&mut self, index: usize, token: LlamaToken, decode_tokens: u32) -> Vec<LlamaToken> {
+        if self.guesser.is_off() {
+            return Vec::new();
+        }
+        let slot = &self.slots[index];
+        let Some(active) = slot.active.as_ref() else {
+            return Vec::new();
+        };
+        if !matches!(active.sampler, RequestSampler::Inline(_)) {
+            return Vec::new();
+        }
+        let others = self
+            .slots
+            .iter()
+            .filter(|other| {
+                other
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| a.pending_token.is_some())
+            })
+            .count()
+            .saturating_sub(1);
+        let batch_room =
+            (self.n_batch as usize).saturating_sub(decode_tokens as usize + 1 + others);
+        let context_room = self
+            .n_ctx_per_sequence
+            .saturating_sub(slot.cached_tokens.len() + 1);
+        let generation_room = active.max_tokens.map_or(usize::MAX, |max| {
+            (max.saturating_sub(active.metrics.generated_tokens()) as usize).saturating_sub(1)
+        });
+        let most = active
+            .draft_length
+            .get()
+            .min(batch_room)
+            .min(context_room)
+            .min(generation_room);
+        if most == 0 {
+            return Vec::new();
+        }
+        let mut history = Vec::with_capacity(slot.cached_tokens.len() + 1);
+        history.extend_from_slice(&slot.cached_tokens);
+        history.push(token);
+        self.guesser.propose(index, &history, most)
+    }
+
+    /// Samples slot `index`'s tokens from the logits at `logits_index` on: one, and one more
+    /// for each guess the request's own sampler agrees with (`speculative::acceptance`: the
+    /// tokens follow the model's distribution, and greedy output is the same as without
+    /// guesses). The rejected guesses' positions leave the sequence's cache.
+    fn sample_verified(
+        &mut self,
+        index: usize,
+        logits_index: i32,
+        now: Instant,
+        sink: &mut dyn EventSink,
+    ) {
+        let Some(active) = self.slots[index].active.as_mut() else {
+            return;
+        };
+        let guesses = std::mem::take(&mut active.guesses);
+        // Counted as they happen: the request may end on any of these tokens.
+        active
+            .metrics
+            .speculated(u32::try_from(guesses.len()).unwrap_or(u32::MAX), 0);
+        let mut accepted = 0usize;
+        for offset in 0..=guesses.len() {
+            let Some(active) = self.slots[index].active.as_mut() else {
+                break;
+            };
+            let RequestSampler::Inline(sampler) = &mut active.sampler else {
+                break;
+            };
+            let at = logits_index + i32::try_from(offset).unwrap_or(i32::MAX);
+            let token = sampler.sample(&self.context, at);
+            let logprob = active.logprobs.map(|alternatives| {
+                let logits = self.context.get_logits_ith(at);
+                token_logprob(self.model, logits, token, alternatives)
+            });
+            let agrees = guesses.get(offset) == Some(&token);
+            if agrees {
+                accepted += 1;
+                active.metrics.speculated(0, 1);
+            }
+            self.take_token(index, token, logprob, now, sink);
+            if !agrees {
+                break;
+            }
+        }
+        if guesses.is_empty() {
+            return;
+        }
+        if let Some(active) = self.slots[index].active.as_mut() {
+            active.draft_length.record(guesses.len(), accepted);
+        }
+        // The cache holds the fed token and every guess; keep the fed token and the accepted
+        // guesses (tokens of the answer), remove the rest.
+        let slot = &mut self.slots[index];
+        let keep = slot.cached_tokens.len() - (guesses.len() - accepted);
+        if keep < slot.cached_tokens.len() {
+            let from = u32::try_from(keep).unwrap_or(u32::MAX);
+            if self
+                .context
+                .kv_cache_seq_rm(slot.seq_id, Some(from), None)
+                .is_err()
+            {
+                // A sequence whose cache cannot be cut is started afresh by its next request.
+                let _ = self.context.kv_cache_seq_rm(slot.seq_id, None, None);
+                slot.cached_tokens.clear();
+                self.guesser.forget(index);
+            } else {
+                slot.cached_tokens.truncate(keep);
+            }
         }
     }
 
@@ -288,6 +406,9 @@ impl Session<'_> {
             // The cache contents of a failed batch are unknown: start the sequence afresh.
             let _ = self.context.kv_cache_seq_rm(slot.seq_id, None, None);
             slot.cached_tokens.clear();
+        }
+        for seq in 0..self.slots.len() {
+            self.guesser.forget(seq);
         }
     }
 }

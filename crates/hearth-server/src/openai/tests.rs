@@ -136,6 +136,9 @@ fn golden_metrics() -> RequestMetrics {
         queue_ms: 0.5,
         prefill_tokens_per_s: 300.0,
         decode_tokens_per_s: 99.9,
+        drafted_tokens: 0,
+        accepted_tokens: 0,
+        acceptance_rate: 0.0,
     }
 }
 
