@@ -48,6 +48,11 @@ pub struct BenchArgs {
     /// (A1 B1 A2 B2 …) through the scheduler (give --parallel to share them among slots).
     #[arg(long, default_value_t = 1, requires = "turns")]
     pub conversations: u32,
+    /// With --turns: restart the engine (a new worker process) before the last turn, so it
+    /// can reuse only what the disk tier of the KV cache kept (a folder of its own, removed
+    /// afterwards).
+    #[arg(long, requires = "turns")]
+    pub restart: bool,
     /// While one stream decodes, send a prompt of this many tokens on another sequence.
     #[arg(long)]
     pub interference: Option<u32>,

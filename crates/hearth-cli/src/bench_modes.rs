@@ -11,8 +11,8 @@
 
 use anyhow::Context;
 use hearth_protocol::{
-    percentile_nearest_rank, ChatMessage, LoadParams, ModelInfo, Prompt, RequestMetrics, Role,
-    SamplingParams,
+    percentile_nearest_rank, CacheTier, ChatMessage, LoadParams, ModelInfo, Prompt, RequestMetrics,
+    Role, SamplingParams,
 };
 use hearth_supervisor::{Generation, GenerationEvent, Supervisor};
 use serde::Serialize;
@@ -257,6 +257,8 @@ pub struct TurnReport {
     pub prompt_tokens: u32,
     /// Prompt tokens reused from the cache in the run with prefix reuse.
     pub cached_prompt_tokens: Option<u32>,
+    /// Which tier of the KV cache served them (slot, ram, disk or none).
+    pub cache_tier: Option<CacheTier>,
     pub ttft_ms_prefix_cache: Option<f64>,
     pub ttft_ms_no_prefix_cache: f64,
 }
@@ -264,6 +266,8 @@ pub struct TurnReport {
 #[derive(Debug, Serialize)]
 pub struct TurnsReport {
     pub conversations: u32,
+    /// Whether the engine was restarted before the last turn.
+    pub restarted_before_last_turn: bool,
     pub turns: Vec<TurnReport>,
     /// TTFT of the last turn with reuse divided by without (smaller is better); with several
     /// conversations, the worst of their last turns.
@@ -290,6 +294,9 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
     let conversations = args.conversations;
     anyhow::ensure!(conversations >= 1, "--conversations must be at least 1");
     let with_reuse = !args.model.no_prefix_cache;
+    // The disk tier of `--restart`: a folder of this run's own, so files of an earlier run
+    // never serve a first turn.
+    let kv_dir = std::env::temp_dir().join(format!("hearth-bench-kv-{}", std::process::id()));
     let supervisor = crate::supervisor()?;
     let result = async {
         // The conversations, generated once (with reuse if asked, else without), taking turns.
@@ -301,29 +308,25 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
                 )]
             })
             .collect();
-        let mut with_cache: Vec<(u32, u32, u32, u32, f64)> = Vec::new();
-        load(
-            &supervisor,
-            args,
-            LoadParams {
-                prefix_cache: with_reuse,
-                ..args.model.load_params()
-            },
-        )
-        .await?;
+        let mut with_cache: Vec<(u32, u32, RequestMetrics)> = Vec::new();
+        let with_reuse_params = LoadParams {
+            prefix_cache: with_reuse,
+            kv_disk_dir: args.restart.then(|| kv_dir.clone()),
+            ..args.model.load_params()
+        };
+        load(&supervisor, args, with_reuse_params.clone()).await?;
         let mut conversation: Vec<Vec<ChatMessage>> = Vec::new();
         for turn in 1..=turns {
+            if args.restart && turn == turns {
+                // A new worker: nothing of the old one's memory survives, only its files.
+                supervisor.shutdown().await;
+                load(&supervisor, args, with_reuse_params.clone()).await?;
+            }
             for (index, history) in (0u32..).zip(histories.iter_mut()) {
                 history.push(ChatMessage::new(Role::User, turn_message(turn)));
                 conversation.push(history.clone());
                 let (answer, metrics) = chat_turn(&supervisor, history, TURN_ANSWER_TOKENS).await?;
-                with_cache.push((
-                    index,
-                    turn,
-                    metrics.prompt_tokens,
-                    metrics.cached_prompt_tokens,
-                    metrics.ttft_ms,
-                ));
+                with_cache.push((index, turn, metrics));
                 history.push(ChatMessage::new(Role::Assistant, answer));
             }
         }
@@ -344,26 +347,28 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
                 without_cache.push(metrics.ttft_ms);
             }
         } else {
-            without_cache = with_cache.iter().map(|(.., ttft)| *ttft).collect();
+            without_cache = with_cache.iter().map(|(.., m)| m.ttft_ms).collect();
         }
         let report: Vec<TurnReport> = with_cache
             .iter()
             .zip(&without_cache)
-            .map(
-                |((index, turn, prompt_tokens, cached, ttft), ttft_off)| TurnReport {
-                    conversation: *index,
-                    turn: *turn,
-                    prompt_tokens: *prompt_tokens,
-                    cached_prompt_tokens: with_reuse.then_some(*cached),
-                    ttft_ms_prefix_cache: with_reuse.then_some(*ttft),
-                    ttft_ms_no_prefix_cache: *ttft_off,
-                },
-            )
+            .map(|((index, turn, metrics), ttft_off)| TurnReport {
+                conversation: *index,
+                turn: *turn,
+                prompt_tokens: metrics.prompt_tokens,
+                cached_prompt_tokens: with_reuse.then_some(metrics.cached_prompt_tokens),
+                cache_tier: with_reuse.then_some(metrics.prompt_cache_tier),
+                ttft_ms_prefix_cache: with_reuse.then_some(metrics.ttft_ms),
+                ttft_ms_no_prefix_cache: *ttft_off,
+            })
             .collect();
         anyhow::Ok(report)
     }
     .await;
     supervisor.shutdown().await;
+    if args.restart {
+        let _ = std::fs::remove_dir_all(&kv_dir);
+    }
     let turns = result?;
     let last_turn = turns.iter().map(|t| t.turn).max();
     let last_turn_ttft_ratio = turns
@@ -376,6 +381,7 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
         .max_by(f64::total_cmp);
     let report = TurnsReport {
         conversations,
+        restarted_before_last_turn: args.restart,
         turns,
         last_turn_ttft_ratio,
     };
@@ -383,21 +389,25 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
         return print_json(&report);
     }
     println!(
-        "{:>5} {:>5} {:>14} {:>8} {:>18} {:>18}",
-        "conv", "turn", "prompt tokens", "cached", "TTFT reuse (ms)", "TTFT no reuse (ms)"
+        "{:>5} {:>5} {:>14} {:>8} {:>5} {:>18} {:>18}",
+        "conv", "turn", "prompt tokens", "cached", "tier", "TTFT reuse (ms)", "TTFT no reuse (ms)"
     );
     for turn in &report.turns {
         println!(
-            "{:>5} {:>5} {:>14} {:>8} {:>18} {:>18.1}",
+            "{:>5} {:>5} {:>14} {:>8} {:>5} {:>18} {:>18.1}",
             turn.conversation,
             turn.turn,
             turn.prompt_tokens,
             turn.cached_prompt_tokens
                 .map_or("-".to_string(), |c| c.to_string()),
+            turn.cache_tier.map_or("-", CacheTier::as_str),
             turn.ttft_ms_prefix_cache
                 .map_or("-".to_string(), |t| format!("{t:.1}")),
             turn.ttft_ms_no_prefix_cache
         );
+    }
+    if report.restarted_before_last_turn {
+        println!("the engine was restarted before the last turn");
     }
     if let Some(ratio) = report.last_turn_ttft_ratio {
         println!("last turn: TTFT with reuse = {ratio:.3} x TTFT without (worst conversation)");

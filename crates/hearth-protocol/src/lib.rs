@@ -20,7 +20,7 @@ pub use backends::*;
 pub use limits::*;
 
 pub use messages::*;
-pub use metrics::{percentile_nearest_rank, MetricsRecorder, RequestMetrics};
+pub use metrics::{percentile_nearest_rank, CacheTier, MetricsRecorder, RequestMetrics};
 
 /// Version of the worker protocol. Bumped on every incompatible change of a message.
 pub const PROTOCOL_VERSION: u32 = 1;

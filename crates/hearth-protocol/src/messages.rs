@@ -169,6 +169,16 @@ impl<'de> Deserialize<'de> for GpuLayers {
     }
 }
 
+/// Host memory kept for KV states pushed out of their slots when the planner says nothing:
+/// eight SmolLM2 conversations of 1,000 tokens (23 KB a token) fit in it.
+pub const DEFAULT_KV_HOST_BUDGET_BYTES: u64 = 256 << 20;
+/// The disk tier's default budget.
+pub const DEFAULT_KV_DISK_BUDGET_BYTES: u64 = 2 << 30;
+/// The disk tier's folder inside the data folder.
+pub const KV_CACHE_DIR_NAME: &str = "kv-cache";
+/// The disk tier's files end in `.kv`; files being written start with a dot.
+pub const KV_CACHE_FILE_EXTENSION: &str = "kv";
+
 /// Parameters of a model load. Every field has a default so a caller names only what it needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -205,6 +215,13 @@ pub struct LoadParams {
     pub draft_model: Option<std::path::PathBuf>,
     /// Most tokens guessed per step; the engine adapts how many to the acceptance rate.
     pub max_draft_tokens: u32,
+    /// Host memory for the KV states of sequences pushed out of their slots (0: none kept).
+    pub kv_host_budget_bytes: u64,
+    /// Folder of the disk tier of the KV cache (`None`: no disk tier). Files there are keyed
+    /// by model, context parameters and llama.cpp version, so one folder serves every model.
+    pub kv_disk_dir: Option<std::path::PathBuf>,
+    /// Most bytes the disk tier's folder holds.
+    pub kv_disk_budget_bytes: u64,
 }
 
 impl Default for LoadParams {
@@ -226,6 +243,9 @@ impl Default for LoadParams {
             speculative: SpeculativeMode::Off,
             draft_model: None,
             max_draft_tokens: DEFAULT_MAX_DRAFT_TOKENS,
+            kv_host_budget_bytes: DEFAULT_KV_HOST_BUDGET_BYTES,
+            kv_disk_dir: None,
+            kv_disk_budget_bytes: DEFAULT_KV_DISK_BUDGET_BYTES,
         }
     }
 }

@@ -18,6 +18,9 @@ pub struct RequestMetrics {
     pub prompt_tokens: u32,
     /// Prompt tokens reused from the KV cache (not computed again).
     pub cached_prompt_tokens: u32,
+    /// Where the cached prompt tokens came from.
+    #[serde(default)]
+    pub prompt_cache_tier: CacheTier,
     pub generated_tokens: u32,
     pub ttft_ms: f64,
     pub tpot_ms: f64,
@@ -44,6 +47,32 @@ pub struct RequestMetrics {
     pub acceptance_rate: f64,
 }
 
+/// Which tier of the KV cache served a prompt's cached tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheTier {
+    /// Nothing was reused: the whole prompt was computed.
+    #[default]
+    None,
+    /// The slot's own sequence, or another slot's copied in.
+    Slot,
+    /// A state saved in host memory, restored into the slot.
+    Ram,
+    /// A state saved on disk (possibly by an earlier run), restored into the slot.
+    Disk,
+}
+
+impl CacheTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheTier::None => "none",
+            CacheTier::Slot => "slot",
+            CacheTier::Ram => "ram",
+            CacheTier::Disk => "disk",
+        }
+    }
+}
+
 /// Nearest-rank percentile of unsorted samples (`p` in 0..=100); 0 when there are none.
 pub fn percentile_nearest_rank(samples: &[f64], p: f64) -> f64 {
     if samples.is_empty() {
@@ -67,6 +96,7 @@ pub struct MetricsRecorder {
     admitted_at: Option<Instant>,
     prompt_tokens: u32,
     cached_prompt_tokens: u32,
+    prompt_cache_tier: CacheTier,
     token_times: Vec<Instant>,
     drafted_tokens: u32,
     accepted_tokens: u32,
@@ -79,6 +109,7 @@ impl MetricsRecorder {
             admitted_at: None,
             prompt_tokens: 0,
             cached_prompt_tokens: 0,
+            prompt_cache_tier: CacheTier::None,
             token_times: Vec::new(),
             drafted_tokens: 0,
             accepted_tokens: 0,
@@ -97,6 +128,11 @@ impl MetricsRecorder {
         self.admitted_at = Some(at);
         self.prompt_tokens = prompt_tokens;
         self.cached_prompt_tokens = cached;
+    }
+
+    /// The cached prompt tokens came from `tier`.
+    pub fn served_from(&mut self, tier: CacheTier) {
+        self.prompt_cache_tier = tier;
     }
 
     /// A token was generated (sampled) at `at`, whether or not its text was shown yet.
@@ -133,6 +169,7 @@ impl MetricsRecorder {
         RequestMetrics {
             prompt_tokens: self.prompt_tokens,
             cached_prompt_tokens: self.cached_prompt_tokens,
+            prompt_cache_tier: self.prompt_cache_tier,
             generated_tokens: self.generated_tokens(),
             ttft_ms,
             tpot_ms: if gaps > 0.0 { decode_ms / gaps } else { 0.0 },

@@ -275,6 +275,10 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
             .with_port_taken(port_taken);
     let metrics = Arc::new(Metrics::default());
     let max_loaded = options.max_loaded.max(1);
+    // The KV cache's disk budget is read once: it applies from the next start.
+    let kv_disk_budget_bytes = crate::settings::SettingsStore::new(options.data_dir.clone())
+        .load()
+        .kv_cache_disk_budget_bytes();
     let models = ModelManager::new(
         ModelManagerConfig {
             models: by_path,
@@ -287,6 +291,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
                 n_threads: options.n_threads,
                 n_gpu_layers: options.n_gpu_layers,
                 speculative: options.speculative,
+                kv_disk_dir: Some(crate::kv_cache::folder(&options.data_dir)),
+                kv_disk_budget_bytes,
                 ..LoadParams::default()
             },
             idle_unload: options.idle_unload.filter(|idle| !idle.is_zero()),

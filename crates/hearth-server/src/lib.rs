@@ -29,6 +29,7 @@ mod conversations;
 mod error;
 mod fit;
 mod handlers;
+mod kv_cache;
 mod listener;
 mod management;
 mod metrics;
@@ -135,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .merge(management::router())
         .merge(system::router())
         .merge(settings::router())
+        .merge(kv_cache::router())
         .merge(about::router())
         // Anything else: the web UI's files (GET), or the API's 404.
         .fallback(ui::fallback)

@@ -13,6 +13,9 @@
 //!   without a user key (default false: OpenAI-style tools on this machine work without one).
 //! - `check_for_updates`: the desktop app may ask the release feed whether a newer Hearth
 //!   exists (default false: nothing contacts the network unless the user turns this on).
+//! - `kv_cache_disk_budget_mb`: the most the KV cache's disk tier (`<data_dir>/kv-cache`,
+//!   see [`crate::kv_cache`]) may hold, in MiB (0: no disk tier); applies to models loaded
+//!   from the next start of the server.
 //! - `data_dir`: where everything lives; shown, never changed here.
 //!
 //! Writes are atomic (a new file renamed over the old one, so a crash leaves the old settings
@@ -45,6 +48,9 @@ pub const MAX_API_KEY_CHARS: usize = 256;
 pub const THEMES: &[&str] = &["system", "light", "dark"];
 /// The lowest port offered to other programs: ports below need privileges on Unix.
 pub const MIN_API_PORT: u16 = 1024;
+/// The largest disk budget for the KV cache, in MiB (1 TiB).
+pub const MAX_KV_CACHE_DISK_BUDGET_MB: u64 = 1 << 20;
+const MIB: u64 = 1 << 20;
 
 /// The settings as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +62,14 @@ pub struct Settings {
     pub api_key: Option<String>,
     pub require_key_for_openai_api: bool,
     pub check_for_updates: bool,
+    pub kv_cache_disk_budget_mb: u64,
+}
+
+impl Settings {
+    /// The KV cache's disk budget in bytes.
+    pub fn kv_cache_disk_budget_bytes(&self) -> u64 {
+        self.kv_cache_disk_budget_mb.saturating_mul(MIB)
+    }
 }
 
 impl Default for Settings {
@@ -67,6 +81,7 @@ impl Default for Settings {
             api_key: None,
             require_key_for_openai_api: false,
             check_for_updates: false,
+            kv_cache_disk_budget_mb: hearth_protocol::DEFAULT_KV_DISK_BUDGET_BYTES / MIB,
         }
     }
 }
@@ -80,6 +95,7 @@ pub struct SettingsPatch {
     pub api_key: Option<Option<String>>,
     pub require_key_for_openai_api: Option<bool>,
     pub check_for_updates: Option<bool>,
+    pub kv_cache_disk_budget_mb: Option<u64>,
     /// The key set now, which a change of `api_key` must name.
     pub current_api_key: Option<String>,
 }
@@ -113,6 +129,9 @@ impl SettingsPatch {
         }
         if let Some(check) = self.check_for_updates {
             settings.check_for_updates = check;
+        }
+        if let Some(budget) = self.kv_cache_disk_budget_mb {
+            settings.kv_cache_disk_budget_mb = budget;
         }
     }
 }
@@ -273,6 +292,7 @@ impl SettingsStore {
 fn valid_stored(settings: &Settings) -> bool {
     THEMES.contains(&settings.theme.as_str())
         && settings.api_port >= MIN_API_PORT
+        && settings.kv_cache_disk_budget_mb <= MAX_KV_CACHE_DISK_BUDGET_MB
         && settings
             .api_key
             .as_deref()
@@ -301,6 +321,7 @@ pub struct ServerSettings {
     pub check_for_updates: bool,
     pub data_dir: String,
     pub default_model: Option<String>,
+    pub kv_cache_disk_budget_mb: u64,
     pub require_key_for_openai_api: bool,
     pub theme: String,
 }
@@ -313,6 +334,7 @@ impl ServerSettings {
             check_for_updates: settings.check_for_updates,
             data_dir: data_dir.display().to_string(),
             default_model: settings.default_model.clone(),
+            kv_cache_disk_budget_mb: settings.kv_cache_disk_budget_mb,
             require_key_for_openai_api: settings.require_key_for_openai_api,
             theme: settings.theme.clone(),
         }
@@ -410,6 +432,17 @@ pub fn parse_patch(
                     ))
                 }
             },
+            "kv_cache_disk_budget_mb" => match value.as_u64() {
+                Some(budget) if budget <= MAX_KV_CACHE_DISK_BUDGET_MB => {
+                    patch.kv_cache_disk_budget_mb = Some(budget)
+                }
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "kv_cache_disk_budget_mb",
+                        format!("'kv_cache_disk_budget_mb' must be a whole number of MiB from 0 to {MAX_KV_CACHE_DISK_BUDGET_MB}."),
+                    ))
+                }
+            },
             "data_dir" | "api_key_set" => {
                 return Err(ApiError::invalid_param(
                     key.as_str(),
@@ -420,7 +453,7 @@ pub fn parse_patch(
             _ => {
                 return Err(ApiError::invalid_param(
                     key.as_str(),
-                    format!("Unknown setting '{key}': the settings are theme, default_model, api_port, api_key (with current_api_key), require_key_for_openai_api and check_for_updates."),
+                    format!("Unknown setting '{key}': the settings are theme, default_model, api_port, api_key (with current_api_key), require_key_for_openai_api, check_for_updates and kv_cache_disk_budget_mb."),
                 ))
             }
         }
@@ -433,7 +466,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/settings", get(show_settings).patch(update_settings))
 }
 
-fn store(state: &AppState) -> Result<&SettingsStore, ApiError> {
+pub(crate) fn store(state: &AppState) -> Result<&SettingsStore, ApiError> {
     state.settings.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -264,7 +264,7 @@ fn chat_event_samples(
     );
 }
 
-/// The settings, about, health and model-list routes.
+/// The settings, KV cache, about, health and model-list routes.
 async fn server_samples(state: &AppState, samples: &mut Samples) {
     samples.add(
         "ServerSettings",
@@ -284,6 +284,16 @@ async fn server_samples(state: &AppState, samples: &mut Samples) {
             ),
         )
         .await,
+    );
+    samples.add(
+        "KvCacheStatus",
+        "GET /api/kv-cache",
+        call_sorted(state, Method::GET, "/api/kv-cache", None).await,
+    );
+    samples.add(
+        "KvCacheCleared",
+        "DELETE /api/kv-cache",
+        call_sorted(state, Method::DELETE, "/api/kv-cache", None).await,
     );
     samples.add(
         "About",

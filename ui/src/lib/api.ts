@@ -23,6 +23,8 @@ import type {
   ServableModel,
   ServerSettings,
   SettingsUpdate,
+  KvCacheStatus,
+  KvCacheCleared,
   SystemReport,
 } from './types';
 
@@ -470,6 +472,14 @@ export class ApiClient {
 
   updateSettings(update: SettingsUpdate): Promise<ServerSettings> {
     return this.request('PATCH', '/api/settings', update);
+  }
+
+  kvCache(): Promise<KvCacheStatus> {
+    return this.request('GET', '/api/kv-cache');
+  }
+
+  clearKvCache(): Promise<KvCacheCleared> {
+    return this.request('DELETE', '/api/kv-cache');
   }
 
   // ---- about ----

@@ -310,6 +310,8 @@ export interface ServerSettings {
   require_key_for_openai_api?: boolean;
   /** The desktop app may ask the release feed for a newer Hearth (off by default). */
   check_for_updates?: boolean;
+  /** The most the KV cache keeps on disk, in MiB (0: none); applies from the next start. */
+  kv_cache_disk_budget_mb?: number;
   data_dir?: string;
 }
 
@@ -322,6 +324,20 @@ export interface SettingsUpdate {
   current_api_key?: string;
   require_key_for_openai_api?: boolean;
   check_for_updates?: boolean;
+  kv_cache_disk_budget_mb?: number;
+}
+
+/** What the KV cache keeps on disk (GET /api/kv-cache). */
+export interface KvCacheStatus {
+  files: number;
+  bytes: number;
+  budget_bytes: number;
+}
+
+/** What clearing the KV cache removed (DELETE /api/kv-cache). */
+export interface KvCacheCleared {
+  removed_files: number;
+  removed_bytes: number;
 }
 
 /** What this Hearth is (GET /api/about). */

@@ -7,8 +7,8 @@
 use std::time::Instant;
 
 use hearth_protocol::{
-    ChatMessage, ContextOverflow, ErrorKind, FinishReason, GenerateRequest, MetricsRecorder,
-    Prompt, Role, TemplateSource, WorkerError, WorkerEvent,
+    CacheTier, ChatMessage, ContextOverflow, ErrorKind, FinishReason, GenerateRequest,
+    MetricsRecorder, Prompt, Role, TemplateSource, WorkerError, WorkerEvent,
 };
 use llama_cpp_2::token::LlamaToken;
 
@@ -451,9 +451,10 @@ impl Session<'_> {
                 ));
                 return;
             };
-            let reused =
+            let (reused, tier) =
                 self.reuse_cached_prefix(choice.index, choice.reused_tokens, &prompt, reuse);
             let mut metrics = MetricsRecorder::new(queued.arrived_at);
+            metrics.served_from(tier);
             let prompt_tokens = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
             let cached = u32::try_from(reused).unwrap_or(0);
             metrics.admitted(Instant::now(), prompt_tokens, cached);
@@ -494,21 +495,24 @@ impl Session<'_> {
     }
 
     /// Makes the slot's sequence hold the longest cached prefix of the prompt: its own (cutting
-    /// the divergent tail), or a longer one copied from another sequence (a shared system
-    /// prompt), so those tokens are not computed again. Returns how many tokens are reused.
+    /// the divergent tail), a longer one copied from another sequence (a shared system
+    /// prompt), or a longer one saved in a lower tier (host memory, disk), so those tokens are
+    /// not computed again. A sequence the prompt would mostly overwrite is saved first.
+    /// Returns how many tokens are reused and where they came from.
     fn reuse_cached_prefix(
         &mut self,
         index: usize,
         own: usize,
         prompt: &[LlamaToken],
         reuse: bool,
-    ) -> usize {
+    ) -> (usize, CacheTier) {
         let seq_id = self.slots[index].seq_id;
         if !reuse {
             let _ = self.context.kv_cache_seq_rm(seq_id, None, None);
             self.slots[index].cached_tokens.clear();
-            return 0;
+            return (0, CacheTier::None);
         }
+        self.save_before_overwrite(index, own);
         // Another sequence (running or idle) may share more of the prompt.
         let limit = prompt.len().saturating_sub(1);
         let donor = self
@@ -524,6 +528,20 @@ impl Session<'_> {
             })
             .max_by_key(|(_, shared)| *shared)
             .filter(|(_, shared)| policy::worth_copying(*shared, own));
+        let in_slots = donor.map_or(own, |(_, shared)| shared.max(own));
+        if let Some(restored) = self.restore_saved(index, prompt, in_slots) {
+            return restored;
+        }
+        // A restore that failed leaves the slot empty.
+        let own = own.min(self.slots[index].cached_tokens.len());
+        let served = |reused: usize| {
+            let tier = if reused > 0 {
+                CacheTier::Slot
+            } else {
+                CacheTier::None
+            };
+            (reused, tier)
+        };
         if let Some((donor_index, shared)) = donor {
             let donor_seq = self.slots[donor_index].seq_id;
             let shared_u32 = u32::try_from(shared).unwrap_or(0);
@@ -540,11 +558,11 @@ impl Session<'_> {
                     .is_ok();
             if copied {
                 self.slots[index].cached_tokens = prompt[..shared].to_vec();
-                return shared;
+                return served(shared);
             }
             let _ = self.context.kv_cache_seq_rm(seq_id, None, None);
             self.slots[index].cached_tokens.clear();
-            return 0;
+            return served(0);
         }
         let keep = u32::try_from(own).unwrap_or(0);
         if self
@@ -554,9 +572,9 @@ impl Session<'_> {
         {
             let _ = self.context.kv_cache_seq_rm(seq_id, None, None);
             self.slots[index].cached_tokens.clear();
-            return 0;
+            return served(0);
         }
         self.slots[index].cached_tokens.truncate(own);
-        own
+        served(own)
     }
 }

@@ -18,6 +18,7 @@
 mod admission;
 mod session;
 mod step;
+mod tiers;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -399,4 +400,6 @@ struct Session<'model> {
     guesser: Guesser<'model>,
     /// The bound of every request's adaptive draft length.
     max_draft_tokens: u32,
+    /// Where sequences pushed out of their slots are kept (host memory, disk).
+    tiers: tiers::Tiers,
 }

@@ -18,6 +18,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
+use super::tiers::Tiers;
 use super::{
     cancelled_event, error_event, stats_event, Commands, EngineOptions, EventSink, QueuedRequest,
     SchedulerGauges, SchedulerSnapshot, Session, SessionEnd, Slot,
@@ -323,6 +324,8 @@ fn serve_model(
         gauges.clone(),
     );
     session.guesser = guesser;
+    let reuse = session.prefix_cache && session.partial_cache_reuse;
+    session.tiers = Tiers::new(model_path, params, reuse);
     session.run(sink)
 }
 
@@ -385,6 +388,7 @@ impl<'model> Session<'model> {
             admissions: 0,
             guesser: Guesser::Off,
             max_draft_tokens: params.max_draft_tokens,
+            tiers: Tiers::none(),
         }
     }
 
@@ -427,7 +431,10 @@ impl<'model> Session<'model> {
                 match commands.recv_timeout(Duration::from_secs(3600)) {
                     Ok(request) => Some(request),
                     Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return SessionEnd::Shutdown,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.persist_for_next_session();
+                        return SessionEnd::Shutdown;
+                    }
                 }
             };
             // Each request is handled as it is taken off the channel, so whatever follows a
@@ -444,6 +451,7 @@ impl<'model> Session<'model> {
                 };
                 if let Some(end) = self.handle_request(request, sink) {
                     self.abandon_all(sink, &end);
+                    self.persist_for_next_session();
                     return end;
                 }
             }

@@ -124,6 +124,7 @@ fn golden_metrics() -> RequestMetrics {
     RequestMetrics {
         prompt_tokens: 10,
         cached_prompt_tokens: 4,
+        prompt_cache_tier: hearth_protocol::CacheTier::Slot,
         generated_tokens: 5,
         ttft_ms: 30.5,
         e2e_ms: 70.25,
