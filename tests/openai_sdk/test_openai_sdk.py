@@ -9,7 +9,9 @@ starts the server and passes it here through the environment:
 
 Checks what a client of the OpenAI API relies on: whole and streamed chat, usage, stop
 sequences, seed determinism, json_schema output that parses and validates, log-probabilities,
-the legacy completions endpoint, models, and errors raised as the SDK's own exception classes.
+tool calls (forced by `tool_choice`, so they hold on a small model: whole, streamed, and a
+two-round tool conversation), the legacy completions endpoint, models, and errors raised as
+the SDK's own exception classes.
 """
 
 import json
@@ -36,6 +38,36 @@ CITY_SCHEMA = {
     "required": ["city", "country", "is_capital"],
     "additionalProperties": False,
 }
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 24}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Get the current time in a time zone.",
+        "parameters": {
+            "type": "object",
+            "properties": {"timezone": {"type": "string", "maxLength": 32}},
+            "required": ["timezone"],
+            "additionalProperties": False,
+        },
+    },
+}
+TOOLS = [WEATHER_TOOL, TIME_TOOL]
+PARAMETERS = {tool["function"]["name"]: tool["function"]["parameters"] for tool in TOOLS}
+NAMED_WEATHER = {"type": "function", "function": {"name": "get_weather"}}
 
 
 def client(api_key=API_KEY, max_retries=2):
@@ -171,6 +203,95 @@ class Chat(unittest.TestCase):
         )
         self.assertTrue(answer.choices[0].message.content.strip())
         self.assertLessEqual(answer.usage.completion_tokens, 8)
+
+
+class Tools(unittest.TestCase):
+    QUESTION = "What is the weather in Paris right now?"
+
+    def assert_valid_call(self, call):
+        self.assertTrue(call.id.startswith("call_"), call.id)
+        self.assertEqual(call.type, "function")
+        self.assertIn(call.function.name, PARAMETERS)
+        arguments = json.loads(call.function.arguments)
+        jsonschema.validate(arguments, PARAMETERS[call.function.name])
+        return arguments
+
+    def test_a_required_call_comes_whole_with_valid_arguments(self):
+        answer = ask(self.QUESTION, tools=TOOLS, tool_choice="required", temperature=0, max_tokens=80)
+        choice = answer.choices[0]
+        self.assertEqual(choice.finish_reason, "tool_calls")
+        self.assertIsNone(choice.message.content)
+        self.assertEqual(len(choice.message.tool_calls), 1)
+        self.assert_valid_call(choice.message.tool_calls[0])
+
+    def test_a_named_call_streams_as_openai_streams_it(self):
+        options = dict(tools=TOOLS, tool_choice=NAMED_WEATHER, temperature=0, max_tokens=80)
+        whole = ask(self.QUESTION, **options).choices[0].message.tool_calls[0]
+        chunks = list(ask(self.QUESTION, stream=True, **options))
+        deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
+        calls = [call for delta in deltas for call in (delta.tool_calls or [])]
+        self.assertGreaterEqual(len(calls), 2)
+        first = calls[0]
+        self.assertEqual(first.index, 0)
+        self.assertTrue(first.id.startswith("call_"))
+        self.assertEqual(first.type, "function")
+        self.assertEqual(first.function.name, "get_weather")
+        self.assertEqual(first.function.arguments, "")
+        for fragment in calls[1:]:
+            self.assertEqual(fragment.index, 0)
+            self.assertIsNone(fragment.id)
+            self.assertIsNone(fragment.function.name)
+        arguments = "".join(call.function.arguments for call in calls)
+        self.assertEqual(json.loads(arguments), json.loads(whole.function.arguments))
+        self.assertEqual(chunks[-1].choices[0].finish_reason, "tool_calls")
+        self.assertFalse("".join(delta.content or "" for delta in deltas))
+        # The SDK's own stream accumulator puts the same call together.
+        with client().chat.completions.stream(
+            model=MODEL, messages=[{"role": "user", "content": self.QUESTION}], **options
+        ) as stream:
+            final = stream.get_final_completion()
+        self.assertEqual(final.choices[0].message.tool_calls[0].function.arguments, arguments)
+
+    def test_a_two_round_tool_conversation(self):
+        messages = [{"role": "user", "content": self.QUESTION}]
+        first = client().chat.completions.create(
+            model=MODEL, messages=messages, tools=TOOLS, tool_choice=NAMED_WEATHER,
+            temperature=0, max_tokens=80,
+        )
+        message = first.choices[0].message
+        call = message.tool_calls[0]
+        self.assertEqual(self.assert_valid_call(call).keys(), {"city"})
+        messages.append(message)
+        messages.append(
+            {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"sky": "sunny", "celsius": 21})}
+        )
+        second = client().chat.completions.create(
+            model=MODEL, messages=messages, tools=TOOLS, temperature=0, max_tokens=40
+        )
+        choice = second.choices[0]
+        # The history (the call and its result) reached the prompt.
+        self.assertGreater(second.usage.prompt_tokens, first.usage.prompt_tokens)
+        self.assertIn(choice.finish_reason, ("stop", "length", "tool_calls"))
+        if choice.finish_reason == "tool_calls":
+            for next_call in choice.message.tool_calls:
+                self.assert_valid_call(next_call)
+        else:
+            self.assertTrue(choice.message.content.strip())
+            self.assertIsNone(choice.message.tool_calls)
+
+    def test_tool_choice_none_answers_in_words(self):
+        answer = ask(self.QUESTION, tools=TOOLS, tool_choice="none", temperature=0, max_tokens=12)
+        self.assertIsNone(answer.choices[0].message.tool_calls)
+        self.assertTrue(answer.choices[0].message.content.strip())
+
+    def test_invalid_tools_raise_bad_request(self):
+        bad_name = {"type": "function", "function": {"name": "no spaces allowed"}}
+        with self.assertRaises(openai.BadRequestError) as caught:
+            ask("Hi", tools=[bad_name])
+        self.assertEqual(caught.exception.param, "tools[0].function.name")
+        with self.assertRaises(openai.BadRequestError) as caught:
+            ask("Hi", tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}})
+        self.assertEqual(caught.exception.param, "tool_choice.function.name")
 
 
 class Completions(unittest.TestCase):

@@ -131,6 +131,7 @@ async fn answer_until_interrupted(
             GenerationEvent::Done {
                 finish_reason,
                 metrics,
+                ..
             } => {
                 writeln!(stdout)?;
                 if cancelled {

@@ -73,6 +73,7 @@ pub async fn stream_answer(
             GenerationEvent::Done {
                 finish_reason,
                 metrics,
+                ..
             } => return Ok((text, finish_reason, metrics)),
         }
     }

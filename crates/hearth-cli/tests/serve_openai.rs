@@ -1,10 +1,12 @@
-//! `hearth serve` driven by the official `openai` Python SDK, on the real SmolLM2 model.
+//! `hearth serve` driven by the official `openai` and `anthropic` Python SDKs, on the real
+//! SmolLM2 model.
 //!
-//! The SDK is installed by pip into a virtual environment this test creates, cached outside
+//! The SDKs are installed by pip into a virtual environment this test creates, cached outside
 //! the repository (`~/.cache/hearth/venv-openai`, or `$HEARTH_OPENAI_VENV`) so reruns are fast;
 //! a cold run builds it in a staging folder and renames it into place, so an interrupted
 //! install is never mistaken for a good one. The checks themselves are in
-//! `tests/openai_sdk/test_openai_sdk.py`.
+//! `tests/openai_sdk/test_openai_sdk.py` and `tests/anthropic_sdk/test_anthropic_sdk.py`,
+//! run one after the other against one server.
 
 mod serve_support;
 
@@ -18,7 +20,7 @@ const KEY: &str = "sk-hearth-sdk-test";
 /// Environment variable naming the virtual environment to use or create.
 const VENV_ENV: &str = "HEARTH_OPENAI_VENV";
 /// What the Python test imports.
-const PYTHON_PACKAGES: &[&str] = &["openai", "jsonschema"];
+const PYTHON_PACKAGES: &[&str] = &["openai", "anthropic", "jsonschema"];
 /// A cold `pip install` on a slow link.
 const PIP_TIMEOUT: Duration = Duration::from_secs(600);
 /// The whole Python suite on a busy 2-core machine.
@@ -148,33 +150,48 @@ fn openai_python() -> PathBuf {
 }
 
 #[test]
-fn the_official_openai_python_sdk_drives_the_server() {
+fn the_official_openai_and_anthropic_python_sdks_drive_the_server() {
     // Build the venv before starting the server, so the server's time is the suite's.
     let python = openai_python();
     let server = TestServer::start(&["--api-key", KEY, "--parallel", "2", "--ctx", "2048"]);
     server.wait_ready();
     let model = server.model_id();
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/openai_sdk/test_openai_sdk.py");
-    let output = run_bounded(
-        Command::new(&python)
-            .arg(&script)
-            .env("HEARTH_BASE_URL", format!("http://{}/v1", server.address))
-            .env("HEARTH_API_KEY", KEY)
-            .env("HEARTH_MODEL", &model)
-            // The SDK must talk to the local server directly, never through a proxy.
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env_remove("OPENAI_BASE_URL")
-            .env_remove("OPENAI_API_KEY"),
-        SUITE_TIMEOUT,
-    );
-    let report = String::from_utf8_lossy(&output.stderr);
-    println!("{report}");
-    assert!(
-        output.status.success(),
-        "the openai SDK suite failed:\n{report}\n{}\nserver stderr:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        server.stderr()
-    );
-    assert!(report.contains("OK"), "{report}");
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests");
+    let suites = [
+        ("openai", tests.join("openai_sdk/test_openai_sdk.py")),
+        (
+            "anthropic",
+            tests.join("anthropic_sdk/test_anthropic_sdk.py"),
+        ),
+    ];
+    for (sdk, script) in suites {
+        let output = run_bounded(
+            Command::new(&python)
+                .arg(&script)
+                .env("HEARTH_BASE_URL", format!("http://{}/v1", server.address))
+                .env(
+                    "HEARTH_ANTHROPIC_BASE_URL",
+                    format!("http://{}", server.address),
+                )
+                .env("HEARTH_API_KEY", KEY)
+                .env("HEARTH_MODEL", &model)
+                // The SDKs must talk to the local server directly, never through a proxy.
+                .env("NO_PROXY", "127.0.0.1,localhost")
+                .env_remove("OPENAI_BASE_URL")
+                .env_remove("OPENAI_API_KEY")
+                .env_remove("ANTHROPIC_BASE_URL")
+                .env_remove("ANTHROPIC_API_KEY")
+                .env_remove("ANTHROPIC_AUTH_TOKEN"),
+            SUITE_TIMEOUT,
+        );
+        let report = String::from_utf8_lossy(&output.stderr);
+        println!("{report}");
+        assert!(
+            output.status.success(),
+            "the {sdk} SDK suite failed:\n{report}\n{}\nserver stderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            server.stderr()
+        );
+        assert!(report.contains("OK"), "{report}");
+    }
 }

@@ -23,6 +23,7 @@ pub mod sampling;
 pub mod speculative;
 pub mod stop;
 pub mod template;
+pub mod tool_prompt;
 pub mod utf8;
 pub mod worker;
 

@@ -15,6 +15,8 @@ pub enum StopOutcome {
 pub struct StopMatcher {
     stops: Vec<String>,
     held: String,
+    /// The stop string that ended the text, once one has.
+    matched: Option<String>,
 }
 
 impl StopMatcher {
@@ -23,6 +25,7 @@ impl StopMatcher {
         Self {
             stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
             held: String::new(),
+            matched: None,
         }
     }
 
@@ -34,9 +37,10 @@ impl StopMatcher {
         let earliest = self
             .stops
             .iter()
-            .filter_map(|stop| self.held.find(stop.as_str()))
-            .min();
-        if let Some(position) = earliest {
+            .filter_map(|stop| Some((self.held.find(stop.as_str())?, stop)))
+            .min_by_key(|(position, _)| *position);
+        if let Some((position, stop)) = earliest {
+            self.matched = Some(stop.clone());
             let before = self.held[..position].to_owned();
             self.held.clear();
             return StopOutcome::Stopped(before);
@@ -46,6 +50,11 @@ impl StopMatcher {
         let emitted = self.held[..emit_until].to_owned();
         self.held.drain(..emit_until);
         StopOutcome::Continue(emitted)
+    }
+
+    /// The stop string that ended the text (`None` until one did).
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     /// Hands out the held text when the generation ends for another reason.
@@ -107,6 +116,18 @@ mod tests {
     #[test]
     fn the_earliest_of_several_stops_wins() {
         assert_eq!(run(&["b", "abc"], &["xab", "c"]), ("xa".into(), true));
+        let stops = vec!["abc".to_string(), "b".to_string()];
+        let mut matcher = StopMatcher::new(&stops);
+        assert_eq!(matcher.matched(), None);
+        matcher.push("xabc");
+        assert_eq!(
+            matcher.matched(),
+            Some("abc"),
+            "the earliest occurrence wins"
+        );
+        let mut matcher = StopMatcher::new(&stops);
+        matcher.push("xab");
+        assert_eq!(matcher.matched(), Some("b"));
     }
 
     #[test]

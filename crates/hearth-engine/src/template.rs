@@ -9,10 +9,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use hearth_protocol::{ChatMessage, ErrorKind, TemplateSource, WorkerError};
+use hearth_protocol::{ChatMessage, ErrorKind, TemplateSource, ToolDefinition, WorkerError};
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind as JinjaErrorKind};
+
+use crate::tool_prompt;
 
 /// Instructions a template render may execute before it is stopped (a template that loops
 /// forever must not hang the engine). Real chat templates use a few thousand per message.
@@ -26,20 +28,40 @@ pub const MAX_RENDERED_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
 
 /// How this model's chat prompts are rendered (decided once, at load).
-pub(crate) enum ChatTemplate {
+pub(crate) struct ChatTemplate {
+    kind: TemplateKind,
+    /// The model's Jinja source, when it has one that takes `tools`: a chat with tools is
+    /// rendered by it even when llama.cpp's built-in engine renders the model's other chats
+    /// (the built-in engine knows no tools).
+    tool_source: Option<String>,
+    tokens: TemplateTokens,
+}
+
+enum TemplateKind {
     Builtin(LlamaChatTemplate),
-    Jinja {
-        source: String,
-        tokens: TemplateTokens,
-    },
+    Jinja { source: String },
     FallbackChatml,
 }
 
 impl ChatTemplate {
     pub(crate) fn detect(model: &LlamaModel) -> Self {
-        let Ok(template) = model.chat_template(None) else {
-            return ChatTemplate::FallbackChatml;
+        let vocab = model.vocab();
+        let token_text = |token: LlamaToken| {
+            String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()
         };
+        let tokens = TemplateTokens {
+            bos_token: token_text(vocab.bos()),
+            eos_token: token_text(vocab.eos()),
+        };
+        let Ok(template) = model.chat_template(None) else {
+            return ChatTemplate {
+                kind: TemplateKind::FallbackChatml,
+                tool_source: None,
+                tokens,
+            };
+        };
+        let source = template.to_string().unwrap_or_default();
+        let tool_source = tool_prompt::template_takes_tools(&source).then(|| source.clone());
         let probe = [LlamaChatMessage::new("user".into(), "hi".into())];
         let recognised = probe
             .into_iter()
@@ -51,38 +73,52 @@ impl ChatTemplate {
                     .is_ok()
             })
             .unwrap_or(false);
-        if recognised {
-            return ChatTemplate::Builtin(template);
-        }
-        let source = template.to_string().unwrap_or_default();
-        let vocab = model.vocab();
-        let token_text = |token: LlamaToken| {
-            String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()
+        let kind = if recognised {
+            TemplateKind::Builtin(template)
+        } else {
+            TemplateKind::Jinja { source }
         };
-        ChatTemplate::Jinja {
-            source,
-            tokens: TemplateTokens {
-                bos_token: token_text(vocab.bos()),
-                eos_token: token_text(vocab.eos()),
-            },
+        ChatTemplate {
+            kind,
+            tool_source,
+            tokens,
         }
     }
 
     pub(crate) fn source(&self) -> TemplateSource {
-        match self {
-            ChatTemplate::Builtin(_) => TemplateSource::Builtin,
-            ChatTemplate::Jinja { .. } => TemplateSource::Jinja,
-            ChatTemplate::FallbackChatml => TemplateSource::FallbackChatml,
+        match self.kind {
+            TemplateKind::Builtin(_) => TemplateSource::Builtin,
+            TemplateKind::Jinja { .. } => TemplateSource::Jinja,
+            TemplateKind::FallbackChatml => TemplateSource::FallbackChatml,
         }
     }
 
+    /// The prompt text of a chat. A chat with tools (or tool calls and results in its
+    /// history) goes through the model's own template when it takes tools; otherwise the
+    /// tools are described in the system message and the calls and results written as text,
+    /// in the Hermes format ([`tool_prompt::as_plain_messages`]).
     pub(crate) fn render(
         &self,
         model: &LlamaModel,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
     ) -> Result<String, WorkerError> {
-        match self {
-            ChatTemplate::Builtin(template) => {
+        if !tool_prompt::uses_tools(messages, tools) {
+            return self.render_plain(model, messages);
+        }
+        match &self.tool_source {
+            Some(source) => render_jinja(source, messages, tools, &self.tokens),
+            None => self.render_plain(model, &tool_prompt::as_plain_messages(messages, tools)),
+        }
+    }
+
+    fn render_plain(
+        &self,
+        model: &LlamaModel,
+        messages: &[ChatMessage],
+    ) -> Result<String, WorkerError> {
+        match &self.kind {
+            TemplateKind::Builtin(template) => {
                 let messages = messages
                     .iter()
                     .map(|m| LlamaChatMessage::new(m.role.as_str().into(), m.content.clone()))
@@ -102,8 +138,8 @@ impl ChatTemplate {
                         )
                     })
             }
-            ChatTemplate::Jinja { source, tokens } => render_jinja(source, messages, tokens),
-            ChatTemplate::FallbackChatml => Ok(render_chatml(messages)),
+            TemplateKind::Jinja { source } => render_jinja(source, messages, &[], &self.tokens),
+            TemplateKind::FallbackChatml => Ok(render_chatml(messages)),
         }
     }
 }
@@ -130,10 +166,12 @@ pub struct TemplateTokens {
     pub eos_token: String,
 }
 
-/// Renders a Hugging Face style Jinja chat template in a sandbox.
+/// Renders a Hugging Face style Jinja chat template in a sandbox; `tools` (when any) and the
+/// messages' tool calls are given in the shapes Hugging Face templates read.
 pub fn render_jinja(
     template_source: &str,
     messages: &[ChatMessage],
+    tools: &[ToolDefinition],
     tokens: &TemplateTokens,
 ) -> Result<String, WorkerError> {
     let failed = |detail: String| {
@@ -188,12 +226,19 @@ pub fn render_jinja(
         .map_err(|error| failed(error.to_string()))?;
     let messages: Vec<_> = messages
         .iter()
-        .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
+        .map(tool_prompt::TemplateMessage::from)
         .collect();
+    let tools = (!tools.is_empty()).then(|| {
+        tools
+            .iter()
+            .map(tool_prompt::TemplateTool::from)
+            .collect::<Vec<_>>()
+    });
     let mut output = CappedOutput::default();
     let rendered = template.render_captured_to(
         context! {
-            messages => messages,
+            messages => minijinja::Value::from_serialize(&messages),
+            tools => minijinja::Value::from_serialize(&tools),
             add_generation_prompt => true,
             bos_token => tokens.bos_token.as_str(),
             eos_token => tokens.eos_token.as_str(),
@@ -258,8 +303,38 @@ mod tests {
     #[test]
     fn a_jinja_template_renders_like_chatml() {
         let source = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'].strip() + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-        let rendered = render_jinja(source, &chat(), &TemplateTokens::default()).unwrap();
+        let rendered = render_jinja(source, &chat(), &[], &TemplateTokens::default()).unwrap();
         assert_eq!(rendered, render_chatml(&chat()));
+    }
+
+    /// A Qwen-style template reads `tools`, an assistant's `tool_calls` (arguments as an
+    /// object, through `tojson`) and a tool result's `tool_call_id`.
+    #[test]
+    fn a_jinja_template_gets_tools_and_tool_calls() {
+        let source = "{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }}({{ t.function.parameters | tojson }});{% endfor %}\n{% endif %}{% for m in messages %}{{ m.role }}:{{ m.content }}{% for c in m.tool_calls %}[{{ c.function.name }} {{ c.function.arguments | tojson }}]{% endfor %}{% if m.tool_call_id %}#{{ m.tool_call_id }}{% endif %}\n{% endfor %}";
+        let tools = [hearth_protocol::ToolDefinition {
+            name: "add".into(),
+            description: None,
+            parameters: serde_json::json!({"type": "object"}),
+        }];
+        let mut call = ChatMessage::new(Role::Assistant, "");
+        call.tool_calls = vec![hearth_protocol::ToolCall {
+            id: "c1".into(),
+            name: "add".into(),
+            arguments: serde_json::json!({"a": 1}),
+        }];
+        let mut result = ChatMessage::new(Role::Tool, "2");
+        result.tool_call_id = Some("c1".into());
+        let messages = [ChatMessage::new(Role::User, "1+1?"), call, result];
+        let rendered = render_jinja(source, &messages, &tools, &TemplateTokens::default()).unwrap();
+        assert_eq!(
+            rendered,
+            "TOOLS:add({\"type\":\"object\"});\nuser:1+1?\nassistant:[add {\"a\":1}]\ntool:2#c1\n"
+        );
+        // Without tools, `tools` is undefined-like and the template skips it.
+        let rendered =
+            render_jinja(source, &messages[..1], &[], &TemplateTokens::default()).unwrap();
+        assert_eq!(rendered, "user:1+1?\n");
     }
 
     #[test]
@@ -269,8 +344,11 @@ mod tests {
             bos_token: "<s>".into(),
             eos_token: "</s>".into(),
         };
-        assert_eq!(render_jinja(source, &chat(), &tokens).unwrap(), "<s>ok");
-        let error = render_jinja(source, &chat()[1..], &tokens).unwrap_err();
+        assert_eq!(
+            render_jinja(source, &chat(), &[], &tokens).unwrap(),
+            "<s>ok"
+        );
+        let error = render_jinja(source, &chat()[1..], &[], &tokens).unwrap_err();
         assert_eq!(error.kind, ErrorKind::TemplateFailed);
         assert!(error.message.contains("system first"), "{}", error.message);
     }
@@ -278,7 +356,7 @@ mod tests {
     #[test]
     fn an_endless_template_is_stopped_by_fuel() {
         let source = "{% for i in range(100000000) %}{% for j in range(100000000) %}x{% endfor %}{% endfor %}";
-        let error = render_jinja(source, &chat(), &TemplateTokens::default()).unwrap_err();
+        let error = render_jinja(source, &chat(), &[], &TemplateTokens::default()).unwrap_err();
         assert_eq!(error.kind, ErrorKind::TemplateFailed);
     }
 
@@ -295,7 +373,7 @@ mod tests {
         ];
         for source in &bombs {
             let started = std::time::Instant::now();
-            let error = render_jinja(source, &chat(), &TemplateTokens::default()).unwrap_err();
+            let error = render_jinja(source, &chat(), &[], &TemplateTokens::default()).unwrap_err();
             assert_eq!(error.kind, ErrorKind::TemplateFailed, "{source}");
             assert!(
                 error.message.contains("exceeds the 16777216 bytes allowed"),
@@ -310,21 +388,22 @@ mod tests {
         }
         // A large prompt under the cap still renders.
         let source = "{% for i in range(1000) %}{{ 'x' * 1000 }}{% endfor %}";
-        let rendered = render_jinja(source, &chat(), &TemplateTokens::default()).unwrap();
+        let rendered = render_jinja(source, &chat(), &[], &TemplateTokens::default()).unwrap();
         assert_eq!(rendered.len(), 1_000_000);
     }
 
     #[test]
     fn the_sandbox_has_no_file_access() {
         let source = "{% include '/etc/passwd' %}";
-        assert!(render_jinja(source, &chat(), &TemplateTokens::default()).is_err());
+        assert!(render_jinja(source, &chat(), &[], &TemplateTokens::default()).is_err());
         let source = "{% import '/etc/hostname' as h %}";
-        assert!(render_jinja(source, &chat(), &TemplateTokens::default()).is_err());
+        assert!(render_jinja(source, &chat(), &[], &TemplateTokens::default()).is_err());
     }
 
     #[test]
     fn a_broken_template_is_an_error_not_a_panic() {
-        let error = render_jinja("{% for %}", &chat(), &TemplateTokens::default()).unwrap_err();
+        let error =
+            render_jinja("{% for %}", &chat(), &[], &TemplateTokens::default()).unwrap_err();
         assert_eq!(error.kind, ErrorKind::TemplateFailed);
     }
 }

@@ -132,6 +132,7 @@ fn hostile_constraints_beside_a_greedy_stream_get_errors_and_the_stream_is_uncha
                 request_id,
                 finish_reason,
                 metrics,
+                ..
             } if request_id == stream => {
                 assert_eq!(finish_reason, FinishReason::Length);
                 break metrics;

@@ -476,6 +476,7 @@ fn a_chat_too_long_for_the_context_drops_its_oldest_turns_when_allowed() {
                 request_id,
                 finish_reason,
                 metrics,
+                ..
             } if request_id == id => {
                 assert_ne!(finish_reason, FinishReason::Cancelled);
                 assert!(metrics.generated_tokens >= 1);

@@ -257,6 +257,8 @@ pub enum Role {
     System,
     User,
     Assistant,
+    /// A tool's result, answering an assistant message's tool call.
+    Tool,
 }
 
 impl Role {
@@ -265,6 +267,7 @@ impl Role {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
+            Role::Tool => "tool",
         }
     }
 }
@@ -273,6 +276,12 @@ impl Role {
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
+    /// An assistant message's calls of tools (in the history of a tool conversation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// A tool message: the id of the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
@@ -280,8 +289,29 @@ impl ChatMessage {
         Self {
             role,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
+}
+
+/// A function the model may call (OpenAI's `tools[].function`, Anthropic's `tools[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolDefinition {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A JSON schema of the arguments (an object schema).
+    pub parameters: serde_json::Value,
+}
+
+/// One call of a tool: the function's name and its arguments, always a parsed JSON value
+/// (arguments that do not parse are never a call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: serde_json::Value,
 }
 
 /// What to generate from.
@@ -420,6 +450,10 @@ pub struct GenerateRequest {
     /// What to do when a chat does not fit the context.
     #[serde(default)]
     pub context_overflow: ContextOverflow,
+    /// Functions the model may call: given to a chat's template (or described in its system
+    /// message when the template takes none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolDefinition>,
 }
 
 /// Most alternatives per token that `logprobs` may ask for (OpenAI's limit).
@@ -766,6 +800,9 @@ pub enum WorkerEvent {
         request_id: u64,
         finish_reason: FinishReason,
         metrics: RequestMetrics,
+        /// The stop string that ended the text, when one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop_sequence: Option<String>,
     },
     Tokenized {
         request_id: u64,
@@ -879,6 +916,7 @@ mod tests {
             }),
             logprobs: Some(2),
             context_overflow: ContextOverflow::DropOldestTurns,
+            tools: Vec::new(),
         });
         let line = crate::encode_line(&request).unwrap();
         assert_eq!(

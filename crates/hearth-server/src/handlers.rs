@@ -24,8 +24,12 @@ use serde_json::Value;
 use crate::error::{ApiError, ErrorObject, LOADING_RETRY_AFTER_SECS};
 use crate::metrics::{Metrics, SchedulerGauges};
 use crate::models::{unix_now, ModelLease, ModelState};
-use crate::openai::{model_object, new_response_id, AnswerContext, ModelObject};
+use crate::openai::{
+    finish_reason_str, model_object, new_response_id, AnswerCall, AnswerContext, ModelObject,
+    TOOL_CALLS_FINISH_REASON,
+};
 use crate::request::{parse_chat_request, parse_completion_request, CompletionRequest, Endpoint};
+use crate::tools::{new_call_id, ParsedCall, ToolCallStream, ToolSet};
 use crate::wire::List;
 use crate::{sse, AppState, MAX_REQUEST_BODY_BYTES};
 
@@ -182,21 +186,63 @@ async fn complete(state: AppState, request: CompletionRequest) -> Result<Respons
             metrics: state.metrics.clone(),
             phase: Phase::Opening { echo },
             text_offset: 0,
+            tools: request.tools.map(ToolCallStream::new),
         }))
     } else {
-        whole_answer(stream, &lease, &context, &state.metrics, echo, prompt_param).await
+        let answer = collect_answer(stream, &lease, &state.metrics, echo, prompt_param).await?;
+        let (text, calls) = split_calls(request.tools.as_ref(), answer.text);
+        let body = context.full_answer(
+            &text,
+            &calls,
+            answer.finish_reason,
+            &answer.logprobs,
+            &answer.metrics,
+        );
+        Ok(Json(body).into_response())
     }
 }
 
-/// Collects the answer and sends it as one object.
-async fn whole_answer(
+/// A whole answer's words and calls (all words without tools).
+pub(crate) fn split_calls(tools: Option<&ToolSet>, text: String) -> (String, Vec<AnswerCall>) {
+    match tools {
+        Some(tools) => {
+            let parsed = tools.parse(&text);
+            (parsed.content, answer_calls(parsed.calls))
+        }
+        None => (text, Vec::new()),
+    }
+}
+
+/// Calls read from an answer, with fresh ids and their arguments written as JSON.
+pub(crate) fn answer_calls(calls: Vec<ParsedCall>) -> Vec<AnswerCall> {
+    calls
+        .into_iter()
+        .map(|call| AnswerCall {
+            id: new_call_id(),
+            name: call.name,
+            arguments: call.arguments.to_string(),
+        })
+        .collect()
+}
+
+/// A whole answer, collected.
+pub(crate) struct CollectedAnswer {
+    pub text: String,
+    pub logprobs: Vec<TokenLogprob>,
+    pub finish_reason: FinishReason,
+    pub metrics: RequestMetrics,
+    /// The stop string that ended the text, when one did.
+    pub stop_sequence: Option<String>,
+}
+
+/// Collects an answer's text (after `echo`, when given) to its end, and records its figures.
+pub(crate) async fn collect_answer(
     mut stream: GenerationStream,
     lease: &ModelLease,
-    context: &AnswerContext,
     metrics: &Metrics,
     echo: Option<String>,
     prompt_param: &str,
-) -> Result<Response, ApiError> {
+) -> Result<CollectedAnswer, ApiError> {
     let mut text = echo.unwrap_or_default();
     let mut logprobs: Vec<TokenLogprob> = Vec::new();
     loop {
@@ -212,10 +258,16 @@ async fn whole_answer(
             Some(Ok(GenerationEvent::Done {
                 finish_reason,
                 metrics: figures,
+                stop_sequence,
             })) => {
                 metrics.record_generation(lease.id(), finish_reason, &figures);
-                let answer = context.full_answer(&text, finish_reason, &logprobs, &figures);
-                return Ok(Json(answer).into_response());
+                return Ok(CollectedAnswer {
+                    text,
+                    logprobs,
+                    finish_reason,
+                    metrics: figures,
+                    stop_sequence,
+                });
             }
             Some(Err(error)) => return Err(ApiError::from_supervisor(error, prompt_param)),
             None => {
@@ -250,6 +302,8 @@ struct StreamingAnswer {
     phase: Phase,
     /// Bytes of text sent so far (for the legacy `text_offset`).
     text_offset: usize,
+    /// With tools: the text that may be a call, held back until the end.
+    tools: Option<ToolCallStream>,
 }
 
 impl StreamingAnswer {
@@ -276,6 +330,14 @@ impl StreamingAnswer {
             }
             match self.stream.next().await {
                 Some(Ok(GenerationEvent::Text { text, logprobs })) => {
+                    if let Some(tools) = &mut self.tools {
+                        let sent = tools.push(&text);
+                        if sent.is_empty() {
+                            continue;
+                        }
+                        let chunk = self.context.text_chunk(&sent, &[], 0);
+                        return Some(Bytes::from(sse::frame(&chunk)));
+                    }
                     if text.is_empty() && logprobs.is_empty() {
                         continue;
                     }
@@ -287,6 +349,7 @@ impl StreamingAnswer {
                 Some(Ok(GenerationEvent::Done {
                     finish_reason,
                     metrics,
+                    ..
                 })) => {
                     self.phase = Phase::Finished;
                     return Some(Bytes::from(self.closing(finish_reason, &metrics)));
@@ -305,11 +368,29 @@ impl StreamingAnswer {
         }
     }
 
-    /// The finish chunk, the usage chunk when asked for, and `[DONE]`.
-    fn closing(&self, finish_reason: FinishReason, metrics: &RequestMetrics) -> String {
+    /// The held text and calls (with tools), the finish chunk, the usage chunk when asked
+    /// for, and `[DONE]`.
+    fn closing(&mut self, finish_reason: FinishReason, metrics: &RequestMetrics) -> String {
         self.metrics
             .record_generation(self.lease.id(), finish_reason, metrics);
-        let mut out = sse::frame(&self.context.finish_chunk(finish_reason, metrics));
+        let mut out = String::new();
+        let mut finish = finish_reason_str(finish_reason);
+        if let Some(tools) = self.tools.take() {
+            let end = tools.finish();
+            if !end.content.is_empty() {
+                out.push_str(&sse::frame(&self.context.text_chunk(&end.content, &[], 0)));
+            }
+            let calls = answer_calls(end.calls);
+            for (index, call) in (0u32..).zip(&calls) {
+                for chunk in self.context.tool_call_chunks(index, call) {
+                    out.push_str(&sse::frame(&chunk));
+                }
+            }
+            if !calls.is_empty() {
+                finish = TOOL_CALLS_FINISH_REASON;
+            }
+        }
+        out.push_str(&sse::frame(&self.context.finish_chunk(finish, metrics)));
         if self.context.include_usage {
             out.push_str(&sse::frame(&self.context.usage_chunk(metrics)));
         }

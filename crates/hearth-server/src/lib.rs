@@ -1,9 +1,10 @@
 //! Hearth's local HTTP API: how other programs (coding assistants, notebooks, scripts, the
 //! official OpenAI SDKs, and Hearth's own UI) use the models on this machine.
 //!
-//! It serves OpenAI's `POST /v1/chat/completions` and `POST /v1/completions` (whole or
-//! streamed as server-sent events), `GET /v1/models` and `GET /v1/models/{id}`, plus `GET
-//! /health` and Prometheus `GET /metrics`. Every failure is OpenAI's error object with the
+//! It serves OpenAI's `POST /v1/chat/completions` (with tool calling) and `POST
+//! /v1/completions` (whole or streamed as server-sent events), `GET /v1/models` and `GET
+//! /v1/models/{id}`, Anthropic's `POST /v1/messages`, plus `GET /health` and Prometheus `GET
+//! /metrics`. Every failure is OpenAI's error object with the
 //! matching status. Models are chosen by name and loaded on demand, each in an engine worker
 //! process of its own that the server reaches only through `hearth-supervisor`: nothing here
 //! links llama.cpp, and nothing outside this crate knows HTTP.
@@ -23,6 +24,7 @@
 
 mod about;
 mod access_token;
+mod anthropic;
 mod app;
 mod body_limit;
 mod conversations;
@@ -40,6 +42,7 @@ mod security;
 mod settings;
 mod sse;
 mod system;
+mod tools;
 mod ui;
 mod wire;
 
@@ -128,6 +131,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(handlers::chat_completions))
         .route("/v1/completions", post(handlers::completions))
+        .route(anthropic::MESSAGES_PATH, post(anthropic::messages))
         .route("/v1/models", get(handlers::list_models))
         .route("/v1/models/{id}", get(handlers::get_model))
         .route("/health", get(handlers::health))
@@ -150,6 +154,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             security::enforce,
         ))
+        .layer(middleware::from_fn(anthropic::anthropic_error_shape))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_responses,

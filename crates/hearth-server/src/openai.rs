@@ -25,6 +25,15 @@ const ASSISTANT: &str = "assistant";
 /// A fresh response id: the endpoint's prefix and 32 hex digits, unique within the process
 /// and unpredictable across processes (a per-process random hasher key).
 pub fn new_response_id(endpoint: Endpoint) -> String {
+    new_id(match endpoint {
+        Endpoint::ChatCompletions => "chatcmpl-",
+        Endpoint::Completions => "cmpl-",
+    })
+}
+
+/// A fresh id: `prefix` and 32 hex digits, unique within the process and unpredictable
+/// across processes (a per-process random hasher key).
+pub fn new_id(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static KEYS: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
     let keys = KEYS.get_or_init(RandomState::new);
@@ -35,11 +44,7 @@ pub fn new_response_id(endpoint: Endpoint) -> String {
         hasher.write_u64(salt);
         hasher.finish()
     };
-    let prefix = match endpoint {
-        Endpoint::ChatCompletions => "chatcmpl",
-        Endpoint::Completions => "cmpl",
-    };
-    format!("{prefix}-{:016x}{:016x}", digest(1), digest(2))
+    format!("{prefix}{:016x}{:016x}", digest(1), digest(2))
 }
 
 /// One object of an answer: the whole answer (`chat.completion`, `text_completion`) or one
@@ -84,18 +89,22 @@ pub struct MessageChoice<'a> {
 /// The answer's message, or the first delta of a stream (with empty content).
 #[derive(Debug, Serialize)]
 pub struct AssistantMessage<'a> {
-    pub content: &'a str,
+    /// `null` when the answer is tool calls and no words.
+    pub content: Option<&'a str>,
     /// Always `null`: Hearth's models do not refuse through the API.
     pub refusal: Option<&'static str>,
     pub role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallObject<'a>>>,
 }
 
 impl<'a> AssistantMessage<'a> {
     fn new(content: &'a str) -> Self {
         Self {
-            content,
+            content: Some(content),
             refusal: None,
             role: ASSISTANT,
+            tool_calls: None,
         }
     }
 }
@@ -116,6 +125,9 @@ pub enum Delta<'a> {
     Role(AssistantMessage<'a>),
     Text {
         content: &'a str,
+    },
+    ToolCalls {
+        tool_calls: Vec<ToolCallDelta<'a>>,
     },
     /// The finish chunk: nothing.
     End {},
@@ -254,21 +266,32 @@ impl AnswerContext {
         }
     }
 
-    /// The whole answer (`stream: false`).
+    /// The whole answer (`stream: false`), with the tool calls read from it (`finish_reason: tool_calls` when
+    /// there are any, and `content: null` when they are all it says).
     pub fn full_answer<'a>(
         &'a self,
         text: &'a str,
+        calls: &'a [AnswerCall],
         finish_reason: FinishReason,
         logprobs: &'a [TokenLogprob],
         metrics: &RequestMetrics,
     ) -> Completion<'a> {
-        let finish_reason = finish_reason_str(finish_reason);
+        let finish_reason = if calls.is_empty() {
+            finish_reason_str(finish_reason)
+        } else {
+            TOOL_CALLS_FINISH_REASON
+        };
         let choice = match self.endpoint {
             Endpoint::ChatCompletions => Choice::Message(MessageChoice {
                 finish_reason,
                 index: 0,
                 logprobs: self.chat_logprobs(logprobs),
-                message: AssistantMessage::new(text),
+                message: AssistantMessage {
+                    content: (calls.is_empty() || !text.is_empty()).then_some(text),
+                    tool_calls: (!calls.is_empty())
+                        .then(|| calls.iter().map(AnswerCall::object).collect()),
+                    ..AssistantMessage::new("")
+                },
             }),
             Endpoint::Completions => Choice::Text(TextChoice {
                 finish_reason: Some(finish_reason),
@@ -318,13 +341,50 @@ impl AnswerContext {
         })
     }
 
-    /// The chunk that ends the choice: `finish_reason`, and Hearth's timings.
+    /// The chunks of one streamed call: the opening (id, type, name, empty arguments), then
+    /// the arguments in fragments, as OpenAI streams them.
+    pub fn tool_call_chunks<'a>(&'a self, index: u32, call: &'a AnswerCall) -> Vec<Completion<'a>> {
+        let delta = |tool_call: ToolCallDelta<'a>| {
+            self.chunk(Choice::Delta(DeltaChoice {
+                delta: Delta::ToolCalls {
+                    tool_calls: vec![tool_call],
+                },
+                finish_reason: None,
+                index: 0,
+                logprobs: None,
+            }))
+        };
+        let mut chunks = vec![delta(ToolCallDelta {
+            function: FunctionCall {
+                arguments: "",
+                name: Some(&call.name),
+            },
+            id: Some(&call.id),
+            index,
+            kind: Some("function"),
+        })];
+        chunks.extend(argument_fragments(&call.arguments).map(|fragment| {
+            delta(ToolCallDelta {
+                function: FunctionCall {
+                    arguments: fragment,
+                    name: None,
+                },
+                id: None,
+                index,
+                kind: None,
+            })
+        }));
+        chunks
+    }
+
+    /// The chunk that ends the choice: its `finish_reason` (`stop`, `length`, `tool_calls`),
+    /// and Hearth's timings.
     pub fn finish_chunk(
         &self,
-        finish_reason: FinishReason,
+        finish_reason: &'static str,
         metrics: &RequestMetrics,
     ) -> Completion<'_> {
-        let finish_reason = Some(finish_reason_str(finish_reason));
+        let finish_reason = Some(finish_reason);
         let choice = match self.endpoint {
             Endpoint::ChatCompletions => Choice::Delta(DeltaChoice {
                 delta: Delta::End {},
@@ -473,6 +533,13 @@ pub fn model_object(id: &str, created: u64) -> ModelObject {
         owned_by: MODEL_OWNER,
     }
 }
+
+mod tool_calls;
+
+pub use tool_calls::{
+    argument_fragments, AnswerCall, FunctionCall, ToolCallDelta, ToolCallObject,
+    TOOL_CALLS_FINISH_REASON,
+};
 
 #[cfg(test)]
 mod tests;

@@ -12,17 +12,21 @@
 //! what both share, and a conversation's settings (the sampling fields of a chat request,
 //! read by the same code), are here.
 
+mod anthropic;
 mod chat;
 mod completion;
 mod fields;
+mod tools;
 
 use hearth_protocol::{ChatMessage, ContextOverflow, OutputConstraint, Prompt, SamplingParams};
 use hearth_supervisor::Generation;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::tools::ToolSet;
 use fields::{type_name, Fields};
 
+pub use anthropic::parse_messages_request;
 pub use chat::parse_chat_request;
 pub use completion::parse_completion_request;
 
@@ -78,6 +82,8 @@ pub struct CompletionRequest {
     pub context_overflow: ContextOverflow,
     /// `/v1/completions` `echo`: the prompt text is put before the answer.
     pub echo: bool,
+    /// The tools the model may call (`None`: no tool offered).
+    pub tools: Option<ToolSet>,
 }
 
 impl CompletionRequest {
@@ -92,6 +98,11 @@ impl CompletionRequest {
             constraint: self.constraint.clone(),
             logprobs: self.logprobs,
             context_overflow: self.context_overflow,
+            tools: self
+                .tools
+                .as_ref()
+                .map(|set| set.tools.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -117,6 +128,7 @@ impl CompletionRequest {
             ignore_eos: settings.ignore_eos,
             context_overflow: ContextOverflow::DropOldestTurns,
             echo: false,
+            tools: None,
         })
     }
 }

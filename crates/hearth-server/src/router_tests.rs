@@ -484,4 +484,6 @@ async fn the_system_report_tells_the_machine_the_server_and_the_loaded_models() 
     assert_eq!(body["server"]["api_key_required"], false);
 }
 
+mod anthropic;
 mod keys;
+mod tools;

@@ -10,7 +10,7 @@
 //!   allowed Origin is echoed in `Access-Control-Allow-Origin` but credentials are never
 //!   allowed. Any other Origin gets 403 before its request runs: a "simple" cross-site POST
 //!   would otherwise still make the model work even though the page cannot read the answer.
-//! - **API keys**: `Authorization: Bearer <key>`, compared in constant time against every
+//! - **API keys**: `Authorization: Bearer <key>` (or `x-api-key: <key>`), compared in constant time against every
 //!   accepted key (the desktop's per-launch token, `hearth serve`'s access token from
 //!   `<data dir>/api-token`, and the user's own key for other programs can all be set).
 //!   `/api/*` (history, settings, models, downloads, system) always needs one, even on
@@ -38,11 +38,13 @@ const PREFLIGHT_MAX_AGE_SECS: &str = "600";
 /// (PATCH and DELETE: conversations and settings, from a UI on an allowed origin.)
 const ALLOWED_METHODS: &str = "GET, POST, PATCH, DELETE, OPTIONS";
 /// Request headers allowed when a preflight does not list any.
-const DEFAULT_ALLOWED_HEADERS: &str = "authorization, content-type";
+const DEFAULT_ALLOWED_HEADERS: &str = "authorization, content-type, x-api-key";
 /// Headers a browser page may read from responses.
 const EXPOSED_HEADERS: &str = "retry-after";
 /// The longest `Access-Control-Request-Headers` a preflight may send.
 const MAX_REQUESTED_HEADERS_LEN: usize = 2048;
+/// The header Anthropic's clients send their key in.
+pub const X_API_KEY: &str = "x-api-key";
 /// Routes that need no API key.
 const PUBLIC_PATHS: &[&str] = &["/health"];
 
@@ -166,20 +168,22 @@ impl SecurityPolicy {
     }
 
     /// Whether the request carries one of the accepted keys (never true without keys).
+    /// The key is `Authorization: Bearer <key>`, or `x-api-key: <key>` as Anthropic's
+    /// clients send it.
     pub fn key_accepted(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthorized(
-                "Missing API key: send it as 'Authorization: Bearer <key>'.",
-            ));
-        };
-        let presented = value
-            .to_str()
-            .ok()
-            .and_then(|value| {
+        let presented = match (headers.get(header::AUTHORIZATION), headers.get(X_API_KEY)) {
+            (Some(value), _) => value.to_str().ok().and_then(|value| {
                 let (scheme, key) = value.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-            })
-            .unwrap_or("");
+            }),
+            (None, Some(value)) => value.to_str().ok().map(str::trim),
+            (None, None) => {
+                return Err(ApiError::unauthorized(
+                    "Missing API key: send it as 'Authorization: Bearer <key>' (or 'x-api-key: <key>').",
+                ))
+            }
+        }
+        .unwrap_or("");
         if any_key_matches(&self.api_keys, presented.as_bytes()) {
             Ok(())
         } else {

@@ -3,7 +3,9 @@
 //! progress (`management.rs`).
 //!
 //! An event is one `data: <JSON>\n\n` frame (no `event:` names: the conversation events say
-//! what they are in their `type`); OpenAI's streams end with [`DONE`]. Every stream is
+//! what they are in their `type`); OpenAI's streams end with [`DONE`]. Anthropic's Messages
+//! stream (`anthropic.rs`) names each event, as its clients dispatch on the name
+//! ([`named_frame`]). Every stream is
 //! `text/event-stream`, `Cache-Control: no-cache`, and asks reverse proxies not to buffer it.
 
 use std::convert::Infallible;
@@ -26,6 +28,11 @@ pub(crate) fn frame(event: &impl Serialize) -> String {
         "null".to_string()
     });
     format!("data: {json}\n\n")
+}
+
+/// One event as its `event: <name>` and `data:` frame.
+pub(crate) fn named_frame(name: &str, event: &impl Serialize) -> String {
+    format!("event: {name}\n{}", frame(event))
 }
 
 /// A response whose body is `frames`, each already framed ([`frame`], [`DONE`]); several
@@ -120,6 +127,10 @@ mod tests {
         assert_eq!(
             body_of(response(frames)).await,
             "data: {\"a\":1}\n\ndata: [DONE]\n\n"
+        );
+        assert_eq!(
+            named_frame("ping", &json!({"type": "ping"})),
+            "event: ping\ndata: {\"type\":\"ping\"}\n\n"
         );
     }
 }

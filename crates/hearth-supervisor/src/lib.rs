@@ -20,7 +20,7 @@ use std::time::Duration;
 use hearth_protocol::{
     encode_line, BackendDevice, BackendReport, ContextOverflow, FinishReason, GenerateRequest,
     LoadParams, MemoryReport, ModelInfo, OutputConstraint, Prompt, RequestMetrics, SamplingParams,
-    TemplateSource, TokenLogprob, WorkerError, WorkerEvent, WorkerRequest,
+    TemplateSource, TokenLogprob, ToolDefinition, WorkerError, WorkerEvent, WorkerRequest,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
@@ -75,6 +75,8 @@ pub enum GenerationEvent {
     Done {
         finish_reason: FinishReason,
         metrics: RequestMetrics,
+        /// The stop string that ended the text, when one did.
+        stop_sequence: Option<String>,
     },
 }
 
@@ -90,6 +92,8 @@ pub struct Generation {
     /// Alternatives per token to report with log-probabilities (`None`: none).
     pub logprobs: Option<u32>,
     pub context_overflow: ContextOverflow,
+    /// Functions the model may call (a chat only).
+    pub tools: Vec<ToolDefinition>,
 }
 
 impl Generation {
@@ -103,6 +107,7 @@ impl Generation {
             constraint: None,
             logprobs: None,
             context_overflow: ContextOverflow::Error,
+            tools: Vec::new(),
         }
     }
 }
@@ -290,6 +295,7 @@ impl Supervisor {
             constraint: generation.constraint,
             logprobs: generation.logprobs,
             context_overflow: generation.context_overflow,
+            tools: generation.tools,
         });
         let events = self.send(&mut state, request_id, request).await?;
         let stdin = state.worker.as_ref().map(|w| w.stdin.clone());
@@ -469,12 +475,14 @@ impl GenerationStream {
                 WorkerEvent::Done {
                     finish_reason,
                     metrics,
+                    stop_sequence,
                     ..
                 } => {
                     self.finished = true;
                     Ok(GenerationEvent::Done {
                         finish_reason,
                         metrics,
+                        stop_sequence,
                     })
                 }
                 other => {

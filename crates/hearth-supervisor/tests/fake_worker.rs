@@ -149,6 +149,7 @@ fn a_ready_worker_loads_and_streams() {
             Some(GenerationEvent::Done {
                 finish_reason,
                 metrics,
+                ..
             }) => {
                 assert_eq!(*finish_reason, FinishReason::Stop);
                 assert_eq!(metrics.generated_tokens, 2);

@@ -398,6 +398,7 @@ fn done(request_id: u64, finish_reason: FinishReason, generated_tokens: u32) -> 
             generated_tokens,
             ..RequestMetrics::default()
         },
+        stop_sequence: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use hearth_protocol::{
     CacheTier, ChatMessage, ContextOverflow, ErrorKind, FinishReason, GenerateRequest,
-    MetricsRecorder, Prompt, Role, TemplateSource, WorkerError, WorkerEvent,
+    MetricsRecorder, Prompt, Role, TemplateSource, ToolDefinition, WorkerError, WorkerEvent,
 };
 use llama_cpp_2::token::LlamaToken;
 
@@ -71,11 +71,15 @@ struct PreparedPrompt {
 
 impl Session<'_> {
     /// The prompt text of a chat or text prompt (token prompts have none).
-    pub(super) fn render_prompt_text(&self, prompt: &Prompt) -> Result<String, WorkerError> {
+    pub(super) fn render_prompt_text(
+        &self,
+        prompt: &Prompt,
+        tools: &[ToolDefinition],
+    ) -> Result<String, WorkerError> {
         match prompt {
             Prompt::Chat { messages } => {
                 check_chat(messages)?;
-                self.template.render(self.model, messages)
+                self.template.render(self.model, messages, tools)
             }
             Prompt::Text { text } => Ok(text.clone()),
             Prompt::Tokens { .. } => Ok(String::new()),
@@ -106,11 +110,12 @@ impl Session<'_> {
                 }
                 Ok((tokens.iter().map(|t| LlamaToken(*t)).collect(), None))
             }
-            Prompt::Text { .. } => {
-                Ok((self.tokenize_text(&self.render_prompt_text(prompt)?), None))
-            }
+            Prompt::Text { .. } => Ok((
+                self.tokenize_text(&self.render_prompt_text(prompt, &[])?),
+                None,
+            )),
             Prompt::Chat { .. } => Ok((
-                self.tokenize_text(&self.render_prompt_text(prompt)?),
+                self.tokenize_text(&self.render_prompt_text(prompt, &[])?),
                 Some(self.template.source()),
             )),
         }
@@ -157,8 +162,12 @@ impl Session<'_> {
             (request.context_overflow, &request.prompt)
         {
             check_chat(messages)?;
-            let (tokens, dropped_messages) =
-                self.fit_chat(request.request_id, messages, request.max_tokens)?;
+            let (tokens, dropped_messages) = self.fit_chat(
+                request.request_id,
+                messages,
+                &request.tools,
+                request.max_tokens,
+            )?;
             return Ok(PreparedPrompt {
                 tokens,
                 template_source: Some(self.template.source()),
@@ -168,7 +177,7 @@ impl Session<'_> {
         let (tokens, template_source) = match &request.prompt {
             Prompt::Tokens { .. } => self.tokenize_prompt(&request.prompt)?,
             prompt => {
-                let text = self.render_prompt_text(prompt)?;
+                let text = self.render_prompt_text(prompt, &request.tools)?;
                 if text.len() > self.max_prompt_bytes {
                     // More bytes than the context could hold even if every token were the
                     // vocabulary's longest: not worth tokenizing.
@@ -210,6 +219,7 @@ impl Session<'_> {
         &mut self,
         request_id: u64,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         max_tokens: Option<u32>,
     ) -> Result<(Vec<LlamaToken>, u32), NotPrepared> {
         let n_ctx = self.n_ctx_per_sequence;
@@ -251,7 +261,7 @@ impl Session<'_> {
         // The whole chat, if it may fit the context: taken as it is when it does.
         let mut overhead = 0;
         if kept_cost(&all, 0) <= n_ctx {
-            let tokens = self.render_kept(messages, &all)?;
+            let tokens = self.render_kept(messages, tools, &all)?;
             if tokens.len() <= n_ctx {
                 return Ok((tokens, 0));
             }
@@ -264,7 +274,7 @@ impl Session<'_> {
             let Some(kept) = policy::keep_newest_turns(&is_system, &costs, budget) else {
                 break;
             };
-            let tokens = self.render_kept(messages, &kept)?;
+            let tokens = self.render_kept(messages, tools, &kept)?;
             if tokens.len() <= limit {
                 let dropped = u32::try_from(messages.len() - kept.len()).unwrap_or(u32::MAX);
                 return Ok((tokens, dropped));
@@ -296,10 +306,11 @@ impl Session<'_> {
     fn render_kept(
         &self,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         kept: &[usize],
     ) -> Result<Vec<LlamaToken>, WorkerError> {
         let candidate: Vec<ChatMessage> = kept.iter().map(|&i| messages[i].clone()).collect();
-        let text = self.template.render(self.model, &candidate)?;
+        let text = self.template.render(self.model, &candidate, tools)?;
         Ok(self.tokenize_text(&text))
     }
 

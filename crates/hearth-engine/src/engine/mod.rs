@@ -210,6 +210,7 @@ fn cancelled_event(request_id: u64, arrived_at: Instant) -> WorkerEvent {
         request_id,
         finish_reason: FinishReason::Cancelled,
         metrics: MetricsRecorder::new(arrived_at).finish(Instant::now()),
+        stop_sequence: None,
     }
 }
 

@@ -553,7 +553,7 @@ impl<'model> Session<'model> {
             } => {
                 let prompt = Prompt::Chat { messages };
                 let event = match (
-                    self.render_prompt_text(&prompt),
+                    self.render_prompt_text(&prompt, &[]),
                     self.tokenize_prompt(&prompt),
                 ) {
                     (Ok(text), Ok((tokens, _))) => WorkerEvent::Rendered {

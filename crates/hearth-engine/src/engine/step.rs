@@ -383,6 +383,7 @@ impl Session<'_> {
             request_id: active.request_id,
             finish_reason: reason,
             metrics,
+            stop_sequence: active.stop.matched().map(str::to_string),
         });
     }
 

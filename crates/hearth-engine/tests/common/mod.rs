@@ -117,6 +117,7 @@ impl TestEngine {
             constraint: None,
             logprobs: None,
             context_overflow: Default::default(),
+            tools: Vec::new(),
         }));
         request_id
     }
@@ -226,6 +227,7 @@ pub fn greedy_request(prompt: Prompt, max_tokens: u32) -> GenerateRequest {
         constraint: None,
         logprobs: None,
         context_overflow: Default::default(),
+        tools: Vec::new(),
     }
 }
 

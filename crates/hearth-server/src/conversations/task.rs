@@ -128,7 +128,11 @@ async fn run_answer(task: AnswerTask, mut stop: watch::Receiver<bool>, running: 
                     }
                 }
                 Some(Ok(GenerationEvent::Started { .. })) => {}
-                Some(Ok(GenerationEvent::Done { finish_reason, metrics })) => {
+                Some(Ok(GenerationEvent::Done {
+                    finish_reason,
+                    metrics,
+                    ..
+                })) => {
                     break AnswerEnd::Done(finish_reason, metrics)
                 }
                 Some(Err(error)) => break AnswerEnd::Failed(error),

@@ -45,7 +45,7 @@ fn ids_are_unique_and_prefixed() {
 #[test]
 fn a_full_chat_answer_has_usage_and_timings() {
     let context = context(Endpoint::ChatCompletions, false);
-    let answer = json_of(&context.full_answer("hi", FinishReason::Length, &[], &figures()));
+    let answer = json_of(&context.full_answer("hi", &[], FinishReason::Length, &[], &figures()));
     assert_eq!(answer["object"], "chat.completion");
     assert_eq!(answer["choices"][0]["message"]["content"], "hi");
     assert_eq!(answer["choices"][0]["finish_reason"], "length");
@@ -53,6 +53,56 @@ fn a_full_chat_answer_has_usage_and_timings() {
     assert_eq!(answer["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
     assert_eq!(answer["timings"]["prompt_n"], 6);
     assert_eq!(answer["timings"]["predicted_ms"], 40.0);
+}
+
+fn call(arguments: &str) -> AnswerCall {
+    AnswerCall {
+        id: "call_1".into(),
+        name: "get_weather".into(),
+        arguments: arguments.into(),
+    }
+}
+
+#[test]
+fn tool_calls_whole_and_streamed_take_openais_shapes() {
+    let context = context(Endpoint::ChatCompletions, false);
+    let calls = [call(r#"{"city":"Paris"}"#)];
+    let answer = context.full_answer("", &calls, FinishReason::Stop, &[], &figures());
+    assert_sorted(&answer);
+    let answer = json_of(&answer);
+    assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        answer["choices"][0]["message"],
+        json!({"content": null, "refusal": null, "role": "assistant", "tool_calls": [
+            {"function": {"arguments": "{\"city\":\"Paris\"}", "name": "get_weather"},
+             "id": "call_1", "type": "function"}]})
+    );
+    // Words and calls together keep the words.
+    let answer =
+        json_of(&context.full_answer("Sure.", &calls, FinishReason::Stop, &[], &figures()));
+    assert_eq!(answer["choices"][0]["message"]["content"], "Sure.");
+
+    let long = call(&format!(r#"{{"city":"{}"}}"#, "é".repeat(20)));
+    let chunks = context.tool_call_chunks(2, &long);
+    let deltas: Vec<Value> = chunks
+        .iter()
+        .map(|chunk| {
+            assert_sorted(chunk);
+            json_of(chunk)["choices"][0]["delta"]["tool_calls"][0].clone()
+        })
+        .collect();
+    assert_eq!(
+        deltas[0],
+        json!({"function": {"arguments": "", "name": "get_weather"}, "id": "call_1", "index": 2, "type": "function"})
+    );
+    assert!(deltas.len() > 2, "the arguments come in fragments");
+    let mut arguments = String::new();
+    for delta in &deltas[1..] {
+        assert_eq!(delta["index"], 2);
+        assert_eq!(delta.as_object().unwrap().len(), 2, "{delta}");
+        arguments.push_str(delta["function"]["arguments"].as_str().unwrap());
+    }
+    assert_eq!(arguments, long.arguments);
 }
 
 #[test]
@@ -163,13 +213,13 @@ fn answers_and_chunks_are_byte_for_byte_the_json_objects_they_replaced() {
             let shapes = [
                 (
                     "full",
-                    context.full_answer("a \"b\"\n", FinishReason::Stop, &logprobs, &metrics),
+                    context.full_answer("a \"b\"\n", &[], FinishReason::Stop, &logprobs, &metrics),
                 ),
                 ("role", context.role_chunk()),
                 ("text", context.text_chunk("Hi there", &logprobs, 3)),
                 (
                     "finish",
-                    context.finish_chunk(FinishReason::Length, &metrics),
+                    context.finish_chunk(finish_reason_str(FinishReason::Length), &metrics),
                 ),
                 ("usage", context.usage_chunk(&metrics)),
             ];

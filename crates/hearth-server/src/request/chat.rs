@@ -1,14 +1,16 @@
 //! `POST /v1/chat/completions` bodies: the messages and the chat-only fields.
 
-use hearth_protocol::{ChatMessage, Prompt, Role, MAX_TOP_LOGPROBS};
+use hearth_protocol::{ChatMessage, OutputConstraint, Prompt, Role, MAX_TOP_LOGPROBS};
 use serde_json::Value;
 
 use super::fields::{as_object, type_name, Fields};
+use super::tools::{parse_history_tool_calls, parse_tool_set};
 use super::{
     parse_common, parse_context_overflow, parse_max_tokens, parse_response_format,
     CompletionRequest, Endpoint,
 };
 use crate::error::ApiError;
+use crate::tools::ToolSet;
 
 /// Parses and validates a `POST /v1/chat/completions` body.
 pub fn parse_chat_request(body: &Value) -> Result<CompletionRequest, ApiError> {
@@ -16,17 +18,11 @@ pub fn parse_chat_request(body: &Value) -> Result<CompletionRequest, ApiError> {
     let common = parse_common(&fields)?;
     let messages = parse_messages(&fields)?;
     let max_tokens = parse_max_tokens(&fields, &["max_tokens", "max_completion_tokens"])?;
-    fields.unsupported_unless_empty("tools", "Tool calling")?;
-    fields.unsupported_unless_empty("functions", "Function calling")?;
-    if let Some(Value::String(choice)) = fields.get("tool_choice") {
-        if choice != "none" && choice != "auto" {
-            return Err(ApiError::invalid_param(
-                "tool_choice",
-                "Tool calling is not supported by Hearth.",
-            )
-            .with_code("unsupported_parameter"));
-        }
-    }
+    fields.unsupported_unless_empty(
+        "functions",
+        "The deprecated 'functions' (use 'tools' instead)",
+    )?;
+    let tools = parse_tool_set(&fields)?;
     let logprobs = match fields.bool("logprobs")? {
         Some(true) => Some(
             fields
@@ -43,6 +39,23 @@ pub fn parse_chat_request(body: &Value) -> Result<CompletionRequest, ApiError> {
             None
         }
     };
+    if tools.is_some() && logprobs.is_some() {
+        return Err(ApiError::invalid_param(
+            "logprobs",
+            "'logprobs' cannot be combined with 'tools'.",
+        )
+        .with_code("unsupported_parameter"));
+    }
+    let mut constraint = parse_response_format(&fields)?;
+    if let Some(schema) = tools.as_ref().and_then(ToolSet::forced_call_schema) {
+        if constraint.is_some() {
+            return Err(ApiError::invalid_param(
+                "response_format",
+                "'response_format' cannot be combined with a 'tool_choice' that forces a call.",
+            ));
+        }
+        constraint = Some(OutputConstraint::JsonSchema { schema });
+    }
     Ok(CompletionRequest {
         endpoint: Endpoint::ChatCompletions,
         model: common.model,
@@ -52,11 +65,12 @@ pub fn parse_chat_request(body: &Value) -> Result<CompletionRequest, ApiError> {
         stop: common.stop,
         stream: common.stream,
         include_usage: common.include_usage,
-        constraint: parse_response_format(&fields)?,
+        constraint,
         logprobs,
         ignore_eos: common.ignore_eos,
         context_overflow: parse_context_overflow(&fields)?,
         echo: false,
+        tools,
     })
 }
 
@@ -109,10 +123,11 @@ fn parse_message(index: usize, item: &Value) -> Result<ChatMessage, ApiError> {
         Some("system") | Some("developer") => Role::System,
         Some("user") => Role::User,
         Some("assistant") => Role::Assistant,
-        Some("tool") | Some("function") => {
+        Some("tool") => Role::Tool,
+        Some("function") => {
             return Err(ApiError::invalid_param(
                 fields.param("role"),
-                "Tool and function messages are not supported by Hearth.",
+                "The deprecated \"function\" role is not supported: use \"tool\" messages.",
             )
             .with_code("unsupported_value"))
         }
@@ -120,15 +135,26 @@ fn parse_message(index: usize, item: &Value) -> Result<ChatMessage, ApiError> {
             return Err(ApiError::invalid_param(
                 fields.param("role"),
                 format!(
-                    "'{prefix}.role' must be \"system\", \"developer\", \"user\" or \"assistant\"."
+                    "'{prefix}.role' must be \"system\", \"developer\", \"user\", \"assistant\" or \"tool\"."
                 ),
             ))
         }
     };
     fields.string("name")?;
-    if role == Role::Assistant {
-        fields.unsupported_unless_empty("tool_calls", "Tool calling")?;
-    }
+    let tool_calls = match role {
+        Role::Assistant => parse_history_tool_calls(&fields)?,
+        _ => Vec::new(),
+    };
+    let tool_call_id = match (role, fields.string("tool_call_id")?) {
+        (Role::Tool, None) => {
+            return Err(ApiError::invalid_param(
+                fields.param("tool_call_id"),
+                format!("'{prefix}.tool_call_id' is required in a tool message."),
+            )
+            .with_code("missing_required_parameter"))
+        }
+        (_, id) => id.map(str::to_string),
+    };
     let content = match fields.get("content") {
         None if role == Role::Assistant => String::new(),
         None => {
@@ -144,7 +170,12 @@ fn parse_message(index: usize, item: &Value) -> Result<ChatMessage, ApiError> {
             return Err(fields.wrong_type("content", "a string or an array of text parts", other))
         }
     };
-    Ok(ChatMessage { role, content })
+    Ok(ChatMessage {
+        role,
+        content,
+        tool_calls,
+        tool_call_id,
+    })
 }
 
 /// Text parts are joined with newlines; other parts (images, audio, files) are refused.

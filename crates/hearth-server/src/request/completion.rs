@@ -60,6 +60,7 @@ pub fn parse_completion_request(body: &Value) -> Result<CompletionRequest, ApiEr
         ignore_eos: common.ignore_eos,
         context_overflow: ContextOverflow::Error,
         echo,
+        tools: None,
     })
 }
 

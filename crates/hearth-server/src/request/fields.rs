@@ -35,6 +35,18 @@ pub(super) fn as_object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
     })
 }
 
+/// An array's item that must be an object, read as fields named `param.…`.
+pub(super) fn item_fields<'a>(param: &str, item: &'a Value) -> Result<Fields<'a>, ApiError> {
+    match item.as_object() {
+        Some(map) => Ok(Fields::new(map, format!("{param}."))),
+        None => Err(ApiError::invalid_param(
+            param.to_string(),
+            format!("'{param}' must be an object, got {}.", type_name(item)),
+        )
+        .with_code("invalid_type")),
+    }
+}
+
 impl<'a> Fields<'a> {
     pub(super) fn new(map: &'a Map<String, Value>, prefix: impl Into<String>) -> Self {
         Self {

@@ -121,12 +121,61 @@ fn invalid_fields_are_named_in_param() {
     );
     assert_eq!(
         param_of(chat(json!({"tools": [{"type": "function"}]}))),
-        "tools"
+        "tools[0].function"
     );
     assert_eq!(
         param_of(chat(json!({"logit_bias": {"1": 5}}))),
         "logit_bias"
     );
+}
+
+#[test]
+fn tools_choices_and_tool_history_are_read() {
+    let weather = json!({"type": "function", "function": {"name": "get_weather",
+        "description": "Weather", "parameters": {"type": "object"}}});
+    let request = parse_chat_request(&chat(json!({
+        "tools": [weather.clone(), {"type": "function", "function": {"name": "noop"}}],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "parallel_tool_calls": false,
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "-3 C"}
+        ]
+    })))
+    .unwrap();
+    let tools = request.tools.as_ref().unwrap();
+    assert_eq!(tools.tools.len(), 2);
+    assert_eq!(tools.tools[0].description.as_deref(), Some("Weather"));
+    assert_eq!(
+        tools.tools[1].parameters,
+        json!({"type": "object", "properties": {}})
+    );
+    assert_eq!(
+        tools.choice,
+        crate::tools::ToolChoice::Named("get_weather".into())
+    );
+    assert!(!tools.parallel);
+    // The forced call is a JSON-schema constraint; the generation carries the tools.
+    assert!(matches!(
+        request.constraint,
+        Some(OutputConstraint::JsonSchema { .. })
+    ));
+    assert_eq!(request.generation().tools.len(), 2);
+    let Prompt::Chat { messages } = &request.prompt else {
+        panic!("not a chat")
+    };
+    assert_eq!(messages[1].tool_calls[0].arguments, json!({"city": "Oslo"}));
+    assert_eq!(messages[2].role, Role::Tool);
+    assert_eq!(messages[2].tool_call_id.as_deref(), Some("call_1"));
+
+    // `auto` forces nothing; `none` offers no tools.
+    let auto = parse_chat_request(&chat(json!({"tools": [weather.clone()]}))).unwrap();
+    assert_eq!(auto.tools.unwrap().choice, crate::tools::ToolChoice::Auto);
+    assert_eq!(auto.constraint, None);
+    let none = parse_chat_request(&chat(json!({"tools": [weather], "tool_choice": "none"})));
+    assert_eq!(none.unwrap().tools, None);
 }
 
 #[test]
