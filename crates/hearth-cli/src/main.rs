@@ -12,6 +12,7 @@ mod bench_speculative;
 mod chat;
 mod models;
 mod probe;
+mod provider;
 mod quantize;
 mod run;
 mod serve;
@@ -55,6 +56,9 @@ enum Command {
     Ls(models::LsArgs),
     /// Remove an installed model (an in-place model's file is left alone).
     Rm(models::RmArgs),
+    /// Remote OpenAI-compatible servers whose models are served beside the local ones
+    /// (add, ls, rm).
+    Provider(provider::ProviderArgs),
     /// Add a local GGUF file, or models that Ollama, LM Studio or the Hugging Face cache hold.
     Import(models::ImportArgs),
     /// Report this machine: CPU, memory, GPUs, llama.cpp's devices and measured bandwidths.
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => with_runtime(models::pull(args)),
         Command::Ls(args) => models::ls(args),
         Command::Rm(args) => models::rm(args),
+        Command::Provider(args) => with_runtime(provider::provider(args)),
         Command::Import(args) => models::import(args),
         Command::Probe(args) => with_runtime(probe::probe(args)),
         Command::Fit(args) => with_runtime(probe::fit(args)),

@@ -37,7 +37,7 @@ fn library() -> ModelLibrary {
 }
 
 /// Left-aligned columns, two spaces apart; the last column is not padded.
-fn print_table<const COLUMNS: usize>(rows: &[[String; COLUMNS]]) {
+pub(crate) fn print_table<const COLUMNS: usize>(rows: &[[String; COLUMNS]]) {
     let mut widths = [0usize; COLUMNS];
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -43,7 +43,6 @@ pub async fn messages(
     let request = parse_messages_request(&body)?;
     let lease = state.models.acquire(&request.model).await?;
     let mut generation = lease
-        .supervisor()
         .generate(request.generation())
         .await
         .map_err(|error| ApiError::from_supervisor(error, PROMPT_PARAM))?;

@@ -23,6 +23,7 @@ use hearth_supervisor::WorkerCommand;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::providers::{ProviderRegistry, RemoteTimeouts};
 use crate::security::{SecurityConfigError, SecurityPolicy};
 use crate::{
     router, AppState, Metrics, ModelManager, ModelManagerConfig, ServableModel, DEFAULT_HOST,
@@ -93,6 +94,8 @@ pub struct ServerOptions {
     /// directory follows). `None`: the machine is not probed (`/api/system` has no probe, and
     /// `/api/models` no fits).
     pub probe_command: Option<WorkerCommand>,
+    /// How long a remote provider may take to connect, answer and go silent mid-stream.
+    pub remote_timeouts: RemoteTimeouts,
 }
 
 impl ServerOptions {
@@ -131,6 +134,7 @@ impl ServerOptions {
             worker_command,
             connection_limits: crate::ConnectionLimits::default(),
             probe_command: None,
+            remote_timeouts: RemoteTimeouts::default(),
         }
     }
 }
@@ -298,6 +302,10 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
             idle_unload: options.idle_unload.filter(|idle| !idle.is_zero()),
             load_wait: options.load_wait,
             max_loaded_models: max_loaded,
+            providers: Some(ProviderRegistry::new(
+                &options.data_dir,
+                options.remote_timeouts,
+            )),
         },
         metrics.clone(),
     );

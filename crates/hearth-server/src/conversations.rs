@@ -42,6 +42,8 @@ use crud::{
 };
 
 #[cfg(test)]
+pub(crate) use answering::needs_remote_confirmation;
+#[cfg(test)]
 pub(crate) use task::answer_metrics;
 pub use task::AnswerTasks;
 

@@ -9,7 +9,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hearth_protocol::{ErrorKind, WorkerError};
-use hearth_supervisor::SupervisorError;
+use hearth_supervisor::{RemoteFailure, SupervisorError};
 use serde::Serialize;
 
 /// OpenAI's `type` for a request the client must change.
@@ -195,6 +195,47 @@ impl ApiError {
                 tracing::error!(%error, "engine protocol error");
                 Self::internal("engine_error", "The engine sent an unexpected reply.")
             }
+            SupervisorError::Remote {
+                provider,
+                failure,
+                message,
+            } => Self::from_remote(&provider, failure, &message),
+        }
+    }
+
+    /// A remote provider's failure, named: the client's own mistakes (4xx but a refused key)
+    /// keep their status; a remote that is down, slow or broken is 502/504.
+    fn from_remote(provider: &str, failure: RemoteFailure, message: &str) -> Self {
+        let message = redact_paths(message);
+        match failure {
+            RemoteFailure::Unreachable => Self::new(
+                StatusCode::BAD_GATEWAY,
+                TYPE_SERVER,
+                format!("The provider `{provider}` cannot be reached: {message}."),
+            )
+            .with_code("provider_unreachable"),
+            RemoteFailure::TimedOut => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                TYPE_SERVER,
+                format!("The provider `{provider}` did not answer in time: {message}."),
+            )
+            .with_code("provider_timeout"),
+            RemoteFailure::Status(status @ (400 | 404 | 413 | 422 | 429)) => Self::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                if status == 429 {
+                    TYPE_SERVER
+                } else {
+                    TYPE_INVALID_REQUEST
+                },
+                format!("The provider `{provider}` refused the request: {message}"),
+            )
+            .with_code("provider_refused"),
+            RemoteFailure::Status(_) | RemoteFailure::Broken => Self::new(
+                StatusCode::BAD_GATEWAY,
+                TYPE_SERVER,
+                format!("The provider `{provider}` failed: {message}"),
+            )
+            .with_code("provider_error"),
         }
     }
 

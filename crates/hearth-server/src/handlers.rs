@@ -25,8 +25,8 @@ use crate::error::{ApiError, ErrorObject, LOADING_RETRY_AFTER_SECS};
 use crate::metrics::{Metrics, SchedulerGauges};
 use crate::models::{unix_now, ModelLease, ModelState};
 use crate::openai::{
-    finish_reason_str, model_object, new_response_id, AnswerCall, AnswerContext, ModelObject,
-    TOOL_CALLS_FINISH_REASON,
+    finish_reason_str, model_object, new_response_id, remote_model_object, AnswerCall,
+    AnswerContext, ModelObject, TOOL_CALLS_FINISH_REASON,
 };
 use crate::request::{parse_chat_request, parse_completion_request, CompletionRequest, Endpoint};
 use crate::tools::{new_call_id, ParsedCall, ToolCallStream, ToolSet};
@@ -160,7 +160,6 @@ async fn complete(state: AppState, request: CompletionRequest) -> Result<Respons
     let prompt_param = request.endpoint.prompt_param();
     let lease = state.models.acquire(&request.model).await?;
     let mut stream = lease
-        .supervisor()
         .generate(request.generation())
         .await
         .map_err(|error| ApiError::from_supervisor(error, prompt_param))?;
@@ -426,26 +425,40 @@ fn stream_answer(answer: StreamingAnswer) -> Response {
     ))
 }
 
-pub async fn list_models(State(state): State<AppState>) -> Json<List<ModelObject>> {
-    let data = state
+/// Every model served: the local ones, then each remote provider's (`PROVIDER/MODEL`, with
+/// `provider` set) that its provider listed.
+async fn served_models(state: &AppState) -> Vec<ModelObject> {
+    let mut models: Vec<ModelObject> = state
         .models
         .list()
         .iter()
         .map(|model| model_object(&model.id, model.created))
         .collect();
-    Json(List::new(data))
+    if let Some(providers) = state.models.providers() {
+        models.extend(
+            providers
+                .remote_models()
+                .await
+                .into_iter()
+                .map(|model| remote_model_object(&model.id, model.created, &model.provider)),
+        );
+    }
+    models
+}
+
+pub async fn list_models(State(state): State<AppState>) -> Json<List<ModelObject>> {
+    Json(List::new(served_models(&state).await))
 }
 
 pub async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ModelObject>, ApiError> {
-    state
-        .models
-        .list()
+    served_models(&state)
+        .await
         .into_iter()
         .find(|model| model.id == id)
-        .map(|model| Json(model_object(&model.id, model.created)))
+        .map(Json)
         .ok_or_else(|| ApiError::model_not_found(&id))
 }
 

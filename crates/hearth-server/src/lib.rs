@@ -37,6 +37,8 @@ mod management;
 mod metrics;
 mod models;
 mod openai;
+mod private_file;
+mod providers;
 mod request;
 mod security;
 mod settings;
@@ -68,6 +70,10 @@ pub use conversations::STREAMING_SAVE_INTERVAL;
 pub use listener::{ConnectionLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use metrics::Metrics;
 pub use models::{ModelManager, ModelManagerConfig, ServableModel};
+pub use providers::{
+    normalize_base_url, validate_provider_name, ProviderConfig, ProviderRegistry, ProviderStore,
+    ProviderStoreError, RemoteTimeouts, PROVIDERS_FILE_NAME, PROVIDER_KEYS_FILE_NAME,
+};
 pub use security::{SecurityConfigError, SecurityPolicy};
 pub use settings::{Settings, SettingsStore};
 
@@ -142,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .merge(settings::router())
         .merge(kv_cache::router())
         .merge(about::router())
+        .merge(providers::router())
         // Anything else: the web UI's files (GET), or the API's 404.
         .fallback(ui::fallback)
         .method_not_allowed_fallback(handlers::method_not_allowed)

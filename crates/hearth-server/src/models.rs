@@ -23,6 +23,11 @@ use tokio::sync::watch;
 
 use crate::error::{ApiError, LOADING_RETRY_AFTER_SECS};
 use crate::metrics::Metrics;
+use crate::providers::ProviderRegistry;
+
+mod lease;
+
+pub use lease::ModelLease;
 
 /// How often the idle reaper looks at most (shorter idle times are checked more often).
 const MAX_IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -87,6 +92,9 @@ pub struct ModelManagerConfig {
     /// How long a request waits for a model that is loading before it gets 503.
     pub load_wait: Duration,
     pub max_loaded_models: usize,
+    /// Remote providers, whose models (`PROVIDER/MODEL`) are served beside the local ones
+    /// (`None`: none).
+    pub providers: Option<Arc<ProviderRegistry>>,
 }
 
 /// Where a model is in its life, as `/health` and `/v1/models` report it.
@@ -131,43 +139,6 @@ impl LoadedModel {
     }
 }
 
-/// A request's hold on a loaded model; dropping it marks the model used now.
-#[derive(Debug)]
-pub struct ModelLease {
-    model: Arc<LoadedModel>,
-}
-
-impl ModelLease {
-    fn new(model: &Arc<LoadedModel>) -> Self {
-        model.active_requests.fetch_add(1, Ordering::SeqCst);
-        Self {
-            model: model.clone(),
-        }
-    }
-
-    pub fn id(&self) -> &str {
-        &self.model.id
-    }
-
-    pub fn supervisor(&self) -> &Supervisor {
-        &self.model.supervisor
-    }
-
-    /// What the worker reported when it loaded the model (context, sequences, offload).
-    pub fn info(&self) -> &ModelInfo {
-        &self.model.info
-    }
-}
-
-impl Drop for ModelLease {
-    fn drop(&mut self) {
-        if let Ok(mut last_used) = self.model.last_used.lock() {
-            *last_used = Instant::now();
-        }
-        self.model.active_requests.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// The outcome of a load, shared with every request waiting for it.
 type LoadOutcome = Option<Result<(), ApiError>>;
 
@@ -205,6 +176,11 @@ impl ModelManager {
         })
     }
 
+    /// The remote providers, when the server has them.
+    pub fn providers(&self) -> Option<&Arc<ProviderRegistry>> {
+        self.config.providers.as_ref()
+    }
+
     /// The load parameters every model gets (context, parallel sequences, GPU layers).
     pub fn load_params(&self) -> &LoadParams {
         &self.config.load_params
@@ -224,6 +200,17 @@ impl ModelManager {
         self.slots
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether `id` names a model this server can answer with: a local one, or a configured
+    /// remote provider's (`PROVIDER/MODEL`, whatever the provider lists now).
+    pub fn knows(&self, id: &str) -> bool {
+        self.resolve(id).is_some()
+            || self
+                .config
+                .providers
+                .as_ref()
+                .is_some_and(|providers| providers.resolve(id).is_some())
     }
 
     /// The model behind an id: one given by path first, then the library.
@@ -316,6 +303,11 @@ impl ModelManager {
 
     /// A lease on model `id`, loading it first when needed (waiting at most `load_wait`).
     pub async fn acquire(self: &Arc<Self>, id: &str) -> Result<ModelLease, ApiError> {
+        if let Some(providers) = &self.config.providers {
+            if let Some(target) = providers.resolve(id) {
+                return Ok(ModelLease::remote(id, target, providers.clone()));
+            }
+        }
         let deadline = tokio::time::Instant::now() + self.config.load_wait;
         loop {
             if self.closed.load(Ordering::SeqCst) {
@@ -324,7 +316,7 @@ impl ModelManager {
             let mut done = {
                 let mut slots = self.slots();
                 match slots.get(id) {
-                    Some(Slot::Ready(model)) => return Ok(ModelLease::new(model)),
+                    Some(Slot::Ready(model)) => return Ok(ModelLease::local(model)),
                     Some(Slot::Loading { done }) => done.clone(),
                     None => {
                         let model = self.resolve_for_load(id)?;

@@ -230,7 +230,12 @@ pub struct ModelObject {
     pub created: u64,
     pub id: String,
     pub object: &'static str,
-    pub owned_by: &'static str,
+    /// `hearth`, or the remote provider's name.
+    pub owned_by: String,
+    /// The remote provider that serves the model: its answers leave this machine. Absent
+    /// for the models on this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 /// What every object of one answer shares.
@@ -530,7 +535,19 @@ pub fn model_object(id: &str, created: u64) -> ModelObject {
         created,
         id: id.to_string(),
         object: "model",
-        owned_by: MODEL_OWNER,
+        owned_by: MODEL_OWNER.to_string(),
+        provider: None,
+    }
+}
+
+/// A remote provider's model in `/v1/models`.
+pub fn remote_model_object(id: &str, created: u64, provider: &str) -> ModelObject {
+    ModelObject {
+        created,
+        id: id.to_string(),
+        object: "model",
+        owned_by: provider.to_string(),
+        provider: Some(provider.to_string()),
     }
 }
 

@@ -23,7 +23,6 @@
 //! a key). A file that cannot be read or parsed gives the defaults and a logged warning, never
 //! a failed request; the next write moves it aside as `settings.json.corrupt` and starts over.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -245,46 +244,11 @@ impl SettingsStore {
         Ok(Some(settings))
     }
 
-    /// Writes a new file beside the old one, flushes it to disk, and renames it over. The
-    /// temporary file is created exclusively (`O_CREAT | O_EXCL`, which never follows a
-    /// symbolic link): whatever lies at its name (a file left by a crash, a link planted to
-    /// make Hearth write elsewhere) is removed first (a link itself, never its target).
+    /// Writes the settings (they can hold an API key) as a private file, atomically
+    /// ([`crate::private_file`]).
     fn write(&self, settings: &Settings) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.data_dir)?;
-        let temporary = self
-            .path
-            .with_file_name(format!("{SETTINGS_FILE_NAME}.{}.tmp", std::process::id()));
         let text = serde_json::to_string_pretty(settings).map_err(std::io::Error::other)?;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            // The file holds an API key: the user's eyes only.
-            options.mode(0o600);
-        }
-        let open = || match options.open(&temporary) {
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                std::fs::remove_file(&temporary)?;
-                options.open(&temporary)
-            }
-            opened => opened,
-        };
-        let result = (|| {
-            let mut file = open()?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, &self.path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        result?;
-        // The rename itself reaches the disk with the folder.
-        if let Ok(folder) = std::fs::File::open(&self.data_dir) {
-            let _ = folder.sync_all();
-        }
-        Ok(())
+        crate::private_file::write_private_atomically(&self.path, text.as_bytes())
     }
 }
 
@@ -482,7 +446,7 @@ pub fn default_model(state: &AppState) -> Option<String> {
     let settings = state.settings.as_deref()?.load();
     settings
         .default_model
-        .filter(|model| state.models.resolve(model).is_some())
+        .filter(|model| state.models.knows(model))
 }
 
 async fn show_settings(State(state): State<AppState>) -> Result<Json<ServerSettings>, ApiError> {
@@ -495,7 +459,7 @@ async fn update_settings(
     JsonBody(body): JsonBody,
 ) -> Result<Json<ServerSettings>, ApiError> {
     let store = store(&state)?;
-    let patch = parse_patch(&body, |model| state.models.resolve(model).is_some())?;
+    let patch = parse_patch(&body, |model| state.models.knows(model))?;
     let settings = store.update_checked(patch).map_err(|error| {
         tracing::error!(%error, "cannot save the settings");
         ApiError::internal("settings_error", "The settings could not be saved.")

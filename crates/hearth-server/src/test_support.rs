@@ -42,6 +42,16 @@ pub fn loopback_state(
     api_keys: Vec<String>,
     allowed_origins: &[String],
 ) -> AppState {
+    loopback_state_with_providers(models, api_keys, allowed_origins, None)
+}
+
+/// [`loopback_state`] with remote providers.
+pub fn loopback_state_with_providers(
+    models: Vec<ServableModel>,
+    api_keys: Vec<String>,
+    allowed_origins: &[String],
+    providers: Option<Arc<crate::ProviderRegistry>>,
+) -> AppState {
     let metrics = Arc::new(Metrics::default());
     let models = ModelManager::new(
         ModelManagerConfig {
@@ -52,6 +62,7 @@ pub fn loopback_state(
             idle_unload: None,
             load_wait: Duration::from_millis(200),
             max_loaded_models: 1,
+            providers,
         },
         metrics.clone(),
     );

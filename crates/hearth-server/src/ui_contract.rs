@@ -235,7 +235,7 @@ fn chat_event_samples(
         conversation_id,
         dropped_messages: 1,
         model: "m".into(),
-        n_ctx: 4096,
+        n_ctx: Some(4096),
         prompt_tokens: 12,
         event_type: ChatEventType::Start,
         user_message: SortedKeys(question),
@@ -322,6 +322,32 @@ async fn server_samples(state: &AppState, samples: &mut Samples) {
         status: "loading",
     };
     samples.add_typed("Health", "a model loading (503)", &loading);
+    samples.add_typed(
+        "ServableModel",
+        "a remote provider's model",
+        &crate::openai::remote_model_object("lab/big", 1, "lab"),
+    );
+    for (what, models) in [
+        ("a provider that answers", Ok(Vec::new())),
+        (
+            "a provider that is down",
+            Err("it refused the connection".to_string()),
+        ),
+    ] {
+        let status = crate::providers::ProviderStatus {
+            config: crate::providers::ProviderConfig {
+                name: "lab".into(),
+                base_url: "http://127.0.0.1:9/v1".into(),
+            },
+            has_key: true,
+            models,
+        };
+        samples.add_typed(
+            "ProviderView",
+            what,
+            &crate::providers::ProviderView::from(status),
+        );
+    }
     for item in data_of(&call_sorted(state, Method::GET, "/v1/models", None).await) {
         samples.add("ServableModel", "GET /v1/models", item);
     }

@@ -55,6 +55,27 @@ pub enum SupervisorError {
     NoModelLoaded,
     #[error("the worker sent an unexpected reply: {0}")]
     Protocol(String),
+    /// A remote provider (another OpenAI-compatible server) failed a generation that Hearth
+    /// passed on to it: see [`GenerationStream::from_events`].
+    #[error("the provider `{provider}` failed: {message}")]
+    Remote {
+        provider: String,
+        failure: RemoteFailure,
+        message: String,
+    },
+}
+
+/// How a remote provider failed, for the HTTP status Hearth answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteFailure {
+    /// No connection could be made (refused, no route, name not found, connect timeout).
+    Unreachable,
+    /// Connected, but the answer (its headers, or its next bytes) took too long.
+    TimedOut,
+    /// The provider answered with this HTTP error status.
+    Status(u16),
+    /// The answer broke off or could not be read (the provider stopped mid-stream).
+    Broken,
 }
 
 /// What a running generation reports, in order: `Started`, any number of `Text`, then `Done`.
@@ -439,6 +460,22 @@ pub struct GenerationStream {
 }
 
 impl GenerationStream {
+    /// A stream fed by something other than an engine worker (a remote provider's answer,
+    /// translated into worker events by the server). It follows the same rules: `Started`,
+    /// `Token`s, then `Done` or an error; the sender going away without `Done` reads as a
+    /// failure. Dropping the stream closes the channel, which tells the feeder to stop.
+    pub fn from_events(
+        request_id: u64,
+        events: mpsc::UnboundedReceiver<Result<WorkerEvent, SupervisorError>>,
+    ) -> Self {
+        Self {
+            request_id,
+            events,
+            stdin: None,
+            finished: false,
+        }
+    }
+
     pub fn request_id(&self) -> u64 {
         self.request_id
     }

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use hearth_protocol::{ChatMessage, Role as ChatRole};
 use hearth_store::{
-    ConversationId, MessageId, MessageStatus, NewMessage, Role, SettingsUpdate, StoreError,
+    ConversationId, Message, MessageId, MessageStatus, NewMessage, Role, SettingsUpdate, StoreError,
 };
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -38,6 +38,36 @@ fn message_content(object: &Map<String, Value>) -> Result<String, ApiError> {
         )
         .with_code("missing_required_parameter")),
     }
+}
+
+/// The field that agrees to send a message to a remote provider (see
+/// [`needs_remote_confirmation`]).
+const CONFIRM_REMOTE_PARAM: &str = "confirm_remote";
+
+/// `confirm_remote`: absent or `false`, or `true`.
+fn confirm_remote(object: &Map<String, Value>) -> Result<bool, ApiError> {
+    match object.get(CONFIRM_REMOTE_PARAM) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(confirmed)) => Ok(*confirmed),
+        Some(_) => Err(ApiError::invalid_param(
+            CONFIRM_REMOTE_PARAM,
+            "'confirm_remote' must be true or false.",
+        )),
+    }
+}
+
+/// Whether a message to the remote `provider` needs the user's agreement first: when no
+/// answer in this conversation came from that provider yet. The first message a conversation
+/// sends to a provider leaves the machine, so the UI asks; the later ones follow it.
+pub(crate) fn needs_remote_confirmation(provider: &str, messages: &[Message]) -> bool {
+    !messages.iter().any(|message| {
+        message
+            .metrics
+            .as_ref()
+            .and_then(|metrics| metrics.get(task::PROVIDER_METRIC))
+            .and_then(Value::as_str)
+            == Some(provider)
+    })
 }
 
 /// The body of an answering request: a JSON object with only `allowed` keys (`model` among
@@ -81,9 +111,10 @@ pub(super) async fn send_message(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let id = conversation_id(&raw_id)?;
-    let (object, model) = answer_body(&body, &[CONTENT_PARAM, "model"])?;
+    let (object, model) = answer_body(&body, &[CONTENT_PARAM, "model", CONFIRM_REMOTE_PARAM])?;
     let content = message_content(object)?;
-    answer(&state, id, Turn::New { content }, model).await
+    let confirmed = confirm_remote(object)?;
+    answer(&state, id, Turn::New { content }, model, confirmed).await
 }
 
 /// `POST /api/conversations/{id}/regenerate` (body optional: `model`): removes the last
@@ -94,8 +125,9 @@ pub(super) async fn regenerate(
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
     let id = conversation_id(&raw_id)?;
-    let (_, model) = answer_body(&body, &["model"])?;
-    answer(&state, id, Turn::Regenerate, model).await
+    let (object, model) = answer_body(&body, &["model", CONFIRM_REMOTE_PARAM])?;
+    let confirmed = confirm_remote(object)?;
+    answer(&state, id, Turn::Regenerate, model, confirmed).await
 }
 
 /// `POST /api/conversations/{id}/messages/{message_id}/edit` (`content`, optional `model`):
@@ -111,8 +143,9 @@ pub(super) async fn edit_message(
         .ok()
         .filter(|id| *id > 0)
         .ok_or_else(message_not_found)?;
-    let (object, model) = answer_body(&body, &[CONTENT_PARAM, "model"])?;
+    let (object, model) = answer_body(&body, &[CONTENT_PARAM, "model", CONFIRM_REMOTE_PARAM])?;
     let content = message_content(object)?;
+    let confirmed = confirm_remote(object)?;
     answer(
         &state,
         id,
@@ -121,6 +154,7 @@ pub(super) async fn edit_message(
             content,
         },
         model,
+        confirmed,
     )
     .await
 }
@@ -179,6 +213,7 @@ async fn answer(
     id: ConversationId,
     turn: Turn,
     requested_model: Option<String>,
+    remote_confirmed: bool,
 ) -> Result<Response, ApiError> {
     let store = store(state)?;
     let history = store.conversation_with_messages(id).map_err(store_error)?;
@@ -281,6 +316,11 @@ async fn answer(
     // Acquire before saving anything: a 503 while the model loads is retried by the client,
     // and a retry must not save the user's message twice.
     let lease = state.models.acquire(&request.model).await?;
+    if let Some(provider) = lease.provider() {
+        if !remote_confirmed && needs_remote_confirmation(provider, &history.messages) {
+            return Err(remote_confirmation_required(provider, lease.provider_url()));
+        }
+    }
     let user_message = match change {
         HistoryChange::Append(content) => store.append_message(
             id,
@@ -309,7 +349,6 @@ async fn answer(
         );
     }
     let mut stream = lease
-        .supervisor()
         .generate(request.generation())
         .await
         .map_err(|error| ApiError::from_supervisor(error, CONTENT_PARAM))?;
@@ -335,7 +374,7 @@ async fn answer(
         conversation_id: id,
         dropped_messages,
         model: lease.id().to_string(),
-        n_ctx: lease.info().n_ctx_per_sequence,
+        n_ctx: lease.info().map(|info| info.n_ctx_per_sequence),
         prompt_tokens,
         event_type: ChatEventType::Start,
         user_message: SortedKeys(user_message),
@@ -353,6 +392,23 @@ async fn answer(
         },
     );
     Ok(sse::from_channel(receiver))
+}
+
+/// 409: this message would be the conversation's first to `provider`, and leave the machine.
+fn remote_confirmation_required(provider: &str, url: Option<&str>) -> ApiError {
+    let host = url
+        .and_then(|url| url.split("://").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("another machine");
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        crate::error::TYPE_INVALID_REQUEST,
+        format!(
+            "This message would leave this machine: the model runs on the provider `{provider}` ({host}). Send it again with confirm_remote: true to agree."
+        ),
+    )
+    .with_param(CONFIRM_REMOTE_PARAM)
+    .with_code("remote_confirmation_required")
 }
 
 /// The engine's name of a stored message's role.

@@ -86,7 +86,7 @@ fn parse_conversation_fields(
             "model" => {
                 let model = text()?;
                 if let Some(model) = &model {
-                    if state.models.resolve(model).is_none() {
+                    if !state.models.knows(model) {
                         return Err(ApiError::model_not_found(model));
                     }
                 }
@@ -278,7 +278,7 @@ pub(super) async fn import_conversation(
     }
     // A model this machine does not have is dropped, so the conversation uses the default.
     if let Some(model) = &imported.conversation.model {
-        if state.models.resolve(model).is_none() {
+        if !state.models.knows(model) {
             imported.conversation.model = None;
         }
     }

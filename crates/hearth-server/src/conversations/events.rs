@@ -38,8 +38,10 @@ pub struct StartEvent {
     /// The oldest turns left out so the prompt fits.
     pub dropped_messages: u32,
     pub model: String,
-    /// The context one answer may fill, for the UI's context meter.
-    pub n_ctx: u32,
+    /// The context one answer may fill, for the UI's context meter (unknown for a remote
+    /// provider's model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_ctx: Option<u32>,
     pub prompt_tokens: u32,
     #[serde(rename = "type")]
     pub event_type: ChatEventType,

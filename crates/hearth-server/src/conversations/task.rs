@@ -161,7 +161,10 @@ async fn run_answer(task: AnswerTask, mut stop: watch::Receiver<bool>, running: 
     let (status, figures, failure) = match end {
         AnswerEnd::Done(finish_reason, figures) => {
             metrics.record_generation(lease.id(), finish_reason, &figures);
-            let figures = answer_metrics(finish_reason, &figures);
+            let mut figures = answer_metrics(finish_reason, &figures);
+            if let (Some(provider), Some(object)) = (lease.provider(), figures.as_object_mut()) {
+                object.insert(PROVIDER_METRIC.into(), provider.into());
+            }
             (MessageStatus::Complete, Some(figures), None)
         }
         AnswerEnd::Failed(error) => {
@@ -215,6 +218,9 @@ async fn stopping(stop: &mut watch::Receiver<bool>) {
         }
     }
 }
+
+/// The key of an answer's figures that names the remote provider that wrote it.
+pub(crate) const PROVIDER_METRIC: &str = "provider";
 
 /// The figures kept with an answer: everything but the list of every inter-token gap.
 pub(crate) fn answer_metrics(finish_reason: FinishReason, figures: &RequestMetrics) -> Value {

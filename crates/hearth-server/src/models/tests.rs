@@ -13,6 +13,7 @@ fn manager(models: Vec<ServableModel>) -> Arc<ModelManager> {
             idle_unload: Some(Duration::from_secs(1)),
             load_wait: Duration::from_millis(50),
             max_loaded_models: 1,
+            providers: None,
         },
         Arc::new(Metrics::default()),
     )
@@ -83,6 +84,7 @@ async fn an_in_place_model_changed_since_import_is_refused_before_loading() {
             idle_unload: None,
             load_wait: Duration::from_millis(50),
             max_loaded_models: 1,
+            providers: None,
         },
         Arc::new(Metrics::default()),
     );
