@@ -19,6 +19,7 @@ import type {
   DownloadStatus,
   Health,
   ModelsListing,
+  ProviderView,
   SamplingSettings,
   ServableModel,
   ServerSettings,
@@ -368,8 +369,9 @@ export class ApiClient {
     model: string | null,
     onEvent: (event: ChatEvent) => void,
     signal?: AbortSignal,
+    confirmRemote = false,
   ): Promise<void> {
-    return this.streamAnswer(`/api/conversations/${id}/messages`, { content }, model, onEvent, signal);
+    return this.streamAnswer(`/api/conversations/${id}/messages`, { content }, model, onEvent, signal, confirmRemote);
   }
 
   regenerate(
@@ -377,8 +379,9 @@ export class ApiClient {
     model: string | null,
     onEvent: (event: ChatEvent) => void,
     signal?: AbortSignal,
+    confirmRemote = false,
   ): Promise<void> {
-    return this.streamAnswer(`/api/conversations/${id}/regenerate`, {}, model, onEvent, signal);
+    return this.streamAnswer(`/api/conversations/${id}/regenerate`, {}, model, onEvent, signal, confirmRemote);
   }
 
   editMessage(
@@ -388,6 +391,7 @@ export class ApiClient {
     model: string | null,
     onEvent: (event: ChatEvent) => void,
     signal?: AbortSignal,
+    confirmRemote = false,
   ): Promise<void> {
     return this.streamAnswer(
       `/api/conversations/${id}/messages/${messageId}/edit`,
@@ -395,19 +399,41 @@ export class ApiClient {
       model,
       onEvent,
       signal,
+      confirmRemote,
     );
   }
 
-  /** Streams an answer from one of the conversation endpoints; `model` is sent only when one is chosen. */
+  /**
+   * Streams an answer from one of the conversation endpoints; `model` is sent only when one is
+   * chosen, `confirm_remote` only once the user agreed to send to a remote provider.
+   */
   private streamAnswer(
     path: string,
     body: Record<string, unknown>,
     model: string | null,
     onEvent: (event: ChatEvent) => void,
     signal?: AbortSignal,
+    confirmRemote = false,
   ): Promise<void> {
-    const bodyWithModel = model ? { ...body, model } : body;
-    return this.stream('POST', path, bodyWithModel, onEvent as (payload: unknown) => void, signal);
+    const full: Record<string, unknown> = { ...body };
+    if (model) full.model = model;
+    if (confirmRemote) full.confirm_remote = true;
+    return this.stream('POST', path, full, onEvent as (payload: unknown) => void, signal);
+  }
+
+  // ---- remote providers ----
+
+  async listProviders(): Promise<ProviderView[]> {
+    const list = await this.request<{ data?: ProviderView[] }>('GET', '/api/providers');
+    return Array.isArray(list?.data) ? list.data : [];
+  }
+
+  addProvider(fields: { name: string; base_url: string; api_key?: string }): Promise<ProviderView> {
+    return this.request('POST', '/api/providers', fields);
+  }
+
+  removeProvider(name: string): Promise<void> {
+    return this.request('DELETE', `/api/providers/${encodeURIComponent(name)}`);
   }
 
   // ---- models and downloads ----

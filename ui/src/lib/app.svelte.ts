@@ -45,6 +45,8 @@ class AppState {
   health = $state<Health | null>(null);
   /** Model ids `/v1/models` lists: what a chat can use right now. */
   servable = $state<string[]>([]);
+  /** The remote provider of each servable model that has one (its answers leave this machine). */
+  remoteProviders = $state<Record<string, string>>({});
   listing = $state<ModelsListing | null>(null);
   modelsError = $state('');
   modelsLoaded = $state(false);
@@ -73,6 +75,12 @@ class AppState {
       if (!ids.includes(model.id)) ids.push(model.id);
     }
     return ids;
+  }
+
+  /** A model's name where one is chosen: remote models say so, since their answers leave this machine. */
+  modelLabel(id: string): string {
+    const provider = this.remoteProviders[id];
+    return provider ? `${id} (remote: ${provider})` : id;
   }
 
   /** No model to chat with: the first-run screen. Known only once models were asked for. */
@@ -145,6 +153,9 @@ class AppState {
     const [servable, listing] = await Promise.allSettled([api.servableModels(), api.listModels()]);
     if (servable.status === 'fulfilled') {
       this.servable = servable.value.map((model) => model.id);
+      const remote: Record<string, string> = {};
+      for (const model of servable.value) if (model.provider) remote[model.id] = model.provider;
+      this.remoteProviders = remote;
     } else {
       this.noteFailure(servable.reason);
     }

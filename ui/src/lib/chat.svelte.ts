@@ -36,7 +36,20 @@ function localMessage(role: Message['role'], content: string, status: Message['s
   };
 }
 
-type StreamCall = (onEvent: (event: ChatEvent) => void, signal: AbortSignal) => Promise<void>;
+type StreamCall = (
+  onEvent: (event: ChatEvent) => void,
+  signal: AbortSignal,
+  confirmRemote: boolean,
+) => Promise<void>;
+
+/** The server's answer when a message would be a conversation's first to a remote provider. */
+export const REMOTE_CONFIRMATION_CODE = 'remote_confirmation_required';
+
+/** A question shown before a message leaves the machine; `answer` settles it. */
+export interface RemoteConfirmation {
+  message: string;
+  answer: (send: boolean) => void;
+}
 
 class ChatSession {
   conversation = $state<ConversationWithMessages | null>(null);
@@ -62,6 +75,8 @@ class ChatSession {
   restoreDraft = $state<string | null>(null);
   /** A failure to show under the messages (not tied to one answer). */
   notice = $state('');
+  /** Set while the user is asked whether a message may go to a remote provider. */
+  remoteConfirmation = $state<RemoteConfirmation | null>(null);
   private controller: AbortController | null = null;
   private pendingSaves: Promise<unknown>[] = [];
   private loadToken = 0;
@@ -214,7 +229,8 @@ class ChatSession {
     const user = localMessage('user', content, 'complete', id);
     this.conversation.messages.push(user);
     const model = this.model;
-    await this.run(user.id, (onEvent, signal) => api.sendMessage(id, content, model, onEvent, signal), () => {
+    await this.run(user.id, (onEvent, signal, confirmRemote) =>
+      api.sendMessage(id, content, model, onEvent, signal, confirmRemote), () => {
       // Never saved (refused before the stream): take the message back out.
       if (this.conversation) this.conversation.messages = this.conversation.messages.filter((message) => message.id !== user.id);
       return content;
@@ -237,7 +253,8 @@ class ChatSession {
     conversation.messages = conversation.messages.slice(0, lastUser + 1);
     const model = this.model;
     const id = conversation.id;
-    await this.run(conversation.messages[lastUser]!.id, (onEvent, signal) => api.regenerate(id, model, onEvent, signal), () => {
+    await this.run(conversation.messages[lastUser]!.id, (onEvent, signal, confirmRemote) =>
+      api.regenerate(id, model, onEvent, signal, confirmRemote), () => {
       if (this.conversation?.id === id) this.conversation.messages = before;
       return null;
     });
@@ -254,9 +271,22 @@ class ChatSession {
     conversation.messages = [...conversation.messages.slice(0, index), edited];
     const model = this.model;
     const id = conversation.id;
-    await this.run(messageId, (onEvent, signal) => api.editMessage(id, messageId, content, model, onEvent, signal), () => {
+    await this.run(messageId, (onEvent, signal, confirmRemote) =>
+      api.editMessage(id, messageId, content, model, onEvent, signal, confirmRemote), () => {
       if (this.conversation?.id === id) this.conversation.messages = before;
       return null;
+    });
+  }
+
+  /** Shows the remote-provider question and waits for the answer (a stop counts as no). */
+  private askRemoteConfirmation(message: string, signal: AbortSignal): Promise<boolean> {
+    return new Promise((resolve) => {
+      const settle = (send: boolean) => {
+        if (this.remoteConfirmation?.answer === settle) this.remoteConfirmation = null;
+        resolve(send);
+      };
+      this.remoteConfirmation = { message, answer: settle };
+      signal.addEventListener('abort', () => settle(false), { once: true });
     });
   }
 
@@ -385,11 +415,18 @@ class ChatSession {
     try {
       // A model that is still loading answers 503 with Retry-After: wait for it, a while.
       const loadDeadline = Date.now() + MODEL_LOAD_WAIT_MS;
+      let confirmRemote = false;
       for (;;) {
         try {
-          await call(onEvent, controller.signal);
+          await call(onEvent, controller.signal, confirmRemote);
           break;
         } catch (error) {
+          // The first message to a remote provider leaves the machine: ask, then send again.
+          if (error instanceof ApiError && error.code === REMOTE_CONFIRMATION_CODE && !started && !confirmRemote) {
+            if (!(await this.askRemoteConfirmation(error.message, controller.signal))) throw error;
+            confirmRemote = true;
+            continue;
+          }
           const loading =
             error instanceof ApiError && error.status === 503 && error.code === 'model_loading' && !started;
           if (!loading || Date.now() > loadDeadline) throw error;

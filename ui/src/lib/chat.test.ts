@@ -136,4 +136,56 @@ describe('chat session', () => {
     expect(answer?.notice).toBe('The model crashed.');
     expect(answer?.content).toBe('Hel');
   });
+
+  it('asks before the first message to a remote provider, and sends it only once agreed', async () => {
+    routes['GET /api/conversations/1'] = () => json({ ...conversation, model: 'lab/big', messages: [] });
+    await chat.open(null);
+    await chat.open(1);
+    const bodies: unknown[] = [];
+    routes['POST /api/conversations/1/messages'] = (_url, init) => {
+      const body = JSON.parse(String(init.body));
+      bodies.push(body);
+      if (!body.confirm_remote) {
+        return json(
+          { error: { message: 'This message would leave this machine: the model runs on the provider `lab` (gpu:8000). Send it again with confirm_remote: true to agree.', code: 'remote_confirmation_required' } },
+          409,
+        );
+      }
+      return sse([
+        { type: 'start', user_message: message(2, 'user', 'Hi'), assistant_message: message(3, 'assistant', '', { status: 'streaming' }), prompt_tokens: 3, dropped_messages: 0 },
+        { type: 'token', text: 'Hello' },
+        { type: 'done', message: message(3, 'assistant', 'Hello', { metrics: { provider: 'lab' } }) },
+      ]);
+    };
+    const sending = chat.send('Hi');
+    await vi.waitFor(() => expect(chat.remoteConfirmation).not.toBeNull());
+    expect(chat.remoteConfirmation?.message).toContain('`lab`');
+    expect(bodies).toHaveLength(1);
+    chat.remoteConfirmation?.answer(true);
+    await sending;
+    expect(chat.remoteConfirmation).toBeNull();
+    expect(bodies).toEqual([
+      { content: 'Hi', model: 'lab/big' },
+      { content: 'Hi', model: 'lab/big', confirm_remote: true },
+    ]);
+    expect(chat.conversation?.messages.at(-1)?.content).toBe('Hello');
+  });
+
+  it('sends nothing when the user declines a remote provider', async () => {
+    routes['GET /api/conversations/1'] = () => json({ ...conversation, model: 'lab/big', messages: [] });
+    await chat.open(null);
+    await chat.open(1);
+    let posts = 0;
+    routes['POST /api/conversations/1/messages'] = () => {
+      posts += 1;
+      return json({ error: { message: 'This message would leave this machine.', code: 'remote_confirmation_required' } }, 409);
+    };
+    const sending = chat.send('Secret');
+    await vi.waitFor(() => expect(chat.remoteConfirmation).not.toBeNull());
+    chat.remoteConfirmation?.answer(false);
+    await sending;
+    expect(posts).toBe(1);
+    expect(chat.conversation?.messages ?? []).toHaveLength(0);
+    expect(chat.restoreDraft).toBe('Secret');
+  });
 });

@@ -231,6 +231,19 @@ export interface ServableModel {
   object?: string;
   created?: number;
   owned_by?: string;
+  /** The remote provider that serves it (its answers leave this machine); absent for local models. */
+  provider?: string;
+}
+
+/** A remote OpenAI-compatible provider (GET /api/providers); its key is never sent, only has_key. */
+export interface ProviderView {
+  name: string;
+  base_url: string;
+  has_key: boolean;
+  status: 'ok' | 'unreachable';
+  error?: string;
+  /** Its models as Hearth serves them: `NAME/MODEL`. */
+  models: string[];
 }
 
 export interface HealthModel {
