@@ -313,6 +313,8 @@ impl RemoteClient {
             request_id,
             finish_reason,
             metrics,
+            // OpenAI's stream does not say which stop string ended the text.
+            stop_sequence: None,
         }));
         Ok(())
     }

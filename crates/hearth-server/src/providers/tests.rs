@@ -215,6 +215,7 @@ async fn a_streamed_answer_becomes_engine_events_with_hearths_figures() {
         Some(Ok(GenerationEvent::Done {
             finish_reason,
             metrics,
+            ..
         })) => {
             assert_eq!(*finish_reason, FinishReason::Length);
             assert_eq!(metrics.prompt_tokens, 9);
