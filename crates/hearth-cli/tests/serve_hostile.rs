@@ -131,7 +131,7 @@ fn hostile_cases(server: &TestServer, model: &str) -> Vec<Case> {
         case(server, "schema the engine cannot compile", chat_path, chat(model, json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}})), 400, "invalid_response_format", Some("response_format")),
         case(server, "logprobs is a string", chat_path, chat(model, json!({"logprobs": "yes"})), 400, "invalid_type", Some("logprobs")),
         case(server, "top_logprobs 50", chat_path, chat(model, json!({"logprobs": true, "top_logprobs": 50})), 400, "invalid_value", Some("top_logprobs")),
-        case(server, "tools", chat_path, chat(model, json!({"tools": [{"type": "function", "function": {"name": "f"}}]})), 400, "unsupported_parameter", Some("tools")),
+        case(server, "tools named twice", chat_path, chat(model, json!({"tools": [{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "f"}}]})), 400, "invalid_value", Some("tools[1].function.name")),
         case(server, "unknown model", chat_path, chat(model, json!({"model": "gpt-4o"})), 404, "model_not_found", Some("model")),
         case(server, "path as model", chat_path, chat(model, json!({"model": "../../../../etc/passwd"})), 404, "model_not_found", Some("model")),
         case(server, "prompt too long", chat_path, chat(model, json!({"messages": [{"role": "user", "content": long_prompt}]})), 400, "context_length_exceeded", Some("messages")),
