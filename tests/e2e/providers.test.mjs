@@ -31,8 +31,19 @@ e2eTest('a remote provider added in Settings answers a chat once the user agrees
   });
   await page.goto(`${front.url}/`);
   await openConversation(page, 'Remote check');
+  // The menu's labels follow /v1/models, which the page asks for as it starts.
+  const marked = `${model} (remote: lab)`;
+  await page
+    .waitForFunction(
+      (text) => document.querySelector('[data-testid="model-select"] option:checked')?.textContent === text,
+      marked,
+      { timeout: UI_TIMEOUT },
+    )
+    .catch(() => {});
   const option = await byId(page, 'model-select').locator('option:checked').textContent();
-  assert.equal(option, `${model} (remote: lab)`, 'the model menu does not mark the remote model');
+  assert.equal(option, marked, 'the model menu does not mark the remote model');
+  const welcome = await page.getByText('leaves this machine').first().textContent();
+  e2e.note(`empty conversation says: ${welcome.trim()}`);
   e2e.check(`the model menu marks it: "${option}"`);
 
   await send(page, 'What is the capital of France?');
