@@ -11,10 +11,9 @@
 //! running answer.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hearth_models::{ModelId, ModelLibrary, ModelsError};
 use hearth_protocol::{LoadParams, ModelInfo};
@@ -26,8 +25,11 @@ use crate::metrics::Metrics;
 use crate::providers::ProviderRegistry;
 
 mod lease;
+mod servable;
 
 pub use lease::ModelLease;
+use servable::modified_unix_seconds;
+pub use servable::{unix_now, ServableModel};
 
 /// How often the idle reaper looks at most (shorter idle times are checked more often).
 const MAX_IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -35,47 +37,6 @@ const MAX_IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 const MIN_IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a shutdown waits for loads in progress to end (each then stops its worker).
 const SHUTDOWN_LOAD_WAIT: Duration = Duration::from_secs(10);
-
-/// A model the server can serve: its public id and the file behind it (never shown to
-/// clients).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServableModel {
-    pub id: String,
-    pub path: PathBuf,
-    /// Unix seconds, for the `created` field of `/v1/models`.
-    pub created: u64,
-}
-
-impl ServableModel {
-    /// A model given by its file path: the id is made from the file name
-    /// (`SmolLM2-135M-Instruct.Q4_1.gguf` → `smollm2-135m-instruct.q4_1`).
-    pub fn from_path(path: &Path) -> Self {
-        let file_name = path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Self {
-            id: ModelId::suggest_from(&file_name).as_str().to_string(),
-            path: path.to_path_buf(),
-            created: modified_unix_seconds(path),
-        }
-    }
-}
-
-fn modified_unix_seconds(path: &Path) -> u64 {
-    std::fs::metadata(path)
-        .and_then(|metadata| metadata.modified())
-        .ok()
-        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |duration| duration.as_secs())
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |duration| duration.as_secs())
-}
 
 /// How models are found and loaded.
 #[derive(Debug, Clone)]

@@ -1,6 +1,9 @@
 //! Tests of the model manager: ids from file names, unknown models, loads in progress and
 //! loads that cannot start a worker.
 
+use std::path::Path;
+use std::time::SystemTime;
+
 use super::*;
 
 fn manager(models: Vec<ServableModel>) -> Arc<ModelManager> {
