@@ -152,7 +152,10 @@ fn a_second_hearth_serves_as_a_remote_provider() {
     );
 
     // A conversation asks before its first message leaves the machine, then streams.
-    let conversation = front.post_json("/api/conversations", &json!({"model": model}));
+    let conversation = front.post_json(
+        "/api/conversations",
+        &json!({"model": model, "settings": {"temperature": 0, "max_tokens": 24}}),
+    );
     assert_eq!(conversation.status, 201, "{}", conversation.text());
     let id = conversation.json()["id"].as_i64().unwrap();
     let path = format!("/api/conversations/{id}/messages");
