@@ -76,6 +76,9 @@ pub fn run(data_dir: PathBuf) -> anyhow::Result<i32> {
     // The port other programs are told to use (Settings); a free one when it is taken, which
     // the window then reports.
     options.port = settings.api_port;
+    options.ollama_port = settings
+        .ollama_api
+        .then_some(hearth_server::DEFAULT_OLLAMA_PORT);
     options.api_keys = launch::api_keys(&token, settings.api_key.as_deref());
 
     let server: Arc<Mutex<Option<RunningServer>>> = Arc::default();

@@ -357,5 +357,47 @@ class Errors(unittest.TestCase):
             client().models.retrieve("no-such-model")
 
 
+class Embeddings(unittest.TestCase):
+    """SmolLM2 is a chat model: its embeddings are the mean of its last hidden states, enough to
+    check the mechanics (shape, normalization, determinism, related texts closer)."""
+
+    TEXTS = [
+        "The cat sat on the mat.",
+        "A cat was sitting on the mat.",
+        "Quarterly revenue rose on strong bond sales.",
+    ]
+
+    def test_vectors_are_normalized_repeatable_and_closer_for_related_texts(self):
+        # The SDK asks for base64 by default and decodes it.
+        answer = client().embeddings.create(model=MODEL, input=self.TEXTS)
+        self.assertEqual([item.index for item in answer.data], [0, 1, 2])
+        vectors = [item.embedding for item in answer.data]
+        self.assertEqual({len(vector) for vector in vectors}, {576})
+        for vector in vectors:
+            self.assertAlmostEqual(sum(x * x for x in vector), 1.0, places=4)
+        self.assertGreater(answer.usage.prompt_tokens, 10)
+        self.assertEqual(answer.usage.total_tokens, answer.usage.prompt_tokens)
+
+        def cosine(a, b):
+            return sum(x * y for x, y in zip(a, b))
+
+        self.assertGreater(cosine(vectors[0], vectors[1]), cosine(vectors[0], vectors[2]))
+        # Alone (another batch) or as floats, the same text gives the same vector.
+        alone = client().embeddings.create(
+            model=MODEL, input=self.TEXTS[0], encoding_format="float"
+        )
+        for x, y in zip(alone.data[0].embedding, vectors[0]):
+            self.assertAlmostEqual(x, y, places=5)
+
+    def test_unsupported_dimensions_and_empty_input_raise_bad_request(self):
+        with self.assertRaises(openai.BadRequestError) as caught:
+            client().embeddings.create(model=MODEL, input="hi", dimensions=64)
+        self.assertEqual(caught.exception.param, "dimensions")
+        self.assertIn("576", caught.exception.message)
+        with self.assertRaises(openai.BadRequestError) as caught:
+            client().embeddings.create(model=MODEL, input=[])
+        self.assertEqual(caught.exception.param, "input")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

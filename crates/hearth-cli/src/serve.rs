@@ -79,6 +79,14 @@ pub struct ServeArgs {
     /// so far) or `off` (a draft model is chosen per model, from the catalog).
     #[arg(long, value_enum, default_value = "off")]
     pub speculative: hearth_protocol::SpeculativeMode,
+    /// Also serve Ollama's API (/api/chat, /api/generate, /api/embed, /api/tags, …) on
+    /// --ollama-port of the same host, where Ollama clients look (default: the `ollama_api`
+    /// setting).
+    #[arg(long)]
+    pub ollama: bool,
+    /// The Ollama API's port (implies --ollama).
+    #[arg(long, value_name = "PORT")]
+    pub ollama_port: Option<u16>,
 }
 
 /// `localhost` or an IP address.
@@ -142,6 +150,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         n_threads: args.n_threads,
         n_gpu_layers: args.n_gpu_layers,
         speculative: args.speculative,
+        ollama_port: (args.ollama || args.ollama_port.is_some() || settings.ollama_api).then(
+            || {
+                args.ollama_port
+                    .unwrap_or(hearth_server::DEFAULT_OLLAMA_PORT)
+            },
+        ),
         ..ServerOptions::for_binary(data_dir, exe)
     };
     let server = hearth_server::start(options).await?;
@@ -152,6 +166,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Hearth API listening on http://{}",
         server.local_addr()
     )?;
+    if let Some(address) = server.ollama_addr() {
+        writeln!(stdout, "Ollama API listening on http://{address}")?;
+    }
     writeln!(
         stdout,
         "Open the web UI at {} (the token is also in {})",

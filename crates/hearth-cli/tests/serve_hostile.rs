@@ -87,6 +87,15 @@ fn completion(model: &str, changes: Value) -> Vec<u8> {
     body.to_string().into_bytes()
 }
 
+/// An embeddings body for `input` (`null`: without one).
+fn embed(model: &str, input: Value) -> Vec<u8> {
+    let mut body = json!({"model": model});
+    if !input.is_null() {
+        body["input"] = input;
+    }
+    body.to_string().into_bytes()
+}
+
 fn hostile_cases(server: &TestServer, model: &str) -> Vec<Case> {
     let chat_path = "/v1/chat/completions";
     let long_prompt = "history ".repeat(2000);
@@ -141,7 +150,14 @@ fn hostile_cases(server: &TestServer, model: &str) -> Vec<Case> {
         case(server, "negative token id", "/v1/completions", completion(model, json!({"prompt": [1, -5]})), 400, "invalid_value", Some("prompt")),
         case(server, "token id outside the vocabulary", "/v1/completions", completion(model, json!({"prompt": [2_000_000_000]})), 400, "invalid_prompt", Some("prompt")),
         case(server, "completion logprobs 9", "/v1/completions", completion(model, json!({"logprobs": 9})), 400, "invalid_value", Some("logprobs")),
-        case(server, "unknown route", "/v1/embeddings", chat(model, json!({})), 404, "unknown_url", None),
+        case(server, "unknown route", "/v1/audio/speech", chat(model, json!({})), 404, "unknown_url", None),
+        case(server, "embeddings without input", "/v1/embeddings", embed(model, json!(null)), 400, "missing_required_parameter", Some("input")),
+        case(server, "embeddings of an empty text", "/v1/embeddings", embed(model, json!(["fine", ""])), 400, "invalid_value", Some("input[1]")),
+        case(server, "embeddings of 10,000 texts", "/v1/embeddings", embed(model, json!(vec!["a"; 10_000])), 400, "invalid_value", Some("input")),
+        case(server, "embeddings of a nested object", "/v1/embeddings", embed(model, json!([{"text": "a"}])), 400, "invalid_type", Some("input[0]")),
+        case(server, "embeddings of a negative token", "/v1/embeddings", embed(model, json!([[1, -2]])), 400, "invalid_value", Some("input[0][1]")),
+        case(server, "embeddings with another length", "/v1/embeddings", format!("{{\"model\": \"{model}\", \"input\": \"a\", \"dimensions\": 7}}"), 400, "unsupported_value", Some("dimensions")),
+        case(server, "embeddings as hex", "/v1/embeddings", format!("{{\"model\": \"{model}\", \"input\": \"a\", \"encoding_format\": \"hex\"}}"), 400, "invalid_value", Some("encoding_format")),
     ];
     let get = |name, path, status, code, headers: Vec<(String, String)>| Case {
         name,

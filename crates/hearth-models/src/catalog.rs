@@ -104,6 +104,10 @@ pub struct CatalogModel {
     /// this one (speculative decoding), used when it is installed.
     #[serde(default)]
     pub draft_model: Option<String>,
+    /// An embedding model (`/v1/embeddings`, Ollama's `/api/embed`), not a chat model: never
+    /// recommended for chat.
+    #[serde(default)]
+    pub embedding: bool,
     pub files: Vec<CatalogFile>,
 }
 

@@ -12,11 +12,13 @@
 //! unchanged. It has no dependency on llama.cpp, tokio or HTTP.
 
 mod backends;
+mod embeddings;
 mod limits;
 mod messages;
 mod metrics;
 
 pub use backends::*;
+pub use embeddings::*;
 pub use limits::*;
 
 pub use messages::*;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-use crate::{BackendReport, RequestMetrics};
+use crate::{BackendReport, EmbedRequest, RequestMetrics};
 
 /// Default context length when the caller does not choose one: enough for a long chat, small
 /// enough that the KV cache of a small model stays in the tens of megabytes.
@@ -512,6 +512,8 @@ pub enum WorkerRequest {
         params: LoadParams,
     },
     Generate(GenerateRequest),
+    /// Embeds texts (`Embedding` events, then `Embedded`); cancelled like a generation.
+    Embed(EmbedRequest),
     /// Stop a request wherever it is (queued, prefilling or decoding).
     Cancel {
         request_id: u64,
@@ -568,6 +570,9 @@ pub struct ModelInfo {
     pub size_bytes: u64,
     pub n_vocab: i32,
     pub n_layer: u32,
+    /// The length of the model's embeddings (`/v1/embeddings`' vectors).
+    #[serde(default)]
+    pub n_embd: u32,
     pub n_ctx_train: u32,
     /// Context length of the loaded context (all slots together).
     pub n_ctx: u32,
@@ -808,6 +813,17 @@ pub enum WorkerEvent {
         request_id: u64,
         tokens: Vec<i32>,
     },
+    /// One input's pooled, L2-normalized embedding.
+    Embedding {
+        request_id: u64,
+        index: u32,
+        embedding: Vec<f32>,
+    },
+    /// Every input of an `Embed` request was embedded; `prompt_tokens` counts them all.
+    Embedded {
+        request_id: u64,
+        prompt_tokens: u32,
+    },
     Rendered {
         request_id: u64,
         text: String,
@@ -854,6 +870,8 @@ impl WorkerEvent {
             | WorkerEvent::Token { request_id, .. }
             | WorkerEvent::Done { request_id, .. }
             | WorkerEvent::Tokenized { request_id, .. }
+            | WorkerEvent::Embedding { request_id, .. }
+            | WorkerEvent::Embedded { request_id, .. }
             | WorkerEvent::Rendered { request_id, .. }
             | WorkerEvent::Stats { request_id, .. }
             | WorkerEvent::Memory { request_id, .. }
@@ -869,6 +887,7 @@ impl WorkerEvent {
             WorkerEvent::Loaded { .. }
                 | WorkerEvent::Done { .. }
                 | WorkerEvent::Tokenized { .. }
+                | WorkerEvent::Embedded { .. }
                 | WorkerEvent::Rendered { .. }
                 | WorkerEvent::Stats { .. }
                 | WorkerEvent::Memory { .. }

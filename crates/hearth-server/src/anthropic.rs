@@ -14,27 +14,24 @@
 mod stream;
 pub mod wire;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_protocol::FinishReason;
 
-use crate::error::ApiError;
+use crate::error::{reshape_error_response, ApiError};
 use crate::handlers::{collect_answer, split_calls, wait_for_start, JsonBody};
 use crate::openai::{new_id, AnswerCall};
 use crate::request::parse_messages_request;
 use crate::AppState;
-use wire::{ContentBlock, ErrorBody, ErrorDetail, MessageObject, MessageUsage, OpenAiErrorBody};
+use wire::{ContentBlock, ErrorBody, ErrorDetail, MessageObject, MessageUsage};
 
 /// The route of Anthropic's Messages API.
 pub const MESSAGES_PATH: &str = "/v1/messages";
 /// The field named in errors about the prompt.
 const PROMPT_PARAM: &str = "messages";
-/// Largest error body the shape middleware reads back (errors are a few hundred bytes).
-const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 pub async fn messages(
     State(state): State<AppState>,
@@ -145,24 +142,7 @@ pub async fn anthropic_error_shape(request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let response = next.run(request).await;
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_ERROR_BODY_BYTES)
-        .await
-        .unwrap_or_default();
-    let message = serde_json::from_slice::<OpenAiErrorBody>(&bytes)
-        .map(|body| body.error.message)
-        .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-    let reshaped = serde_json::to_vec(&error_body(status, message)).unwrap_or_default();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Response::from_parts(parts, Body::from(reshaped))
+    reshape_error_response(response, error_body).await
 }
 
 #[cfg(test)]

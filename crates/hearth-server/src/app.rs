@@ -90,6 +90,9 @@ pub struct ServerOptions {
     pub worker_command: WorkerCommand,
     /// How long request headers may take and how many connections are served at once.
     pub connection_limits: crate::ConnectionLimits,
+    /// Also serve Ollama's API on this port of the same host (`hearth serve --ollama`; the
+    /// desktop's `ollama_api` setting). `None`: no Ollama listener.
+    pub ollama_port: Option<u16>,
     /// How to start the hardware probe's process ([`WorkerCommand::probe_report`]; the data
     /// directory follows). `None`: the machine is not probed (`/api/system` has no probe, and
     /// `/api/models` no fits).
@@ -135,6 +138,7 @@ impl ServerOptions {
             connection_limits: crate::ConnectionLimits::default(),
             probe_command: None,
             remote_timeouts: RemoteTimeouts::default(),
+            ollama_port: None,
         }
     }
 }
@@ -170,6 +174,7 @@ pub struct RunningServer {
     state: AppState,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    ollama: Option<crate::ollama::OllamaListener>,
 }
 
 /// What `--model` values name: files (served under ids made from their names) and installed
@@ -325,12 +330,38 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
         ))),
         ..AppState::new(models, metrics, Arc::new(security))
     };
-    RunningServer::spawn(listener, state, served, options.connection_limits).map_err(|source| {
-        StartError::Bind {
+    // Ollama's port may be held by Ollama itself: `hearth serve --ollama` says so and stops,
+    // the desktop (which falls back for its own port too) goes on without it.
+    let ollama = match options.ollama_port {
+        None => None,
+        Some(port) => match bind(SocketAddr::new(options.host, port), false).await {
+            Ok((listener, _)) => Some(listener),
+            Err(error) if options.port_fallback => {
+                tracing::warn!(%error, "the Ollama API is not served");
+                None
+            }
+            Err(error) => return Err(error),
+        },
+    };
+    let mut server = RunningServer::spawn(listener, state, served, options.connection_limits)
+        .map_err(|source| StartError::Bind {
             address: bound,
             source,
-        }
-    })
+        })?;
+    if let Some(listener) = ollama {
+        server.ollama = Some(
+            crate::ollama::OllamaListener::spawn(
+                listener,
+                &server.state,
+                options.connection_limits,
+            )
+            .map_err(|source| StartError::Bind {
+                address: bound,
+                source,
+            })?,
+        );
+    }
+    Ok(server)
 }
 
 impl RunningServer {
@@ -356,7 +387,15 @@ impl RunningServer {
             state,
             stop: Some(stop),
             task,
+            ollama: None,
         })
+    }
+
+    /// Where the Ollama API listens, when it does ([`ServerOptions::ollama_port`]).
+    pub fn ollama_addr(&self) -> Option<SocketAddr> {
+        self.ollama
+            .as_ref()
+            .map(crate::ollama::OllamaListener::local_addr)
     }
 
     /// The address the server listens on (with the port picked for `port: 0`).
@@ -401,6 +440,9 @@ impl RunningServer {
     /// (loaded or loading) ends.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         self.state.answers.stop_all();
+        if let Some(ollama) = self.ollama.take() {
+            ollama.stop(SHUTDOWN_GRACE).await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -439,3 +439,45 @@ mod tests {
         assert!(error.message.contains("qwen3-4b"));
     }
 }
+
+/// The most bytes of an error body read back to reshape it (errors are a few hundred bytes).
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// The part of the OpenAI error body that [`reshape_error_response`] keeps.
+#[derive(Debug, serde::Deserialize)]
+struct OpenAiErrorBody {
+    error: OpenAiErrorMessage,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct OpenAiErrorMessage {
+    message: String,
+}
+
+/// Rewrites an error answer (the handlers', the security layer's, the body limit's: all in
+/// OpenAI's shape) into another API's shape: `reshape` gets the status and the message and
+/// returns the new JSON body. Answers that are not errors pass unchanged. Shared by the
+/// listeners that speak another API (Anthropic's `/v1/messages`, Ollama's).
+pub async fn reshape_error_response<T: Serialize>(
+    response: Response,
+    reshape: impl FnOnce(StatusCode, String) -> T,
+) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_ERROR_BODY_BYTES)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<OpenAiErrorBody>(&bytes)
+        .map(|body| body.error.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+    let reshaped = serde_json::to_vec(&reshape(status, message)).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(reshaped))
+}

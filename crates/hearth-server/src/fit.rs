@@ -102,6 +102,8 @@ pub fn recommend(
 ) -> Option<Recommendation> {
     let planned: Vec<(&CatalogModel, Plan, bool)> = entries
         .iter()
+        // The first chat model is recommended; an embedding model cannot chat.
+        .filter(|(entry, _)| !entry.embedding)
         .filter_map(|(entry, variants)| {
             let plain: Vec<Variant> = variants.iter().map(|(v, _)| v.clone()).collect();
             let estimated = plain.iter().all(|variant| variant.estimated);

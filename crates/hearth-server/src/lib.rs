@@ -28,6 +28,7 @@ mod anthropic;
 mod app;
 mod body_limit;
 mod conversations;
+mod embeddings;
 mod error;
 mod fit;
 mod handlers;
@@ -36,6 +37,7 @@ mod listener;
 mod management;
 mod metrics;
 mod models;
+mod ollama;
 mod openai;
 mod private_file;
 mod providers;
@@ -70,6 +72,7 @@ pub use conversations::STREAMING_SAVE_INTERVAL;
 pub use listener::{ConnectionLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use metrics::Metrics;
 pub use models::{ModelManager, ModelManagerConfig, ServableModel};
+pub use ollama::{DEFAULT_OLLAMA_PORT, OLLAMA_API_VERSION};
 pub use providers::{
     normalize_base_url, validate_provider_name, ProviderConfig, ProviderRegistry, ProviderStore,
     ProviderStoreError, RemoteTimeouts, PROVIDERS_FILE_NAME, PROVIDER_KEYS_FILE_NAME,
@@ -138,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(handlers::chat_completions))
         .route("/v1/completions", post(handlers::completions))
         .route(anthropic::MESSAGES_PATH, post(anthropic::messages))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(handlers::list_models))
         .route("/v1/models/{id}", get(handlers::get_model))
         .route("/health", get(handlers::health))

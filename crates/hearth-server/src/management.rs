@@ -51,7 +51,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/downloads/{id}/events", get(download_events))
 }
 
-fn manager(state: &AppState) -> Result<Arc<DownloadManager>, ApiError> {
+pub(crate) fn manager(state: &AppState) -> Result<Arc<DownloadManager>, ApiError> {
     state.downloads.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -95,7 +95,7 @@ fn download_id(raw: &str) -> Result<DownloadId, ApiError> {
 }
 
 /// Maps a library error to an answer without paths.
-fn models_error(error: ModelsError) -> ApiError {
+pub(crate) fn models_error(error: ModelsError) -> ApiError {
     match error {
         ModelsError::InvalidModelId { reason, .. } => {
             ApiError::invalid_param("id", format!("'id' is not a valid model id: {reason}."))
@@ -163,7 +163,7 @@ fn import_error(error: ModelsError) -> ApiError {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|error| {
@@ -203,7 +203,7 @@ pub(crate) fn status_json(status: &DownloadStatus) -> Value {
     value
 }
 
-fn catalog() -> Result<Catalog, ApiError> {
+pub(crate) fn catalog() -> Result<Catalog, ApiError> {
     Catalog::builtin().map_err(models_error)
 }
 
@@ -388,7 +388,7 @@ async fn import_model(
 
 /// A `model` of `POST /api/downloads` as a pull request: a catalog id `[:QUANT]`, a catalog
 /// repository `[:QUANT]`, or any repository with its file (`owner/repo:FILE.gguf`).
-fn pull_request_for(catalog: &Catalog, target: &str) -> Result<PullRequest, ApiError> {
+pub(crate) fn pull_request_for(catalog: &Catalog, target: &str) -> Result<PullRequest, ApiError> {
     let target = target.trim();
     let (name, selector) = match target.split_once(':') {
         Some((name, selector)) => (name, Some(selector)),

@@ -88,6 +88,9 @@ struct ModelCounters {
     client_disconnects: u64,
     loads: u64,
     last_load_seconds: Option<f64>,
+    /// Inputs embedded (`/v1/embeddings`, Ollama's `/api/embed`) and their tokens.
+    embedded_inputs: u64,
+    embedding_tokens: u64,
 }
 
 impl Default for ModelCounters {
@@ -106,6 +109,8 @@ impl Default for ModelCounters {
             client_disconnects: 0,
             loads: 0,
             last_load_seconds: None,
+            embedded_inputs: 0,
+            embedding_tokens: 0,
         }
     }
 }
@@ -177,6 +182,15 @@ impl Metrics {
                 counters.itl.observe(gap / MILLIS_PER_SECOND);
             }
             counters.e2e.observe(metrics.e2e_ms / MILLIS_PER_SECOND);
+        });
+    }
+
+    /// An embedding request's inputs and their tokens.
+    pub fn record_embeddings(&self, model: &str, inputs: usize, tokens: u32) {
+        self.with(|c| {
+            let counters = c.models.entry(model.to_string()).or_default();
+            counters.embedded_inputs += inputs as u64;
+            counters.embedding_tokens += u64::from(tokens);
         });
     }
 
@@ -343,7 +357,7 @@ fn write_counters(out: &mut String, c: &Counters) {
             histogram(counters).write(out, name, &format!("model=\"{}\"", escape(model)));
         }
     }
-    let totals: [CounterSeries; 7] = [
+    let totals: [CounterSeries; 9] = [
         (
             "hearth_prompt_tokens_total",
             "Prompt tokens of finished requests.",
@@ -375,6 +389,14 @@ fn write_counters(out: &mut String, c: &Counters) {
             |m| m.client_disconnects,
         ),
         ("hearth_model_loads_total", "Model loads.", |m| m.loads),
+        ("hearth_embedded_inputs_total", "Inputs embedded.", |m| {
+            m.embedded_inputs
+        }),
+        (
+            "hearth_embedding_tokens_total",
+            "Tokens of the inputs embedded.",
+            |m| m.embedding_tokens,
+        ),
     ];
     for (name, help, value) in totals {
         header(out, name, "counter", help);

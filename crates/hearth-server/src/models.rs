@@ -20,6 +20,8 @@ use hearth_protocol::{LoadParams, ModelInfo};
 use hearth_supervisor::{Supervisor, WorkerCommand};
 use tokio::sync::watch;
 
+pub use keep_alive::KeepAlive;
+
 use crate::error::{ApiError, LOADING_RETRY_AFTER_SECS};
 use crate::metrics::Metrics;
 use crate::providers::ProviderRegistry;
@@ -85,6 +87,8 @@ pub struct LoadedModel {
     /// Requests using the model now.
     active_requests: AtomicUsize,
     last_used: Mutex<Instant>,
+    /// How long it stays loaded unused, when a request said (Ollama's `keep_alive`).
+    keep_alive: Mutex<Option<KeepAlive>>,
 }
 
 impl LoadedModel {
@@ -92,7 +96,14 @@ impl LoadedModel {
         self.active_requests.load(Ordering::SeqCst) == 0
     }
 
-    fn last_used(&self) -> Instant {
+    /// How long it may stay unused before it is unloaded (`None`: never).
+    pub fn idle_limit(&self, server: Option<Duration>) -> Option<Duration> {
+        let keep_alive = self.keep_alive.lock().ok().and_then(|slot| *slot);
+        KeepAlive::idle_limit(server, keep_alive)
+    }
+
+    /// When it was last used.
+    pub fn last_used(&self) -> Instant {
         self.last_used
             .lock()
             .map(|at| *at)
@@ -172,6 +183,11 @@ impl ModelManager {
                 .providers
                 .as_ref()
                 .is_some_and(|providers| providers.resolve(id).is_some())
+    }
+
+    /// The server's own idle unload (`None`: never).
+    pub fn idle_unload(&self) -> Option<Duration> {
+        self.config.idle_unload
     }
 
     /// The model behind an id: one given by path first, then the library.
@@ -384,16 +400,17 @@ impl ModelManager {
 
     /// Unloads the models unused for longer than the idle time; returns their ids.
     pub fn unload_idle(&self, now: Instant) -> Vec<String> {
-        let Some(idle_unload) = self.config.idle_unload else {
-            return Vec::new();
-        };
         let mut slots = self.slots();
         let expired: Vec<String> = slots
             .iter()
             .filter_map(|(id, slot)| match slot {
                 Slot::Ready(model)
                     if model.is_idle()
-                        && now.saturating_duration_since(model.last_used()) >= idle_unload =>
+                        && model
+                            .idle_limit(self.config.idle_unload)
+                            .is_some_and(|idle| {
+                                now.saturating_duration_since(model.last_used()) >= idle
+                            }) =>
                 {
                     Some(id.clone())
                 }
@@ -439,11 +456,13 @@ impl ModelManager {
     }
 
     /// Runs [`ModelManager::unload_idle`] periodically for as long as the manager lives.
+    /// It runs also without a server idle time: a request's `keep_alive` may set one.
     pub fn spawn_idle_reaper(self: &Arc<Self>) {
-        let Some(idle_unload) = self.config.idle_unload else {
-            return;
-        };
-        let interval = (idle_unload / 4).clamp(MIN_IDLE_CHECK_INTERVAL, MAX_IDLE_CHECK_INTERVAL);
+        let interval = self
+            .config
+            .idle_unload
+            .map_or(MAX_IDLE_CHECK_INTERVAL, |idle| idle / 4)
+            .clamp(MIN_IDLE_CHECK_INTERVAL, MAX_IDLE_CHECK_INTERVAL);
         let manager: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -552,6 +571,7 @@ async fn load_model(
                 info,
                 active_requests: AtomicUsize::new(0),
                 last_used: Mutex::new(Instant::now()),
+                keep_alive: Mutex::new(None),
             });
             {
                 // Checked under the lock `shutdown_all` drains with: a load never lands in a
@@ -581,5 +601,6 @@ fn spawn_unload(model: Arc<LoadedModel>) {
     tokio::spawn(async move { model.supervisor.shutdown().await });
 }
 
+mod keep_alive;
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,9 @@
 mod anthropic;
 mod chat;
 mod completion;
+mod embeddings;
 mod fields;
+mod ollama;
 mod tools;
 
 use hearth_protocol::{ChatMessage, ContextOverflow, OutputConstraint, Prompt, SamplingParams};
@@ -29,6 +31,11 @@ use fields::{type_name, Fields};
 pub use anthropic::parse_messages_request;
 pub use chat::parse_chat_request;
 pub use completion::parse_completion_request;
+pub use embeddings::{check_dimensions, parse_embeddings_request, EncodingFormat};
+pub use ollama::{
+    parse_ollama_chat, parse_ollama_embed, parse_ollama_generate, parse_ollama_model, OllamaEmbed,
+    OllamaGeneration,
+};
 
 /// The most tokens a request may ask for. No context is larger, so more is a mistake.
 pub const MAX_MAX_TOKENS: u64 = 1 << 20;
@@ -172,20 +179,7 @@ struct CommonFields {
 }
 
 fn parse_common(fields: &Fields<'_>) -> Result<CommonFields, ApiError> {
-    let model = match fields.get("model") {
-        None => {
-            return Err(ApiError::invalid_param(
-                "model",
-                "'model' is required: the id of a model from GET /v1/models.",
-            )
-            .with_code("missing_required_parameter"))
-        }
-        Some(Value::String(model)) => {
-            check_model_name(model)?;
-            model.clone()
-        }
-        Some(other) => return Err(fields.wrong_type("model", "a string", other)),
-    };
+    let model = parse_model(fields)?;
 
     let n = fields
         .integer("n", 1, i64::MAX)
@@ -224,6 +218,22 @@ fn parse_common(fields: &Fields<'_>) -> Result<CommonFields, ApiError> {
         include_usage,
         ignore_eos,
     })
+}
+
+/// The required `model` field: a model id, not empty.
+fn parse_model(fields: &Fields<'_>) -> Result<String, ApiError> {
+    match fields.get("model") {
+        None => Err(ApiError::invalid_param(
+            "model",
+            "'model' is required: the id of a model from GET /v1/models.",
+        )
+        .with_code("missing_required_parameter")),
+        Some(Value::String(model)) => {
+            check_model_name(model)?;
+            Ok(model.clone())
+        }
+        Some(other) => Err(fields.wrong_type("model", "a string", other)),
+    }
 }
 
 fn check_model_name(model: &str) -> Result<(), ApiError> {

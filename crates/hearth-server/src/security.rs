@@ -47,6 +47,8 @@ const MAX_REQUESTED_HEADERS_LEN: usize = 2048;
 pub const X_API_KEY: &str = "x-api-key";
 /// Routes that need no API key.
 const PUBLIC_PATHS: &[&str] = &["/health"];
+/// Routes of the Ollama listener that need no API key (what clients probe).
+const OLLAMA_PUBLIC_PATHS: &[&str] = &["/", "/api/version"];
 
 /// Whether `path` is Hearth's own API (`/api/*`), which always needs a key.
 pub fn is_private_path(path: &str) -> bool {
@@ -139,6 +141,26 @@ impl SecurityPolicy {
             self.api_keys.push(token);
         }
         Ok(self)
+    }
+
+    /// The same policy for another listener of the same server, on `port` (the Ollama
+    /// listener): its Host names and own origins carry that port.
+    pub fn for_port(&self, port: u16) -> Self {
+        let mut policy = self.clone();
+        if let Some(hosts) = &self.allowed_hosts {
+            let names: Vec<&String> = hosts.iter().filter(|host| !host_has_port(host)).collect();
+            let with_port: Vec<String> = names
+                .iter()
+                .flat_map(|name| [name.to_string(), format!("{name}:{port}")])
+                .collect();
+            policy.own_origins = with_port
+                .iter()
+                .filter(|host| host_has_port(host))
+                .map(|host| format!("http://{host}"))
+                .collect();
+            policy.allowed_hosts = Some(with_port);
+        }
+        policy
     }
 
     /// Whether the OpenAI-style API (`/v1/*`) needs a key whatever the settings say (the user
@@ -236,6 +258,14 @@ fn loopback_hosts(address: SocketAddr) -> Vec<String> {
         .collect()
 }
 
+/// Whether a Host value names a port (`127.0.0.1:4327`, `[::1]:4327`; not `[::1]`).
+fn host_has_port(host: &str) -> bool {
+    match host.rsplit_once(']') {
+        Some((_, rest)) => rest.starts_with(':'),
+        None => host.contains(':'),
+    }
+}
+
 /// Checks an origin is `scheme://host[:port]` and returns it lowercase.
 fn normalize_origin(origin: &str) -> Result<String, SecurityConfigError> {
     let trimmed = origin.trim().trim_end_matches('/');
@@ -272,6 +302,27 @@ fn request_host(request: &Request) -> Option<String> {
 /// The middleware: Host, Origin, preflight, API key, then the handler; CORS headers on the way
 /// out for allowed origins.
 pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let private = is_private_path(request.uri().path());
+    enforce_with(&state, request, next, private, PUBLIC_PATHS).await
+}
+
+/// [`enforce`] for the Ollama listener: nothing there is Hearth's private API (its `/api/*`
+/// is Ollama's, under the key rules of `/v1`), and `/` (the probe clients send) needs no key.
+pub async fn enforce_ollama(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    enforce_with(&state, request, next, false, OLLAMA_PUBLIC_PATHS).await
+}
+
+async fn enforce_with(
+    state: &AppState,
+    request: Request,
+    next: Next,
+    private: bool,
+    public_paths: &[&str],
+) -> Response {
     let policy = &state.security;
     let Some(host) = request_host(&request) else {
         return ApiError::forbidden("host_not_allowed", "The request has no Host header.")
@@ -305,10 +356,10 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     let path = request.uri().path();
     let mut response = if is_preflight {
         preflight_response(request.headers())
-    } else if !is_private_path(path)
-        && (PUBLIC_PATHS.contains(&path)
+    } else if !private
+        && (public_paths.contains(&path)
             || is_static_file_request(&request)
-            || openai_keyless(&state))
+            || openai_keyless(state))
     {
         next.run(request).await
     } else {

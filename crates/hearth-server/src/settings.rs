@@ -16,6 +16,8 @@
 //! - `kv_cache_disk_budget_mb`: the most the KV cache's disk tier (`<data_dir>/kv-cache`,
 //!   see [`crate::kv_cache`]) may hold, in MiB (0: no disk tier); applies to models loaded
 //!   from the next start of the server.
+//! - `ollama_api`: also serve Ollama's API on 127.0.0.1:11434 (the desktop app from its next
+//!   start, and `hearth serve` without `--ollama`; default false).
 //! - `data_dir`: where everything lives; shown, never changed here.
 //!
 //! Writes are atomic (a new file renamed over the old one, so a crash leaves the old settings
@@ -62,6 +64,7 @@ pub struct Settings {
     pub require_key_for_openai_api: bool,
     pub check_for_updates: bool,
     pub kv_cache_disk_budget_mb: u64,
+    pub ollama_api: bool,
 }
 
 impl Settings {
@@ -81,6 +84,7 @@ impl Default for Settings {
             require_key_for_openai_api: false,
             check_for_updates: false,
             kv_cache_disk_budget_mb: hearth_protocol::DEFAULT_KV_DISK_BUDGET_BYTES / MIB,
+            ollama_api: false,
         }
     }
 }
@@ -95,6 +99,7 @@ pub struct SettingsPatch {
     pub require_key_for_openai_api: Option<bool>,
     pub check_for_updates: Option<bool>,
     pub kv_cache_disk_budget_mb: Option<u64>,
+    pub ollama_api: Option<bool>,
     /// The key set now, which a change of `api_key` must name.
     pub current_api_key: Option<String>,
 }
@@ -131,6 +136,9 @@ impl SettingsPatch {
         }
         if let Some(budget) = self.kv_cache_disk_budget_mb {
             settings.kv_cache_disk_budget_mb = budget;
+        }
+        if let Some(ollama_api) = self.ollama_api {
+            settings.ollama_api = ollama_api;
         }
     }
 }
@@ -286,6 +294,7 @@ pub struct ServerSettings {
     pub data_dir: String,
     pub default_model: Option<String>,
     pub kv_cache_disk_budget_mb: u64,
+    pub ollama_api: bool,
     pub require_key_for_openai_api: bool,
     pub theme: String,
 }
@@ -299,6 +308,7 @@ impl ServerSettings {
             data_dir: data_dir.display().to_string(),
             default_model: settings.default_model.clone(),
             kv_cache_disk_budget_mb: settings.kv_cache_disk_budget_mb,
+            ollama_api: settings.ollama_api,
             require_key_for_openai_api: settings.require_key_for_openai_api,
             theme: settings.theme.clone(),
         }
@@ -407,6 +417,15 @@ pub fn parse_patch(
                     ))
                 }
             },
+            "ollama_api" => match value {
+                Value::Bool(serve) => patch.ollama_api = Some(*serve),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "ollama_api",
+                        "'ollama_api' must be true or false.",
+                    ))
+                }
+            },
             "data_dir" | "api_key_set" => {
                 return Err(ApiError::invalid_param(
                     key.as_str(),
@@ -417,7 +436,7 @@ pub fn parse_patch(
             _ => {
                 return Err(ApiError::invalid_param(
                     key.as_str(),
-                    format!("Unknown setting '{key}': the settings are theme, default_model, api_port, api_key (with current_api_key), require_key_for_openai_api, check_for_updates and kv_cache_disk_budget_mb."),
+                    format!("Unknown setting '{key}': the settings are theme, default_model, api_port, api_key (with current_api_key), require_key_for_openai_api, check_for_updates, kv_cache_disk_budget_mb and ollama_api."),
                 ))
             }
         }

@@ -280,7 +280,7 @@ async fn server_samples(state: &AppState, samples: &mut Samples) {
             "/api/settings",
             Some(
                 json!({"default_model": "m", "api_key": "sk-x", "theme": "dark",
-                "check_for_updates": true}),
+                "check_for_updates": true, "ollama_api": true}),
             ),
         )
         .await,

@@ -9,6 +9,7 @@
 //! [`GenerationStream`] before it ends cancels the generation in the worker.
 
 mod command;
+mod embeddings;
 pub mod process;
 mod worker;
 
@@ -27,6 +28,7 @@ use tokio::process::ChildStdin;
 use tokio::sync::{mpsc, Mutex};
 
 pub use command::{WorkerCommand, WORKER_PREFIX_ENV};
+pub use embeddings::Embeddings;
 use worker::{spawn_worker, SharedStdin, Worker};
 
 /// How long a new worker may take to say it is ready.

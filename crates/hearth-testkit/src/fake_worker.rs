@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearth_protocol::{
-    encode_line, BackendReport, ErrorKind, FinishReason, FlashAttention, KvCacheType, MemoryReport,
-    ModelInfo, RequestMetrics, TemplateSource, WorkerError, WorkerEvent, WorkerRequest,
-    PROTOCOL_VERSION,
+    encode_line, BackendReport, EmbeddingInput, ErrorKind, FinishReason, FlashAttention,
+    KvCacheType, MemoryReport, ModelInfo, RequestMetrics, TemplateSource, WorkerError, WorkerEvent,
+    WorkerRequest, PROTOCOL_VERSION,
 };
 use serde::{Deserialize, Serialize};
 
@@ -265,6 +265,22 @@ fn serve_requests(worker: &Arc<Worker>) {
                     *worker.running.lock().unwrap() -= 1;
                 });
             }
+            WorkerRequest::Embed(request) => {
+                let mut prompt_tokens = 0;
+                for (index, input) in request.inputs.iter().enumerate() {
+                    let (embedding, tokens) = fake_embedding(input);
+                    prompt_tokens += tokens;
+                    write(&WorkerEvent::Embedding {
+                        request_id: request.request_id,
+                        index: index as u32,
+                        embedding,
+                    });
+                }
+                write(&WorkerEvent::Embedded {
+                    request_id: request.request_id,
+                    prompt_tokens,
+                });
+            }
             WorkerRequest::Cancel { request_id } => {
                 worker.cancelled.lock().unwrap().push(request_id);
             }
@@ -300,6 +316,28 @@ fn serve_requests(worker: &Arc<Worker>) {
             }),
         }
     }
+}
+
+/// The length of the fake worker's embeddings.
+pub const FAKE_EMBEDDING_LENGTH: u32 = 8;
+
+/// A fake embedding: each word adds to one of [`FAKE_EMBEDDING_LENGTH`] components (by its
+/// bytes), then the vector is normalized; so equal texts get equal vectors and texts sharing
+/// words are closer. Returns it with the input's token count (its words, or its tokens).
+pub fn fake_embedding(input: &EmbeddingInput) -> (Vec<f32>, u32) {
+    let mut vector = vec![0.0f32; FAKE_EMBEDDING_LENGTH as usize];
+    let words: Vec<u64> = match input {
+        EmbeddingInput::Text { text } => text
+            .split_whitespace()
+            .map(|word| word.bytes().map(u64::from).sum())
+            .collect(),
+        EmbeddingInput::Tokens { tokens } => tokens.iter().map(|t| *t as u64).collect(),
+    };
+    for word in &words {
+        vector[(*word % u64::from(FAKE_EMBEDDING_LENGTH)) as usize] += 1.0;
+    }
+    hearth_protocol::l2_normalize(&mut vector);
+    (vector, words.len() as u32)
 }
 
 fn append_line(log: &Path, line: &str) {
@@ -411,6 +449,7 @@ pub fn model_info() -> ModelInfo {
         size_bytes: 1_000_000,
         n_vocab: 100,
         n_layer: 2,
+        n_embd: FAKE_EMBEDDING_LENGTH,
         n_ctx_train: 4096,
         n_ctx: 8192,
         n_ctx_per_sequence: 4096,

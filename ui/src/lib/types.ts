@@ -325,6 +325,8 @@ export interface ServerSettings {
   check_for_updates?: boolean;
   /** The most the KV cache keeps on disk, in MiB (0: none); applies from the next start. */
   kv_cache_disk_budget_mb?: number;
+  /** Also serve Ollama's API on 127.0.0.1:11434 (from the next start). */
+  ollama_api?: boolean;
   data_dir?: string;
 }
 
@@ -338,6 +340,7 @@ export interface SettingsUpdate {
   require_key_for_openai_api?: boolean;
   check_for_updates?: boolean;
   kv_cache_disk_budget_mb?: number;
+  ollama_api?: boolean;
 }
 
 /** What the KV cache keeps on disk (GET /api/kv-cache). */

@@ -20,7 +20,9 @@ pub use hearth_testkit::http_client::{
 
 /// The line `hearth serve` prints once it listens.
 pub const LISTENING_PREFIX: &str = "Hearth API listening on http://";
-/// The line after it: the web UI's URL with the access token.
+/// The line after it with `--ollama`: where the Ollama API listens.
+pub const OLLAMA_LISTENING_PREFIX: &str = "Ollama API listening on http://";
+/// The line after those: the web UI's URL with the access token.
 pub const UI_URL_PREFIX: &str = "Open the web UI at ";
 /// The access token's file in the data directory.
 pub const ACCESS_TOKEN_FILE: &str = "api-token";
@@ -46,6 +48,8 @@ pub struct TestServer {
     ui_url: String,
     /// The access token in that URL (the client sends it unless `--api-key` was given).
     access_token: String,
+    /// Where the Ollama API listens (`--ollama`).
+    pub ollama_address: Option<std::net::SocketAddr>,
     stderr: Arc<Mutex<String>>,
     /// The data directory (taken back by [`TestServer::stop`]).
     home: Option<tempfile::TempDir>,
@@ -114,20 +118,26 @@ impl TestServer {
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
             let mut address = None;
+            let mut ollama = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(bound) = line.strip_prefix(LISTENING_PREFIX) {
                     address = Some(bound.trim().to_string());
                 }
+                if let Some(bound) = line.strip_prefix(OLLAMA_LISTENING_PREFIX) {
+                    ollama = bound.trim().parse().ok();
+                }
                 if let Some(rest) = line.strip_prefix(UI_URL_PREFIX) {
                     let url = rest.split_whitespace().next().unwrap_or_default();
                     if let Some(address) = address.take() {
-                        let _ = sender.send((address, url.to_string()));
+                        let _ = sender.send((address, url.to_string(), ollama.take()));
                     }
                 }
             }
         });
-        let (address, ui_url) = match receiver.recv_timeout(START_TIMEOUT) {
-            Ok((address, ui_url)) => (address.parse().expect("a socket address"), ui_url),
+        let (address, ui_url, ollama_address) = match receiver.recv_timeout(START_TIMEOUT) {
+            Ok((address, ui_url, ollama)) => {
+                (address.parse().expect("a socket address"), ui_url, ollama)
+            }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -147,6 +157,7 @@ impl TestServer {
             client: Client { address, api_key },
             ui_url,
             access_token,
+            ollama_address,
             stderr,
             home: Some(home),
         }

@@ -10,12 +10,13 @@
 //! This file holds the handle other threads use and the scheduler's state (`Session` and its
 //! slots). The work on that state is split along its seams, each in an `impl Session` of its
 //! own: `session` loads a model and runs the loop that takes requests off the channel,
-//! `admission` turns queued requests into running ones, and `step` decodes one batch and
-//! streams what it produced. Admission and the step meet only in the slots: admission puts an
+//! `admission` turns queued requests into running ones, `step` decodes one batch and
+//! streams what it produced, and `embedding` computes embeddings in a context of its own. Admission and the step meet only in the slots: admission puts an
 //! `ActiveRequest` in a free one, the step runs what the slots hold, and `finish` (in `step`)
 //! ends a request for either.
 
 mod admission;
+mod embedding;
 mod session;
 mod step;
 mod tiers;
@@ -372,6 +373,8 @@ struct Session<'model> {
     template: ChatTemplate,
     /// Builds the grammar samplers of constrained requests off this thread.
     grammars: GrammarBuilder,
+    /// Embedding requests and the context that computes them (`embedding`).
+    embedder: embedding::Embedder<'model>,
     slots: Vec<Slot>,
     queue: VecDeque<QueuedRequest>,
     batch: LlamaBatch<'static>,

@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hearth_protocol::{
-    ErrorKind, FinishReason, GenerateRequest, GpuLayers, LoadParams, ModelInfo, Prompt,
-    SpeculativeMode, TemplateSource, WorkerError, WorkerEvent, WorkerRequest,
+    EmbedRequest, ErrorKind, FinishReason, GenerateRequest, GpuLayers, LoadParams, ModelInfo,
+    Prompt, SpeculativeMode, TemplateSource, WorkerError, WorkerEvent, WorkerRequest,
 };
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
+use super::embedding::Embedder;
 use super::tiers::Tiers;
 use super::{
     cancelled_event, error_event, stats_event, Commands, EngineOptions, EventSink, QueuedRequest,
@@ -100,6 +101,7 @@ fn wait_for_load(commands: &Commands, sink: &mut dyn EventSink) -> Option<Sessio
             Ok(WorkerRequest::Cancel { .. }) => {}
             Ok(WorkerRequest::Devices { request_id }) => sink.emit(devices_event(request_id)),
             Ok(WorkerRequest::Generate(GenerateRequest { request_id, .. }))
+            | Ok(WorkerRequest::Embed(EmbedRequest { request_id, .. }))
             | Ok(WorkerRequest::Tokenize { request_id, .. })
             | Ok(WorkerRequest::RenderChat { request_id, .. })
             | Ok(WorkerRequest::MemoryReport { request_id })
@@ -143,6 +145,7 @@ fn run_model_session(
                     .to_worker_error()
                 })?;
                 LlamaLogCapture::clear();
+                let embedding_params = context_params.clone();
                 let context = model.new_context(backend, context_params);
                 match context {
                     Ok(context) => {
@@ -152,6 +155,7 @@ fn run_model_session(
                             gpu_devices: &gpu_devices,
                             started,
                             grammar_limits,
+                            embedding_params,
                         };
                         let guesser = guesser(params, draft.as_ref(), n_gpu_layers)?;
                         return Ok(serve_model(
@@ -249,6 +253,8 @@ struct LoadedModel<'a> {
     gpu_devices: &'a [usize],
     started: Instant,
     grammar_limits: GrammarLimits,
+    /// The generation context's parameters, which the embedding context starts from.
+    embedding_params: llama_cpp_2::context::params::LlamaContextParams,
 }
 
 /// Reports the loaded model and runs its session until a new load or a shutdown.
@@ -283,6 +289,7 @@ fn serve_model(
         size_bytes: model.size(),
         n_vocab: model.n_vocab(),
         n_layer: model.n_layer(),
+        n_embd: u32::try_from(model.n_embd_out()).unwrap_or(0),
         n_ctx_train: model.n_ctx_train(),
         n_ctx,
         n_ctx_per_sequence: n_ctx / n_parallel,
@@ -313,12 +320,14 @@ fn serve_model(
         model: info,
     });
     let grammars = GrammarBuilder::with_limits(model.clone(), loaded.grammar_limits);
+    let embedder = Embedder::new(loaded.embedding_params);
     // Speculative decoding's guesser is set apart: its draft context borrows the draft model.
     let mut session = Session::new(
         model,
         context,
         template,
         grammars,
+        embedder,
         commands,
         params,
         gauges.clone(),
@@ -330,11 +339,13 @@ fn serve_model(
 }
 
 impl<'model> Session<'model> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         model: &'model LlamaModel,
         context: LlamaContext<'model>,
         template: ChatTemplate,
         grammars: GrammarBuilder,
+        embedder: Embedder<'model>,
         commands: &'model Commands,
         params: &LoadParams,
         gauges: Arc<SchedulerGauges>,
@@ -370,6 +381,7 @@ impl<'model> Session<'model> {
             context,
             template,
             grammars,
+            embedder,
             slots,
             queue: VecDeque::new(),
             batch: LlamaBatch::new(n_batch as usize, i32::try_from(n_parallel).unwrap_or(1)),
@@ -402,7 +414,7 @@ impl<'model> Session<'model> {
         });
         let admitting = self.slots.iter().any(|slot| slot.active.is_none())
             && self.queue.iter().any(QueuedRequest::is_admissible);
-        computing || admitting
+        computing || admitting || self.embedder.has_work()
     }
 
     /// Whether something is in progress off this thread: a grammar being built, a constrained
@@ -460,6 +472,7 @@ impl<'model> Session<'model> {
             self.admit_queued(sink);
             self.gauges.publish(self.snapshot());
             self.step(sink);
+            self.embed_step(sink);
             self.gauges.publish(self.snapshot());
         }
     }
@@ -524,6 +537,7 @@ impl<'model> Session<'model> {
                     self.queue.push_back(QueuedRequest::new(request));
                 }
             }
+            WorkerRequest::Embed(request) => self.queue_embedding(request, sink),
             WorkerRequest::Cancel { request_id } => self.cancel(request_id, sink),
             WorkerRequest::Tokenize {
                 request_id,
@@ -571,6 +585,9 @@ impl<'model> Session<'model> {
     }
 
     fn cancel(&mut self, request_id: u64, sink: &mut dyn EventSink) {
+        if self.cancel_embedding(request_id, sink) {
+            return;
+        }
         if let Some(position) = self
             .queue
             .iter()
@@ -597,6 +614,7 @@ impl<'model> Session<'model> {
             SessionEnd::Load { .. } => "the model was unloaded for another",
         };
         let mut ids: Vec<u64> = self.queue.drain(..).map(|q| q.request.request_id).collect();
+        ids.extend(self.embedder.drain_ids());
         ids.extend(
             self.slots
                 .iter_mut()

@@ -1,7 +1,7 @@
 //! The response shapes of Anthropic's Messages API: the message, its content blocks, the
 //! stream's events and the error object.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 /// A whole answer (`"type": "message"`), also the `message` of `message_start`.
@@ -127,16 +127,5 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub message: String,
-}
-
-/// The OpenAI error body the rest of the server answers with, read back to reshape it.
-#[derive(Debug, Deserialize)]
-pub struct OpenAiErrorBody {
-    pub error: OpenAiErrorObject,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct OpenAiErrorObject {
     pub message: String,
 }

@@ -533,6 +533,7 @@ async fn settings_are_read_and_patched_and_new_conversations_take_the_default_mo
             "require_key_for_openai_api": false,
             "check_for_updates": false,
             "kv_cache_disk_budget_mb": 2048,
+            "ollama_api": false,
             "data_dir": folder.path().display().to_string(),
         })
     );

@@ -10,7 +10,7 @@ use std::time::Instant;
 use hearth_protocol::ModelInfo;
 use hearth_supervisor::{Generation, GenerationStream, Supervisor, SupervisorError};
 
-use super::LoadedModel;
+use super::{KeepAlive, LoadedModel};
 use crate::providers::{ProviderRegistry, RemoteTarget};
 
 #[derive(Debug)]
@@ -80,6 +80,16 @@ impl ModelLease {
         match &self.target {
             LeaseTarget::Local(model) => Some(&model.info),
             LeaseTarget::Remote { .. } => None,
+        }
+    }
+
+    /// How long a local model stays loaded once unused, from now on (Ollama's `keep_alive`);
+    /// a remote model's lifetime is its provider's business.
+    pub fn set_keep_alive(&self, keep_alive: KeepAlive) {
+        if let LeaseTarget::Local(model) = &self.target {
+            if let Ok(mut slot) = model.keep_alive.lock() {
+                *slot = Some(keep_alive);
+            }
         }
     }
 

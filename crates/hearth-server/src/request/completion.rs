@@ -27,16 +27,7 @@ pub fn parse_completion_request(body: &Value) -> Result<CompletionRequest, ApiEr
             "'echo' needs a text prompt, not token ids.",
         ));
     }
-    if fields
-        .string("suffix")?
-        .is_some_and(|suffix| !suffix.is_empty())
-    {
-        return Err(ApiError::invalid_param(
-            "suffix",
-            "'suffix' (fill-in-the-middle) is not supported.",
-        )
-        .with_code("unsupported_parameter"));
-    }
+    fields.unsupported_unless_empty("suffix", "'suffix' (fill-in-the-middle)")?;
     if fields
         .integer("best_of", 1, i64::MAX)?
         .is_some_and(|best_of| best_of != 1)

@@ -158,7 +158,8 @@ impl<'a> Fields<'a> {
     /// Refuses a feature Hearth does not have when the field is present and not empty.
     pub(super) fn unsupported_unless_empty(&self, name: &str, what: &str) -> Result<(), ApiError> {
         let empty = match self.get(name) {
-            None => true,
+            None | Some(Value::Null) => true,
+            Some(Value::String(text)) => text.is_empty(),
             Some(Value::Array(items)) => items.is_empty(),
             Some(Value::Object(map)) => map.is_empty(),
             Some(_) => false,

@@ -161,40 +161,46 @@ fn a_corrupt_file_gives_the_defaults_and_is_moved_aside_on_the_next_write() {
 }
 
 #[tokio::test]
-async fn check_for_updates_is_off_by_default_and_round_trips_through_the_api() {
+async fn check_for_updates_and_ollama_api_are_off_by_default_and_round_trip_through_the_api() {
     use axum::http::Method;
 
     use crate::test_support::{loopback_state, request, send_json};
 
-    let home = tempfile::tempdir().unwrap();
-    let state = AppState {
-        settings: Some(std::sync::Arc::new(SettingsStore::new(home.path()))),
-        ..loopback_state(Vec::new(), Vec::new(), &[])
-    };
-    let call = |method: Method, body: Option<Value>| {
-        let state = state.clone();
-        async move { send_json(&state, request(method, "/api/settings", body)).await }
-    };
-    let (status, shown) = call(Method::GET, None).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        shown["check_for_updates"], false,
-        "off unless the user turns it on"
-    );
+    for name in ["check_for_updates", "ollama_api"] {
+        let home = tempfile::tempdir().unwrap();
+        let state = AppState {
+            settings: Some(std::sync::Arc::new(SettingsStore::new(home.path()))),
+            ..loopback_state(Vec::new(), Vec::new(), &[])
+        };
+        let call = |method: Method, body: Option<Value>| {
+            let state = state.clone();
+            async move { send_json(&state, request(method, "/api/settings", body)).await }
+        };
+        let stored = |home: &std::path::Path| {
+            let settings = SettingsStore::new(home).load();
+            match name {
+                "check_for_updates" => settings.check_for_updates,
+                _ => settings.ollama_api,
+            }
+        };
+        let (status, shown) = call(Method::GET, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            shown[name], false,
+            "{name} is off unless the user turns it on"
+        );
 
-    let (status, shown) = call(Method::PATCH, Some(json!({"check_for_updates": true}))).await;
-    assert_eq!(status, StatusCode::OK, "{shown}");
-    assert_eq!(shown["check_for_updates"], true);
-    assert!(SettingsStore::new(home.path()).load().check_for_updates);
-    let (_, shown) = call(Method::GET, None).await;
-    assert_eq!(
-        shown["check_for_updates"], true,
-        "kept in the settings file"
-    );
+        let (status, shown) = call(Method::PATCH, Some(json!({name: true}))).await;
+        assert_eq!(status, StatusCode::OK, "{shown}");
+        assert_eq!(shown[name], true);
+        assert!(stored(home.path()), "{name}");
+        let (_, shown) = call(Method::GET, None).await;
+        assert_eq!(shown[name], true, "{name} is kept in the settings file");
 
-    let (status, error) = call(Method::PATCH, Some(json!({"check_for_updates": "yes"}))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error["error"]["param"], "check_for_updates");
-    let (_, shown) = call(Method::PATCH, Some(json!({"check_for_updates": false}))).await;
-    assert_eq!(shown["check_for_updates"], false);
+        let (status, error) = call(Method::PATCH, Some(json!({name: "yes"}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(error["error"]["param"], name);
+        let (_, shown) = call(Method::PATCH, Some(json!({name: false}))).await;
+        assert_eq!(shown[name], false);
+    }
 }
