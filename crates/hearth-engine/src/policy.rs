@@ -96,6 +96,21 @@ pub fn worth_copying(shared_elsewhere: usize, own: usize) -> bool {
     shared_elsewhere >= own + MIN_COPIED_PREFIX_GAIN
 }
 
+/// Whether a sequence of a sliding-window model can continue after its first `reused`
+/// positions: the next token attends to the `window` positions before it, so every one of
+/// them must still be in the cache, whose oldest position is `oldest_position` (llama.cpp's
+/// `seq_pos_min`; -1 when the sequence is empty). llama-server's rule: the oldest kept
+/// position may be at most `reused - window`. With a full-size sliding-window cache
+/// ([`hearth_protocol::SWA_FULL`]) nothing is evicted before the context is full, so this holds;
+/// it is checked anyway, since a cache that lost the positions would give wrong output.
+pub fn window_allows_reuse(reused: usize, oldest_position: i32, window: u32) -> bool {
+    if reused == 0 {
+        return true;
+    }
+    let threshold = reused.saturating_sub(window as usize);
+    usize::try_from(oldest_position).is_ok_and(|oldest| oldest <= threshold)
+}
+
 /// How many prompt tokens this step may prefill in total.
 pub fn prefill_budget(n_batch: u32, decoding_sequences: u32, chunk_while_decoding: u32) -> u32 {
     let room = n_batch.saturating_sub(decoding_sequences);
@@ -472,5 +487,22 @@ mod tests {
         assert_eq!(prefill_budget(512, 3, 32), 32);
         assert_eq!(prefill_budget(16, 8, 32), 8);
         assert_eq!(prefill_budget(4, 8, 32), 0);
+    }
+
+    #[test]
+    fn a_sliding_window_reuse_needs_the_window_before_the_cut() {
+        // Nothing reused: always fine.
+        assert!(window_allows_reuse(0, -1, 512));
+        // A full cache (oldest position 0) serves any cut.
+        assert!(window_allows_reuse(10, 0, 512));
+        assert!(window_allows_reuse(2000, 0, 512));
+        // Positions before 1488 were evicted: a cut at 2000 still has its 512, one at 1999
+        // does not.
+        assert!(window_allows_reuse(2000, 1488, 512));
+        assert!(!window_allows_reuse(1999, 1488, 512));
+        // A cut shorter than the window needs position 0.
+        assert!(!window_allows_reuse(300, 1, 512));
+        // An empty sequence cannot serve a reuse of its tokens.
+        assert!(!window_allows_reuse(5, -1, 512));
     }
 }

@@ -2,7 +2,8 @@
 //! by another comes back from host memory, from disk, and from disk after the engine was
 //! restarted, each time computing only its new turn and answering exactly as a fresh
 //! computation does; a disk file that is corrupt, truncated or made for other context
-//! parameters is not used (the prompt is computed fresh, the answer unchanged).
+//! parameters is not used (the prompt is computed fresh, the answer unchanged). The same on
+//! Gemma 3 270M, a sliding-window model: its own slot, host memory, disk and a restart.
 
 mod common;
 
@@ -14,7 +15,11 @@ use hearth_protocol::{CacheTier, ChatMessage, LoadParams, Prompt, RequestMetrics
 const ANSWER_TOKENS: u32 = 12;
 
 fn engine(params: LoadParams) -> TestEngine {
-    TestEngine::with_model(&hearth_testkit::smollm2(), params).0
+    engine_of(&hearth_testkit::smollm2(), params)
+}
+
+fn engine_of(model: &Path, params: LoadParams) -> TestEngine {
+    TestEngine::with_model(model, params).0
 }
 
 /// One slot, so a second conversation always pushes the first out of it.
@@ -76,10 +81,17 @@ fn ask(engine: &mut TestEngine, messages: &[ChatMessage]) -> (String, RequestMet
 
 /// The answer with nothing cached.
 fn fresh(messages: &[ChatMessage]) -> String {
-    let mut engine = engine(LoadParams {
-        prefix_cache: false,
-        ..one_slot(0, None)
-    });
+    fresh_of(&hearth_testkit::smollm2(), messages)
+}
+
+fn fresh_of(model: &Path, messages: &[ChatMessage]) -> String {
+    let mut engine = engine_of(
+        model,
+        LoadParams {
+            prefix_cache: false,
+            ..one_slot(0, None)
+        },
+    );
     ask(&mut engine, messages).0
 }
 
@@ -136,6 +148,45 @@ fn with_no_host_memory_it_comes_back_from_disk_and_after_a_restart() {
     let (answer, metrics) = ask(&mut second, &a(5));
     assert_served(&metrics, CacheTier::Disk);
     assert_eq!(answer, fresh(&a(5)));
+}
+
+/// A conversation whose prompt is longer than Gemma 3's 512-token window, so its answers
+/// depend on the window being applied to restored positions as it was to computed ones.
+fn beyond_the_window(system: &str, turns: usize) -> Vec<ChatMessage> {
+    let notes: String = (1..=36)
+        .map(|note| {
+            format!(
+                "Note {note}: the crate on shelf {note} holds {} jars. ",
+                note * 3
+            )
+        })
+        .collect();
+    conversation(&format!("{system} {notes}"), turns)
+}
+
+#[test]
+fn a_sliding_window_model_reuses_its_slot_and_every_tier_with_identical_answers() {
+    let gemma = hearth_testkit::gemma3();
+    let long_a = |turns| beyond_the_window("You are a ship's cook.", turns);
+    let long_b = |turns| beyond_the_window("You are a lighthouse keeper.", turns);
+    let dir = tempfile::tempdir().unwrap();
+    // Host memory for one pushed-out conversation, then disk.
+    let mut first = engine_of(&gemma, one_slot(64 << 20, Some(dir.path())));
+    let (_, metrics) = ask(&mut first, &long_a(3));
+    assert!(metrics.prompt_tokens > 512 + 100, "{metrics:?}");
+    let (answer, metrics) = ask(&mut first, &long_a(4));
+    assert_served(&metrics, CacheTier::Slot);
+    assert_eq!(answer, fresh_of(&gemma, &long_a(4)));
+    ask(&mut first, &long_b(3));
+    let (answer, metrics) = ask(&mut first, &long_a(5));
+    assert_served(&metrics, CacheTier::Ram);
+    assert_eq!(answer, fresh_of(&gemma, &long_a(5)));
+    drop(first);
+    // No host memory: B comes back from disk, after a restart.
+    let mut second = engine_of(&gemma, one_slot(0, Some(dir.path())));
+    let (answer, metrics) = ask(&mut second, &long_b(4));
+    assert_served(&metrics, CacheTier::Disk);
+    assert_eq!(answer, fresh_of(&gemma, &long_b(4)));
 }
 
 /// Saves conversation A's third turn to a fresh folder, damages its files with `damage`, and

@@ -609,8 +609,25 @@ fn finish(
     }
     if let Some(swa) = &facts.sliding_window {
         if config.swa_full {
+            // What the choice costs: the same plan with window-sized caches.
+            let windowed = ContextConfig {
+                swa_full: false,
+                ..config
+            };
+            let kv = |memory: &[DeviceMemory]| -> u64 {
+                memory.iter().map(|device| device.kv_cache_bytes).sum()
+            };
+            let full_kv = kv(&memory);
+            let windowed_kv = kv(&memory_breakdown(
+                facts,
+                &windowed,
+                &candidate.placement,
+                profile,
+            ));
             notes.push(format!(
-                "sliding-window layers keep a full-size KV cache (llama.cpp's swa_full, the engine's setting); window-sized ({} tokens) would save memory",
+                "sliding-window layers keep a full-size KV cache (swa_full), so each turn reuses the conversation's cached prefix: {:.1} MiB of KV cache, {:.1} MiB more than window-sized ({} tokens)",
+                full_kv as f64 / crate::profile::MIB as f64,
+                full_kv.saturating_sub(windowed_kv) as f64 / crate::profile::MIB as f64,
                 swa.window
             ));
         }
@@ -900,6 +917,17 @@ mod tests {
         // 8 global layers of 48 keep the whole context; 40 sliding ones keep window + ubatch.
         let ratio = kv(&windowed) as f64 / kv(&full.memory) as f64;
         assert!((0.15..0.25).contains(&ratio), "{ratio}");
+        // `hearth fit` says which was chosen and what it costs.
+        let extra_mib = (kv(&full.memory) - kv(&windowed)) as f64 / crate::profile::MIB as f64;
+        let note = full
+            .notes
+            .iter()
+            .find(|note| note.contains("swa_full"))
+            .expect("a note on the sliding-window cache");
+        assert!(
+            note.contains(&format!("{extra_mib:.1} MiB more than window-sized")),
+            "{note}"
+        );
     }
 
     #[test]

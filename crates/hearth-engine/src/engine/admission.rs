@@ -464,6 +464,7 @@ impl Session<'_> {
             };
             let (reused, tier) =
                 self.reuse_cached_prefix(choice.index, choice.reused_tokens, &prompt, reuse);
+            let (reused, tier) = self.within_sliding_window(choice.index, reused, tier);
             let mut metrics = MetricsRecorder::new(queued.arrived_at);
             metrics.served_from(tier);
             let prompt_tokens = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
@@ -503,6 +504,33 @@ impl Session<'_> {
                 self.finish(choice.index, FinishReason::Length, sink);
             }
         }
+    }
+
+    /// Keeps a reuse only when a sliding-window model's cache still holds the window before the
+    /// cut ([`policy::window_allows_reuse`]); otherwise the sequence starts afresh.
+    fn within_sliding_window(
+        &mut self,
+        index: usize,
+        reused: usize,
+        tier: CacheTier,
+    ) -> (usize, CacheTier) {
+        let Some(window) = self.sliding_window else {
+            return (reused, tier);
+        };
+        let seq_id = self.slots[index].seq_id;
+        let oldest = self.context.kv_cache_seq_pos_min(seq_id);
+        if policy::window_allows_reuse(reused, oldest, window) {
+            return (reused, tier);
+        }
+        tracing::debug!(
+            reused,
+            oldest,
+            window,
+            "the sliding-window cache lost positions the prompt needs: computed afresh"
+        );
+        let _ = self.context.kv_cache_seq_rm(seq_id, None, None);
+        self.slots[index].cached_tokens.clear();
+        (0, CacheTier::None)
     }
 
     /// Makes the slot's sequence hold the longest cached prefix of the prompt: its own (cutting

@@ -390,9 +390,13 @@ struct Session<'model> {
     fixed_prefill_chunk: Option<u32>,
     pacer: PrefillPacer,
     prefix_cache: bool,
-    /// Sliding-window and recurrent caches forget old positions, so their sequences cannot be
-    /// cut or copied at an arbitrary position: prompts are always computed in full.
+    /// Recurrent and hybrid models keep one state per sequence, not one per position, so
+    /// their sequences cannot be cut at an arbitrary position: prompts are computed in full.
     partial_cache_reuse: bool,
+    /// A sliding-window model's window (`None`: none). Its cache is full-size
+    /// ([`hearth_protocol::SWA_FULL`]), so a cut sequence keeps what its next tokens attend
+    /// to; each reuse is checked against [`policy::window_allows_reuse`] all the same.
+    sliding_window: Option<u32>,
     max_queue: usize,
     /// Where the counters are published for the worker's stdin thread.
     gauges: Arc<SchedulerGauges>,

@@ -367,9 +367,9 @@ impl<'model> Session<'model> {
         let sliding_window = model
             .meta_val_str(&format!("{architecture}.attention.sliding_window"))
             .ok()
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .is_some_and(|window| window > 0);
-        let partial_cache_reuse = !sliding_window && !model.is_recurrent() && !model.is_hybrid();
+            .and_then(|value| value.trim().parse::<u32>().ok())
+            .filter(|window| *window > 0);
+        let partial_cache_reuse = !model.is_recurrent() && !model.is_hybrid();
         let vocab = model.vocab();
         let longest_token = (0..model.n_vocab())
             .map(|id| vocab.token_to_piece(LlamaToken(id), true, None).len())
@@ -393,6 +393,7 @@ impl<'model> Session<'model> {
             pacer: PrefillPacer::new(params.max_decode_slowdown),
             prefix_cache: params.prefix_cache,
             partial_cache_reuse,
+            sliding_window,
             max_queue: params.max_queue as usize,
             gauges,
             decoded_batches: 0,
