@@ -133,7 +133,10 @@ async fn ls() -> anyhow::Result<()> {
         rows.push([
             status.config.name,
             status.config.base_url,
-            if status.has_key { "yes" } else { "no" }.to_string(),
+            match &status.key_storage {
+                Some(storage) => format!("yes ({storage})"),
+                None => "no".to_string(),
+            },
             state,
             models,
         ]);

@@ -339,7 +339,7 @@ async fn server_samples(state: &AppState, samples: &mut Samples) {
                 name: "lab".into(),
                 base_url: "http://127.0.0.1:9/v1".into(),
             },
-            has_key: true,
+            key_storage: Some("file".into()),
             models,
         };
         samples.add_typed(

@@ -240,6 +240,8 @@ export interface ProviderView {
   name: string;
   base_url: string;
   has_key: boolean;
+  /** Where the key is kept: "file" (the private keys file) or "os-keychain". */
+  key_storage?: string;
   status: 'ok' | 'unreachable';
   error?: string;
   /** Its models as Hearth serves them: `NAME/MODEL`. */

@@ -12,6 +12,7 @@
 
 mod client;
 mod routes;
+mod secrets;
 mod store;
 mod wire;
 
@@ -27,6 +28,7 @@ pub use client::{RemoteClient, RemoteTarget, RemoteTimeouts};
 pub use routes::router;
 #[cfg(test)]
 pub(crate) use routes::ProviderView;
+pub use secrets::SecretVault;
 pub use store::{
     normalize_base_url, validate_provider_name, ProviderConfig, ProviderStore, ProviderStoreError,
     PROVIDERS_FILE_NAME, PROVIDER_KEYS_FILE_NAME,
@@ -68,7 +70,8 @@ pub struct ProviderRegistry {
 #[derive(Debug, Clone)]
 pub struct ProviderStatus {
     pub config: ProviderConfig,
-    pub has_key: bool,
+    /// Where its key is kept (`file`, `os-keychain`), `None` without one.
+    pub key_storage: Option<String>,
     /// The models it listed, or why it could not be asked.
     pub models: Result<Vec<RemoteListing>, String>,
 }
@@ -156,7 +159,7 @@ impl ProviderRegistry {
                 .await
                 .unwrap_or_else(|_| Err("the model list could not be read".into()));
             statuses.push(ProviderStatus {
-                has_key: self.store.key(&provider.name).is_some(),
+                key_storage: self.store.key_storage(&provider.name),
                 config: provider,
                 models,
             });

@@ -1,13 +1,13 @@
 //! `/api/providers`, the UI's provider settings (behind the same key or access token as every
 //! private `/api/*` route):
 //!
-//! - `GET /api/providers`: `{"data": [{"name", "base_url", "has_key", "status", "error",
-//!   "models"}]}`; `status` is `ok` or `unreachable` (with the reason in `error`).
+//! - `GET /api/providers`: `{"data": [{"name", "base_url", "has_key", "key_storage", "status",
+//!   "error", "models"}]}`; `status` is `ok` or `unreachable` (with the reason in `error`).
 //! - `POST /api/providers` (`name`, `base_url`, optional `api_key`): 201 with the provider as
 //!   listed (so the UI shows at once whether it answers).
 //! - `DELETE /api/providers/{name}`: 204.
 //!
-//! No answer ever carries a key: only `has_key`.
+//! No answer ever carries a key: only `has_key` and where the key is kept (`key_storage`).
 
 use std::sync::Arc;
 
@@ -37,6 +37,9 @@ pub struct ProviderView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub has_key: bool,
+    /// Where the key is kept: `file` (the private keys file) or `os-keychain`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_storage: Option<String>,
     /// Its models' ids as Hearth serves them (`NAME/MODEL`).
     pub models: Vec<String>,
     pub name: String,
@@ -57,7 +60,8 @@ impl From<ProviderStatus> for ProviderView {
         Self {
             name: status.config.name,
             base_url: status.config.base_url,
-            has_key: status.has_key,
+            has_key: status.key_storage.is_some(),
+            key_storage: status.key_storage,
             status: state,
             error,
             models,

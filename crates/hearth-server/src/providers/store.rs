@@ -1,18 +1,20 @@
 //! Where providers are kept: `<data_dir>/providers.json` (names and base URLs, never a key)
-//! and `<data_dir>/provider-keys.json` (the keys, by provider name). Both are private files
-//! (0600), written atomically. Keys live apart so that nothing that shows or logs the
+//! and `<data_dir>/provider-keys.json` (by provider name: the key itself, or where it is kept
+//! instead: the OS keychain on macOS and Windows, see [`super::secrets`]). Both are private
+//! files (0600), written atomically. Keys live apart so that nothing that shows or logs the
 //! providers' configuration can carry one, and the conversation history (SQLite) never sees
-//! them. The OS keychain is not used: see docs/providers.md for why.
+//! them.
 //!
 //! The rules for names and URLs are pure functions ([`validate_provider_name`],
 //! [`normalize_base_url`]) with unit tests.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use super::secrets::{os_keychain, SecretVault};
 use crate::private_file::write_private_atomically;
 
 /// The providers' file in the data folder.
@@ -42,6 +44,17 @@ pub struct ProviderConfig {
 struct ProvidersFile {
     providers: Vec<ProviderConfig>,
 }
+
+/// One entry of the keys file: the key itself, or the name of the keychain that keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredKey {
+    InFile(String),
+    Kept { kept_in: String },
+}
+
+/// Where a provider's key is kept, as `hearth provider ls` and `/api/providers` show it.
+pub const KEY_IN_FILE: &str = "file";
 
 /// Why a provider cannot be added or removed.
 #[derive(Debug, thiserror::Error)]
@@ -153,14 +166,22 @@ fn validate_key(key: &str) -> Result<(), ProviderStoreError> {
 pub struct ProviderStore {
     providers_path: PathBuf,
     keys_path: PathBuf,
+    /// The OS keychain, where this platform has one.
+    vault: Option<Arc<dyn SecretVault>>,
     lock: Mutex<()>,
 }
 
 impl ProviderStore {
     pub fn new(data_dir: &Path) -> Self {
+        Self::with_vault(data_dir, os_keychain(data_dir))
+    }
+
+    /// A store that keeps keys in `vault` when it takes them (`None`: in the keys file).
+    pub fn with_vault(data_dir: &Path, vault: Option<Arc<dyn SecretVault>>) -> Self {
         Self {
             providers_path: data_dir.join(PROVIDERS_FILE_NAME),
             keys_path: data_dir.join(PROVIDER_KEYS_FILE_NAME),
+            vault,
             lock: Mutex::new(()),
         }
     }
@@ -184,10 +205,48 @@ impl ProviderStore {
             .find(|provider| provider.name == name)
     }
 
-    /// The key of the provider named `name`, if it has one.
+    /// The key of the provider named `name`, if it has one (and its keychain gives it).
     pub fn key(&self, name: &str) -> Option<String> {
         let _guard = self.guard();
-        self.read_keys().remove(name)
+        match self.read_keys().remove(name)? {
+            StoredKey::InFile(key) => Some(key),
+            StoredKey::Kept { kept_in } => {
+                let vault = self.vault.as_ref().filter(|vault| vault.name() == kept_in);
+                match vault.map(|vault| vault.load(name)) {
+                    Some(Ok(Some(key))) => Some(key),
+                    Some(Ok(None)) => {
+                        tracing::warn!(
+                            provider = name,
+                            kept_in,
+                            "the provider's key is gone from the keychain"
+                        );
+                        None
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(provider = name, kept_in, %error, "cannot read the provider's key from the keychain");
+                        None
+                    }
+                    None => {
+                        tracing::warn!(
+                            provider = name,
+                            kept_in,
+                            "the provider's key is in a keychain this platform does not have"
+                        );
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where the key of the provider named `name` is kept ([`KEY_IN_FILE`] or the keychain's
+    /// name), `None` when it has none. Never asks the keychain (which may prompt the user).
+    pub fn key_storage(&self, name: &str) -> Option<String> {
+        let _guard = self.guard();
+        self.read_keys().remove(name).map(|stored| match stored {
+            StoredKey::InFile(_) => KEY_IN_FILE.to_string(),
+            StoredKey::Kept { kept_in } => kept_in,
+        })
     }
 
     /// Adds a provider (and its key); the name must be new.
@@ -217,7 +276,7 @@ impl ProviderStore {
         // The key first: a provider is never listed without the key it was added with.
         let mut keys = self.read_keys();
         match key {
-            Some(key) => keys.insert(name.to_string(), key.to_string()),
+            Some(key) => keys.insert(name.to_string(), self.keep(name, key)),
             None => keys.remove(name),
         };
         self.write(&self.keys_path, &keys)?;
@@ -237,17 +296,38 @@ impl ProviderStore {
         }
         self.write(&self.providers_path, &file)?;
         let mut keys = self.read_keys();
-        if keys.remove(name).is_some() {
+        if let Some(stored) = keys.remove(name) {
             self.write(&self.keys_path, &keys)?;
+            if let (StoredKey::Kept { .. }, Some(vault)) = (stored, &self.vault) {
+                if let Err(error) = vault.delete(name) {
+                    tracing::warn!(provider = name, %error, "cannot remove the provider's key from the keychain");
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Puts `key` in the keychain when there is one that takes it, else in the keys file.
+    fn keep(&self, name: &str, key: &str) -> StoredKey {
+        let Some(vault) = &self.vault else {
+            return StoredKey::InFile(key.to_string());
+        };
+        match vault.store(name, key) {
+            Ok(()) => StoredKey::Kept {
+                kept_in: vault.name().to_string(),
+            },
+            Err(error) => {
+                tracing::warn!(provider = name, %error, "the keychain refused the provider's key; it is kept in the private keys file");
+                StoredKey::InFile(key.to_string())
+            }
+        }
     }
 
     fn read_providers(&self) -> ProvidersFile {
         read_json(&self.providers_path).unwrap_or_default()
     }
 
-    fn read_keys(&self) -> BTreeMap<String, String> {
+    fn read_keys(&self) -> BTreeMap<String, StoredKey> {
         read_json(&self.keys_path).unwrap_or_default()
     }
 

@@ -102,6 +102,87 @@ fn the_store_keeps_keys_apart_in_private_files() {
     assert!(store.list().is_empty());
 }
 
+#[test]
+fn a_keychain_keeps_the_key_and_the_file_only_says_where() {
+    use super::secrets::fake::MemoryVault;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = std::sync::Arc::new(MemoryVault::default());
+    let store = ProviderStore::with_vault(dir.path(), Some(vault.clone()));
+    store
+        .add("lab", "http://127.0.0.1:1", Some("sk-in-the-keychain"))
+        .unwrap();
+    assert_eq!(
+        vault.secrets.lock().unwrap().get("lab").map(String::as_str),
+        Some("sk-in-the-keychain")
+    );
+    for name in [PROVIDERS_FILE_NAME, PROVIDER_KEYS_FILE_NAME] {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(!text.contains("sk-in-the-keychain"), "{name}: {text}");
+    }
+    assert_eq!(store.key_storage("lab").as_deref(), Some("os-keychain"));
+    assert_eq!(store.key("lab").as_deref(), Some("sk-in-the-keychain"));
+    // Another store on the same folder (the CLI beside a server) finds it the same way.
+    let again = ProviderStore::with_vault(dir.path(), Some(vault.clone()));
+    assert_eq!(again.key("lab").as_deref(), Some("sk-in-the-keychain"));
+    // Without that keychain (the folder copied to another platform) the key is simply absent.
+    assert_eq!(ProviderStore::with_vault(dir.path(), None).key("lab"), None);
+    store.remove("lab").unwrap();
+    assert!(
+        vault.secrets.lock().unwrap().is_empty(),
+        "removed from the keychain"
+    );
+    assert_eq!(store.key_storage("lab"), None);
+}
+
+/// The real OS keychain (the Windows Credential Manager; run under Wine by
+/// `scripts/test-windows-keychain`): a key stored, read back, and removed.
+#[cfg(target_os = "windows")]
+#[test]
+fn the_os_keychain_keeps_a_key_and_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = super::secrets::os_keychain(dir.path()).expect("Windows has a keychain");
+    let store = ProviderStore::with_vault(dir.path(), Some(vault.clone()));
+    store
+        .add(
+            "lab",
+            "http://127.0.0.1:1",
+            Some("sk-in-the-credential-manager"),
+        )
+        .unwrap();
+    assert_eq!(store.key_storage("lab").as_deref(), Some("os-keychain"));
+    let keys = std::fs::read_to_string(dir.path().join(PROVIDER_KEYS_FILE_NAME)).unwrap();
+    assert!(!keys.contains("sk-in-the-credential-manager"), "{keys}");
+    assert_eq!(
+        vault.load("lab").unwrap().as_deref(),
+        Some("sk-in-the-credential-manager")
+    );
+    assert_eq!(
+        store.key("lab").as_deref(),
+        Some("sk-in-the-credential-manager")
+    );
+    store.remove("lab").unwrap();
+    assert_eq!(vault.load("lab").unwrap(), None);
+}
+
+#[test]
+fn a_keychain_that_refuses_leaves_the_key_in_the_private_file() {
+    use super::secrets::fake::MemoryVault;
+    let dir = tempfile::tempdir().unwrap();
+    let locked = std::sync::Arc::new(MemoryVault {
+        refuse: true,
+        ..MemoryVault::default()
+    });
+    let store = ProviderStore::with_vault(dir.path(), Some(locked));
+    store
+        .add("lab", "http://127.0.0.1:1", Some("sk-kept-in-the-file"))
+        .unwrap();
+    assert_eq!(store.key_storage("lab").as_deref(), Some("file"));
+    assert_eq!(store.key("lab").as_deref(), Some("sk-kept-in-the-file"));
+    // Keys files written before keychains were used read the same.
+    let plain = ProviderStore::with_vault(dir.path(), None);
+    assert_eq!(plain.key("lab").as_deref(), Some("sk-kept-in-the-file"));
+}
+
 /// A scripted remote: answers each connection with `reply` (raw HTTP), after `delay`.
 fn scripted_remote(
     reply: &'static str,
@@ -326,7 +407,7 @@ async fn model_lists_are_prefixed_and_a_down_provider_is_reported() {
     let models = statuses[0].models.as_ref().unwrap();
     assert_eq!(models.len(), 1);
     assert_eq!(models[0].id, "lab/llama-70b");
-    assert!(statuses[0].has_key);
+    assert_eq!(statuses[0].key_storage.as_deref(), Some("file"));
     assert!(statuses[1].models.is_err());
     // Cached: the scripted remote is gone, the list is still there.
     assert_eq!(registry.remote_models().await.len(), 1);
