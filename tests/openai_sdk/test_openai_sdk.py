@@ -10,7 +10,9 @@ starts the server and passes it here through the environment:
 Checks what a client of the OpenAI API relies on: whole and streamed chat, usage, stop
 sequences, seed determinism, json_schema output that parses and validates, log-probabilities,
 tool calls (forced by `tool_choice`, so they hold on a small model: whole, streamed, and a
-two-round tool conversation), the legacy completions endpoint, models, and errors raised as
+two-round tool conversation), reasoning (`reasoning_content` whole and streamed,
+`reasoning_tokens`, `reasoning_effort`, on a copy of the model whose template thinks in
+`<think>` tags, `HEARTH_THINKING_MODEL`), the legacy completions endpoint, models, and errors raised as
 the SDK's own exception classes.
 """
 
@@ -25,6 +27,8 @@ from openai import OpenAI
 BASE_URL = os.environ["HEARTH_BASE_URL"]
 API_KEY = os.environ["HEARTH_API_KEY"]
 MODEL = os.environ["HEARTH_MODEL"]
+# A copy of the model whose chat template thinks in `<think>` tags (may be absent).
+THINKING_MODEL = os.environ.get("HEARTH_THINKING_MODEL")
 # Generous: the test machine may be busy building other things.
 TIMEOUT_SECONDS = 120
 
@@ -292,6 +296,52 @@ class Tools(unittest.TestCase):
         with self.assertRaises(openai.BadRequestError) as caught:
             ask("Hi", tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}})
         self.assertEqual(caught.exception.param, "tool_choice.function.name")
+
+
+@unittest.skipUnless(THINKING_MODEL, "no thinking model given")
+class Reasoning(unittest.TestCase):
+    QUESTION = [{"role": "user", "content": "What is 2+2?"}]
+
+    def create(self, **options):
+        return client().chat.completions.create(
+            model=THINKING_MODEL, messages=self.QUESTION, temperature=0, max_tokens=40, **options
+        )
+
+    def test_the_thinking_comes_apart_as_reasoning_content_whole_and_streamed(self):
+        answer = self.create()
+        message = answer.choices[0].message
+        reasoning = getattr(message, "reasoning_content", None)
+        self.assertTrue(reasoning, message)
+        self.assertTrue(message.content, message)
+        for text in (reasoning, message.content):
+            self.assertNotIn("<think>", text)
+            self.assertNotIn("</think>", text)
+        details = answer.usage.completion_tokens_details
+        self.assertGreater(details.reasoning_tokens, 0)
+        self.assertLess(details.reasoning_tokens, answer.usage.completion_tokens)
+
+        chunks = [chunk for chunk in self.create(stream=True) if chunk.choices]
+        streamed = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks)
+        self.assertEqual(streamed, reasoning)
+        self.assertEqual("".join(c.choices[0].delta.content or "" for c in chunks), message.content)
+
+        # The thinking of an earlier turn may be sent back; it is not replayed to the model.
+        history = self.QUESTION + [
+            {"role": "assistant", "content": message.content, "reasoning_content": reasoning},
+            {"role": "user", "content": "And 3+3?"},
+        ]
+        again = client().chat.completions.create(
+            model=THINKING_MODEL, messages=history, temperature=0, max_tokens=8
+        )
+        self.assertEqual(again.choices[0].finish_reason, "length")
+
+    def test_reasoning_effort_none_answers_without_thinking(self):
+        message = self.create(reasoning_effort="none").choices[0].message
+        self.assertIsNone(getattr(message, "reasoning_content", None))
+        self.assertTrue(message.content)
+        with self.assertRaises(openai.BadRequestError) as caught:
+            self.create(reasoning_effort="maximal")
+        self.assertEqual(caught.exception.param, "reasoning_effort")
 
 
 class Completions(unittest.TestCase):

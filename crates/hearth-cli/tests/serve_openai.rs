@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use python_venv::{run_bounded, Venv};
+use serve_support::thinking_model::write_thinking_model;
 use serve_support::TestServer;
 
 const KEY: &str = "sk-hearth-sdk-test";
@@ -30,9 +31,38 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(600);
 fn the_official_openai_and_anthropic_python_sdks_drive_the_server() {
     // Build the venv before starting the server, so the server's time is the suite's.
     let python = python_venv::python(&OPENAI_VENV);
-    let server = TestServer::start(&["--api-key", KEY, "--parallel", "2", "--ctx", "2048"]);
+    // A second model that thinks in `<think>` tags, for the reasoning checks.
+    let thinking_folder = tempfile::tempdir().unwrap();
+    let thinking_path = write_thinking_model(thinking_folder.path());
+    let thinking_path = thinking_path.to_str().unwrap();
+    let server = TestServer::start(&[
+        "--api-key",
+        KEY,
+        "--parallel",
+        "2",
+        "--ctx",
+        "2048",
+        "--model",
+        thinking_path,
+    ]);
     server.wait_ready();
-    let model = server.model_id();
+    let models = server.get("/v1/models").json();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|model| model["id"].as_str())
+        .collect();
+    let thinking_model = ids
+        .iter()
+        .find(|id| id.contains("thinking"))
+        .expect("the thinking model is served")
+        .to_string();
+    let model = ids
+        .iter()
+        .find(|id| !id.contains("thinking"))
+        .expect("SmolLM2 is served")
+        .to_string();
     let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests");
     let suites = [
         ("openai", tests.join("openai_sdk/test_openai_sdk.py")),
@@ -52,6 +82,7 @@ fn the_official_openai_and_anthropic_python_sdks_drive_the_server() {
                 )
                 .env("HEARTH_API_KEY", KEY)
                 .env("HEARTH_MODEL", &model)
+                .env("HEARTH_THINKING_MODEL", &thinking_model)
                 // The SDKs must talk to the local server directly, never through a proxy.
                 .env("NO_PROXY", "127.0.0.1,localhost")
                 .env_remove("OPENAI_BASE_URL")

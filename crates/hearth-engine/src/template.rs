@@ -9,7 +9,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use hearth_protocol::{ChatMessage, ErrorKind, TemplateSource, ToolDefinition, WorkerError};
+use hearth_protocol::{
+    ChatMessage, ErrorKind, Role, TemplateSource, ThinkTags, ThinkingSyntax, ToolDefinition,
+    WorkerError,
+};
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind as JinjaErrorKind};
@@ -35,6 +38,10 @@ pub(crate) struct ChatTemplate {
     /// (the built-in engine knows no tools).
     tool_source: Option<String>,
     tokens: TemplateTokens,
+    /// The tags the model thinks in, when its template names them.
+    think_tags: Option<ThinkTags>,
+    /// Its generation prompt opens the thinking tag (Qwen3, the DeepSeek-R1 distills).
+    opens_thinking: bool,
 }
 
 enum TemplateKind {
@@ -58,10 +65,27 @@ impl ChatTemplate {
                 kind: TemplateKind::FallbackChatml,
                 tool_source: None,
                 tokens,
+                think_tags: None,
+                opens_thinking: false,
             };
         };
         let source = template.to_string().unwrap_or_default();
         let tool_source = tool_prompt::template_takes_tools(&source).then(|| source.clone());
+        let think_tags = hearth_protocol::think_tags_in_template(&source);
+        if let Some(tags) = think_tags {
+            // A thinking template is rendered by itself, not by llama.cpp's built-in engine,
+            // which knows neither `enable_thinking` nor a generation prompt that opens the tag.
+            let probe = [ChatMessage::new(Role::User, "hi")];
+            if let Ok(rendered) = render_jinja(&source, &probe, &[], &tokens, true) {
+                return ChatTemplate {
+                    kind: TemplateKind::Jinja { source },
+                    tool_source,
+                    tokens,
+                    think_tags,
+                    opens_thinking: hearth_protocol::prompt_opens_thinking(&rendered, tags),
+                };
+            }
+        }
         let probe = [LlamaChatMessage::new("user".into(), "hi".into())];
         let recognised = probe
             .into_iter()
@@ -82,7 +106,21 @@ impl ChatTemplate {
             kind,
             tool_source,
             tokens,
+            think_tags,
+            opens_thinking: false,
         }
+    }
+
+    /// How a chat's output thinks (`None`: the model does not think in tags). With thinking
+    /// off the prompt closed the block, but the output is still read for one: a model that
+    /// thinks anyway keeps its thinking out of the answer.
+    pub(crate) fn thinking(&self, enable_thinking: bool) -> Option<ThinkingSyntax> {
+        let tags = self.think_tags?;
+        Some(ThinkingSyntax {
+            open: tags.open.to_string(),
+            close: tags.close.to_string(),
+            opened_in_prompt: enable_thinking && self.opens_thinking,
+        })
     }
 
     pub(crate) fn source(&self) -> TemplateSource {
@@ -102,20 +140,35 @@ impl ChatTemplate {
         model: &LlamaModel,
         messages: &[ChatMessage],
         tools: &[ToolDefinition],
+        enable_thinking: bool,
     ) -> Result<String, WorkerError> {
-        if !tool_prompt::uses_tools(messages, tools) {
-            return self.render_plain(model, messages);
-        }
-        match &self.tool_source {
-            Some(source) => render_jinja(source, messages, tools, &self.tokens),
-            None => self.render_plain(model, &tool_prompt::as_plain_messages(messages, tools)),
-        }
+        let prompt = if !tool_prompt::uses_tools(messages, tools) {
+            self.render_plain(model, messages, enable_thinking)?
+        } else {
+            match &self.tool_source {
+                Some(source) => {
+                    render_jinja(source, messages, tools, &self.tokens, enable_thinking)?
+                }
+                None => self.render_plain(
+                    model,
+                    &tool_prompt::as_plain_messages(messages, tools),
+                    enable_thinking,
+                )?,
+            }
+        };
+        Ok(match self.think_tags {
+            Some(tags) if !enable_thinking => {
+                hearth_protocol::close_thinking_in_prompt(&prompt, tags)
+            }
+            _ => prompt,
+        })
     }
 
     fn render_plain(
         &self,
         model: &LlamaModel,
         messages: &[ChatMessage],
+        enable_thinking: bool,
     ) -> Result<String, WorkerError> {
         match &self.kind {
             TemplateKind::Builtin(template) => {
@@ -138,7 +191,9 @@ impl ChatTemplate {
                         )
                     })
             }
-            TemplateKind::Jinja { source } => render_jinja(source, messages, &[], &self.tokens),
+            TemplateKind::Jinja { source } => {
+                render_jinja(source, messages, &[], &self.tokens, enable_thinking)
+            }
             TemplateKind::FallbackChatml => Ok(render_chatml(messages)),
         }
     }
@@ -167,12 +222,14 @@ pub struct TemplateTokens {
 }
 
 /// Renders a Hugging Face style Jinja chat template in a sandbox; `tools` (when any) and the
-/// messages' tool calls are given in the shapes Hugging Face templates read.
+/// messages' tool calls are given in the shapes Hugging Face templates read, and
+/// `enable_thinking` as Qwen3's templates read it.
 pub fn render_jinja(
     template_source: &str,
     messages: &[ChatMessage],
     tools: &[ToolDefinition],
     tokens: &TemplateTokens,
+    enable_thinking: bool,
 ) -> Result<String, WorkerError> {
     let failed = |detail: String| {
         WorkerError::new(
@@ -240,6 +297,7 @@ pub fn render_jinja(
             messages => minijinja::Value::from_serialize(&messages),
             tools => minijinja::Value::from_serialize(&tools),
             add_generation_prompt => true,
+            enable_thinking => enable_thinking,
             bos_token => tokens.bos_token.as_str(),
             eos_token => tokens.eos_token.as_str(),
         },
@@ -303,7 +361,8 @@ mod tests {
     #[test]
     fn a_jinja_template_renders_like_chatml() {
         let source = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'].strip() + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-        let rendered = render_jinja(source, &chat(), &[], &TemplateTokens::default()).unwrap();
+        let rendered =
+            render_jinja(source, &chat(), &[], &TemplateTokens::default(), true).unwrap();
         assert_eq!(rendered, render_chatml(&chat()));
     }
 
@@ -326,14 +385,21 @@ mod tests {
         let mut result = ChatMessage::new(Role::Tool, "2");
         result.tool_call_id = Some("c1".into());
         let messages = [ChatMessage::new(Role::User, "1+1?"), call, result];
-        let rendered = render_jinja(source, &messages, &tools, &TemplateTokens::default()).unwrap();
+        let rendered =
+            render_jinja(source, &messages, &tools, &TemplateTokens::default(), true).unwrap();
         assert_eq!(
             rendered,
             "TOOLS:add({\"type\":\"object\"});\nuser:1+1?\nassistant:[add {\"a\":1}]\ntool:2#c1\n"
         );
         // Without tools, `tools` is undefined-like and the template skips it.
-        let rendered =
-            render_jinja(source, &messages[..1], &[], &TemplateTokens::default()).unwrap();
+        let rendered = render_jinja(
+            source,
+            &messages[..1],
+            &[],
+            &TemplateTokens::default(),
+            true,
+        )
+        .unwrap();
         assert_eq!(rendered, "user:1+1?\n");
     }
 
@@ -345,10 +411,10 @@ mod tests {
             eos_token: "</s>".into(),
         };
         assert_eq!(
-            render_jinja(source, &chat(), &[], &tokens).unwrap(),
+            render_jinja(source, &chat(), &[], &tokens, true).unwrap(),
             "<s>ok"
         );
-        let error = render_jinja(source, &chat()[1..], &[], &tokens).unwrap_err();
+        let error = render_jinja(source, &chat()[1..], &[], &tokens, true).unwrap_err();
         assert_eq!(error.kind, ErrorKind::TemplateFailed);
         assert!(error.message.contains("system first"), "{}", error.message);
     }
@@ -356,7 +422,8 @@ mod tests {
     #[test]
     fn an_endless_template_is_stopped_by_fuel() {
         let source = "{% for i in range(100000000) %}{% for j in range(100000000) %}x{% endfor %}{% endfor %}";
-        let error = render_jinja(source, &chat(), &[], &TemplateTokens::default()).unwrap_err();
+        let error =
+            render_jinja(source, &chat(), &[], &TemplateTokens::default(), true).unwrap_err();
         assert_eq!(error.kind, ErrorKind::TemplateFailed);
     }
 
@@ -373,7 +440,8 @@ mod tests {
         ];
         for source in &bombs {
             let started = std::time::Instant::now();
-            let error = render_jinja(source, &chat(), &[], &TemplateTokens::default()).unwrap_err();
+            let error =
+                render_jinja(source, &chat(), &[], &TemplateTokens::default(), true).unwrap_err();
             assert_eq!(error.kind, ErrorKind::TemplateFailed, "{source}");
             assert!(
                 error.message.contains("exceeds the 16777216 bytes allowed"),
@@ -388,22 +456,23 @@ mod tests {
         }
         // A large prompt under the cap still renders.
         let source = "{% for i in range(1000) %}{{ 'x' * 1000 }}{% endfor %}";
-        let rendered = render_jinja(source, &chat(), &[], &TemplateTokens::default()).unwrap();
+        let rendered =
+            render_jinja(source, &chat(), &[], &TemplateTokens::default(), true).unwrap();
         assert_eq!(rendered.len(), 1_000_000);
     }
 
     #[test]
     fn the_sandbox_has_no_file_access() {
         let source = "{% include '/etc/passwd' %}";
-        assert!(render_jinja(source, &chat(), &[], &TemplateTokens::default()).is_err());
+        assert!(render_jinja(source, &chat(), &[], &TemplateTokens::default(), true).is_err());
         let source = "{% import '/etc/hostname' as h %}";
-        assert!(render_jinja(source, &chat(), &[], &TemplateTokens::default()).is_err());
+        assert!(render_jinja(source, &chat(), &[], &TemplateTokens::default(), true).is_err());
     }
 
     #[test]
     fn a_broken_template_is_an_error_not_a_panic() {
         let error =
-            render_jinja("{% for %}", &chat(), &[], &TemplateTokens::default()).unwrap_err();
+            render_jinja("{% for %}", &chat(), &[], &TemplateTokens::default(), true).unwrap_err();
         assert_eq!(error.kind, ErrorKind::TemplateFailed);
     }
 }

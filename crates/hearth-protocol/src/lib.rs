@@ -16,10 +16,12 @@ mod embeddings;
 mod limits;
 mod messages;
 mod metrics;
+mod reasoning;
 
 pub use backends::*;
 pub use embeddings::*;
 pub use limits::*;
+pub use reasoning::*;
 
 pub use messages::*;
 pub use metrics::{percentile_nearest_rank, CacheTier, MetricsRecorder, RequestMetrics};

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-use crate::{BackendReport, EmbedRequest, RequestMetrics};
+use crate::{BackendReport, EmbedRequest, RequestMetrics, ThinkingSyntax};
 
 /// Default context length when the caller does not choose one: enough for a long chat, small
 /// enough that the KV cache of a small model stays in the tens of megabytes.
@@ -454,6 +454,19 @@ pub struct GenerateRequest {
     /// message when the template takes none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolDefinition>,
+    /// Whether a model that thinks in tags may think: off, its template is rendered with
+    /// `enable_thinking=false` and the prompt ends with an empty, closed thinking block
+    /// ([`crate::close_thinking_in_prompt`]).
+    #[serde(default = "thinking_on", skip_serializing_if = "is_thinking_on")]
+    pub enable_thinking: bool,
+}
+
+fn thinking_on() -> bool {
+    true
+}
+
+fn is_thinking_on(enable_thinking: &bool) -> bool {
+    *enable_thinking
 }
 
 /// Most alternatives per token that `logprobs` may ask for (OpenAI's limit).
@@ -792,6 +805,9 @@ pub enum WorkerEvent {
         /// Oldest chat messages dropped so the prompt fits (with `DropOldestTurns`).
         #[serde(default)]
         dropped_messages: u32,
+        /// The tags the output thinks in, when the model thinks in tags.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thinking: Option<ThinkingSyntax>,
     },
     /// Newly decoded text: always whole UTF-8 characters, never part of a stop string.
     Token {
@@ -936,6 +952,7 @@ mod tests {
             logprobs: Some(2),
             context_overflow: ContextOverflow::DropOldestTurns,
             tools: Vec::new(),
+            enable_thinking: false,
         });
         let line = crate::encode_line(&request).unwrap();
         assert_eq!(

@@ -24,6 +24,7 @@ use hearth_protocol::FinishReason;
 use crate::error::{reshape_error_response, ApiError};
 use crate::handlers::{collect_answer, split_calls, wait_for_start, JsonBody};
 use crate::openai::{new_id, AnswerCall};
+use crate::reasoning::{ReasoningFormat, ReasoningStream};
 use crate::request::parse_messages_request;
 use crate::AppState;
 use wire::{ContentBlock, ErrorBody, ErrorDetail, MessageObject, MessageUsage};
@@ -55,7 +56,18 @@ pub async fn messages(
             request.tools,
         )));
     }
-    let answer = collect_answer(generation, &lease, &state.metrics, None, PROMPT_PARAM).await?;
+    // Thinking is off for this API (`request::anthropic`); should a model think anyway, its
+    // thinking is kept out of the text.
+    let reasoning = ReasoningStream::new(started.thinking.as_ref(), ReasoningFormat::Separate);
+    let answer = collect_answer(
+        generation,
+        &lease,
+        &state.metrics,
+        None,
+        PROMPT_PARAM,
+        reasoning,
+    )
+    .await?;
     let (text, calls) = split_calls(request.tools.as_ref(), answer.text);
     let inputs = call_inputs(&calls);
     let mut message = MessageObject::new(

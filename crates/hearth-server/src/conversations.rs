@@ -65,6 +65,8 @@ pub const SAMPLING_SETTING_KEYS: &[&str] = &[
     "stop",
     // For benchmarks and tests: answers that run to max_tokens.
     "ignore_eos",
+    // "none" turns a reasoning model's thinking off.
+    "reasoning_effort",
 ];
 /// The prompt param named by errors of the messages endpoint.
 const CONTENT_PARAM: &str = "content";

@@ -16,7 +16,9 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hearth_protocol::{FinishReason, Prompt, RequestMetrics, TokenLogprob};
+use hearth_protocol::{
+    FinishReason, Prompt, RequestMetrics, SplitText, ThinkingSyntax, TokenLogprob,
+};
 use hearth_supervisor::{GenerationEvent, GenerationStream, SupervisorError};
 use serde::Serialize;
 use serde_json::Value;
@@ -26,8 +28,9 @@ use crate::metrics::{Metrics, SchedulerGauges};
 use crate::models::{unix_now, ModelLease, ModelState};
 use crate::openai::{
     finish_reason_str, model_object, new_response_id, remote_model_object, AnswerCall,
-    AnswerContext, ModelObject, TOOL_CALLS_FINISH_REASON,
+    AnswerContext, AnswerReasoning, ModelObject, TOOL_CALLS_FINISH_REASON,
 };
+use crate::reasoning::ReasoningStream;
 use crate::request::{parse_chat_request, parse_completion_request, CompletionRequest, Endpoint};
 use crate::tools::{new_call_id, ParsedCall, ToolCallStream, ToolSet};
 use crate::wire::List;
@@ -123,10 +126,12 @@ pub async fn completions(
 
 /// Runs one completion of either endpoint.
 /// What the engine said when it admitted a generation.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Started {
     pub prompt_tokens: u32,
     pub dropped_messages: u32,
+    /// The tags the output thinks in, when the model thinks in tags.
+    pub thinking: Option<ThinkingSyntax>,
 }
 
 /// Waits for a generation's first event, which must be `Started`: anything else (an error,
@@ -140,11 +145,13 @@ pub(crate) async fn wait_for_start(
         Some(Ok(GenerationEvent::Started {
             prompt_tokens,
             dropped_messages,
+            thinking,
             ..
         })) => {
             return Ok(Started {
                 prompt_tokens,
                 dropped_messages,
+                thinking,
             })
         }
         Some(Err(error)) => error,
@@ -164,7 +171,8 @@ async fn complete(state: AppState, request: CompletionRequest) -> Result<Respons
         .await
         .map_err(|error| ApiError::from_supervisor(error, prompt_param))?;
     // The first event decides the status: Started, or an error before any byte is sent.
-    wait_for_start(&mut stream, prompt_param).await?;
+    let started = wait_for_start(&mut stream, prompt_param).await?;
+    let reasoning = ReasoningStream::new(started.thinking.as_ref(), request.reasoning.format);
     let context = AnswerContext {
         id: new_response_id(request.endpoint),
         created: unix_now(),
@@ -186,12 +194,23 @@ async fn complete(state: AppState, request: CompletionRequest) -> Result<Respons
             phase: Phase::Opening { echo },
             text_offset: 0,
             tools: request.tools.map(ToolCallStream::new),
+            reasoning,
         }))
     } else {
-        let answer = collect_answer(stream, &lease, &state.metrics, echo, prompt_param).await?;
+        let answer = collect_answer(
+            stream,
+            &lease,
+            &state.metrics,
+            echo,
+            prompt_param,
+            reasoning,
+        )
+        .await?;
+        // The tool-call parser sees the answer's words only, never its thinking.
         let (text, calls) = split_calls(request.tools.as_ref(), answer.text);
         let body = context.full_answer(
             &text,
+            &answer.reasoning,
             &calls,
             answer.finish_reason,
             &answer.logprobs,
@@ -226,7 +245,9 @@ pub(crate) fn answer_calls(calls: Vec<ParsedCall>) -> Vec<AnswerCall> {
 
 /// A whole answer, collected.
 pub(crate) struct CollectedAnswer {
+    /// Its words, without the thinking.
     pub text: String,
+    pub reasoning: AnswerReasoning,
     pub logprobs: Vec<TokenLogprob>,
     pub finish_reason: FinishReason,
     pub metrics: RequestMetrics,
@@ -234,15 +255,18 @@ pub(crate) struct CollectedAnswer {
     pub stop_sequence: Option<String>,
 }
 
-/// Collects an answer's text (after `echo`, when given) to its end, and records its figures.
+/// Collects an answer's text (after `echo`, when given) to its end, its thinking apart, and
+/// records its figures.
 pub(crate) async fn collect_answer(
     mut stream: GenerationStream,
     lease: &ModelLease,
     metrics: &Metrics,
     echo: Option<String>,
     prompt_param: &str,
+    mut reasoning: ReasoningStream,
 ) -> Result<CollectedAnswer, ApiError> {
     let mut text = echo.unwrap_or_default();
+    let mut thinking = String::new();
     let mut logprobs: Vec<TokenLogprob> = Vec::new();
     loop {
         match stream.next().await {
@@ -250,7 +274,9 @@ pub(crate) async fn collect_answer(
                 text: piece,
                 logprobs: piece_logprobs,
             })) => {
-                text.push_str(&piece);
+                let split = reasoning.push(&piece);
+                thinking.push_str(&split.reasoning);
+                text.push_str(&split.content);
                 logprobs.extend(piece_logprobs);
             }
             Some(Ok(GenerationEvent::Started { .. })) => {}
@@ -260,8 +286,15 @@ pub(crate) async fn collect_answer(
                 stop_sequence,
             })) => {
                 metrics.record_generation(lease.id(), finish_reason, &figures);
+                let split = reasoning.finish();
+                thinking.push_str(&split.reasoning);
+                text.push_str(&split.content);
                 return Ok(CollectedAnswer {
                     text,
+                    reasoning: AnswerReasoning {
+                        text: thinking,
+                        tokens: reasoning.thinks().then(|| reasoning.tokens()),
+                    },
                     logprobs,
                     finish_reason,
                     metrics: figures,
@@ -303,6 +336,8 @@ struct StreamingAnswer {
     text_offset: usize,
     /// With tools: the text that may be a call, held back until the end.
     tools: Option<ToolCallStream>,
+    /// The thinking, split from the words (which alone reach `tools`).
+    reasoning: ReasoningStream,
 }
 
 impl StreamingAnswer {
@@ -329,20 +364,12 @@ impl StreamingAnswer {
             }
             match self.stream.next().await {
                 Some(Ok(GenerationEvent::Text { text, logprobs })) => {
-                    if let Some(tools) = &mut self.tools {
-                        let sent = tools.push(&text);
-                        if sent.is_empty() {
-                            continue;
-                        }
-                        let chunk = self.context.text_chunk(&sent, &[], 0);
-                        return Some(Bytes::from(sse::frame(&chunk)));
-                    }
-                    if text.is_empty() && logprobs.is_empty() {
+                    let split = self.reasoning.push(&text);
+                    let frames = self.split_frames(&split, &logprobs);
+                    if frames.is_empty() {
                         continue;
                     }
-                    let chunk = self.context.text_chunk(&text, &logprobs, self.text_offset);
-                    self.text_offset += text.len();
-                    return Some(Bytes::from(sse::frame(&chunk)));
+                    return Some(Bytes::from(frames));
                 }
                 Some(Ok(GenerationEvent::Started { .. })) => continue,
                 Some(Ok(GenerationEvent::Done {
@@ -367,12 +394,41 @@ impl StreamingAnswer {
         }
     }
 
-    /// The held text and calls (with tools), the finish chunk, the usage chunk when asked
-    /// for, and `[DONE]`.
+    /// The frames of one split piece: its thinking, then its words (held back with tools
+    /// while they may be a call). Its log-probabilities go with the first frame sent.
+    fn split_frames(&mut self, split: &SplitText, logprobs: &[TokenLogprob]) -> String {
+        let mut frames = String::new();
+        let mut logprobs = logprobs;
+        if !split.reasoning.is_empty() {
+            let chunk = self.context.reasoning_chunk(&split.reasoning, logprobs);
+            frames.push_str(&sse::frame(&chunk));
+            logprobs = &[];
+        }
+        if let Some(tools) = &mut self.tools {
+            let sent = tools.push(&split.content);
+            if !sent.is_empty() {
+                frames.push_str(&sse::frame(&self.context.text_chunk(&sent, &[], 0)));
+            }
+            return frames;
+        }
+        if split.content.is_empty() && logprobs.is_empty() {
+            return frames;
+        }
+        let chunk = self
+            .context
+            .text_chunk(&split.content, logprobs, self.text_offset);
+        self.text_offset += split.content.len();
+        frames.push_str(&sse::frame(&chunk));
+        frames
+    }
+
+    /// What the splitter held, the held text and calls (with tools), the finish chunk, the
+    /// usage chunk when asked for, and `[DONE]`.
     fn closing(&mut self, finish_reason: FinishReason, metrics: &RequestMetrics) -> String {
         self.metrics
             .record_generation(self.lease.id(), finish_reason, metrics);
-        let mut out = String::new();
+        let held = self.reasoning.finish();
+        let mut out = self.split_frames(&held, &[]);
         let mut finish = finish_reason_str(finish_reason);
         if let Some(tools) = self.tools.take() {
             let end = tools.finish();
@@ -391,7 +447,10 @@ impl StreamingAnswer {
         }
         out.push_str(&sse::frame(&self.context.finish_chunk(finish, metrics)));
         if self.context.include_usage {
-            out.push_str(&sse::frame(&self.context.usage_chunk(metrics)));
+            let reasoning_tokens = self.reasoning.thinks().then(|| self.reasoning.tokens());
+            out.push_str(&sse::frame(
+                &self.context.usage_chunk(metrics, reasoning_tokens),
+            ));
         }
         out.push_str(sse::DONE);
         out

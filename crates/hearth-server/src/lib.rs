@@ -41,6 +41,7 @@ mod ollama;
 mod openai;
 mod private_file;
 mod providers;
+mod reasoning;
 mod request;
 mod security;
 mod settings;

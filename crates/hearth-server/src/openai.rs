@@ -91,6 +91,10 @@ pub struct MessageChoice<'a> {
 pub struct AssistantMessage<'a> {
     /// `null` when the answer is tool calls and no words.
     pub content: Option<&'a str>,
+    /// The model's thinking, apart from its answer (as llama-server and DeepSeek send it);
+    /// absent when it did not think.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
     /// Always `null`: Hearth's models do not refuse through the API.
     pub refusal: Option<&'static str>,
     pub role: &'static str,
@@ -102,6 +106,7 @@ impl<'a> AssistantMessage<'a> {
     fn new(content: &'a str) -> Self {
         Self {
             content: Some(content),
+            reasoning_content: None,
             refusal: None,
             role: ASSISTANT,
             tool_calls: None,
@@ -125,6 +130,10 @@ pub enum Delta<'a> {
     Role(AssistantMessage<'a>),
     Text {
         content: &'a str,
+    },
+    /// A piece of the model's thinking.
+    Reasoning {
+        reasoning_content: &'a str,
     },
     ToolCalls {
         tool_calls: Vec<ToolCallDelta<'a>>,
@@ -188,9 +197,25 @@ pub struct CompletionLogprobs<'a> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Usage {
     pub completion_tokens: u32,
+    /// How many of the completion tokens were thinking; only for a model that thinks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
     pub prompt_tokens: u32,
     pub prompt_tokens_details: PromptTokensDetails,
     pub total_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompletionTokensDetails {
+    pub reasoning_tokens: u32,
+}
+
+/// An answer's thinking, apart from its words.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerReasoning {
+    pub text: String,
+    /// Its token count; `None` when the model does not think in tags (no count is reported).
+    pub tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -276,6 +301,7 @@ impl AnswerContext {
     pub fn full_answer<'a>(
         &'a self,
         text: &'a str,
+        reasoning: &'a AnswerReasoning,
         calls: &'a [AnswerCall],
         finish_reason: FinishReason,
         logprobs: &'a [TokenLogprob],
@@ -293,6 +319,8 @@ impl AnswerContext {
                 logprobs: self.chat_logprobs(logprobs),
                 message: AssistantMessage {
                     content: (calls.is_empty() || !text.is_empty()).then_some(text),
+                    reasoning_content: (!reasoning.text.is_empty())
+                        .then_some(reasoning.text.as_str()),
                     tool_calls: (!calls.is_empty())
                         .then(|| calls.iter().map(AnswerCall::object).collect()),
                     ..AssistantMessage::new("")
@@ -307,7 +335,7 @@ impl AnswerContext {
         };
         Completion {
             timings: Some(timings(metrics)),
-            usage: Some(Some(usage(metrics))),
+            usage: Some(Some(usage(metrics, reasoning.tokens))),
             ..self.envelope(false, vec![choice])
         }
     }
@@ -319,6 +347,22 @@ impl AnswerContext {
             finish_reason: None,
             index: 0,
             logprobs: None,
+        }))
+    }
+
+    /// A chunk of the model's thinking (chat only).
+    pub fn reasoning_chunk<'a>(
+        &'a self,
+        reasoning: &'a str,
+        logprobs: &'a [TokenLogprob],
+    ) -> Completion<'a> {
+        self.chunk(Choice::Delta(DeltaChoice {
+            delta: Delta::Reasoning {
+                reasoning_content: reasoning,
+            },
+            finish_reason: None,
+            index: 0,
+            logprobs: self.chat_logprobs(logprobs),
         }))
     }
 
@@ -411,10 +455,14 @@ impl AnswerContext {
     }
 
     /// The last chunk when `stream_options.include_usage` is set: no choices, the usage.
-    pub fn usage_chunk(&self, metrics: &RequestMetrics) -> Completion<'_> {
+    pub fn usage_chunk(
+        &self,
+        metrics: &RequestMetrics,
+        reasoning_tokens: Option<u32>,
+    ) -> Completion<'_> {
         Completion {
             timings: Some(timings(metrics)),
-            usage: Some(Some(usage(metrics))),
+            usage: Some(Some(usage(metrics, reasoning_tokens))),
             ..self.envelope(true, Vec::new())
         }
     }
@@ -482,10 +530,12 @@ pub fn finish_reason_str(finish_reason: FinishReason) -> &'static str {
     }
 }
 
-/// OpenAI's `usage` object.
-pub fn usage(metrics: &RequestMetrics) -> Usage {
+/// OpenAI's `usage` object, with the thinking's tokens for a model that thinks.
+pub fn usage(metrics: &RequestMetrics, reasoning_tokens: Option<u32>) -> Usage {
     Usage {
         completion_tokens: metrics.generated_tokens,
+        completion_tokens_details: reasoning_tokens
+            .map(|reasoning_tokens| CompletionTokensDetails { reasoning_tokens }),
         prompt_tokens: metrics.prompt_tokens,
         prompt_tokens_details: PromptTokensDetails {
             cached_tokens: metrics.cached_prompt_tokens,

@@ -18,6 +18,7 @@ mod completion;
 mod embeddings;
 mod fields;
 mod ollama;
+mod reasoning;
 mod tools;
 
 use hearth_protocol::{ChatMessage, ContextOverflow, OutputConstraint, Prompt, SamplingParams};
@@ -36,6 +37,7 @@ pub use ollama::{
     parse_ollama_chat, parse_ollama_embed, parse_ollama_generate, parse_ollama_model, OllamaEmbed,
     OllamaGeneration,
 };
+pub(crate) use reasoning::ReasoningOptions;
 
 /// The most tokens a request may ask for. No context is larger, so more is a mistake.
 pub const MAX_MAX_TOKENS: u64 = 1 << 20;
@@ -91,6 +93,8 @@ pub struct CompletionRequest {
     pub echo: bool,
     /// The tools the model may call (`None`: no tool offered).
     pub tools: Option<ToolSet>,
+    /// Whether a thinking model may think, and where its thinking goes.
+    pub reasoning: ReasoningOptions,
 }
 
 impl CompletionRequest {
@@ -110,6 +114,9 @@ impl CompletionRequest {
                 .as_ref()
                 .map(|set| set.tools.clone())
                 .unwrap_or_default(),
+            // A constrained answer is held to its grammar from its first token: no room to
+            // think first.
+            enable_thinking: self.reasoning.enable_thinking && self.constraint.is_none(),
         }
     }
 
@@ -136,17 +143,35 @@ impl CompletionRequest {
             context_overflow: ContextOverflow::DropOldestTurns,
             echo: false,
             tools: None,
+            reasoning: ReasoningOptions {
+                enable_thinking: settings.thinking,
+                ..ReasoningOptions::default()
+            },
         })
     }
 }
 
 /// The sampling fields of a chat completion request, which a conversation's `settings` hold.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SamplingSettings {
     pub sampling: SamplingParams,
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
+    /// Whether a thinking model may think (`reasoning_effort`, as a chat request reads it).
+    pub thinking: bool,
+}
+
+impl Default for SamplingSettings {
+    fn default() -> Self {
+        Self {
+            sampling: SamplingParams::default(),
+            max_tokens: None,
+            stop: Vec::new(),
+            ignore_eos: false,
+            thinking: true,
+        }
+    }
 }
 
 /// Reads a conversation's `settings` as a chat completion request reads the same fields (same
@@ -160,11 +185,13 @@ pub(crate) fn parse_sampling_settings(
     let stop = parse_stop(&fields)?;
     let ignore_eos = fields.bool("ignore_eos")?.unwrap_or(false);
     let max_tokens = parse_max_tokens(&fields, &["max_tokens"])?;
+    let thinking = reasoning::parse_reasoning_options(&fields)?.enable_thinking;
     Ok(SamplingSettings {
         sampling,
         max_tokens,
         stop,
         ignore_eos,
+        thinking,
     })
 }
 

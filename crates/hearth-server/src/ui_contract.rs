@@ -242,7 +242,25 @@ fn chat_event_samples(
     }));
     samples.add_typed("ChatEvent", "start", &start);
     samples.add_typed("ChatEvent", "token", &ChatEvent::token("Run".into()));
+    samples.add_typed(
+        "ChatEvent",
+        "reasoning",
+        &ChatEvent::reasoning("Beans climb.".into()),
+    );
     samples.add_typed("ChatEvent", "done", &ChatEvent::done(answer.clone()));
+    let thought = Message {
+        reasoning: hearth_store::Reasoning {
+            text: "Which beans climb?".into(),
+            tokens: 5,
+            ms: 1250,
+        },
+        ..answer.clone()
+    };
+    samples.add_typed(
+        "ChatEvent",
+        "done, after thinking",
+        &ChatEvent::done(thought),
+    );
     let mut too_long = WorkerError::new(ErrorKind::ContextLengthExceeded, "too long");
     too_long.prompt_tokens = Some(5000);
     too_long.n_ctx = Some(4096);
@@ -358,6 +376,7 @@ async fn server_samples(state: &AppState, samples: &mut Samples) {
             let value = match *key {
                 "stop" => json!(["\n\n"]),
                 "ignore_eos" => json!(true),
+                "reasoning_effort" => json!("none"),
                 "seed" | "top_k" | "max_tokens" => json!(7),
                 _ => json!(0.5),
             };

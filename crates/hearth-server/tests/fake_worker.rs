@@ -9,7 +9,7 @@ use hearth_protocol::{ErrorKind, FinishReason};
 use hearth_server::{start, RunningServer, ServerOptions, STREAMING_SAVE_INTERVAL};
 use hearth_supervisor::{WorkerCommand, WORKER_EXIT_GRACE};
 use hearth_testkit::fake_worker::{
-    answer, logged_pids, run_tests_or_worker, Action, FakeWorker, Script,
+    answer, logged_pids, run_tests_or_worker, thinking_answer, Action, FakeWorker, Script,
 };
 use hearth_testkit::http_client::{Client, SseStream};
 use serde_json::{json, Value};
@@ -46,6 +46,14 @@ fn main() {
         (
             "an_idle_unload_leaves_no_process_behind_even_a_stuck_one",
             an_idle_unload_leaves_no_process_behind_even_a_stuck_one,
+        ),
+        (
+            "thinking_never_reaches_content_whole_streamed_raw_or_saved",
+            thinking_never_reaches_content_whole_streamed_raw_or_saved,
+        ),
+        (
+            "the_tool_call_parser_sees_the_answer_not_the_thinking",
+            the_tool_call_parser_sees_the_answer_not_the_thinking,
         ),
     ]);
 }
@@ -419,4 +427,133 @@ fn an_idle_unload_leaves_no_process_behind_even_a_stuck_one() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A thinking model's output, in pieces that cut both tags: the prompt opened `<think>`.
+const THINKING_PIECES: &[&str] = &[
+    "\nLet me",
+    " think.",
+    "\n</th",
+    "ink>\n\n",
+    "The answer",
+    " is 4.",
+];
+
+fn thinking_never_reaches_content_whole_streamed_raw_or_saved() {
+    let server = FakeServer::start(Script::generating(thinking_answer(THINKING_PIECES)));
+    let model = server.client.model_id();
+    let chat = |extra: Value| {
+        let mut body = json!({"model": model, "messages": [{"role": "user", "content": "2+2?"}]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+
+    // Whole: the thinking apart, counted in the usage.
+    let whole = server
+        .client
+        .post_json("/v1/chat/completions", &chat(json!({})));
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    let whole = whole.json();
+    let message = &whole["choices"][0]["message"];
+    assert_eq!(message["reasoning_content"], "Let me think.");
+    assert_eq!(message["content"], "The answer is 4.");
+    assert_eq!(
+        whole["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        4
+    );
+
+    // Streamed: `delta.reasoning_content`, then `delta.content`, never a tag in either.
+    let body = chat(json!({"stream": true, "stream_options": {"include_usage": true}}));
+    let chunks = parse(&SseStream::open(&server.client, "/v1/chat/completions", &body).collect());
+    let delta = |key: &str| -> Vec<String> {
+        chunks
+            .iter()
+            .filter_map(|chunk| chunk["choices"][0]["delta"][key].as_str())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(delta("reasoning_content").concat(), "Let me think.");
+    assert_eq!(delta("content").concat(), "The answer is 4.");
+    let last_reasoning = chunks
+        .iter()
+        .rposition(|chunk| chunk["choices"][0]["delta"]["reasoning_content"].is_string())
+        .unwrap();
+    let first_content = chunks
+        .iter()
+        .position(|chunk| {
+            chunk["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|text| !text.is_empty())
+        })
+        .unwrap();
+    assert!(last_reasoning < first_content, "{chunks:?}");
+    assert_eq!(
+        chunks.last().unwrap()["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        4
+    );
+
+    // `reasoning_format: "none"`: inline, with the tag the prompt opened.
+    let raw = server
+        .client
+        .post_json(
+            "/v1/chat/completions",
+            &chat(json!({"reasoning_format": "none"})),
+        )
+        .json();
+    assert_eq!(
+        raw["choices"][0]["message"]["content"],
+        "<think>\n\nLet me think.\n</think>\n\nThe answer is 4."
+    );
+    assert!(raw["choices"][0]["message"]
+        .get("reasoning_content")
+        .is_none());
+
+    // A conversation: `reasoning` events, then `token` events; saved apart with its count.
+    let id = server.new_conversation();
+    let events = parse(&server.send_message(&id, "2+2?").collect());
+    let texts = |kind: &str| -> String {
+        events
+            .iter()
+            .filter(|event| event["type"] == kind)
+            .filter_map(|event| event["text"].as_str())
+            .collect()
+    };
+    assert_eq!(texts("reasoning"), "Let me think.");
+    assert_eq!(texts("token"), "The answer is 4.");
+    let done = events.last().unwrap();
+    assert_eq!(done["type"], "done", "{events:?}");
+    let saved = &server.conversation(&id)["messages"][1];
+    assert_eq!(saved["content"], "The answer is 4.");
+    assert_eq!(saved["reasoning"], "Let me think.");
+    assert_eq!(saved["reasoning_tokens"], 4);
+    assert!(saved["reasoning_ms"].is_u64(), "{saved}");
+    assert_eq!(done["message"], *saved);
+}
+
+fn the_tool_call_parser_sees_the_answer_not_the_thinking() {
+    let call = r#"<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>"#;
+    let thought = r#"Maybe <tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>? No, Paris."#;
+    let server = FakeServer::start(Script::generating(thinking_answer(&[
+        thought,
+        "</think>\n",
+        call,
+    ])));
+    let body = json!({
+        "model": server.client.model_id(),
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+    });
+    let answer = server
+        .client
+        .post_json("/v1/chat/completions", &body)
+        .json();
+    let message = &answer["choices"][0]["message"];
+    assert_eq!(message["reasoning_content"], thought);
+    let calls = message["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{message}");
+    assert_eq!(calls[0]["function"]["arguments"], r#"{"city":"Paris"}"#);
+    assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls");
 }

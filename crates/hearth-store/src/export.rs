@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     ConversationWithMessages, ImportedConversation, ImportedMessage, MessageStatus,
-    NewConversation, NewMessage, Result, Role, StoreError, SCHEMA_VERSION,
+    NewConversation, NewMessage, Reasoning, Result, Role, StoreError, SCHEMA_VERSION,
 };
 
 /// The `format` field of a JSON export, so a reader can tell what it holds.
@@ -39,6 +39,11 @@ pub fn markdown(conversation: &ConversationWithMessages) -> String {
         if let Some(notice) = &message.notice {
             out.push_str(&format!("> {notice}\n\n"));
             continue;
+        }
+        if !message.reasoning.text.is_empty() {
+            out.push_str("<details><summary>Thinking</summary>\n\n");
+            out.push_str(message.reasoning.text.trim_end());
+            out.push_str("\n\n</details>\n\n");
         }
         out.push_str(message.content.trim_end());
         out.push_str("\n\n");
@@ -82,6 +87,17 @@ fn optional_time(object: &Map<String, Value>, key: &str, field: &str) -> Result<
             .filter(|millis| *millis >= 0)
             .map(Some)
             .ok_or_else(|| invalid(field, "must be a non-negative whole number of milliseconds")),
+    }
+}
+
+/// An optional non-negative whole number (a count or a duration).
+fn optional_count(object: &Map<String, Value>, key: &str, field: &str) -> Result<Option<u64>> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| invalid(field, "must be a non-negative whole number")),
     }
 }
 
@@ -170,6 +186,17 @@ pub fn parse_json(value: &Value) -> Result<ImportedConversation> {
                     )
                 })?,
         };
+        let reasoning = Reasoning {
+            text: match message.get("reasoning") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(reasoning)) => reasoning.clone(),
+                Some(_) => return Err(invalid(field("reasoning"), "must be a string")),
+            },
+            tokens: optional_count(message, "reasoning_tokens", &field("reasoning_tokens"))?
+                .and_then(|count| u32::try_from(count).ok())
+                .unwrap_or(0),
+            ms: optional_count(message, "reasoning_ms", &field("reasoning_ms"))?.unwrap_or(0),
+        };
         let metrics = match message.get("metrics") {
             None | Some(Value::Null) => None,
             Some(metrics @ Value::Object(_)) => Some(metrics.clone()),
@@ -182,6 +209,7 @@ pub fn parse_json(value: &Value) -> Result<ImportedConversation> {
                 status,
                 metrics,
             },
+            reasoning,
             created_at: optional_time(message, "created_at", &field("created_at"))?,
         });
     }

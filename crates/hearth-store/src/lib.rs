@@ -178,6 +178,10 @@ pub struct Message {
     pub conversation_id: ConversationId,
     pub role: Role,
     pub content: String,
+    /// A reasoning model's thinking before its answer (its fields absent when it did not
+    /// think).
+    #[serde(flatten)]
+    pub reasoning: Reasoning,
     pub status: MessageStatus,
     /// The answer's figures (TTFT, tokens/s, token counts) as the server recorded them.
     pub metrics: Option<Value>,
@@ -187,6 +191,31 @@ pub struct Message {
     pub hidden: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
+}
+
+/// An answer's thinking: its text, token count and time. In a message it is the fields
+/// `reasoning`, `reasoning_tokens` and `reasoning_ms`, all absent when it did not think.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reasoning {
+    pub text: String,
+    pub tokens: u32,
+    pub ms: u64,
+}
+
+impl Serialize for Reasoning {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if *self != Reasoning::default() {
+            map.serialize_entry("reasoning", &self.text)?;
+            map.serialize_entry("reasoning_ms", &self.ms)?;
+            map.serialize_entry("reasoning_tokens", &self.tokens)?;
+        }
+        map.end()
+    }
 }
 
 /// A conversation with all its messages, oldest first.
@@ -246,6 +275,8 @@ pub struct ImportedConversation {
 #[derive(Debug, Clone)]
 pub struct ImportedMessage {
     pub message: NewMessage,
+    /// The answer's thinking, as exported (empty: none).
+    pub reasoning: Reasoning,
     /// Unix milliseconds, as exported (`None`: now).
     pub created_at: Option<i64>,
 }
@@ -282,7 +313,8 @@ pub fn now_millis() -> i64 {
 const CONVERSATION_COLUMNS: &str =
     "id, title, model, system_prompt, settings, created_at, updated_at, deleted_at";
 const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, role, content, status, metrics, created_at, updated_at";
+    "id, conversation_id, role, content, status, metrics, created_at, updated_at, reasoning, \
+     reasoning_tokens, reasoning_ms";
 
 impl ConversationStore {
     /// Opens (creating it and its folder if needed) and migrates the database at `path`, and
@@ -540,13 +572,27 @@ impl ConversationStore {
         Ok(saved)
     }
 
-    /// Saves the text of an answer that is still streaming (the whole text so far). The
-    /// server calls this at least every second, so a crash loses at most that much.
-    pub fn update_streaming_message(&self, id: MessageId, content: &str) -> Result<()> {
+    /// Saves the text and thinking of an answer that is still streaming (the whole of both so
+    /// far). The server calls this at least every second, so a crash loses at most that much.
+    pub fn update_streaming_message(
+        &self,
+        id: MessageId,
+        content: &str,
+        reasoning: &Reasoning,
+    ) -> Result<()> {
         let connection = self.lock();
         let changed = connection.execute(
-            "UPDATE messages SET content = ?1, updated_at = ?2 WHERE id = ?3 AND status = 'streaming'",
-            params![content, now_millis(), id],
+            "UPDATE messages SET content = ?1, reasoning = ?2, reasoning_tokens = ?3,
+                 reasoning_ms = ?4, updated_at = ?5
+             WHERE id = ?6 AND status = 'streaming'",
+            params![
+                content,
+                reasoning.text,
+                reasoning.tokens,
+                reasoning.ms,
+                now_millis(),
+                id
+            ],
         )?;
         if changed == 0 {
             return Err(not_streaming_or_missing(&connection, id));
@@ -554,11 +600,12 @@ impl ConversationStore {
         Ok(())
     }
 
-    /// Saves an answer's final text, status and figures.
+    /// Saves an answer's final text, thinking, status and figures.
     pub fn finish_message(
         &self,
         id: MessageId,
         content: &str,
+        reasoning: &Reasoning,
         status: MessageStatus,
         metrics: Option<&Value>,
     ) -> Result<Message> {
@@ -567,9 +614,19 @@ impl ConversationStore {
         let transaction = connection.transaction()?;
         let now = now_millis();
         let changed = transaction.execute(
-            "UPDATE messages SET content = ?1, status = ?2, metrics = ?3, updated_at = ?4
-             WHERE id = ?5 AND status = 'streaming'",
-            params![content, status.as_str(), metrics, now, id],
+            "UPDATE messages SET content = ?1, reasoning = ?2, reasoning_tokens = ?3,
+                 reasoning_ms = ?4, status = ?5, metrics = ?6, updated_at = ?7
+             WHERE id = ?8 AND status = 'streaming'",
+            params![
+                content,
+                reasoning.text,
+                reasoning.tokens,
+                reasoning.ms,
+                status.as_str(),
+                metrics,
+                now,
+                id
+            ],
         )?;
         if changed == 0 {
             return Err(not_streaming_or_missing(&transaction, id));
@@ -671,12 +728,20 @@ impl ConversationStore {
             if message.status == MessageStatus::Streaming {
                 message.status = MessageStatus::Stopped;
             }
-            insert_message(
+            let message_id = insert_message(
                 &transaction,
                 id,
                 &message,
                 imported.created_at.unwrap_or(now),
             )?;
+            if imported.reasoning != Reasoning::default() {
+                let reasoning = &imported.reasoning;
+                transaction.execute(
+                    "UPDATE messages SET reasoning = ?1, reasoning_tokens = ?2, reasoning_ms = ?3
+                     WHERE id = ?4",
+                    params![reasoning.text, reasoning.tokens, reasoning.ms, message_id],
+                )?;
+            }
         }
         let conversation = read_conversation(&transaction, id)?;
         let messages = read_messages(&transaction, id)?;

@@ -62,11 +62,21 @@ ALTER TABLE messages_v3 RENAME TO messages;
 CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
 ";
 
+/// Version 4: an answer's thinking (reasoning models), its token count and how long it took,
+/// kept apart from its text so the history shows it collapsed and never sends it back to the
+/// model. Existing rows get none.
+const V4_MESSAGE_REASONING: &str = "
+ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN reasoning_ms INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Every migration, in order: entry `i` takes a database from version `i` to `i + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[
     V1_CONVERSATIONS_AND_MESSAGES,
     V2_SOFT_DELETE,
     V3_MESSAGE_IDS_NEVER_REUSED,
+    V4_MESSAGE_REASONING,
 ];
 
 /// The schema version this build writes.
@@ -117,7 +127,7 @@ fn apply_step(connection: &mut Connection, version: u32) -> rusqlite::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ConversationStore, ListQuery, MessageStatus, NewMessage, Role};
+    use crate::{ConversationStore, ListQuery, MessageStatus, NewMessage, Reasoning, Role};
 
     /// A database as version 1 of Hearth left it, with one conversation in it.
     fn version_1_database(path: &Path) {
@@ -149,6 +159,11 @@ mod tests {
         assert_eq!(listed[0].settings["temperature"], 0.5);
         let messages = store.messages(7).unwrap();
         assert_eq!(messages[0].content, "hello from v1");
+        assert_eq!(
+            messages[0].reasoning,
+            Reasoning::default(),
+            "old answers have no thinking"
+        );
 
         // The new version's features work on the migrated file.
         store.soft_delete(7).unwrap();

@@ -7,7 +7,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::Row;
 use serde_json::Value;
 
-use crate::{Conversation, Message, MessageStatus, Role};
+use crate::{Conversation, Message, MessageStatus, Reasoning, Role};
 
 /// What a hidden message's notice starts with.
 pub const UNREADABLE_MESSAGE_NOTICE: &str = "This message could not be read and is hidden";
@@ -136,6 +136,22 @@ pub(crate) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     };
     let created_at = problems.take(integer(row, 6, "the creation time"), 0);
     let updated_at = problems.take(integer(row, 7, "the update time"), created_at);
+    let reasoning = Reasoning {
+        text: problems.take(text(row, 8, "the thinking"), String::new()),
+        tokens: problems.take(
+            integer(row, 9, "the thinking's token count").and_then(|count| {
+                u32::try_from(count)
+                    .map_err(|_| "the thinking's token count is out of range".into())
+            }),
+            0,
+        ),
+        ms: problems.take(
+            integer(row, 10, "the thinking's time").and_then(|ms| {
+                u64::try_from(ms).map_err(|_| "the thinking's time is out of range".into())
+            }),
+            0,
+        ),
+    };
     let notice = problems.notice(UNREADABLE_MESSAGE_NOTICE);
     let hidden = notice.is_some();
     Ok(Message {
@@ -144,6 +160,11 @@ pub(crate) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         role,
         // A hidden message shows none of its (possibly garbled) text.
         content: if hidden { String::new() } else { content },
+        reasoning: if hidden {
+            Reasoning::default()
+        } else {
+            reasoning
+        },
         status: if hidden { MessageStatus::Error } else { status },
         metrics: if hidden { None } else { metrics },
         created_at,

@@ -59,7 +59,9 @@ fn child_writes_a_streaming_answer_until_killed() {
         .unwrap();
     for saves in 1.. {
         let text = answer_after(saves);
-        store.update_streaming_message(answer.id, &text).unwrap();
+        store
+            .update_streaming_message(answer.id, &text, &Default::default())
+            .unwrap();
         println!("{SAVED_PREFIX}{saves}");
         std::thread::sleep(SAVE_INTERVAL);
     }

@@ -2,8 +2,8 @@
 //! with undo, export, and rows corrupted behind its back with raw SQL.
 
 use hearth_store::{
-    ConversationStore, ListQuery, MessageStatus, NewConversation, NewMessage, Role, SettingsUpdate,
-    StoreError,
+    ConversationStore, ListQuery, MessageStatus, NewConversation, NewMessage, Reasoning, Role,
+    SettingsUpdate, StoreError,
 };
 use serde_json::json;
 
@@ -197,28 +197,69 @@ fn a_streaming_answer_is_saved_as_it_grows_and_then_finished() {
             },
         )
         .unwrap();
-    store.update_streaming_message(answer.id, "one").unwrap();
+    let thinking = |text: &str, tokens: u32, ms: u64| Reasoning {
+        text: text.into(),
+        tokens,
+        ms,
+    };
     store
-        .update_streaming_message(answer.id, "one two")
+        .update_streaming_message(answer.id, "", &thinking("Counting", 1, 10))
         .unwrap();
-    assert_eq!(store.message(answer.id).unwrap().content, "one two");
+    store
+        .update_streaming_message(answer.id, "one two", &thinking("Counting up.", 3, 40))
+        .unwrap();
+    let streaming = store.message(answer.id).unwrap();
+    assert_eq!(streaming.content, "one two");
+    assert_eq!(streaming.reasoning, thinking("Counting up.", 3, 40));
     let metrics = json!({"ttft_ms": 12.5, "decode_tokens_per_second": 80.0, "generated_tokens": 3});
     let finished = store
         .finish_message(
             answer.id,
             "one two three",
+            &thinking("Counting up to three.", 5, 1250),
             MessageStatus::Complete,
             Some(&metrics),
         )
         .unwrap();
     assert_eq!(finished.status, MessageStatus::Complete);
     assert_eq!(finished.metrics, Some(metrics));
+    assert_eq!(
+        finished.reasoning,
+        thinking("Counting up to three.", 5, 1250)
+    );
+    let wire = serde_json::to_value(&finished).unwrap();
+    assert_eq!(
+        (
+            &wire["reasoning"],
+            &wire["reasoning_tokens"],
+            &wire["reasoning_ms"]
+        ),
+        (&json!("Counting up to three."), &json!(5), &json!(1250))
+    );
+    // The thinking survives an export and an import, and shows in Markdown.
+    let exported = store.export_json(conversation.id).unwrap();
+    let imported = store
+        .import_conversation(hearth_store::export::parse_json(&exported).unwrap())
+        .unwrap();
+    assert_eq!(
+        imported.messages[1].reasoning,
+        thinking("Counting up to three.", 5, 1250)
+    );
+    // A message without thinking has none of its fields.
+    assert!(serde_json::to_value(&imported.messages[0])
+        .unwrap()
+        .get("reasoning")
+        .is_none());
+    assert!(store
+        .export_markdown(conversation.id)
+        .unwrap()
+        .contains("<summary>Thinking</summary>\n\nCounting up to three."));
     assert!(matches!(
-        store.update_streaming_message(answer.id, "late"),
+        store.update_streaming_message(answer.id, "late", &Reasoning::default()),
         Err(StoreError::MessageNotStreaming(_))
     ));
     assert!(matches!(
-        store.update_streaming_message(12345, "x"),
+        store.update_streaming_message(12345, "x", &Reasoning::default()),
         Err(StoreError::MessageNotFound(12345))
     ));
 }

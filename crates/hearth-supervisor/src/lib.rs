@@ -21,7 +21,8 @@ use std::time::Duration;
 use hearth_protocol::{
     encode_line, BackendDevice, BackendReport, ContextOverflow, FinishReason, GenerateRequest,
     LoadParams, MemoryReport, ModelInfo, OutputConstraint, Prompt, RequestMetrics, SamplingParams,
-    TemplateSource, TokenLogprob, ToolDefinition, WorkerError, WorkerEvent, WorkerRequest,
+    TemplateSource, ThinkingSyntax, TokenLogprob, ToolDefinition, WorkerError, WorkerEvent,
+    WorkerRequest,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
@@ -89,6 +90,8 @@ pub enum GenerationEvent {
         template_source: Option<TemplateSource>,
         /// Oldest messages dropped to fit the context (with `ContextOverflow::DropOldestTurns`).
         dropped_messages: u32,
+        /// The tags the output thinks in (`None`: all of it is the answer).
+        thinking: Option<ThinkingSyntax>,
     },
     /// Visible text, with the log-probabilities of its tokens when they were asked for.
     Text {
@@ -117,6 +120,8 @@ pub struct Generation {
     pub context_overflow: ContextOverflow,
     /// Functions the model may call (a chat only).
     pub tools: Vec<ToolDefinition>,
+    /// Whether a model that thinks in tags may think (see `GenerateRequest`).
+    pub enable_thinking: bool,
 }
 
 impl Generation {
@@ -131,6 +136,7 @@ impl Generation {
             logprobs: None,
             context_overflow: ContextOverflow::Error,
             tools: Vec::new(),
+            enable_thinking: true,
         }
     }
 }
@@ -319,6 +325,7 @@ impl Supervisor {
             logprobs: generation.logprobs,
             context_overflow: generation.context_overflow,
             tools: generation.tools,
+            enable_thinking: generation.enable_thinking,
         });
         let events = self.send(&mut state, request_id, request).await?;
         let stdin = state.worker.as_ref().map(|w| w.stdin.clone());
@@ -501,12 +508,14 @@ impl GenerationStream {
                     cached_prompt_tokens,
                     template_source,
                     dropped_messages,
+                    thinking,
                     ..
                 } => Ok(GenerationEvent::Started {
                     prompt_tokens,
                     cached_prompt_tokens,
                     template_source,
                     dropped_messages,
+                    thinking,
                 }),
                 WorkerEvent::Token { text, logprobs, .. } => {
                     Ok(GenerationEvent::Text { text, logprobs })

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use hearth_protocol::{
     encode_line, BackendReport, EmbeddingInput, ErrorKind, FinishReason, FlashAttention,
-    KvCacheType, MemoryReport, ModelInfo, RequestMetrics, TemplateSource, WorkerError, WorkerEvent,
-    WorkerRequest, PROTOCOL_VERSION,
+    KvCacheType, MemoryReport, ModelInfo, RequestMetrics, TemplateSource, ThinkingSyntax,
+    WorkerError, WorkerEvent, WorkerRequest, PROTOCOL_VERSION,
 };
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +43,11 @@ pub enum Start {
 pub enum Action {
     /// `Started` with this many prompt tokens.
     Started { prompt_tokens: u32 },
+    /// `Started` for a model that thinks in these tags.
+    StartedThinking {
+        prompt_tokens: u32,
+        thinking: ThinkingSyntax,
+    },
     /// A `Token` event with this text.
     Token { text: String },
     /// Waits this long (milliseconds) before the next action.
@@ -114,6 +119,21 @@ pub fn answer(pieces: &[&str]) -> Vec<Action> {
     actions.push(Action::Done {
         finish_reason: FinishReason::Stop,
     });
+    actions
+}
+
+/// Like [`answer`], for a model whose prompt opened `<think>`: the pieces are its thinking,
+/// `</think>` and its answer.
+pub fn thinking_answer(pieces: &[&str]) -> Vec<Action> {
+    let mut actions = answer(pieces);
+    actions[0] = Action::StartedThinking {
+        prompt_tokens: 5,
+        thinking: ThinkingSyntax {
+            open: "<think>".to_string(),
+            close: "</think>".to_string(),
+            opened_in_prompt: true,
+        },
+    };
     actions
 }
 
@@ -390,6 +410,18 @@ fn play(worker: &Worker, request_id: u64, actions: &[Action]) {
                 cached_prompt_tokens: 0,
                 template_source: Some(TemplateSource::Builtin),
                 dropped_messages: 0,
+                thinking: None,
+            }),
+            Action::StartedThinking {
+                prompt_tokens,
+                thinking,
+            } => write(&WorkerEvent::Started {
+                request_id,
+                prompt_tokens: *prompt_tokens,
+                cached_prompt_tokens: 0,
+                template_source: Some(TemplateSource::Jinja),
+                dropped_messages: 0,
+                thinking: Some(thinking.clone()),
             }),
             Action::Token { text } => {
                 generated += 1;

@@ -21,6 +21,8 @@ export interface SamplingSettings {
   max_tokens?: number;
   stop?: string[] | string;
   ignore_eos?: boolean;
+  /** `none` turns a reasoning model's thinking off for this conversation. */
+  reasoning_effort?: string;
 }
 
 export interface Conversation {
@@ -60,6 +62,10 @@ export interface Message {
   conversation_id: number;
   role: Role;
   content: string;
+  /** A reasoning model's thinking before its answer, its token count and time (absent when it did not think). */
+  reasoning?: string;
+  reasoning_tokens?: number;
+  reasoning_ms?: number;
   status: MessageStatus;
   metrics: AnswerMetrics | null;
   created_at: number;
@@ -95,6 +101,7 @@ export type ChatEvent =
       n_ctx?: number;
     }
   | { type: 'token'; text: string }
+  | { type: 'reasoning'; text: string }
   | { type: 'done'; message: Message }
   | { type: 'error'; error?: ApiErrorBody; message?: Message };
 

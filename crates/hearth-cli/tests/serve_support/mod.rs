@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod thinking_model;
+
 use std::io::{BufRead, BufReader, Read};
 use std::ops::Deref;
 use std::path::Path;

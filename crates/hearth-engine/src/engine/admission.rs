@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use hearth_protocol::{
     CacheTier, ChatMessage, ContextOverflow, ErrorKind, FinishReason, GenerateRequest,
-    MetricsRecorder, Prompt, Role, TemplateSource, ToolDefinition, WorkerError, WorkerEvent,
+    MetricsRecorder, Prompt, Role, TemplateSource, ThinkingSyntax, ToolDefinition, WorkerError,
+    WorkerEvent,
 };
 use llama_cpp_2::token::LlamaToken;
 
@@ -67,6 +68,7 @@ struct PreparedPrompt {
     tokens: Vec<LlamaToken>,
     template_source: Option<TemplateSource>,
     dropped_messages: u32,
+    thinking: Option<ThinkingSyntax>,
 }
 
 impl Session<'_> {
@@ -75,11 +77,13 @@ impl Session<'_> {
         &self,
         prompt: &Prompt,
         tools: &[ToolDefinition],
+        enable_thinking: bool,
     ) -> Result<String, WorkerError> {
         match prompt {
             Prompt::Chat { messages } => {
                 check_chat(messages)?;
-                self.template.render(self.model, messages, tools)
+                self.template
+                    .render(self.model, messages, tools, enable_thinking)
             }
             Prompt::Text { text } => Ok(text.clone()),
             Prompt::Tokens { .. } => Ok(String::new()),
@@ -111,11 +115,11 @@ impl Session<'_> {
                 Ok((tokens.iter().map(|t| LlamaToken(*t)).collect(), None))
             }
             Prompt::Text { .. } => Ok((
-                self.tokenize_text(&self.render_prompt_text(prompt, &[])?),
+                self.tokenize_text(&self.render_prompt_text(prompt, &[], true)?),
                 None,
             )),
             Prompt::Chat { .. } => Ok((
-                self.tokenize_text(&self.render_prompt_text(prompt, &[])?),
+                self.tokenize_text(&self.render_prompt_text(prompt, &[], true)?),
                 Some(self.template.source()),
             )),
         }
@@ -167,17 +171,20 @@ impl Session<'_> {
                 messages,
                 &request.tools,
                 request.max_tokens,
+                request.enable_thinking,
             )?;
             return Ok(PreparedPrompt {
                 tokens,
                 template_source: Some(self.template.source()),
                 dropped_messages,
+                thinking: self.template.thinking(request.enable_thinking),
             });
         }
         let (tokens, template_source) = match &request.prompt {
             Prompt::Tokens { .. } => self.tokenize_prompt(&request.prompt)?,
             prompt => {
-                let text = self.render_prompt_text(prompt, &request.tools)?;
+                let text =
+                    self.render_prompt_text(prompt, &request.tools, request.enable_thinking)?;
                 if text.len() > self.max_prompt_bytes {
                     // More bytes than the context could hold even if every token were the
                     // vocabulary's longest: not worth tokenizing.
@@ -198,10 +205,14 @@ impl Session<'_> {
         if tokens.len() > self.n_ctx_per_sequence {
             return Err(self.context_exceeded(tokens.len()).into());
         }
+        let thinking = matches!(request.prompt, Prompt::Chat { .. })
+            .then(|| self.template.thinking(request.enable_thinking))
+            .flatten();
         Ok(PreparedPrompt {
             tokens,
             template_source,
             dropped_messages: 0,
+            thinking,
         })
     }
 
@@ -221,6 +232,7 @@ impl Session<'_> {
         messages: &[ChatMessage],
         tools: &[ToolDefinition],
         max_tokens: Option<u32>,
+        enable_thinking: bool,
     ) -> Result<(Vec<LlamaToken>, u32), NotPrepared> {
         let n_ctx = self.n_ctx_per_sequence;
         let room_for_answer = max_tokens
@@ -261,7 +273,7 @@ impl Session<'_> {
         // The whole chat, if it may fit the context: taken as it is when it does.
         let mut overhead = 0;
         if kept_cost(&all, 0) <= n_ctx {
-            let tokens = self.render_kept(messages, tools, &all)?;
+            let tokens = self.render_kept(messages, tools, &all, enable_thinking)?;
             if tokens.len() <= n_ctx {
                 return Ok((tokens, 0));
             }
@@ -274,7 +286,7 @@ impl Session<'_> {
             let Some(kept) = policy::keep_newest_turns(&is_system, &costs, budget) else {
                 break;
             };
-            let tokens = self.render_kept(messages, tools, &kept)?;
+            let tokens = self.render_kept(messages, tools, &kept, enable_thinking)?;
             if tokens.len() <= limit {
                 let dropped = u32::try_from(messages.len() - kept.len()).unwrap_or(u32::MAX);
                 return Ok((tokens, dropped));
@@ -308,9 +320,12 @@ impl Session<'_> {
         messages: &[ChatMessage],
         tools: &[ToolDefinition],
         kept: &[usize],
+        enable_thinking: bool,
     ) -> Result<Vec<LlamaToken>, WorkerError> {
         let candidate: Vec<ChatMessage> = kept.iter().map(|&i| messages[i].clone()).collect();
-        let text = self.template.render(self.model, &candidate, tools)?;
+        let text = self
+            .template
+            .render(self.model, &candidate, tools, enable_thinking)?;
         Ok(self.tokenize_text(&text))
     }
 
@@ -476,6 +491,7 @@ impl Session<'_> {
                 cached_prompt_tokens: cached,
                 template_source: prepared.template_source,
                 dropped_messages: prepared.dropped_messages,
+                thinking: prepared.thinking,
             };
             self.admissions += 1;
             self.slots[choice.index].active = Some(ActiveRequest {

@@ -568,7 +568,7 @@ impl<'model> Session<'model> {
             } => {
                 let prompt = Prompt::Chat { messages };
                 let event = match (
-                    self.render_prompt_text(&prompt, &[]),
+                    self.render_prompt_text(&prompt, &[], true),
                     self.tokenize_prompt(&prompt),
                 ) {
                     (Ok(text), Ok((tokens, _))) => WorkerEvent::Rendered {

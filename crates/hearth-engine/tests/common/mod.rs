@@ -118,6 +118,7 @@ impl TestEngine {
             logprobs: None,
             context_overflow: Default::default(),
             tools: Vec::new(),
+            enable_thinking: true,
         }));
         request_id
     }
@@ -228,6 +229,7 @@ pub fn greedy_request(prompt: Prompt, max_tokens: u32) -> GenerateRequest {
         logprobs: None,
         context_overflow: Default::default(),
         tools: Vec::new(),
+        enable_thinking: true,
     }
 }
 

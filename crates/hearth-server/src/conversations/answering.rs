@@ -16,6 +16,7 @@ use super::task::{self, AnswerTask};
 use super::{conversation_id, message_not_found, store, store_error, CONTENT_PARAM, EVENT_BUFFER};
 use crate::error::ApiError;
 use crate::handlers::{wait_for_start, JsonBody, OptionalJsonBody, Started};
+use crate::reasoning::{ReasoningFormat, ReasoningStream};
 use crate::request::{parse_sampling_settings, CompletionRequest};
 use crate::wire::SortedKeys;
 use crate::{sse, AppState};
@@ -355,6 +356,7 @@ async fn answer(
     let Started {
         prompt_tokens,
         dropped_messages,
+        thinking,
     } = wait_for_start(&mut stream, CONTENT_PARAM).await?;
     let answer = store
         .append_message(
@@ -389,6 +391,7 @@ async fn answer(
             lease,
             metrics: state.metrics.clone(),
             sender,
+            reasoning: ReasoningStream::new(thinking.as_ref(), ReasoningFormat::Separate),
         },
     );
     Ok(sse::from_channel(receiver))

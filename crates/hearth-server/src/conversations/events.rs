@@ -1,5 +1,5 @@
 //! The server-sent events of an answer (`/messages`, `/regenerate`, `/edit`): `start`, then
-//! `token`…, then `done` or `error`, each saying what it is in `type`. Fields are declared in
+//! `reasoning`… (a thinking model's thinking), `token`…, then `done` or `error`, each saying what it is in `type`. Fields are declared in
 //! sorted order and the store's messages are sent with sorted keys, as the `json!` objects
 //! these types replaced were ([`crate::wire`]).
 
@@ -15,6 +15,8 @@ use crate::wire::SortedKeys;
 pub enum ChatEventType {
     Start,
     Token,
+    /// A piece of the model's thinking (before its answer's tokens).
+    Reasoning,
     Done,
     Error,
 }
@@ -25,6 +27,7 @@ pub enum ChatEventType {
 pub enum ChatEvent {
     Start(Box<StartEvent>),
     Token(TokenEvent),
+    Reasoning(TokenEvent),
     Done(DoneEvent),
     Error(Box<ErrorEvent>),
 }
@@ -79,6 +82,13 @@ impl ChatEvent {
         Self::Token(TokenEvent {
             text,
             event_type: ChatEventType::Token,
+        })
+    }
+
+    pub fn reasoning(text: String) -> Self {
+        Self::Reasoning(TokenEvent {
+            text,
+            event_type: ChatEventType::Reasoning,
         })
     }
 

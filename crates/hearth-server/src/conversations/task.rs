@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use hearth_protocol::{FinishReason, RequestMetrics};
-use hearth_store::{ConversationStore, MessageId, MessageStatus, StoreError};
+use hearth_store::{ConversationStore, MessageId, MessageStatus, Reasoning, StoreError};
 use hearth_supervisor::{GenerationEvent, GenerationStream, SupervisorError};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
@@ -16,6 +16,7 @@ use super::events::ChatEvent;
 use super::{store_error, CONTENT_PARAM, STREAMING_SAVE_INTERVAL};
 use crate::error::{ApiError, TYPE_INVALID_REQUEST};
 use crate::models::ModelLease;
+use crate::reasoning::ReasoningStream;
 
 /// The answers being generated: a shutdown stops them all (each is saved as `stopped`) and
 /// waits for them to be saved before the engine workers go.
@@ -84,6 +85,8 @@ pub(super) struct AnswerTask {
     pub lease: ModelLease,
     pub metrics: Arc<crate::Metrics>,
     pub sender: mpsc::Sender<ChatEvent>,
+    /// Splits the model's thinking from its answer; both are sent and saved apart.
+    pub reasoning: ReasoningStream,
 }
 
 /// Runs `task` on a task of its own, counted as running by `tasks` until it is saved, and
@@ -109,8 +112,10 @@ async fn run_answer(task: AnswerTask, mut stop: watch::Receiver<bool>, running: 
         lease,
         metrics,
         sender,
+        mut reasoning,
     } = task;
     let mut content = String::new();
+    let mut thinking = String::new();
     let mut unsaved = false;
     let mut save_timer = tokio::time::interval(STREAMING_SAVE_INTERVAL);
     save_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -118,13 +123,20 @@ async fn run_answer(task: AnswerTask, mut stop: watch::Receiver<bool>, running: 
         tokio::select! {
             event = stream.next() => match event {
                 Some(Ok(GenerationEvent::Text { text, .. })) => {
-                    if text.is_empty() {
-                        continue;
+                    let split = reasoning.push(&text);
+                    if !split.reasoning.is_empty() {
+                        thinking.push_str(&split.reasoning);
+                        unsaved = true;
+                        if sender.send(ChatEvent::reasoning(split.reasoning)).await.is_err() {
+                            break AnswerEnd::ClientLeft;
+                        }
                     }
-                    content.push_str(&text);
-                    unsaved = true;
-                    if sender.send(ChatEvent::token(text)).await.is_err() {
-                        break AnswerEnd::ClientLeft;
+                    if !split.content.is_empty() {
+                        content.push_str(&split.content);
+                        unsaved = true;
+                        if sender.send(ChatEvent::token(split.content)).await.is_err() {
+                            break AnswerEnd::ClientLeft;
+                        }
                     }
                 }
                 Some(Ok(GenerationEvent::Started { .. })) => {}
@@ -142,7 +154,8 @@ async fn run_answer(task: AnswerTask, mut stop: watch::Receiver<bool>, running: 
             },
             _ = save_timer.tick() => {
                 if unsaved {
-                    match store.update_streaming_message(message_id, &content) {
+                    let saved_reasoning = stored_reasoning(&reasoning, &thinking);
+                    match store.update_streaming_message(message_id, &content, &saved_reasoning) {
                         Ok(()) => {}
                         // Nothing to save it to any more: stop generating it.
                         Err(StoreError::MessageNotFound(_)) => break AnswerEnd::Removed,
@@ -158,6 +171,12 @@ async fn run_answer(task: AnswerTask, mut stop: watch::Receiver<bool>, running: 
     };
     // Dropping the stream before its end cancels the generation in the engine.
     drop(stream);
+    // What the splitter held back (a possible tag, trailing whitespace) belongs to the answer
+    // as saved; the client reads the saved message at the end.
+    let held = reasoning.finish();
+    thinking.push_str(&held.reasoning);
+    content.push_str(&held.content);
+    let saved_reasoning = stored_reasoning(&reasoning, &thinking);
     let (status, figures, failure) = match end {
         AnswerEnd::Done(finish_reason, figures) => {
             metrics.record_generation(lease.id(), finish_reason, &figures);
@@ -189,7 +208,13 @@ async fn run_answer(task: AnswerTask, mut stop: watch::Receiver<bool>, running: 
         }
     };
     drop(lease);
-    match store.finish_message(message_id, &content, status, figures.as_ref()) {
+    match store.finish_message(
+        message_id,
+        &content,
+        &saved_reasoning,
+        status,
+        figures.as_ref(),
+    ) {
         Ok(saved) => {
             let final_event = match failure {
                 Some(error) => ChatEvent::error(&error, Some(saved)),
@@ -204,6 +229,15 @@ async fn run_answer(task: AnswerTask, mut stop: watch::Receiver<bool>, running: 
         }
     }
     drop(running);
+}
+
+/// An answer's thinking as the store keeps it.
+fn stored_reasoning(stream: &ReasoningStream, text: &str) -> Reasoning {
+    Reasoning {
+        text: text.to_string(),
+        tokens: stream.tokens(),
+        ms: u64::try_from(stream.thought_for().as_millis()).unwrap_or(u64::MAX),
+    }
 }
 
 /// Resolves once `stop` turns true (never, if its sender is gone).

@@ -45,7 +45,14 @@ fn ids_are_unique_and_prefixed() {
 #[test]
 fn a_full_chat_answer_has_usage_and_timings() {
     let context = context(Endpoint::ChatCompletions, false);
-    let answer = json_of(&context.full_answer("hi", &[], FinishReason::Length, &[], &figures()));
+    let answer = json_of(&context.full_answer(
+        "hi",
+        &AnswerReasoning::default(),
+        &[],
+        FinishReason::Length,
+        &[],
+        &figures(),
+    ));
     assert_eq!(answer["object"], "chat.completion");
     assert_eq!(answer["choices"][0]["message"]["content"], "hi");
     assert_eq!(answer["choices"][0]["finish_reason"], "length");
@@ -67,7 +74,15 @@ fn call(arguments: &str) -> AnswerCall {
 fn tool_calls_whole_and_streamed_take_openais_shapes() {
     let context = context(Endpoint::ChatCompletions, false);
     let calls = [call(r#"{"city":"Paris"}"#)];
-    let answer = context.full_answer("", &calls, FinishReason::Stop, &[], &figures());
+    let no_reasoning = AnswerReasoning::default();
+    let answer = context.full_answer(
+        "",
+        &no_reasoning,
+        &calls,
+        FinishReason::Stop,
+        &[],
+        &figures(),
+    );
     assert_sorted(&answer);
     let answer = json_of(&answer);
     assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls");
@@ -78,8 +93,14 @@ fn tool_calls_whole_and_streamed_take_openais_shapes() {
              "id": "call_1", "type": "function"}]})
     );
     // Words and calls together keep the words.
-    let answer =
-        json_of(&context.full_answer("Sure.", &calls, FinishReason::Stop, &[], &figures()));
+    let answer = json_of(&context.full_answer(
+        "Sure.",
+        &AnswerReasoning::default(),
+        &calls,
+        FinishReason::Stop,
+        &[],
+        &figures(),
+    ));
     assert_eq!(answer["choices"][0]["message"]["content"], "Sure.");
 
     let long = call(&format!(r#"{{"city":"{}"}}"#, "é".repeat(20)));
@@ -112,7 +133,7 @@ fn stream_chunks_follow_the_openai_shapes() {
     assert_eq!(role["object"], "chat.completion.chunk");
     assert_eq!(role["choices"][0]["delta"]["role"], "assistant");
     assert!(role["usage"].is_null() && role.as_object().unwrap().contains_key("usage"));
-    let usage = json_of(&context.usage_chunk(&figures()));
+    let usage = json_of(&context.usage_chunk(&figures(), None));
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["completion_tokens"], 5);
     assert_eq!(role["id"], usage["id"]);
@@ -199,6 +220,7 @@ fn golden_metrics() -> RequestMetrics {
 fn answers_and_chunks_are_byte_for_byte_the_json_objects_they_replaced() {
     let logprobs = golden_logprobs();
     let metrics = golden_metrics();
+    let no_reasoning = AnswerReasoning::default();
     let mut lines = Vec::new();
     for endpoint in [Endpoint::ChatCompletions, Endpoint::Completions] {
         for (include_usage, with_logprobs) in [(false, false), (true, true)] {
@@ -213,7 +235,14 @@ fn answers_and_chunks_are_byte_for_byte_the_json_objects_they_replaced() {
             let shapes = [
                 (
                     "full",
-                    context.full_answer("a \"b\"\n", &[], FinishReason::Stop, &logprobs, &metrics),
+                    context.full_answer(
+                        "a \"b\"\n",
+                        &no_reasoning,
+                        &[],
+                        FinishReason::Stop,
+                        &logprobs,
+                        &metrics,
+                    ),
                 ),
                 ("role", context.role_chunk()),
                 ("text", context.text_chunk("Hi there", &logprobs, 3)),
@@ -221,7 +250,7 @@ fn answers_and_chunks_are_byte_for_byte_the_json_objects_they_replaced() {
                     "finish",
                     context.finish_chunk(finish_reason_str(FinishReason::Length), &metrics),
                 ),
-                ("usage", context.usage_chunk(&metrics)),
+                ("usage", context.usage_chunk(&metrics, None)),
             ];
             for (name, shape) in shapes {
                 assert_sorted(&shape);
@@ -267,4 +296,57 @@ fn answers_and_chunks_are_byte_for_byte_the_json_objects_they_replaced() {
     for (line, expected) in lines.iter().zip(expected) {
         assert_eq!(line, expected);
     }
+}
+
+#[test]
+fn thinking_goes_apart_from_the_content_whole_and_streamed_with_its_token_count() {
+    let context = context(Endpoint::ChatCompletions, true);
+    let reasoning = AnswerReasoning {
+        text: "2 + 2 = 4".into(),
+        tokens: Some(3),
+    };
+    let answer = context.full_answer(
+        "Four.",
+        &reasoning,
+        &[],
+        FinishReason::Stop,
+        &[],
+        &figures(),
+    );
+    assert_sorted(&answer);
+    let answer = json_of(&answer);
+    assert_eq!(answer["choices"][0]["message"]["content"], "Four.");
+    assert_eq!(
+        answer["choices"][0]["message"]["reasoning_content"],
+        "2 + 2 = 4"
+    );
+    assert_eq!(
+        answer["usage"]["completion_tokens_details"],
+        json!({"reasoning_tokens": 3})
+    );
+    let chunk = context.reasoning_chunk("2 + 2", &[]);
+    assert_sorted(&chunk);
+    let chunk = json_of(&chunk);
+    assert_eq!(
+        chunk["choices"][0]["delta"],
+        json!({"reasoning_content": "2 + 2"})
+    );
+    let usage = json_of(&context.usage_chunk(&figures(), Some(0)));
+    assert_eq!(
+        usage["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        0
+    );
+    // A model that does not think reports neither.
+    let plain = json_of(&context.full_answer(
+        "Hi",
+        &AnswerReasoning::default(),
+        &[],
+        FinishReason::Stop,
+        &[],
+        &figures(),
+    ));
+    assert!(plain["choices"][0]["message"]
+        .get("reasoning_content")
+        .is_none());
+    assert!(plain["usage"].get("completion_tokens_details").is_none());
 }

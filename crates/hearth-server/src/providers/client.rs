@@ -229,6 +229,7 @@ impl RemoteClient {
             cached_prompt_tokens: 0,
             template_source: None,
             dropped_messages: 0,
+            thinking: None,
         };
         if events.send(Ok(started)).is_err() {
             return Ok(());

@@ -570,6 +570,7 @@ fn only_a_conversations_first_message_to_a_provider_needs_confirmation() {
         conversation_id: 1,
         role: hearth_store::Role::Assistant,
         content: "x".into(),
+        reasoning: hearth_store::Reasoning::default(),
         status: hearth_store::MessageStatus::Complete,
         metrics,
         created_at: 0,

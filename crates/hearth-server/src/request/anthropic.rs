@@ -13,7 +13,7 @@ use hearth_protocol::{
 use serde_json::{Map, Value};
 
 use super::fields::{as_object, item_fields, Fields};
-use super::{parse_max_tokens, CompletionRequest, Endpoint};
+use super::{parse_max_tokens, CompletionRequest, Endpoint, ReasoningOptions};
 use crate::error::ApiError;
 use crate::tools::{check_tool_count, is_valid_tool_name, ToolChoice, ToolSet};
 
@@ -58,6 +58,12 @@ pub fn parse_messages_request(body: &Value) -> Result<CompletionRequest, ApiErro
         context_overflow: ContextOverflow::Error,
         echo: false,
         tools,
+        reasoning: ReasoningOptions {
+            // Anthropic's API thinks only when asked (`thinking`), which Hearth does not
+            // offer: a thinking model answers directly.
+            enable_thinking: false,
+            ..ReasoningOptions::default()
+        },
     })
 }
 

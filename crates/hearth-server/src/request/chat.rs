@@ -4,6 +4,7 @@ use hearth_protocol::{ChatMessage, OutputConstraint, Prompt, Role, MAX_TOP_LOGPR
 use serde_json::Value;
 
 use super::fields::{as_object, type_name, Fields};
+use super::reasoning::parse_reasoning_options;
 use super::tools::{parse_history_tool_calls, parse_tool_set};
 use super::{
     parse_common, parse_context_overflow, parse_max_tokens, parse_response_format,
@@ -71,6 +72,7 @@ pub fn parse_chat_request(body: &Value) -> Result<CompletionRequest, ApiError> {
         context_overflow: parse_context_overflow(&fields)?,
         echo: false,
         tools,
+        reasoning: parse_reasoning_options(&fields)?,
     })
 }
 
@@ -141,6 +143,9 @@ fn parse_message(index: usize, item: &Value) -> Result<ChatMessage, ApiError> {
         }
     };
     fields.string("name")?;
+    // An assistant turn's thinking is read (so a wrong type is an error) but not replayed
+    // into the prompt: chat templates drop old thinking, as the models were trained.
+    fields.string("reasoning_content")?;
     let tool_calls = match role {
         Role::Assistant => parse_history_tool_calls(&fields)?,
         _ => Vec::new(),

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::fields::{as_object, Fields};
 use super::{
     parse_common, parse_max_tokens, parse_response_format, CompletionRequest, Endpoint,
-    DEFAULT_COMPLETION_MAX_TOKENS, MAX_COMPLETION_LOGPROBS,
+    ReasoningOptions, DEFAULT_COMPLETION_MAX_TOKENS, MAX_COMPLETION_LOGPROBS,
 };
 use crate::error::ApiError;
 
@@ -52,6 +52,7 @@ pub fn parse_completion_request(body: &Value) -> Result<CompletionRequest, ApiEr
         context_overflow: ContextOverflow::Error,
         echo,
         tools: None,
+        reasoning: ReasoningOptions::default(),
     })
 }
 

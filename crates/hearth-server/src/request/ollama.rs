@@ -34,6 +34,9 @@ pub struct OllamaGeneration {
     /// Streamed as NDJSON unless `stream` is false (Ollama's default is to stream).
     pub stream: bool,
     pub keep_alive: Option<KeepAlive>,
+    /// `think: false` turns a reasoning model's thinking off (its text is not split here:
+    /// what it thinks stays inline, tags and all).
+    pub enable_thinking: bool,
 }
 
 impl OllamaGeneration {
@@ -49,6 +52,7 @@ impl OllamaGeneration {
             logprobs: None,
             context_overflow: ContextOverflow::Error,
             tools: Vec::new(),
+            enable_thinking: self.enable_thinking && self.constraint.is_none(),
         }
     }
 }
@@ -246,7 +250,7 @@ fn parse_common(fields: &Fields<'_>, model: String) -> Result<OllamaGeneration, 
         Some(options) => parse_options(options)?,
         None => SamplingOptions::default(),
     };
-    fields.bool("think")?;
+    let enable_thinking = fields.bool("think")?.unwrap_or(true);
     Ok(OllamaGeneration {
         model,
         prompt: None,
@@ -256,6 +260,7 @@ fn parse_common(fields: &Fields<'_>, model: String) -> Result<OllamaGeneration, 
         constraint,
         stream: fields.bool("stream")?.unwrap_or(true),
         keep_alive: parse_keep_alive(fields)?,
+        enable_thinking,
     })
 }
 

@@ -274,3 +274,115 @@ fn huge_schemas_and_chats_are_refused_before_the_engine() {
         .collect();
     assert_eq!(param_of(chat(json!({ "messages": messages }))), "messages");
 }
+
+#[test]
+fn reasoning_options_turn_thinking_off_or_leave_it_inline_and_are_validated() {
+    let read = |extra: Value| parse_chat_request(&chat(extra)).unwrap();
+    let default = read(json!({}));
+    assert_eq!(default.reasoning, ReasoningOptions::default());
+    assert!(default.generation().enable_thinking);
+    for off in [
+        json!({"reasoning_effort": "none"}),
+        json!({"chat_template_kwargs": {"enable_thinking": false}}),
+        json!({"reasoning_effort": "none", "chat_template_kwargs": {"enable_thinking": false}}),
+    ] {
+        assert!(!read(off.clone()).generation().enable_thinking, "{off}");
+    }
+    for on in ["minimal", "low", "medium", "high"] {
+        assert!(
+            read(json!({ "reasoning_effort": on }))
+                .reasoning
+                .enable_thinking
+        );
+    }
+    // Other template arguments are left alone, as the template would ignore them.
+    assert!(
+        read(json!({"chat_template_kwargs": {"other": 1}}))
+            .reasoning
+            .enable_thinking
+    );
+    assert_eq!(
+        read(json!({"reasoning_format": "none"})).reasoning.format,
+        crate::reasoning::ReasoningFormat::Raw
+    );
+    for separate in ["auto", "deepseek"] {
+        assert_eq!(
+            read(json!({ "reasoning_format": separate }))
+                .reasoning
+                .format,
+            crate::reasoning::ReasoningFormat::Separate
+        );
+    }
+    // A constrained answer never thinks: its grammar holds from the first token.
+    let forced = read(json!({"response_format": {"type": "json_object"}}));
+    assert!(forced.reasoning.enable_thinking && !forced.generation().enable_thinking);
+
+    let refused = |extra: Value| parse_chat_request(&chat(extra)).unwrap_err();
+    let error = refused(json!({"reasoning_effort": "max"}));
+    assert_eq!(error.param.as_deref(), Some("reasoning_effort"));
+    assert_eq!(
+        error.message,
+        "'reasoning_effort' must be \"none\", \"minimal\", \"low\", \"medium\" or \"high\"."
+    );
+    assert_eq!(
+        param_of(chat(json!({"reasoning_effort": 0}))),
+        "reasoning_effort"
+    );
+    assert_eq!(
+        param_of(chat(json!({"chat_template_kwargs": true}))),
+        "chat_template_kwargs"
+    );
+    assert_eq!(
+        param_of(chat(
+            json!({"chat_template_kwargs": {"enable_thinking": "no"}})
+        )),
+        "chat_template_kwargs.enable_thinking"
+    );
+    let error = refused(json!({"reasoning_effort": "high",
+        "chat_template_kwargs": {"enable_thinking": false}}));
+    assert_eq!(
+        error.message,
+        "'chat_template_kwargs.enable_thinking' contradicts 'reasoning_effort': send one of them."
+    );
+    let error = refused(json!({"reasoning_format": "hidden"}));
+    assert_eq!(
+        (error.param.as_deref(), error.message.as_str()),
+        (
+            Some("reasoning_format"),
+            "'reasoning_format' must be \"auto\", \"deepseek\" or \"none\"."
+        )
+    );
+    assert_eq!(
+        param_of(chat(json!({"reasoning_format": 1}))),
+        "reasoning_format"
+    );
+}
+
+#[test]
+fn an_assistant_turns_thinking_is_read_but_never_replayed() {
+    let body = chat(json!({"messages": [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4", "reasoning_content": "Two and two."},
+        {"role": "user", "content": "and 3+3?"},
+    ]}));
+    let request = parse_chat_request(&body).unwrap();
+    let Prompt::Chat { messages } = &request.prompt else {
+        panic!("not a chat")
+    };
+    assert_eq!(messages[1], ChatMessage::new(Role::Assistant, "4"));
+    assert!(!format!("{messages:?}").contains("Two and two"));
+    assert_eq!(
+        param_of(chat(json!({"messages": [
+            {"role": "assistant", "content": "4", "reasoning_content": ["x"]}]}))),
+        "messages[0].reasoning_content"
+    );
+}
+
+#[test]
+fn a_conversation_setting_turns_thinking_off() {
+    let settings = json!({"reasoning_effort": "none"});
+    let read = parse_sampling_settings(settings.as_object().unwrap()).unwrap();
+    assert!(!read.thinking);
+    let request = CompletionRequest::conversation("m".into(), Vec::new(), read).unwrap();
+    assert!(!request.generation().enable_thinking);
+}
