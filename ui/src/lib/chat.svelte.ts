@@ -60,6 +60,8 @@ class ChatSession {
   stopping = $state(false);
   /** The answer being written, while `streaming`. */
   streamingId = $state<number | null>(null);
+  /** When the streaming answer began to think, while it thinks (for the live time). */
+  thinkingSince = $state<number | null>(null);
   /** Prompt tokens of the last request, and tokens streamed since. */
   promptTokens = $state<number | null>(null);
   streamedTokens = $state(0);
@@ -342,6 +344,7 @@ class ChatSession {
     const previousUsage = { prompt: this.promptTokens, streamed: this.streamedTokens, dropped: this.droppedMessages };
     this.streamedTokens = 0;
     this.promptTokens = null;
+    this.thinkingSince = null;
     let started = false;
     let finished = false;
     let userId = userMessageId;
@@ -368,9 +371,23 @@ class ChatSession {
           }
           if (messages && event.assistant_message) {
             const index = messages.findIndex((message) => message.id === answerId);
-            if (index !== -1) messages[index] = { ...event.assistant_message, content: messages[index]!.content };
+            if (index !== -1) {
+              const shown = messages[index]!;
+              messages[index] = { ...event.assistant_message, content: shown.content, reasoning: shown.reasoning, reasoning_tokens: shown.reasoning_tokens };
+            }
             answerId = event.assistant_message.id;
             this.streamingId = answerId;
+          }
+          break;
+        }
+        case 'reasoning': {
+          started = true;
+          const message = current();
+          if (message && typeof event.text === 'string') {
+            if (this.thinkingSince === null) this.thinkingSince = Date.now();
+            message.reasoning = (message.reasoning ?? '') + event.text;
+            message.reasoning_tokens = (message.reasoning_tokens ?? 0) + 1;
+            this.streamedTokens += 1;
           }
           break;
         }
@@ -378,6 +395,11 @@ class ChatSession {
           started = true;
           const message = current();
           if (message && typeof event.text === 'string') {
+            if (this.thinkingSince !== null) {
+              // The thinking is over: its time stands until the server's figure replaces it.
+              message.reasoning_ms = Date.now() - this.thinkingSince;
+              this.thinkingSince = null;
+            }
             message.content += event.text;
             this.streamedTokens += 1;
           }
@@ -478,6 +500,7 @@ class ChatSession {
       if (this.controller === controller) this.controller = null;
       this.streaming = false;
       this.stopping = false;
+      this.thinkingSince = null;
       const last = this.conversation?.id === conversationId ? this.conversation.messages.at(-1) : undefined;
       this.announcement =
         last?.status === 'error'

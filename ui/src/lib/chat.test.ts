@@ -137,6 +137,46 @@ describe('chat session', () => {
     expect(answer?.content).toBe('Hel');
   });
 
+  it('streams a thinking model\'s thinking apart from its answer, counting it and timing it', async () => {
+    routes['GET /api/conversations/1'] = () => json({ ...conversation, messages: [] });
+    await chat.open(null);
+    await chat.open(1);
+    routes['POST /api/conversations/1/messages'] = () =>
+      sse([
+        { type: 'start', user_message: message(2, 'user', '2+2?'), assistant_message: message(3, 'assistant', '', { status: 'streaming' }), prompt_tokens: 3, dropped_messages: 0 },
+        { type: 'reasoning', text: 'Two and' },
+        { type: 'reasoning', text: ' two.' },
+        { type: 'token', text: 'Four.' },
+        // Cut off before `done`: what the page built from the events stays.
+        { type: 'error', error: { message: 'The model crashed.', code: 'model_crashed' } },
+      ]);
+    await chat.send('2+2?');
+    const answer = chat.conversation?.messages.at(-1);
+    expect(answer?.reasoning).toBe('Two and two.');
+    expect(answer?.reasoning_tokens).toBe(2);
+    expect(answer?.reasoning_ms).toBeGreaterThanOrEqual(0);
+    expect(answer?.content).toBe('Four.');
+    expect(chat.thinkingSince).toBeNull();
+  });
+
+  it('takes the saved thinking, with the server\'s count and time, once the answer is done', async () => {
+    routes['GET /api/conversations/1'] = () => json({ ...conversation, messages: [] });
+    await chat.open(null);
+    await chat.open(1);
+    const saved = message(3, 'assistant', 'Four.', { reasoning: 'Two and two.', reasoning_tokens: 4, reasoning_ms: 3200 });
+    routes['POST /api/conversations/1/messages'] = () =>
+      sse([
+        { type: 'start', user_message: message(2, 'user', '2+2?'), assistant_message: message(3, 'assistant', '', { status: 'streaming' }), prompt_tokens: 3, dropped_messages: 0 },
+        { type: 'reasoning', text: 'Two and two.' },
+        { type: 'token', text: 'Four.' },
+        { type: 'done', message: saved },
+      ]);
+    routes['GET /api/conversations/1'] = () => json({ ...conversation, messages: [message(2, 'user', '2+2?'), saved] });
+    await chat.send('2+2?');
+    await vi.waitFor(() => expect(chat.conversation?.messages.at(-1)?.reasoning_ms).toBe(3200));
+    expect(chat.conversation?.messages.at(-1)?.reasoning_tokens).toBe(4);
+  });
+
   it('asks before the first message to a remote provider, and sends it only once agreed', async () => {
     routes['GET /api/conversations/1'] = () => json({ ...conversation, model: 'lab/big', messages: [] });
     await chat.open(null);

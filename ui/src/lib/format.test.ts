@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { downloadFraction, formatBytes, metricsLine, speculationLine } from './format';
+import { downloadFraction, formatBytes, metricsLine, speculationLine, thinkingLine } from './format';
 
 describe('format', () => {
+  it('sums up a thinking block, done or going on', () => {
+    expect(thinkingLine(3200, 184, false)).toBe('Thought for 3.2 s · 184 tokens');
+    expect(thinkingLine(1449, 1, true)).toBe('Thinking… 1.4 s · 1 token');
+    expect(thinkingLine(undefined, 12, false)).toBe('Thought · 12 tokens');
+    expect(thinkingLine(0, 0, true)).toBe('Thinking…');
+  });
+
   it('formats sizes', () => {
     expect(formatBytes(96_576_768)).toBe('96.6 MB');
     expect(formatBytes(4_920_000_000)).toBe('4.92 GB');

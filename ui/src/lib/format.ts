@@ -53,6 +53,21 @@ export function metricsLine(metrics: AnswerMetrics): string {
   return parts.join(' · ');
 }
 
+/**
+ * A thinking block's summary: "Thought for 3.2 s · 184 tokens" once done, "Thinking… 1.4 s ·
+ * 52 tokens" while it goes on.
+ */
+export function thinkingLine(ms: number | undefined, tokens: number | undefined, live: boolean): string {
+  const parts = [live ? 'Thinking…' : 'Thought'];
+  if (ms !== undefined && Number.isFinite(ms) && ms > 0) {
+    const seconds = `${(ms / 1000).toFixed(1)} s`;
+    parts[0] = live ? `Thinking… ${seconds}` : `Thought for ${seconds}`;
+  }
+  const line = [parts[0]];
+  if (tokens !== undefined && tokens > 0) line.push(`${tokens} ${tokens === 1 ? 'token' : 'tokens'}`);
+  return line.join(' · ');
+}
+
 /** Speculative decoding's share of an answer, or '' when nothing was guessed. */
 export function speculationLine(metrics: AnswerMetrics): string {
   const drafted = metrics.drafted_tokens ?? 0;
