@@ -34,8 +34,8 @@ pub struct OllamaGeneration {
     /// Streamed as NDJSON unless `stream` is false (Ollama's default is to stream).
     pub stream: bool,
     pub keep_alive: Option<KeepAlive>,
-    /// `think: false` turns a reasoning model's thinking off (its text is not split here:
-    /// what it thinks stays inline, tags and all).
+    /// `think: false` turns a reasoning model's thinking off (the text is not split on this
+    /// API: what it thinks stays inline, tags and all).
     pub enable_thinking: bool,
 }
 
