@@ -5,7 +5,9 @@
 //!   p50/p95 and TTFT are reported beside it. The prefix cache is off.
 //! - `--turns N` (`--conversations K`): a chat of N turns (about 150 tokens each), or K chats
 //!   with system prompts of their own taking turns (A1 B1 A2 B2 …) through the scheduler;
-//!   every turn's TTFT with prefix reuse, then the same prompts replayed without it.
+//!   every turn's TTFT with prefix reuse (host-memory and disk tiers as in the app, the disk
+//!   in a folder of the run's own), paired with the same prompt computed in full at once by a
+//!   second worker with the cache off.
 //! - `--interference N`: one stream decodes alone; then again while an N-token prompt arrives
 //!   on a second sequence. Reports the first stream's ITL p95 in both runs and their ratio.
 
@@ -294,10 +296,14 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
     let conversations = args.conversations;
     anyhow::ensure!(conversations >= 1, "--conversations must be at least 1");
     let with_reuse = !args.model.no_prefix_cache;
-    // The disk tier of `--restart`: a folder of this run's own, so files of an earlier run
-    // never serve a first turn.
+    // The disk tier, as the app has one: a folder of this run's own, so files of an earlier
+    // run never serve a first turn, removed afterwards.
     let kv_dir = std::env::temp_dir().join(format!("hearth-bench-kv-{}", std::process::id()));
     let supervisor = crate::supervisor()?;
+    // The baseline: a second worker with the cache off, asked each prompt right after the
+    // first one answered it, so both figures of a turn share the machine's load of the moment
+    // (a shared machine's load drifts over a run of minutes).
+    let baseline = crate::supervisor()?;
     let result = async {
         // The conversations, generated once (with reuse if asked, else without), taking turns.
         let mut histories: Vec<Vec<ChatMessage>> = (0..conversations)
@@ -309,13 +315,20 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
             })
             .collect();
         let mut with_cache: Vec<(u32, u32, RequestMetrics)> = Vec::new();
+        let mut without_cache = Vec::new();
         let with_reuse_params = LoadParams {
             prefix_cache: with_reuse,
-            kv_disk_dir: args.restart.then(|| kv_dir.clone()),
+            kv_disk_dir: with_reuse.then(|| kv_dir.clone()),
             ..args.model.load_params()
         };
         load(&supervisor, args, with_reuse_params.clone()).await?;
-        let mut conversation: Vec<Vec<ChatMessage>> = Vec::new();
+        if with_reuse {
+            let no_reuse = LoadParams {
+                prefix_cache: false,
+                ..args.model.load_params()
+            };
+            load(&baseline, args, no_reuse).await?;
+        }
         for turn in 1..=turns {
             if args.restart && turn == turns {
                 // A new worker: nothing of the old one's memory survives, only its files.
@@ -324,30 +337,17 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
             }
             for (index, history) in (0u32..).zip(histories.iter_mut()) {
                 history.push(ChatMessage::new(Role::User, turn_message(turn)));
-                conversation.push(history.clone());
                 let (answer, metrics) = chat_turn(&supervisor, history, TURN_ANSWER_TOKENS).await?;
+                // The same prompt computed in full, at once.
+                let ttft_without = if with_reuse {
+                    chat_turn(&baseline, history, 1).await?.1.ttft_ms
+                } else {
+                    metrics.ttft_ms
+                };
+                without_cache.push(ttft_without);
                 with_cache.push((index, turn, metrics));
                 history.push(ChatMessage::new(Role::Assistant, answer));
             }
-        }
-        // The same prompts replayed with every prompt computed in full.
-        let mut without_cache = Vec::new();
-        if with_reuse {
-            load(
-                &supervisor,
-                args,
-                LoadParams {
-                    prefix_cache: false,
-                    ..args.model.load_params()
-                },
-            )
-            .await?;
-            for prompt in &conversation {
-                let (_, metrics) = chat_turn(&supervisor, prompt, 1).await?;
-                without_cache.push(metrics.ttft_ms);
-            }
-        } else {
-            without_cache = with_cache.iter().map(|(.., m)| m.ttft_ms).collect();
         }
         let report: Vec<TurnReport> = with_cache
             .iter()
@@ -366,9 +366,8 @@ pub async fn turns(args: &BenchArgs, turns: u32) -> anyhow::Result<()> {
     }
     .await;
     supervisor.shutdown().await;
-    if args.restart {
-        let _ = std::fs::remove_dir_all(&kv_dir);
-    }
+    baseline.shutdown().await;
+    let _ = std::fs::remove_dir_all(&kv_dir);
     let turns = result?;
     let last_turn = turns.iter().map(|t| t.turn).max();
     let last_turn_ttft_ratio = turns
