@@ -10,6 +10,7 @@ mod bench;
 mod bench_modes;
 mod bench_speculative;
 mod chat;
+mod fit_draft;
 mod models;
 mod probe;
 mod provider;

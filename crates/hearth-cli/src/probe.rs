@@ -20,6 +20,8 @@ use hearth_probe::{
 use hearth_protocol::{FlashAttention, LoadParams, MemoryReport};
 use serde::Serialize;
 
+use crate::fit_draft::{draft_lines, draft_report, DraftReport};
+
 /// Largest |relative error| of the predicted total that `--verify` accepts (the goal is 5%).
 pub const VERIFY_TOLERANCE: f64 = 0.10;
 const BYTES_PER_MIB: f64 = 1024.0 * 1024.0;
@@ -70,6 +72,25 @@ pub struct FitArgs {
     /// Use only cached bandwidth figures; run no kernel.
     #[arg(long)]
     pub no_measure: bool,
+    /// Plan this draft model for speculative decoding (a GGUF file or an installed id)
+    /// instead of the one the catalog names.
+    #[arg(long)]
+    pub draft_model: Option<String>,
+    /// The draft's acceptance rate to predict the speedup from: `hearth bench --draft-model`'s
+    /// `acceptance_rate`. Default: a prior of 0.7 (said so in the report).
+    #[arg(long, value_parser = acceptance_rate)]
+    pub draft_acceptance: Option<f64>,
+}
+
+fn acceptance_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text} is not a number"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{text} is not between 0 and 1"))
+    }
 }
 
 /// Asks the worker for llama.cpp's devices, then probes the machine (kernels off the async
@@ -338,17 +359,8 @@ pub struct FitReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub within_tolerance: Option<bool>,
     pub tolerance: f64,
-    /// The draft model the catalog names for speculative decoding, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub draft_model: Option<DraftChoice>,
-}
-
-/// Speculative decoding's draft model for a catalog model.
-#[derive(Debug, Serialize)]
-pub struct DraftChoice {
-    pub id: String,
-    /// `run`, `chat`, `bench` and `serve` use it only when it is installed.
-    pub installed: bool,
+    /// Speculative decoding's draft model: chosen or why not, its memory and predicted gain.
+    pub draft: DraftReport,
 }
 
 fn load_params(plan: &Plan) -> LoadParams {
@@ -425,11 +437,14 @@ async fn fit_with(
         relative_error: None,
         within_tolerance: None,
         tolerance: VERIFY_TOLERANCE,
+        draft: draft_report(
+            &args.model,
+            args.draft_model.as_deref(),
+            args.draft_acceptance,
+            &plan,
+            &report.profile,
+        )?,
         plan,
-        draft_model: crate::models::catalog_draft(&args.model).map(|draft| DraftChoice {
-            installed: draft.installed_path.is_some(),
-            id: draft.id,
-        }),
     };
     if args.verify {
         let path = variants
@@ -525,16 +540,8 @@ fn print_fit(report: &FitReport) {
     for note in &plan.notes {
         println!("note: {note}");
     }
-    if let Some(draft) = &report.draft_model {
-        println!(
-            "speculative decoding: draft model {} ({})",
-            draft.id,
-            if draft.installed {
-                "installed: used by run, chat, bench and serve"
-            } else {
-                "not installed: `hearth pull` it to use it"
-            }
-        );
+    for line in draft_lines(&report.draft) {
+        println!("{line}");
     }
     if let (Some(measured), Some(error)) = (&report.measured, report.relative_error) {
         println!(

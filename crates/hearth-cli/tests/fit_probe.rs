@@ -116,6 +116,77 @@ fn fit_verify_predicts_smollm2_memory_within_ten_percent() {
     );
 }
 
+/// The draft plan: a file has no catalog draft; `--draft-model` plans one beside the model
+/// (its memory, whether it fits, the speedup at the given acceptance). SmolLM2 as its own
+/// draft costs a whole decode step per guess, so speculation is not advised.
+#[test]
+fn fit_plans_a_draft_model_with_its_memory_and_predicted_speedup() {
+    let home = tempfile::tempdir().unwrap();
+    let model = hearth_testkit::smollm2().display().to_string();
+    let plain = json(&hearth(
+        home.path(),
+        &["fit", &model, "--ctx", "2048", "--no-measure", "--json"],
+    ));
+    assert_eq!(plain["draft"]["status"], "no_catalog_draft", "{plain}");
+    assert!(plain["draft"].get("plan").is_none());
+
+    let report = json(&hearth(
+        home.path(),
+        &[
+            "fit",
+            &model,
+            "--ctx",
+            "2048",
+            "--no-measure",
+            "--json",
+            "--draft-model",
+            &model,
+            "--draft-acceptance",
+            "0.8",
+        ],
+    ));
+    let draft = &report["draft"];
+    assert_eq!(draft["status"], "not_advised", "{draft}");
+    assert_eq!(draft["from_catalog"], false);
+    assert_eq!(draft["installed"], true);
+    let plan = &draft["plan"];
+    assert_eq!(plan["fits"], true);
+    assert_eq!(plan["advised"], false);
+    assert_eq!(plan["acceptance_rate"], 0.8);
+    assert_eq!(plan["acceptance_source"], "given");
+    assert_eq!(plan["verify_cost_source"], "measured_cpu");
+    // The draft's weights (92 MiB) and its own KV cache for the same context.
+    let extra = plan["extra_bytes"].as_u64().unwrap();
+    assert!(extra > 96_000_000, "{plan}");
+    let kv: u64 = plan["memory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|device| device["kv_cache_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(kv, report["predicted"]["kv_cache_bytes"].as_u64().unwrap());
+    let speedup = plan["predicted_speedup"].as_f64().unwrap();
+    assert!(speedup > 0.0 && speedup < 1.0, "{plan}");
+    // The report says so, with the acceptance it assumed and where it came from.
+    let printed = hearth(
+        home.path(),
+        &["fit", &model, "--no-measure", "--draft-model", &model],
+    );
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        printed.contains("speculation is not advised for this machine"),
+        "{printed}"
+    );
+    assert!(printed.contains("acceptance 0.70 (prior"), "{printed}");
+    // Bad input is a clear error.
+    let output = hearth(
+        home.path(),
+        &["fit", &model, "--draft-acceptance", "1.5", "--no-measure"],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("between 0 and 1"));
+}
+
 #[test]
 fn fit_refuses_what_it_cannot_read() {
     let home = tempfile::tempdir().unwrap();

@@ -16,13 +16,16 @@
 //! buffers, runtime overheads) following llama.cpp's own sizing rules;
 //! [`speed::predict_speed`] predicts decode and prefill tokens per second; [`plan::plan`]
 //! chooses the quantization, context, offload, KV cache type, flash attention and parallel
-//! sequences that fit the budgets (free memory minus a stated margin). Fixture profiles
+//! sequences that fit the budgets (free memory minus a stated margin); [`draft::plan_draft`]
+//! checks that a speculative-decoding draft model fits beside that plan and predicts its
+//! decode speedup from an acceptance rate. Fixture profiles
 //! ([`profile::fixtures`]) and synthetic models ([`model::synthetic`]) test it without the
 //! hardware. [`catalog`] gives a catalog model's variants to plan from, read from installed
 //! files or estimated. `docs/planner.md` explains the formulas and how they were checked
 //! against llama.cpp.
 
 pub mod catalog;
+pub mod draft;
 pub mod machine;
 pub mod memory;
 pub mod model;
@@ -33,6 +36,7 @@ pub mod speed;
 
 use std::path::Path;
 
+pub use draft::{plan_draft, Acceptance, AcceptanceSource, DraftPlan};
 pub use memory::{ContextConfig, DeviceMemory, Placement};
 pub use model::{ModelFacts, ModelFactsError};
 pub use plan::{

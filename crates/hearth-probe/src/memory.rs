@@ -32,7 +32,7 @@ const CUDA_RUNTIME_OVERHEAD_BYTES: u64 = 400 * MIB;
 const METAL_RUNTIME_OVERHEAD_BYTES: u64 = 128 * MIB;
 const OTHER_GPU_RUNTIME_OVERHEAD_BYTES: u64 = 256 * MIB;
 /// The worker process itself on the host: code, the thread pool, the tokenizer's tables.
-const HOST_PROCESS_OVERHEAD_BYTES: u64 = 48 * MIB;
+pub(crate) const HOST_PROCESS_OVERHEAD_BYTES: u64 = 48 * MIB;
 /// Tokenizer memory per vocabulary entry (the token text, its score and type, lookup maps).
 const HOST_BYTES_PER_VOCAB_ENTRY: u64 = 96;
 

@@ -310,7 +310,7 @@ pub fn budgets(profile: &DeviceProfile) -> Vec<DeviceBudget> {
 
 /// `budgets` with `planned_bytes` filled in from `memory`; `None` when something exceeds its
 /// budget.
-fn fill_budgets(
+pub(crate) fn fill_budgets(
     memory: &[DeviceMemory],
     budgets: &[DeviceBudget],
     unified: bool,

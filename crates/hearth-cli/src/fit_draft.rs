@@ -1,0 +1,152 @@
+//! `hearth fit`'s speculative-decoding line: which draft model the plan takes (`--draft-model`,
+//! else the one the catalog names), whether it fits beside the model, and the decode speedup
+//! `hearth_probe::draft` predicts at a measured acceptance rate (`--draft-acceptance`, from
+//! `hearth bench --draft-model`'s `acceptance_rate`) or the stated prior.
+
+use std::path::Path;
+
+use anyhow::Context;
+use hearth_probe::draft::{plan_draft, Acceptance, AcceptanceSource, DraftPlan, VerifyCostSource};
+use hearth_probe::{variant_from_file, DeviceProfile, Plan};
+use serde::Serialize;
+
+/// What the plan decided about a draft model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DraftStatus {
+    /// It fits and is predicted to speed decode up.
+    Chosen,
+    /// It fits, but the predicted speedup is below 1 on this machine.
+    NotAdvised,
+    /// The model and the draft do not fit the memory budgets together.
+    DoesNotFit,
+    /// The catalog names a draft that is not installed.
+    NotInstalled,
+    /// No `--draft-model` and no draft in the catalog.
+    NoCatalogDraft,
+}
+
+/// `hearth fit`'s draft report (`draft` in `--json`).
+#[derive(Debug, Serialize)]
+pub struct DraftReport {
+    pub status: DraftStatus,
+    /// The catalog's draft id, or `--draft-model` as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// True when the catalog named the draft, false for `--draft-model`.
+    pub from_catalog: bool,
+    pub installed: bool,
+    /// Memory, fit and predicted speedup, when the draft's file could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<DraftPlan>,
+}
+
+/// The draft for `model`: `draft_model` (a file or an installed id) when given, else the
+/// catalog's, planned beside `plan` at `acceptance` (the prior when `None`).
+pub fn draft_report(
+    model: &str,
+    draft_model: Option<&str>,
+    acceptance: Option<f64>,
+    plan: &Plan,
+    profile: &DeviceProfile,
+) -> anyhow::Result<DraftReport> {
+    let (id, from_catalog, path) = match draft_model {
+        Some(given) => {
+            let path = crate::models::resolve_model_path(Path::new(given))
+                .with_context(|| format!("draft model {given}"))?;
+            (given.to_string(), false, Some(path))
+        }
+        None => match crate::models::catalog_draft(model) {
+            Some(choice) => (choice.id, true, choice.installed_path),
+            None => {
+                return Ok(DraftReport {
+                    status: DraftStatus::NoCatalogDraft,
+                    id: None,
+                    from_catalog: false,
+                    installed: false,
+                    plan: None,
+                })
+            }
+        },
+    };
+    let Some(path) = path else {
+        return Ok(DraftReport {
+            status: DraftStatus::NotInstalled,
+            id: Some(id),
+            from_catalog,
+            installed: false,
+            plan: None,
+        });
+    };
+    let variant = variant_from_file(&path)
+        .with_context(|| format!("cannot read the GGUF header of the draft model {id}"))?;
+    let draft_plan = plan_draft(
+        plan,
+        &variant.facts,
+        profile,
+        Acceptance::from_measurement(acceptance),
+        hearth_protocol::DEFAULT_MAX_DRAFT_TOKENS,
+    );
+    let status = if !draft_plan.fits {
+        DraftStatus::DoesNotFit
+    } else if draft_plan.advised {
+        DraftStatus::Chosen
+    } else {
+        DraftStatus::NotAdvised
+    };
+    Ok(DraftReport {
+        status,
+        id: Some(id),
+        from_catalog,
+        installed: true,
+        plan: Some(draft_plan),
+    })
+}
+
+/// The report's lines for a person.
+pub fn draft_lines(report: &DraftReport) -> Vec<String> {
+    let id = report.id.as_deref().unwrap_or("");
+    let Some(plan) = &report.plan else {
+        return vec![match report.status {
+            DraftStatus::NotInstalled => format!(
+                "speculative decoding: the catalog's draft {id} is not installed (`hearth pull {id}` to plan it)"
+            ),
+            _ => "speculative decoding: no draft model (the catalog names none; --draft-model D plans one)".to_string(),
+        }];
+    };
+    let extra = format!("{:.1} MiB", plan.extra_bytes as f64 / (1024.0 * 1024.0));
+    let decision = match report.status {
+        DraftStatus::Chosen => format!("draft {id} chosen (+{extra})"),
+        DraftStatus::DoesNotFit => {
+            format!("draft {id} does not fit beside the model (it needs {extra} more)")
+        }
+        _ => format!("draft {id} fits (+{extra}) but speculation is not advised for this machine"),
+    };
+    let acceptance = match plan.acceptance_source {
+        AcceptanceSource::Given => "given",
+        AcceptanceSource::Prior => {
+            "prior; measure it with `hearth bench --draft-model D` (acceptance_rate) and pass --draft-acceptance"
+        }
+    };
+    let verify = match plan.verify_cost_source {
+        VerifyCostSource::MeasuredCpu => "measured on the reference CPU",
+        VerifyCostSource::Predicted => "predicted",
+    };
+    let mut lines = vec![
+        format!("speculative decoding: {decision}"),
+        format!(
+            "  predicted decode {:.2}× with {} guesses per step: {:.2} tokens per step at acceptance {:.2} ({acceptance})",
+            plan.predicted_speedup, plan.draft_tokens, plan.tokens_per_step, plan.acceptance_rate
+        ),
+        format!(
+            "  a guess costs {:.2} of a decode step to draft (the draft's predicted time per token) and {:.2} to verify ({verify})",
+            plan.draft_cost_per_guess, plan.verify_cost_per_guess
+        ),
+    ];
+    if report.status == DraftStatus::NotAdvised && report.from_catalog {
+        lines.push(
+            "  run, chat, bench and serve still use the installed catalog draft: pass --speculative off".to_string(),
+        );
+    }
+    lines
+}
