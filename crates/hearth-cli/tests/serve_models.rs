@@ -108,3 +108,14 @@ fn installed_models_are_served_by_id_loaded_on_demand_and_swapped() {
         assert_eq!(server.worker_pids().len(), 1);
     }
 }
+
+/// `/api/system` says how each loaded model speculates (the UI's Hardware page shows it).
+#[test]
+fn the_system_report_shows_a_loaded_models_speculative_decoding() {
+    let server = TestServer::start(&["--speculative", "ngram"]);
+    server.wait_ready();
+    let system = server.get("/api/system").json();
+    let plan = &system["loaded"][0]["plan"];
+    assert_eq!(plan["speculative"], "ngram", "{system}");
+    assert_eq!(plan["draft_model"], Value::Null, "{system}");
+}

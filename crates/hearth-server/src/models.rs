@@ -84,6 +84,9 @@ pub struct LoadedModel {
     pub id: String,
     pub supervisor: Supervisor,
     pub info: ModelInfo,
+    /// The draft model guessing for it: the catalog's draft id, or the file name of the
+    /// server's `--draft-model`; `None` unless it speculates with a draft.
+    pub draft_model: Option<String>,
     /// Requests using the model now.
     active_requests: AtomicUsize,
     last_used: Mutex<Instant>,
@@ -386,13 +389,20 @@ impl ModelManager {
         );
         let manager = Arc::downgrade(self);
         let worker_command = self.config.worker_command.clone();
-        let load_params = with_catalog_draft(
+        let (load_params, catalog_draft_id) = with_catalog_draft(
             self.config.load_params.clone(),
             self.config.library.as_ref(),
             &model.id,
         );
         tokio::spawn(async move {
-            let outcome = load_model(manager, worker_command, load_params, model).await;
+            let outcome = load_model(
+                manager,
+                worker_command,
+                load_params,
+                catalog_draft_id,
+                model,
+            )
+            .await;
             let _ = sender.send(Some(outcome));
         });
         receiver
@@ -520,22 +530,31 @@ impl ModelManager {
 }
 
 /// `params` with the installed draft model the catalog names for library model `id`
-/// (speculative decoding), unless the server was told to use n-gram lookup.
-fn with_catalog_draft(params: LoadParams, library: Option<&ModelLibrary>, id: &str) -> LoadParams {
+/// (speculative decoding), and that draft's id, unless the server was told to speculate
+/// otherwise.
+fn with_catalog_draft(
+    params: LoadParams,
+    library: Option<&ModelLibrary>,
+    id: &str,
+) -> (LoadParams, Option<String>) {
     if params.speculative != hearth_protocol::SpeculativeMode::Off {
-        return params;
+        return (params, None);
     }
     let draft = library.and_then(|library| {
         let catalog = hearth_models::Catalog::builtin().ok()?;
-        hearth_models::catalog_draft(&catalog, library, id)?.installed_path
+        let choice = hearth_models::catalog_draft(&catalog, library, id)?;
+        Some((choice.installed_path?, choice.id))
     });
     match draft {
-        Some(path) => LoadParams {
-            speculative: hearth_protocol::SpeculativeMode::Draft,
-            draft_model: Some(path),
-            ..params
-        },
-        None => params,
+        Some((path, draft_id)) => (
+            LoadParams {
+                speculative: hearth_protocol::SpeculativeMode::Draft,
+                draft_model: Some(path),
+                ..params
+            },
+            Some(draft_id),
+        ),
+        None => (params, None),
     }
 }
 
@@ -544,6 +563,7 @@ async fn load_model(
     manager: Weak<ModelManager>,
     worker_command: WorkerCommand,
     load_params: LoadParams,
+    catalog_draft_id: Option<String>,
     model: ServableModel,
 ) -> Result<(), ApiError> {
     let supervisor = Supervisor::new(worker_command);
@@ -565,10 +585,14 @@ async fn load_model(
             let load_seconds = started.elapsed().as_secs_f64();
             tracing::info!(model = %model.id, load_seconds, "model loaded");
             manager.metrics.record_model_load(&model.id, load_seconds);
+            let draft_model = (info.speculative == hearth_protocol::SpeculativeMode::Draft)
+                .then(|| catalog_draft_id.or_else(|| info.draft_model.clone()))
+                .flatten();
             let loaded = Arc::new(LoadedModel {
                 id: model.id.clone(),
                 supervisor,
                 info,
+                draft_model,
                 active_requests: AtomicUsize::new(0),
                 last_used: Mutex::new(Instant::now()),
                 keep_alive: Mutex::new(None),

@@ -424,6 +424,8 @@ pub struct LoadedModelJson {
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadedPlanJson {
     pub architecture: String,
+    /// The draft model of `speculative: draft`: its catalog id (else its file name).
+    pub draft_model: Option<String>,
     pub flash_attention: hearth_protocol::FlashAttention,
     pub kv_cache_type: hearth_protocol::KvCacheType,
     pub memory_bytes: Option<u64>,
@@ -432,6 +434,8 @@ pub struct LoadedPlanJson {
     pub n_gpu_layers: u32,
     pub n_parallel: u32,
     pub n_threads: u32,
+    /// Speculative decoding: `off`, `ngram` or `draft`.
+    pub speculative: hearth_protocol::SpeculativeMode,
 }
 
 /// `GET /api/system`.
@@ -470,6 +474,7 @@ async fn loaded_json(state: &AppState) -> Vec<LoadedModelJson> {
             id: model.id.clone(),
             plan: Some(LoadedPlanJson {
                 architecture: info.architecture.clone(),
+                draft_model: model.draft_model.clone(),
                 flash_attention: info.flash_attention,
                 kv_cache_type: info.kv_cache_type,
                 memory_bytes,
@@ -478,6 +483,7 @@ async fn loaded_json(state: &AppState) -> Vec<LoadedModelJson> {
                 n_gpu_layers: info.n_gpu_layers,
                 n_parallel: info.n_parallel,
                 n_threads: info.n_threads,
+                speculative: info.speculative,
             }),
             state: "loaded",
         });

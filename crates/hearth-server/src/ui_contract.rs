@@ -340,6 +340,29 @@ async fn server_samples(state: &AppState, samples: &mut Samples) {
         status: "loading",
     };
     samples.add_typed("Health", "a model loading (503)", &loading);
+    // A loaded model's plan on `/api/system`, speculating with a draft and without.
+    for (speculative, draft_model) in [
+        (
+            hearth_protocol::SpeculativeMode::Draft,
+            Some("smollm2-135m-instruct".to_string()),
+        ),
+        (hearth_protocol::SpeculativeMode::Ngram, None),
+    ] {
+        let plan = crate::system::LoadedPlanJson {
+            architecture: "llama".into(),
+            draft_model,
+            flash_attention: hearth_protocol::FlashAttention::Auto,
+            kv_cache_type: hearth_protocol::KvCacheType::F16,
+            memory_bytes: Some(1 << 27),
+            n_ctx: 4096,
+            n_ctx_total: 4096,
+            n_gpu_layers: 0,
+            n_parallel: 1,
+            n_threads: 2,
+            speculative,
+        };
+        samples.add_typed("Plan", format!("a loaded model, {speculative:?}"), &plan);
+    }
     samples.add_typed(
         "ServableModel",
         "a remote provider's model",

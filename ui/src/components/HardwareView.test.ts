@@ -64,5 +64,23 @@ describe('HardwareView', () => {
     expect(section?.textContent).not.toContain('zen4');
     expect(document.querySelector('[data-testid="hardware-gpus"]')?.textContent).toContain('not used');
   });
-});
 
+  it("shows the loaded model's speculative decoding: the draft's id, n-gram lookup, off", async () => {
+    const plan = { architecture: 'llama', n_ctx: 4096, kv_cache_type: 'f16', memory_bytes: 2e8 };
+    const report = {
+      probe: { cpu: { logical_cores: 2 }, memory: { total_bytes: 8e9, available_bytes: 4e9 }, gpus: [] },
+      loaded: [
+        { id: 'smollm2-1.7b-instruct', state: 'loaded', plan: { ...plan, speculative: 'draft', draft_model: 'smollm2-135m-instruct' } },
+        { id: 'rewriter', state: 'loaded', plan: { ...plan, speculative: 'ngram', draft_model: null } },
+        { id: 'plain', state: 'loaded', plan: { ...plan, speculative: 'off', draft_model: null } },
+      ],
+    };
+    vi.stubGlobal('fetch', async () => json(report));
+    app.system = report as typeof app.system;
+    component = mount(HardwareView, { target: document.body });
+    flushSync();
+    const shown = [...document.querySelectorAll('[data-testid="plan-speculative"]')].map((cell) => cell.textContent);
+    expect(shown).toEqual(['draft model smollm2-135m-instruct', 'n-gram lookup', 'off']);
+    expect(document.querySelector('[data-testid="active-plan"]')?.textContent).toContain('Speculative decoding');
+  });
+});

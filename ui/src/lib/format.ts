@@ -1,6 +1,6 @@
 /** Numbers as people read them: sizes, speeds, durations, fit badges, answer metrics. */
 
-import type { AnswerMetrics, DownloadStatus, Fit, FitBadge } from './types';
+import type { AnswerMetrics, DownloadStatus, Fit, FitBadge, Plan } from './types';
 
 export function formatBytes(bytes: number | null | undefined): string {
   if (bytes === null || bytes === undefined || !Number.isFinite(bytes)) return '—';
@@ -82,6 +82,18 @@ export const FIT_LABELS: Record<FitBadge, string> = {
   cpu: 'CPU only',
   too_large: 'Too large',
 };
+
+/** A loaded model's speculative decoding, as its plan says: off, n-gram lookup, or the draft. */
+export function speculativeLabel(plan: Plan): string {
+  switch (plan.speculative) {
+    case 'ngram':
+      return 'n-gram lookup';
+    case 'draft':
+      return plan.draft_model ? `draft model ${plan.draft_model}` : 'draft model';
+    default:
+      return 'off';
+  }
+}
 
 export function fitLabel(fit: Fit | undefined | null): string {
   if (!fit) return '';

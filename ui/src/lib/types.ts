@@ -278,6 +278,10 @@ export interface Plan {
   /** true/false, or llama.cpp's "auto". */
   flash_attention?: boolean | string;
   memory_bytes?: number;
+  /** Speculative decoding: who guesses tokens for the model to verify. */
+  speculative?: 'off' | 'ngram' | 'draft';
+  /** The draft model of `draft`: its catalog id. */
+  draft_model?: string | null;
 }
 
 export interface SystemReport {
