@@ -205,6 +205,31 @@ impl TestServer {
         self.home.take().expect("the server's home")
     }
 
+    /// Stops the server as a user's Ctrl-C or a service manager does (SIGTERM), waits for it
+    /// to exit (`timeout`), and gives back its data directory.
+    #[cfg(unix)]
+    pub fn terminate(mut self, timeout: Duration) -> tempfile::TempDir {
+        let terminated = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("cannot run kill");
+        assert!(terminated.success());
+        let stopping = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                stopping.elapsed() < timeout,
+                "the server did not exit within {timeout:?} of SIGTERM:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{status}\n{}", self.stderr());
+        self.home.take().expect("the server's home")
+    }
+
     /// The server's stderr so far (for failure messages).
     pub fn stderr(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
