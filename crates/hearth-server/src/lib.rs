@@ -176,14 +176,26 @@ pub fn router(state: AppState) -> Router {
 
 /// Counts every response by route pattern and status.
 async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    count_responses_under("", &state, request, next).await
+}
+
+/// Runs the request and counts its response under `prefix` + its route pattern (`unmatched`
+/// when no route matched). Shared by the main router and the Ollama listener.
+pub(crate) async fn count_responses_under(
+    prefix: &str,
+    state: &AppState,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+        .map_or("unmatched", |path| path.as_str())
+        .to_string();
     let response = next.run(request).await;
     state
         .metrics
-        .record_response(&route, response.status().as_u16());
+        .record_response(&format!("{prefix}{route}"), response.status().as_u16());
     response
 }
 

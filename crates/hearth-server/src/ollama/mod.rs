@@ -18,7 +18,7 @@ mod embed;
 mod wire;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -91,16 +91,7 @@ async fn not_found() -> ApiError {
 
 /// Counts every response as the main router does, under `ollama <route>`.
 async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
-    let response = next.run(request).await;
-    state.metrics.record_response(
-        &format!("{METRICS_ROUTE_PREFIX}{route}"),
-        response.status().as_u16(),
-    );
-    response
+    crate::count_responses_under(METRICS_ROUTE_PREFIX, &state, request, next).await
 }
 
 /// Rewrites every error answer (the handlers', the security layer's, the body limit's) from
