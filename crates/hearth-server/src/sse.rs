@@ -1,6 +1,6 @@
 //! Server-sent events, written once for every stream the server sends: the OpenAI
-//! completions (`handlers.rs`), the conversation answers (`conversations/`) and the download
-//! progress (`management.rs`).
+//! completions (`handlers/streaming.rs`), the conversation answers (`conversations/`) and
+//! the download progress (`management.rs`).
 //!
 //! An event is one `data: <JSON>\n\n` frame (no `event:` names: the conversation events say
 //! what they are in their `type`); OpenAI's streams end with [`DONE`]. Anthropic's Messages
