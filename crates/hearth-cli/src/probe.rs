@@ -537,6 +537,21 @@ fn print_fit(report: &FitReport) {
         plan.speed.decode_position,
         plan.speed.prefill_tokens_per_second
     );
+    let kv_host = &plan.kv_host;
+    println!(
+        "KV cache in RAM: up to {} for conversations pushed out of their slots ({:.0}% of the {} the plan leaves free; {} at full context), then the disk tier",
+        if kv_host.budget_bytes as f64 >= BYTES_PER_GIB {
+            gib(kv_host.budget_bytes)
+        } else {
+            mib(kv_host.budget_bytes)
+        },
+        hearth_probe::kv_host::HEADROOM_SHARE * 100.0,
+        gib(kv_host.headroom_bytes),
+        match kv_host.full_sequences() {
+            1 => "1 conversation".to_string(),
+            many => format!("{many} conversations"),
+        }
+    );
     for note in &plan.notes {
         println!("note: {note}");
     }

@@ -108,6 +108,12 @@ fn fit_verify_predicts_smollm2_memory_within_ten_percent() {
         "weights alone are 92 MiB: {measured}"
     );
     assert!(predicted > 0);
+    // The KV cache's host tier: a quarter of what the plan leaves free, never nothing here.
+    let kv_host = &report["plan"]["kv_host"];
+    let budget = kv_host["budget_bytes"].as_u64().unwrap();
+    let headroom = kv_host["headroom_bytes"].as_u64().unwrap();
+    assert!(budget > 0 && budget <= headroom / 4 + 1, "{kv_host}");
+    assert!(kv_host["full_sequence_bytes"].as_u64().unwrap() > 0);
     assert!(
         report["plan"]["speed"]["decode_tokens_per_second"]
             .as_f64()
@@ -178,6 +184,7 @@ fn fit_plans_a_draft_model_with_its_memory_and_predicted_speedup() {
         "{printed}"
     );
     assert!(printed.contains("acceptance 0.70 (prior"), "{printed}");
+    assert!(printed.contains("KV cache in RAM: up to"), "{printed}");
     // Bad input is a clear error.
     let output = hearth(
         home.path(),

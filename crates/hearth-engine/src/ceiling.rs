@@ -29,14 +29,21 @@ pub const MEMORY_CEILING_MARGIN_BYTES: u64 = 2 << 30;
 /// The ceiling for a model whose file is `file_bytes` and whose planned host memory (weights,
 /// KV cache, compute and output buffers, overhead, all on the CPU: the most the host can need)
 /// is `planned_host_bytes`, if the planner could read the file (else twice the file): twice
-/// the need plus [`MEMORY_CEILING_MARGIN_BYTES`], never below [`MIN_MEMORY_CEILING_BYTES`].
-/// The need counts the weights although a mapped file does not count towards the limit, for
-/// the loads that copy them (no mmap, repacking, an offload's host copies).
-pub fn memory_ceiling(file_bytes: u64, planned_host_bytes: Option<u64>) -> u64 {
+/// the need, plus the KV cache's host tier (`kv_host_budget_bytes`: a budget the tier keeps
+/// to, so counted once), plus [`MEMORY_CEILING_MARGIN_BYTES`], never below
+/// [`MIN_MEMORY_CEILING_BYTES`]. The need counts the weights although a mapped file does not
+/// count towards the limit, for the loads that copy them (no mmap, repacking, an offload's
+/// host copies).
+pub fn memory_ceiling(
+    file_bytes: u64,
+    planned_host_bytes: Option<u64>,
+    kv_host_budget_bytes: u64,
+) -> u64 {
     let need = planned_host_bytes
         .unwrap_or(file_bytes.saturating_mul(2))
         .max(file_bytes);
     need.saturating_mul(2)
+        .saturating_add(kv_host_budget_bytes)
         .saturating_add(MEMORY_CEILING_MARGIN_BYTES)
         .max(MIN_MEMORY_CEILING_BYTES)
 }
@@ -64,7 +71,11 @@ pub fn planned_host_bytes(path: &Path, params: &LoadParams) -> Option<u64> {
 /// Sets the ceiling for the model about to be loaded from `path`, and logs it.
 pub fn set_for_model(path: &Path, params: &LoadParams) {
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let ceiling = memory_ceiling(file_bytes, planned_host_bytes(path, params));
+    let ceiling = memory_ceiling(
+        file_bytes,
+        planned_host_bytes(path, params),
+        params.kv_host_budget_bytes.unwrap_or(0),
+    );
     match set_data_limit(ceiling) {
         Ok(Some(set)) => tracing::info!(
             ceiling_mib = set >> 20,
@@ -114,15 +125,20 @@ mod tests {
     fn the_ceiling_is_generous_and_never_below_the_floor() {
         // SmolLM2-135M: a 92 MB file, about 700 MB planned.
         assert_eq!(
-            memory_ceiling(92 << 20, Some(700 << 20)),
+            memory_ceiling(92 << 20, Some(700 << 20), 0),
             MIN_MEMORY_CEILING_BYTES
         );
         // A 4.4 GB 8B model planned at 6 GiB: twice that plus the margin.
-        assert_eq!(memory_ceiling(4_400_000_000, Some(6 * GIB)), 14 * GIB);
+        assert_eq!(memory_ceiling(4_400_000_000, Some(6 * GIB), 0), 14 * GIB);
         // Without a plan, from the file alone: twice the file, twice over, plus the margin.
-        assert_eq!(memory_ceiling(4 * GIB, None), 18 * GIB);
+        assert_eq!(memory_ceiling(4 * GIB, None, 0), 18 * GIB);
         // A plan smaller than the file still counts the whole file.
-        assert_eq!(memory_ceiling(4 * GIB, Some(GIB)), 10 * GIB);
-        assert_eq!(memory_ceiling(u64::MAX, None), u64::MAX);
+        assert_eq!(memory_ceiling(4 * GIB, Some(GIB), 0), 10 * GIB);
+        assert_eq!(memory_ceiling(u64::MAX, None, 0), u64::MAX);
+        // The KV cache's host tier comes on top, once: the tier keeps to its budget.
+        assert_eq!(
+            memory_ceiling(4_400_000_000, Some(6 * GIB), 4 * GIB),
+            18 * GIB
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod backends;
 pub mod ceiling;
 pub mod constraint;
 pub mod engine;
+pub mod kv_host_budget;
 pub mod kv_store;
 pub mod load;
 pub mod logging;

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use hearth_probe::{LlamaDevice, Wishes};
+use hearth_probe::{LlamaDevice, Plan, Wishes};
 use hearth_protocol::{GpuLayers, LoadParams};
 
 /// The layers to offload for `params`, and a note when the planner was asked.
@@ -33,6 +33,12 @@ pub fn resolve_gpu_layers(path: &Path, params: &LoadParams, gpu_devices: &[usize
 
 /// The planner's `n_gpu_layers` for the model at `path` on this worker's GPUs now.
 pub fn planned_gpu_layers(path: &Path, params: &LoadParams) -> Result<u32, String> {
+    load_plan(path, params).map(|plan| plan.n_gpu_layers)
+}
+
+/// The fit planner's plan for loading the model at `path` with `params`' context and
+/// sequences, on this worker's devices and the memory free now.
+pub fn load_plan(path: &Path, params: &LoadParams) -> Result<Plan, String> {
     let variant = hearth_probe::variant_from_file(path).map_err(|error| error.to_string())?;
     let devices: Vec<LlamaDevice> = crate::backends::backend_devices()
         .into_iter()
@@ -44,9 +50,7 @@ pub fn planned_gpu_layers(path: &Path, params: &LoadParams) -> Result<u32, Strin
         n_parallel: params.n_parallel.max(1),
         ..Wishes::default()
     };
-    hearth_probe::plan(&[variant], &profile, &wishes)
-        .map(|plan| plan.n_gpu_layers)
-        .map_err(|error| error.to_string())
+    hearth_probe::plan(&[variant], &profile, &wishes).map_err(|error| error.to_string())
 }
 
 /// The offload to retry with after an out-of-memory load of `failed` layers: the planner's

@@ -27,7 +27,7 @@ fn one_slot(host_budget: u64, disk: Option<&Path>) -> LoadParams {
     LoadParams {
         n_parallel: 1,
         n_ctx: 2048,
-        kv_host_budget_bytes: host_budget,
+        kv_host_budget_bytes: Some(host_budget),
         kv_disk_dir: disk.map(Path::to_path_buf),
         ..LoadParams::default()
     }

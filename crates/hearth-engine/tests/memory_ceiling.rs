@@ -43,9 +43,9 @@ fn the_worker_loads_and_answers_under_its_memory_ceiling() {
         planned.is_some_and(|bytes| bytes > file_bytes),
         "{planned:?}"
     );
-    let expected = memory_ceiling(file_bytes, planned);
     assert_eq!(
-        expected, MIN_MEMORY_CEILING_BYTES,
+        memory_ceiling(file_bytes, planned, 0),
+        MIN_MEMORY_CEILING_BYTES,
         "a small model gets the floor"
     );
 
@@ -59,7 +59,14 @@ fn the_worker_loads_and_answers_under_its_memory_ceiling() {
         events,
         next_id: 1,
     };
-    engine.load(&model, params).unwrap();
+    // The planner sets the KV cache's host tier at load (the params name none), and the
+    // ceiling leaves room for it on top of the model's own need.
+    let info = engine.load(&model, params).unwrap();
+    assert!(
+        info.kv_host_budget_bytes > 0,
+        "a 135M model leaves room for a host tier"
+    );
+    let expected = memory_ceiling(file_bytes, planned, info.kv_host_budget_bytes);
     assert_eq!(data_limit(), Some(expected));
 
     let plain = engine.submit_request(greedy_request(chat("What is the capital of France?"), 16));

@@ -16,7 +16,9 @@
 //! buffers, runtime overheads) following llama.cpp's own sizing rules;
 //! [`speed::predict_speed`] predicts decode and prefill tokens per second; [`plan::plan`]
 //! chooses the quantization, context, offload, KV cache type, flash attention and parallel
-//! sequences that fit the budgets (free memory minus a stated margin); [`draft::plan_draft`]
+//! sequences that fit the budgets (free memory minus a stated margin), and [`kv_host`] how much
+//! of the host memory left keeps the KV states of conversations pushed out of their slots;
+//! [`draft::plan_draft`]
 //! checks that a speculative-decoding draft model fits beside that plan and predicts its
 //! decode speedup from an acceptance rate. Fixture profiles
 //! ([`profile::fixtures`]) and synthetic models ([`model::synthetic`]) test it without the
@@ -26,6 +28,7 @@
 
 pub mod catalog;
 pub mod draft;
+pub mod kv_host;
 pub mod machine;
 pub mod memory;
 pub mod model;
@@ -37,6 +40,7 @@ pub mod speed;
 use std::path::Path;
 
 pub use draft::{plan_draft, Acceptance, AcceptanceSource, DraftPlan};
+pub use kv_host::KvHostBudget;
 pub use memory::{ContextConfig, DeviceMemory, Placement};
 pub use model::{ModelFacts, ModelFactsError};
 pub use plan::{

@@ -21,6 +21,7 @@
 use hearth_protocol::KvCacheType;
 use serde::{Deserialize, Serialize};
 
+use crate::kv_host::{kv_host_budget, KvHostBudget};
 use crate::memory::{memory_breakdown, ContextConfig, DeviceMemory, Placement};
 use crate::model::ModelFacts;
 use crate::profile::{DeviceProfile, GIB, MIB};
@@ -155,6 +156,8 @@ pub struct Plan {
     pub memory: Vec<DeviceMemory>,
     pub budgets: Vec<DeviceBudget>,
     pub speed: SpeedPrediction,
+    /// Host memory for the KV states of conversations pushed out of their slots.
+    pub kv_host: KvHostBudget,
     /// Plain-language remarks: what limited the plan, what was estimated.
     pub notes: Vec<String>,
 }
@@ -645,6 +648,7 @@ fn finish(
         profile,
         DEFAULT_DECODE_POSITION,
     );
+    let kv_host = kv_host_budget(&memory, &filled, config.n_parallel);
     Plan {
         quantization: candidate.variant.quantization.clone(),
         estimated_from_other_variant: candidate.variant.estimated,
@@ -668,6 +672,7 @@ fn finish(
         memory,
         budgets: filled,
         speed,
+        kv_host,
         notes,
         config,
     }

@@ -169,9 +169,6 @@ impl<'de> Deserialize<'de> for GpuLayers {
     }
 }
 
-/// Host memory kept for KV states pushed out of their slots when the planner says nothing:
-/// eight SmolLM2 conversations of 1,000 tokens (23 KB a token) fit in it.
-pub const DEFAULT_KV_HOST_BUDGET_BYTES: u64 = 256 << 20;
 /// The disk tier's default budget.
 pub const DEFAULT_KV_DISK_BUDGET_BYTES: u64 = 2 << 30;
 /// The disk tier's folder inside the data folder.
@@ -216,7 +213,9 @@ pub struct LoadParams {
     /// Most tokens guessed per step; the engine adapts how many to the acceptance rate.
     pub max_draft_tokens: u32,
     /// Host memory for the KV states of sequences pushed out of their slots (0: none kept).
-    pub kv_host_budget_bytes: u64,
+    /// `None`: the fit planner sets it at load, from the memory the load leaves free
+    /// (`hearth_probe::kv_host`).
+    pub kv_host_budget_bytes: Option<u64>,
     /// Folder of the disk tier of the KV cache (`None`: no disk tier). Files there are keyed
     /// by model, context parameters and llama.cpp version, so one folder serves every model.
     pub kv_disk_dir: Option<std::path::PathBuf>,
@@ -243,7 +242,7 @@ impl Default for LoadParams {
             speculative: SpeculativeMode::Off,
             draft_model: None,
             max_draft_tokens: DEFAULT_MAX_DRAFT_TOKENS,
-            kv_host_budget_bytes: DEFAULT_KV_HOST_BUDGET_BYTES,
+            kv_host_budget_bytes: None,
             kv_disk_dir: None,
             kv_disk_budget_bytes: DEFAULT_KV_DISK_BUDGET_BYTES,
         }
@@ -608,6 +607,10 @@ pub struct ModelInfo {
     pub speculative: SpeculativeMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft_model: Option<String>,
+    /// The KV cache's host tier: the most host memory the states of sequences pushed out of
+    /// their slots may take (planned at load unless the load named it).
+    #[serde(default)]
+    pub kv_host_budget_bytes: u64,
 }
 
 /// Why a generation ended.

@@ -428,6 +428,8 @@ pub struct LoadedPlanJson {
     pub draft_model: Option<String>,
     pub flash_attention: hearth_protocol::FlashAttention,
     pub kv_cache_type: hearth_protocol::KvCacheType,
+    /// The most host memory the KV states of conversations pushed out of their slots take.
+    pub kv_host_budget_bytes: u64,
     pub memory_bytes: Option<u64>,
     pub n_ctx: u32,
     pub n_ctx_total: u32,
@@ -477,6 +479,7 @@ async fn loaded_json(state: &AppState) -> Vec<LoadedModelJson> {
                 draft_model: model.draft_model.clone(),
                 flash_attention: info.flash_attention,
                 kv_cache_type: info.kv_cache_type,
+                kv_host_budget_bytes: info.kv_host_budget_bytes,
                 memory_bytes,
                 n_ctx: info.n_ctx_per_sequence,
                 n_ctx_total: info.n_ctx,

@@ -353,6 +353,7 @@ async fn server_samples(state: &AppState, samples: &mut Samples) {
             draft_model,
             flash_attention: hearth_protocol::FlashAttention::Auto,
             kv_cache_type: hearth_protocol::KvCacheType::F16,
+            kv_host_budget_bytes: 1 << 30,
             memory_bytes: Some(1 << 27),
             n_ctx: 4096,
             n_ctx_total: 4096,

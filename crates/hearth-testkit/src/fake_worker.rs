@@ -497,5 +497,6 @@ pub fn model_info() -> ModelInfo {
         load_time_ms: 1.0,
         speculative: Default::default(),
         draft_model: None,
+        kv_host_budget_bytes: 256 << 20,
     }
 }

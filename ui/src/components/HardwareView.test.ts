@@ -83,4 +83,22 @@ describe('HardwareView', () => {
     expect(shown).toEqual(['draft model smollm2-135m-instruct', 'n-gram lookup', 'off']);
     expect(document.querySelector('[data-testid="active-plan"]')?.textContent).toContain('Speculative decoding');
   });
+
+  it('shows how much of the KV cache each loaded model keeps in RAM, or that it keeps none', async () => {
+    const plan = { architecture: 'llama', n_ctx: 4096, kv_cache_type: 'f16' };
+    const report = {
+      probe: { cpu: { logical_cores: 2 }, memory: { total_bytes: 8e9, available_bytes: 4e9 }, gpus: [] },
+      loaded: [
+        { id: 'roomy', state: 'loaded', plan: { ...plan, kv_host_budget_bytes: 1.5e9 } },
+        { id: 'tight', state: 'loaded', plan: { ...plan, kv_host_budget_bytes: 0 } },
+        { id: 'older-server', state: 'loaded', plan },
+      ],
+    };
+    vi.stubGlobal('fetch', async () => json(report));
+    app.system = report as typeof app.system;
+    component = mount(HardwareView, { target: document.body });
+    flushSync();
+    const shown = [...document.querySelectorAll('[data-testid="plan-kv-host"]')].map((cell) => cell.textContent);
+    expect(shown).toEqual(['up to 1.50 GB, then on disk', 'none (memory is short): on disk only']);
+  });
 });

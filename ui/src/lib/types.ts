@@ -275,6 +275,8 @@ export interface Plan {
   n_gpu_layers?: number;
   n_threads?: number;
   kv_cache_type?: string;
+  /** The most host memory the KV states of conversations pushed out of their slots take. */
+  kv_host_budget_bytes?: number;
   /** true/false, or llama.cpp's "auto". */
   flash_attention?: boolean | string;
   memory_bytes?: number;

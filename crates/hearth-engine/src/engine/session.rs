@@ -61,6 +61,8 @@ pub(super) fn engine_main(
         else {
             return;
         };
+        // Before the ceiling, which leaves room for the host tier.
+        let params = crate::kv_host_budget::resolved(&model_path, params);
         if options.memory_ceiling {
             ceiling::set_for_model(&model_path, &params);
         }
@@ -313,6 +315,7 @@ fn serve_model(
             .as_deref()
             .filter(|_| guesser.mode() == SpeculativeMode::Draft)
             .map(file_name),
+        kv_host_budget_bytes: params.kv_host_budget_bytes.unwrap_or(0),
     };
     tracing::info!(model = %info.file_name, load_ms = info.load_time_ms, n_ctx, n_parallel, "model loaded");
     sink.emit(WorkerEvent::Loaded {

@@ -157,7 +157,8 @@ impl Tiers {
             .as_ref()
             .and_then(|disk| DiskWriterThread::spawn(disk.clone(), lock(disk).file_writer()));
         let host_budget = if reuse {
-            params.kv_host_budget_bytes
+            // Resolved by the planner before the load (`kv_host_budget`).
+            params.kv_host_budget_bytes.unwrap_or(0)
         } else {
             0
         };

@@ -32,6 +32,22 @@ fn gpu_unused_share(budget: &DeviceBudget) -> f64 {
 /// The checks every plan must pass: it fits every budget, and a GPU left more than 25%
 /// free means neither a longer context nor a larger quantization would have fit.
 fn check(name: &str, variants: &[Variant], profile: &DeviceProfile, plan: &Plan) {
+    // The KV cache's host tier and the plan together stay inside the host's pool.
+    let host = plan
+        .budgets
+        .iter()
+        .find(|budget| budget.device == "host" || budget.device == "unified")
+        .expect("every plan has a host pool");
+    assert!(
+        host.planned_bytes + plan.kv_host.budget_bytes <= host.budget_bytes,
+        "{name}: the host tier does not fit beside the plan: {:?} {host:?}",
+        plan.kv_host
+    );
+    assert_eq!(
+        plan.kv_host.budget_bytes,
+        crate::kv_host::budget_from_headroom(host.budget_bytes - host.planned_bytes),
+        "{name}"
+    );
     for budget in &plan.budgets {
         assert!(
             budget.planned_bytes <= budget.budget_bytes,
