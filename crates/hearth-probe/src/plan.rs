@@ -21,6 +21,15 @@
 use hearth_protocol::KvCacheType;
 use serde::{Deserialize, Serialize};
 
+mod device_budgets;
+mod ranking;
+
+pub use device_budgets::budgets;
+pub(crate) use device_budgets::fill_budgets;
+use device_budgets::gpu_split;
+pub use ranking::nominal_bits_per_weight;
+use ranking::preference_order;
+
 use crate::kv_host::{kv_host_budget, KvHostBudget};
 use crate::memory::{memory_breakdown, ContextConfig, DeviceMemory, Placement};
 use crate::model::ModelFacts;
@@ -42,16 +51,6 @@ pub const GPU_MARGIN_MIN_BYTES: u64 = 256 * MIB;
 pub const GPU_MARGIN_SHARE: f64 = 0.05;
 /// Context steps: llama.cpp pads the KV cache to 256 cells anyway.
 const CONTEXT_STEP: u32 = 256;
-/// Quantizations under this many bits per weight lose too much quality to be offered when a
-/// larger one fits (they are tried last).
-const LOW_QUALITY_BITS: f64 = 3.5;
-/// Above this, quality gains are negligible while speed drops (Q8_0, F16): `Balanced` tries
-/// them after the 4-6.6 bit range, and takes them only when there is room to spare.
-const BALANCED_MAX_BITS: f64 = 6.6;
-/// Where `Balanced` starts with layers on the CPU: the Q4_K_M / Q4_0 class, the usual
-/// quality-for-speed trade there.
-const BALANCED_CPU_MIN_BITS: f64 = 4.5;
-
 /// What the user prefers when several quantizations fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -185,157 +184,6 @@ pub enum PlanError {
     },
 }
 
-/// Nominal bits per weight of a quantization mix (llama.cpp's `quantize` table), for ranking
-/// variants; unknown names rank as 16 bits.
-pub fn nominal_bits_per_weight(quantization: &str) -> f64 {
-    const TABLE: &[(&str, f64)] = &[
-        ("F32", 32.0),
-        ("F16", 16.0),
-        ("BF16", 16.0),
-        ("Q8_0", 8.5),
-        ("Q6_K", 6.56),
-        ("Q5_1", 6.0),
-        ("Q5_K_M", 5.69),
-        ("Q5_K_S", 5.54),
-        ("Q5_0", 5.5),
-        ("Q4_1", 5.0),
-        ("Q4_K_M", 4.85),
-        ("Q4_K_S", 4.58),
-        ("Q4_0", 4.5),
-        ("IQ4_NL", 4.5),
-        ("IQ4_XS", 4.25),
-        ("MXFP4_MOE", 4.25),
-        ("Q3_K_L", 4.27),
-        ("Q3_K_M", 3.91),
-        ("IQ3_M", 3.66),
-        ("Q3_K_S", 3.5),
-        ("IQ3_S", 3.44),
-        ("IQ3_XS", 3.3),
-        ("IQ3_XXS", 3.06),
-        ("Q2_K", 2.96),
-        ("IQ2_M", 2.7),
-        ("Q2_K_S", 2.6),
-        ("IQ2_S", 2.5),
-        ("IQ2_XS", 2.31),
-        ("IQ2_XXS", 2.06),
-        ("TQ2_0", 2.06),
-        ("IQ1_M", 1.75),
-        ("TQ1_0", 1.69),
-        ("IQ1_S", 1.56),
-    ];
-    TABLE
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(quantization))
-        .map_or(16.0, |(_, bits)| *bits)
-}
-
-/// Variant indices in the order `quality` prefers them. With layers on the CPU (`on_cpu`),
-/// `Balanced` starts from the small end of its range: there decode time grows with every byte.
-fn preference_order(variants: &[Variant], quality: QualityPreference, on_cpu: bool) -> Vec<usize> {
-    let bits = |index: &usize| nominal_bits_per_weight(&variants[*index].quantization);
-    let mut order: Vec<usize> = (0..variants.len()).collect();
-    let rank = |index: &usize| -> (u8, f64) {
-        let bits = bits(index);
-        match quality {
-            QualityPreference::Best => (0, -bits),
-            QualityPreference::Balanced if on_cpu => {
-                if (BALANCED_CPU_MIN_BITS..=BALANCED_MAX_BITS).contains(&bits) {
-                    (0, bits)
-                } else if (LOW_QUALITY_BITS..BALANCED_CPU_MIN_BITS).contains(&bits) {
-                    (1, -bits)
-                } else if bits > BALANCED_MAX_BITS {
-                    (2, bits)
-                } else {
-                    (3, -bits)
-                }
-            }
-            QualityPreference::Balanced => {
-                if (LOW_QUALITY_BITS..=BALANCED_MAX_BITS).contains(&bits) {
-                    (0, -bits)
-                } else if bits > BALANCED_MAX_BITS {
-                    (1, bits)
-                } else {
-                    (2, -bits)
-                }
-            }
-            QualityPreference::Fastest => {
-                if bits >= LOW_QUALITY_BITS {
-                    (0, bits)
-                } else {
-                    (1, -bits)
-                }
-            }
-        }
-    };
-    order.sort_by(|a, b| {
-        let (group_a, key_a) = rank(a);
-        let (group_b, key_b) = rank(b);
-        group_a.cmp(&group_b).then(key_a.total_cmp(&key_b))
-    });
-    order
-}
-
-/// The budgets of `profile`: one per device, or one shared pool with unified memory.
-pub fn budgets(profile: &DeviceProfile) -> Vec<DeviceBudget> {
-    let host_margin =
-        HOST_MARGIN_MIN_BYTES.max((profile.memory.total_bytes as f64 * HOST_MARGIN_SHARE) as u64);
-    let budget = |device: &str, free: u64, margin: u64| DeviceBudget {
-        device: device.to_string(),
-        free_bytes: free,
-        margin_bytes: margin,
-        budget_bytes: free.saturating_sub(margin),
-        planned_bytes: 0,
-    };
-    if profile.unified_memory {
-        // The GPU's "free" is the share of system memory it may use (a cap, already short of
-        // the whole); the OS's margin comes out of what the OS says is available. The pool is
-        // the smaller of the two, so a GPU capped well below the available memory (lavapipe's
-        // 2 GiB) is not also charged the host's margin.
-        let gpu_cap = profile
-            .gpus
-            .iter()
-            .map(|gpu| gpu.memory_free_bytes)
-            .min()
-            .unwrap_or(u64::MAX);
-        let available = profile.memory.available_bytes;
-        let free = gpu_cap.min(available);
-        let pool = gpu_cap.min(available.saturating_sub(host_margin));
-        return vec![budget("unified", free, free - pool)];
-    }
-    let mut budgets = vec![budget("host", profile.memory.available_bytes, host_margin)];
-    for gpu in &profile.gpus {
-        let margin =
-            GPU_MARGIN_MIN_BYTES.max((gpu.memory_total_bytes as f64 * GPU_MARGIN_SHARE) as u64);
-        budgets.push(budget(&gpu.name, gpu.memory_free_bytes, margin));
-    }
-    budgets
-}
-
-/// `budgets` with `planned_bytes` filled in from `memory`; `None` when something exceeds its
-/// budget.
-pub(crate) fn fill_budgets(
-    memory: &[DeviceMemory],
-    budgets: &[DeviceBudget],
-    unified: bool,
-) -> Option<Vec<DeviceBudget>> {
-    let mut filled = budgets.to_vec();
-    if unified {
-        let total: u64 = memory.iter().map(DeviceMemory::total_bytes).sum();
-        filled[0].planned_bytes = total;
-    } else {
-        for device in memory {
-            let budget = filled
-                .iter_mut()
-                .find(|budget| budget.device == device.device)?;
-            budget.planned_bytes = device.total_bytes();
-        }
-    }
-    filled
-        .iter()
-        .all(|budget| budget.planned_bytes <= budget.budget_bytes)
-        .then_some(filled)
-}
-
 /// One candidate: a variant at a KV type, context and placement.
 struct Candidate<'a> {
     variant: &'a Variant,
@@ -353,26 +201,6 @@ impl Candidate<'_> {
         let filled = fill_budgets(&memory, budgets, profile.unified_memory);
         (memory, filled)
     }
-}
-
-/// Offloaded-layer shares per GPU, proportional to their budgets (llama.cpp's default split
-/// is proportional to free memory).
-fn gpu_split(budgets: &[DeviceBudget], profile: &DeviceProfile) -> Vec<f64> {
-    if profile.gpus.len() < 2 {
-        return Vec::new();
-    }
-    let gpu_budgets: Vec<f64> = profile
-        .gpus
-        .iter()
-        .map(|gpu| {
-            budgets
-                .iter()
-                .find(|budget| budget.device == gpu.name)
-                .map_or(0.0, |budget| budget.budget_bytes as f64)
-        })
-        .collect();
-    let total: f64 = gpu_budgets.iter().sum::<f64>().max(1.0);
-    gpu_budgets.iter().map(|budget| budget / total).collect()
 }
 
 /// Plans `variants` on `profile` for `wishes`.
