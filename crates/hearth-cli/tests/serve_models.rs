@@ -109,7 +109,8 @@ fn installed_models_are_served_by_id_loaded_on_demand_and_swapped() {
     }
 }
 
-/// `/api/system` says how each loaded model speculates (the UI's Hardware page shows it).
+/// `/api/system` says how each loaded model speculates and how much host memory the planner
+/// gave its KV cache's host tier (the UI's Hardware page shows both).
 #[test]
 fn the_system_report_shows_a_loaded_models_speculative_decoding() {
     let server = TestServer::start(&["--speculative", "ngram"]);
@@ -118,4 +119,8 @@ fn the_system_report_shows_a_loaded_models_speculative_decoding() {
     let plan = &system["loaded"][0]["plan"];
     assert_eq!(plan["speculative"], "ngram", "{system}");
     assert_eq!(plan["draft_model"], Value::Null, "{system}");
+    // Planned at load (a quarter of the host memory the plan leaves free, at most 4 GiB): a
+    // 135M model leaves room on any machine that runs the tests.
+    let kv_host = plan["kv_host_budget_bytes"].as_u64().unwrap();
+    assert!(kv_host > 0 && kv_host <= 4 << 30, "{system}");
 }
