@@ -10,32 +10,28 @@
 //! - a field types.ts declares that none of the values here holds fails too, unless it is in
 //!   [`UI_ONLY_FIELDS`] with the reason the UI keeps it.
 //!
-//! So a field renamed, added or removed on either side fails here, naming it.
+//! So a field renamed, added or removed on either side fails here, naming it.//!
+//! The samples are gathered by contract area: `history` (conversations and their events),
+//! `server` (settings, health, plans, providers, the model list), `library` (installed
+//! models and downloads); this file holds the harness and the checks.
 
+mod history;
+mod library;
+mod server;
 mod ts;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::http::Method;
-use hearth_models::{
-    DownloadConfig, DownloadManager, DownloadState, DownloadStatus, HubClient, ImportOrigin,
-    ModelLibrary, ModelSource,
-};
-use hearth_protocol::{ErrorKind, FinishReason, RequestMetrics, WorkerError};
-use hearth_store::{ConversationStore, Message, MessageStatus, NewMessage, Role};
-use hearth_supervisor::SupervisorError;
+use hearth_models::{DownloadConfig, DownloadManager, HubClient, ModelLibrary};
+use hearth_store::ConversationStore;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::conversations::events::{ChatEvent, ChatEventType, StartEvent};
-use crate::conversations::{answer_metrics, SAMPLING_SETTING_KEYS};
-use crate::error::ApiError;
-use crate::handlers::{Health, HealthLoading, HealthModel};
-use crate::management::{installed_json, status_json};
 use crate::test_support::{loopback_state, request};
-use crate::wire::{assert_sorted, SortedKeys};
+use crate::wire::assert_sorted;
 use crate::{router, AppState, ServableModel};
 
 /// The file checked.
@@ -142,400 +138,6 @@ fn full_state(home: &Path) -> AppState {
     }
 }
 
-fn figures() -> RequestMetrics {
-    RequestMetrics {
-        prompt_tokens: 12,
-        cached_prompt_tokens: 2,
-        generated_tokens: 3,
-        ttft_ms: 40.0,
-        e2e_ms: 90.0,
-        tpot_ms: 25.0,
-        itl_ms: vec![20.0, 30.0],
-        decode_tokens_per_s: 40.0,
-        ..RequestMetrics::default()
-    }
-}
-
-/// The conversation routes' answers, and a conversation's stream of events.
-async fn conversation_samples(state: &AppState, samples: &mut Samples) {
-    let created = call(
-        state,
-        Method::POST,
-        "/api/conversations",
-        Some(
-            json!({"title": "Garden", "model": "m", "system_prompt": "Be brief.",
-            "settings": {"temperature": 0.3, "stop": ["\n"]}}),
-        ),
-    )
-    .await;
-    samples.add("Conversation", "POST /api/conversations", created.clone());
-    let id = created["id"].as_i64().unwrap();
-    let store = state.conversations.clone().unwrap();
-    let append = |role, content: &str, status, metrics| {
-        store
-            .append_message(
-                id,
-                NewMessage {
-                    role,
-                    content: content.into(),
-                    status,
-                    metrics,
-                },
-            )
-            .unwrap()
-    };
-    let question = append(Role::User, "Which bean?", MessageStatus::Complete, None);
-    let metrics = answer_metrics(FinishReason::Stop, &figures());
-    let answer = append(
-        Role::Assistant,
-        "Runner beans.",
-        MessageStatus::Complete,
-        Some(metrics),
-    );
-    let path = format!("/api/conversations/{id}");
-    samples.add(
-        "ConversationWithMessages",
-        format!("GET {path}"),
-        call_sorted(state, Method::GET, &path, None).await,
-    );
-    let patched = call_sorted(state, Method::PATCH, &path, Some(json!({"title": "Beans"}))).await;
-    samples.add("Conversation", format!("PATCH {path}"), patched);
-    for item in data_of(&call_sorted(state, Method::GET, "/api/conversations", None).await) {
-        samples.add("Conversation", "GET /api/conversations", item);
-    }
-
-    // A row the store could only partly read: `notice`, and a `hidden` message.
-    let mut damaged = store.conversation_with_messages(id).unwrap();
-    damaged.conversation.notice = Some("The settings could not be read.".into());
-    damaged.messages[0].hidden = true;
-    damaged.messages[0].notice = Some("This message could not be read.".into());
-    samples.add_typed(
-        "ConversationWithMessages",
-        "a damaged conversation",
-        &SortedKeys(&damaged),
-    );
-
-    chat_event_samples(id, question, answer, samples);
-}
-
-fn chat_event_samples(
-    conversation_id: i64,
-    question: Message,
-    answer: Message,
-    samples: &mut Samples,
-) {
-    let streaming = Message {
-        content: String::new(),
-        status: MessageStatus::Streaming,
-        metrics: None,
-        ..answer.clone()
-    };
-    let start = ChatEvent::Start(Box::new(StartEvent {
-        assistant_message: SortedKeys(streaming),
-        conversation_id,
-        dropped_messages: 1,
-        model: "m".into(),
-        n_ctx: Some(4096),
-        prompt_tokens: 12,
-        event_type: ChatEventType::Start,
-        user_message: SortedKeys(question),
-    }));
-    samples.add_typed("ChatEvent", "start", &start);
-    samples.add_typed("ChatEvent", "token", &ChatEvent::token("Run".into()));
-    samples.add_typed(
-        "ChatEvent",
-        "reasoning",
-        &ChatEvent::reasoning("Beans climb.".into()),
-    );
-    samples.add_typed("ChatEvent", "done", &ChatEvent::done(answer.clone()));
-    let thought = Message {
-        reasoning: hearth_store::Reasoning {
-            text: "Which beans climb?".into(),
-            tokens: 5,
-            ms: 1250,
-        },
-        ..answer.clone()
-    };
-    samples.add_typed(
-        "ChatEvent",
-        "done, after thinking",
-        &ChatEvent::done(thought),
-    );
-    let mut too_long = WorkerError::new(ErrorKind::ContextLengthExceeded, "too long");
-    too_long.prompt_tokens = Some(5000);
-    too_long.n_ctx = Some(4096);
-    let error = ApiError::from_supervisor(SupervisorError::Worker(too_long), "content");
-    let failed = Message {
-        status: MessageStatus::Error,
-        metrics: None,
-        ..answer
-    };
-    samples.add_typed(
-        "ChatEvent",
-        "error, saved",
-        &ChatEvent::error(&error, Some(failed)),
-    );
-    samples.add_typed(
-        "ChatEvent",
-        "error, not saved",
-        &ChatEvent::error(&ApiError::model_not_found("m"), None),
-    );
-}
-
-/// The settings, KV cache, about, health and model-list routes.
-async fn server_samples(state: &AppState, samples: &mut Samples) {
-    samples.add(
-        "ServerSettings",
-        "GET /api/settings",
-        call_sorted(state, Method::GET, "/api/settings", None).await,
-    );
-    samples.add(
-        "ServerSettings",
-        "PATCH /api/settings",
-        call_sorted(
-            state,
-            Method::PATCH,
-            "/api/settings",
-            Some(
-                json!({"default_model": "m", "api_key": "sk-x", "theme": "dark",
-                "check_for_updates": true, "ollama_api": true}),
-            ),
-        )
-        .await,
-    );
-    samples.add(
-        "KvCacheStatus",
-        "GET /api/kv-cache",
-        call_sorted(state, Method::GET, "/api/kv-cache", None).await,
-    );
-    samples.add(
-        "KvCacheCleared",
-        "DELETE /api/kv-cache",
-        call_sorted(state, Method::DELETE, "/api/kv-cache", None).await,
-    );
-    samples.add(
-        "About",
-        "GET /api/about",
-        call_sorted(state, Method::GET, "/api/about", None).await,
-    );
-    samples.add(
-        "Health",
-        "GET /health",
-        call_sorted(state, Method::GET, "/health", None).await,
-    );
-    let loaded = Health {
-        models: Some(vec![HealthModel {
-            id: "m".into(),
-            state: "loaded",
-        }]),
-        status: "ok",
-    };
-    samples.add_typed("Health", "a model loaded", &loaded);
-    let loading = HealthLoading {
-        error: ApiError::unavailable("model_loading", "A model is loading.", 1).object(),
-        models: Some(vec![HealthModel {
-            id: "m".into(),
-            state: "loading",
-        }]),
-        status: "loading",
-    };
-    samples.add_typed("Health", "a model loading (503)", &loading);
-    // A loaded model's plan on `/api/system`, speculating with a draft and without.
-    for (speculative, draft_model) in [
-        (
-            hearth_protocol::SpeculativeMode::Draft,
-            Some("smollm2-135m-instruct".to_string()),
-        ),
-        (hearth_protocol::SpeculativeMode::Ngram, None),
-    ] {
-        let plan = crate::system::LoadedPlanJson {
-            architecture: "llama".into(),
-            draft_model,
-            flash_attention: hearth_protocol::FlashAttention::Auto,
-            kv_cache_type: hearth_protocol::KvCacheType::F16,
-            kv_host_budget_bytes: 1 << 30,
-            memory_bytes: Some(1 << 27),
-            n_ctx: 4096,
-            n_ctx_total: 4096,
-            n_gpu_layers: 0,
-            n_parallel: 1,
-            n_threads: 2,
-            speculative,
-        };
-        samples.add_typed("Plan", format!("a loaded model, {speculative:?}"), &plan);
-    }
-    samples.add_typed(
-        "ServableModel",
-        "a remote provider's model",
-        &crate::openai::remote_model_object("lab/big", 1, "lab"),
-    );
-    for (what, models) in [
-        ("a provider that answers", Ok(Vec::new())),
-        (
-            "a provider that is down",
-            Err("it refused the connection".to_string()),
-        ),
-    ] {
-        let status = crate::providers::ProviderStatus {
-            config: crate::providers::ProviderConfig {
-                name: "lab".into(),
-                base_url: "http://127.0.0.1:9/v1".into(),
-            },
-            key_storage: Some("file".into()),
-            models,
-        };
-        samples.add_typed(
-            "ProviderView",
-            what,
-            &crate::providers::ProviderView::from(status),
-        );
-    }
-    for item in data_of(&call_sorted(state, Method::GET, "/v1/models", None).await) {
-        samples.add("ServableModel", "GET /v1/models", item);
-    }
-    // A conversation's settings hold exactly the chat completion fields it may.
-    let settings: serde_json::Map<String, Value> = SAMPLING_SETTING_KEYS
-        .iter()
-        .map(|key| {
-            let value = match *key {
-                "stop" => json!(["\n\n"]),
-                "ignore_eos" => json!(true),
-                "reasoning_effort" => json!("none"),
-                "seed" | "top_k" | "max_tokens" => json!(7),
-                _ => json!(0.5),
-            };
-            (key.to_string(), value)
-        })
-        .collect();
-    crate::request::parse_sampling_settings(&settings).expect("valid settings");
-    samples.add(
-        "SamplingSettings",
-        "SAMPLING_SETTING_KEYS",
-        Value::Object(settings),
-    );
-}
-
-/// The model library (an imported model, a broken folder, the catalog with fits) and a
-/// download's status in each of its states.
-async fn model_samples(state: &AppState, home: &Path, samples: &mut Samples) {
-    let broken = home.join("models").join("broken");
-    std::fs::create_dir_all(&broken).unwrap();
-    std::fs::write(broken.join(hearth_models::MANIFEST_FILE_NAME), "{").unwrap();
-    let imported = call(
-        state,
-        Method::POST,
-        "/api/models/import",
-        Some(json!({"path": hearth_testkit::smollm2(), "in_place": true})),
-    )
-    .await;
-    samples.add("InstalledModel", "POST /api/models/import", imported);
-    let listing = call_sorted(state, Method::GET, "/api/models", None).await;
-    assert!(
-        !listing["broken"].as_array().unwrap().is_empty(),
-        "{listing}"
-    );
-    samples.add("ModelsListing", "GET /api/models", listing);
-
-    // The other sources an installed model may come from.
-    let manager = state.downloads.clone().unwrap();
-    let installed = manager.library().list().unwrap().installed.remove(0);
-    let pulled = |source: ModelSource| {
-        let mut model = installed.clone();
-        model.manifest.source = source;
-        installed_json(&model)
-    };
-    samples.add(
-        "InstalledModel",
-        "from the catalog",
-        pulled(ModelSource::Catalog {
-            catalog_id: "smollm2-135m-instruct".into(),
-            quantization: "Q8_0".into(),
-            repo: "owner/repo".into(),
-            revision: "main".into(),
-            file: "model.gguf".into(),
-            url: "https://huggingface.co/owner/repo/resolve/main/model.gguf".into(),
-            commit: Some("0123abcd".into()),
-        }),
-    );
-    samples.add(
-        "InstalledModel",
-        "from a repository",
-        pulled(ModelSource::Hub {
-            repo: "owner/repo".into(),
-            revision: "main".into(),
-            file: "model.gguf".into(),
-            url: "https://huggingface.co/owner/repo/resolve/main/model.gguf".into(),
-            commit: None,
-        }),
-    );
-
-    for origin in [
-        ImportOrigin::File,
-        ImportOrigin::Ollama {
-            model_name: "llama3.2:1b".into(),
-        },
-        ImportOrigin::LmStudio {
-            model_name: "publisher/repository".into(),
-        },
-        ImportOrigin::HuggingFaceCache {
-            repo: "owner/repo".into(),
-            revision: "0123abcd".into(),
-        },
-    ] {
-        let what = format!("imported, {origin:?}");
-        let source = ModelSource::Import {
-            original_path: home.join("elsewhere/model.gguf"),
-            origin,
-        };
-        samples.add("InstalledModel", what, pulled(source));
-    }
-
-    let states = [
-        DownloadState::Starting,
-        DownloadState::WaitingForOtherDownload,
-        DownloadState::Downloading,
-        DownloadState::Retrying {
-            failed_attempts: 2,
-            delay_seconds: 4.0,
-            reason: "the connection was reset".into(),
-        },
-        DownloadState::Paused,
-        DownloadState::Installed {
-            model_path: home.join("models/m/model.gguf"),
-        },
-        DownloadState::Failed {
-            error: "the checksum did not match".into(),
-        },
-        DownloadState::Cancelled,
-    ];
-    for download_state in states {
-        // A new state fails to compile here until it has a sample above.
-        match download_state {
-            DownloadState::Starting
-            | DownloadState::WaitingForOtherDownload
-            | DownloadState::Downloading
-            | DownloadState::Retrying { .. }
-            | DownloadState::Paused
-            | DownloadState::Installed { .. }
-            | DownloadState::Failed { .. }
-            | DownloadState::Cancelled => {}
-        }
-        let status = DownloadStatus {
-            id: 3,
-            model_id: "smollm2-135m-instruct".into(),
-            repo: "owner/repo".into(),
-            file: "model.gguf".into(),
-            state: download_state,
-            bytes_done: 1000,
-            total_bytes: Some(4000),
-            bytes_per_second: 500.0,
-            eta_seconds: Some(6.0),
-        };
-        let what = format!("a download, {:?}", status.state);
-        samples.add("DownloadStatus", what, status_json(&status));
-    }
-}
-
 /// `a[3].b[0]` as `a[].b[]`.
 fn without_indices(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -563,9 +165,9 @@ async fn the_ui_types_match_what_the_server_sends() {
     let home = tempfile::tempdir().unwrap();
     let state = full_state(home.path());
     let mut samples = Samples::default();
-    conversation_samples(&state, &mut samples).await;
-    server_samples(&state, &mut samples).await;
-    model_samples(&state, home.path(), &mut samples).await;
+    history::conversation_samples(&state, &mut samples).await;
+    server::server_samples(&state, &mut samples).await;
+    library::model_samples(&state, home.path(), &mut samples).await;
 
     let mut checker = ts::Checker::new(&declared);
     let mut problems: Vec<String> = Vec::new();
