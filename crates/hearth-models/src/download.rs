@@ -7,18 +7,28 @@
 //! not exist. One OS file lock per destination makes concurrent pulls of the same file, from
 //! threads or processes, produce one file: the second waits and then finds it done.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::digest::{Sha256Digest, Sha256Hasher, HASH_BUFFER_BYTES};
+use crate::digest::Sha256Digest;
 use crate::error::{ModelsError, Result};
 use crate::gguf_summary::GGUF_MAGIC;
 use crate::hub::{http_status_error, HubClient};
 use crate::transport::{header_text, map_io_error, ByteRange, RequestMethod};
+
+mod control;
+mod lock;
+mod partial;
+mod progress;
+
+use control::sleep_unless_stopped;
+pub use control::{ControlRequest, DownloadControl};
+pub(crate) use lock::{lock_blocking, lock_exclusive, LockAttempt};
+use partial::PartialFile;
+use progress::ProgressMeter;
+pub use progress::{DownloadProgress, NoProgress, ProgressUpdate};
 
 /// Suffix of the file a download writes into until it is verified.
 pub const PARTIAL_SUFFIX: &str = ".partial";
@@ -27,11 +37,6 @@ pub const LOCK_SUFFIX: &str = ".lock";
 
 /// Bytes read from the network per step.
 const TRANSFER_BUFFER_BYTES: usize = 256 * 1024;
-/// How often a paused or cancelled download, or one waiting for a lock, looks at its control.
-const CONTROL_POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Time constant of the transfer-rate average: long enough to smooth bursts, short enough to
-/// follow a real change of speed within seconds.
-const RATE_SMOOTHING_SECONDS: f64 = 3.0;
 /// At most this much of a non-GGUF answer is quoted in the error.
 const NOT_GGUF_EXCERPT_BYTES: usize = 80;
 
@@ -80,93 +85,6 @@ impl DownloadConfig {
             .min(self.max_backoff)
     }
 }
-
-const CONTROL_RUN: u8 = 0;
-const CONTROL_PAUSE: u8 = 1;
-const CONTROL_CANCEL: u8 = 2;
-
-/// A handle to steer a running download from another thread (a UI button, Ctrl-C, an HTTP
-/// request). Pausing keeps the partial file so the next pull resumes; cancelling deletes it.
-/// Clones share one state.
-#[derive(Debug, Clone, Default)]
-pub struct DownloadControl {
-    state: Arc<AtomicU8>,
-}
-
-/// What a control asks of a running download.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ControlRequest {
-    Pause,
-    Cancel,
-}
-
-impl DownloadControl {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Stop soon, keeping the partial file.
-    pub fn pause(&self) {
-        // A cancel wins over a later pause.
-        let _ = self.state.compare_exchange(
-            CONTROL_RUN,
-            CONTROL_PAUSE,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
-    }
-
-    /// Stop soon and delete the partial file.
-    pub fn cancel(&self) {
-        self.state.store(CONTROL_CANCEL, Ordering::SeqCst);
-    }
-
-    /// Clears a pause or cancel so the same handle can drive the next pull.
-    pub fn resume(&self) {
-        self.state.store(CONTROL_RUN, Ordering::SeqCst);
-    }
-
-    /// The pending request, if any.
-    pub fn requested(&self) -> Option<ControlRequest> {
-        match self.state.load(Ordering::SeqCst) {
-            CONTROL_PAUSE => Some(ControlRequest::Pause),
-            CONTROL_CANCEL => Some(ControlRequest::Cancel),
-            _ => None,
-        }
-    }
-}
-
-/// One progress report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProgressUpdate {
-    pub bytes_done: u64,
-    pub total_bytes: Option<u64>,
-    /// Smoothed transfer rate of this session (bytes resumed from disk do not count).
-    pub bytes_per_second: f64,
-    /// Time left at the current rate, when the total and a rate are known.
-    pub eta: Option<Duration>,
-}
-
-/// Receives download progress. The CLI draws a progress bar from it, the server turns it into
-/// server-sent events. Every method has a default that ignores the event.
-pub trait DownloadProgress {
-    /// The transfer is about to start; `resumed_from_bytes` were already on disk.
-    fn started(&self, _file_name: &str, _total_bytes: Option<u64>, _resumed_from_bytes: u64) {}
-    /// Bytes arrived (reported at most every `progress_interval`, and once at the end).
-    fn advanced(&self, _update: &ProgressUpdate) {}
-    /// An attempt failed with a retryable error; the next one starts after `delay`.
-    fn retrying(&self, _failed_attempts: u32, _delay: Duration, _reason: &ModelsError) {}
-    /// Another download of the same file holds the lock; this one waits for it to finish.
-    fn waiting_for_other_download(&self, _lock_path: &Path) {}
-    /// The file is complete and verified.
-    fn finished(&self, _file_name: &str, _size_bytes: u64) {}
-}
-
-/// A [`DownloadProgress`] that ignores everything.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl DownloadProgress for NoProgress {}
 
 /// What to download and how to check it.
 #[derive(Debug, Clone)]
@@ -593,185 +511,6 @@ pub(crate) fn parent_directory(path: &Path) -> &Path {
     }
 }
 
-/// Sleeps, waking early when the control asks to stop.
-fn sleep_unless_stopped(duration: Duration, control: &DownloadControl) -> Option<ControlRequest> {
-    let deadline = Instant::now() + duration;
-    loop {
-        if let Some(request_kind) = control.requested() {
-            return Some(request_kind);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        std::thread::sleep((deadline - now).min(CONTROL_POLL_INTERVAL));
-    }
-}
-
-/// The bytes of an unfinished download and the running SHA-256 over them.
-struct PartialFile {
-    path: PathBuf,
-    file: File,
-    length: u64,
-    hasher: Sha256Hasher,
-}
-
-impl PartialFile {
-    /// Opens or creates the partial file and hashes what it already holds. Bytes that cannot
-    /// belong to the file (no GGUF magic, longer than expected) are dropped.
-    fn open(path: &Path, expected_size_bytes: Option<u64>) -> Result<PartialFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|error| ModelsError::io("cannot open", path, error))?;
-        let existing_length = file
-            .metadata()
-            .map_err(|error| ModelsError::io("cannot read", path, error))?
-            .len();
-        let mut partial = PartialFile {
-            path: path.to_path_buf(),
-            file,
-            length: 0,
-            hasher: Sha256Hasher::new(),
-        };
-        let mut buffer = vec![0u8; HASH_BUFFER_BYTES];
-        while partial.length < existing_length {
-            let read = match partial.file.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(ModelsError::io("cannot read", path, error)),
-            };
-            let bytes = &buffer[..read];
-            if partial.length == 0 && !bytes.starts_with(&GGUF_MAGIC[..read.min(GGUF_MAGIC.len())])
-            {
-                break;
-            }
-            partial.hasher.update(bytes);
-            partial.length += read as u64;
-        }
-        let plausible = partial.length == existing_length
-            && expected_size_bytes.is_none_or(|expected| partial.length <= expected);
-        if !plausible {
-            partial.restart()?;
-        }
-        partial
-            .file
-            .seek(SeekFrom::Start(partial.length))
-            .map_err(|error| ModelsError::io("cannot seek in", path, error))?;
-        Ok(partial)
-    }
-
-    fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all(bytes)
-            .map_err(|error| ModelsError::io("cannot write", &self.path, error))?;
-        self.hasher.update(bytes);
-        self.length += bytes.len() as u64;
-        Ok(())
-    }
-
-    /// Starts over from zero bytes.
-    fn restart(&mut self) -> Result<()> {
-        self.file
-            .set_len(0)
-            .and_then(|()| self.file.seek(SeekFrom::Start(0)).map(|_| ()))
-            .map_err(|error| ModelsError::io("cannot truncate", &self.path, error))?;
-        self.length = 0;
-        self.hasher = Sha256Hasher::new();
-        Ok(())
-    }
-
-    fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|error| ModelsError::io("cannot flush", &self.path, error))
-    }
-
-    /// Deletes the partial file (best effort: a leftover is re-validated on the next open).
-    fn discard(self) {
-        drop(self.file);
-        let _ = fs::remove_file(&self.path);
-    }
-
-    /// Ends the download as the control asked.
-    fn stop(
-        self,
-        request_kind: ControlRequest,
-        total_bytes: Option<u64>,
-    ) -> Result<DownloadOutcome> {
-        match request_kind {
-            ControlRequest::Pause => {
-                self.sync()?;
-                Ok(DownloadOutcome::Paused {
-                    bytes_done: self.length,
-                    total_bytes,
-                })
-            }
-            ControlRequest::Cancel => {
-                self.discard();
-                Ok(DownloadOutcome::Cancelled)
-            }
-        }
-    }
-
-    /// Verifies size and digest, then fsyncs and renames the file into place.
-    fn finish(
-        self,
-        request: &DownloadRequest,
-        resumed_from_bytes: u64,
-    ) -> Result<CompletedDownload> {
-        if let Some(expected) = request.expected_size_bytes {
-            if self.length != expected {
-                let actual = self.length;
-                self.discard();
-                return Err(ModelsError::SizeMismatch {
-                    subject: request.url.clone(),
-                    expected,
-                    actual,
-                });
-            }
-        }
-        if self.length < GGUF_MAGIC.len() as u64 {
-            let actual = self.length;
-            self.discard();
-            return Err(ModelsError::NotGguf {
-                url: request.url.clone(),
-                detail: format!("the server sent only {actual} bytes"),
-            });
-        }
-        let digest = self.hasher.clone().finish();
-        if let Some(expected) = request.expected_sha256 {
-            if expected != digest {
-                self.discard();
-                return Err(ModelsError::DigestMismatch {
-                    subject: request.url.clone(),
-                    expected: expected.to_hex(),
-                    actual: digest.to_hex(),
-                });
-            }
-        }
-        self.sync()?;
-        let PartialFile {
-            path, file, length, ..
-        } = self;
-        drop(file);
-        fs::rename(&path, &request.destination).map_err(|error| {
-            ModelsError::io("cannot move into place", &request.destination, error)
-        })?;
-        sync_directory(parent_directory(&request.destination));
-        Ok(CompletedDownload {
-            path: request.destination.clone(),
-            size_bytes: length,
-            sha256: digest,
-            resumed_from_bytes,
-        })
-    }
-}
-
 /// Makes a rename durable. Directories cannot be opened for syncing on Windows, where the
 /// rename is already durable, so failures are ignored.
 pub(crate) fn sync_directory(directory: &Path) {
@@ -780,229 +519,5 @@ pub(crate) fn sync_directory(directory: &Path) {
     }
 }
 
-/// Throttles progress reports and estimates rate and time left.
-struct ProgressMeter {
-    interval: Duration,
-    last_report: Option<Instant>,
-    last_bytes: u64,
-    bytes_per_second: f64,
-}
-
-impl ProgressMeter {
-    fn new(config: &DownloadConfig, starting_bytes: u64) -> Self {
-        ProgressMeter {
-            interval: config.progress_interval,
-            last_report: None,
-            last_bytes: starting_bytes,
-            bytes_per_second: 0.0,
-        }
-    }
-
-    fn report(
-        &mut self,
-        bytes_done: u64,
-        total_bytes: Option<u64>,
-        progress: &dyn DownloadProgress,
-        force: bool,
-    ) {
-        let now = Instant::now();
-        let Some(last_report) = self.last_report else {
-            // The first call only starts the clock: a rate needs two points in time.
-            self.last_report = Some(now);
-            self.last_bytes = bytes_done;
-            if force {
-                progress.advanced(&self.update(bytes_done, total_bytes));
-            }
-            return;
-        };
-        let elapsed = now.duration_since(last_report);
-        if elapsed < self.interval && !force {
-            return;
-        }
-        let seconds = elapsed.as_secs_f64();
-        if seconds > 0.0 {
-            let instant_rate = bytes_done.saturating_sub(self.last_bytes) as f64 / seconds;
-            self.bytes_per_second = smooth_rate(self.bytes_per_second, instant_rate, seconds);
-        }
-        self.last_report = Some(now);
-        self.last_bytes = bytes_done;
-        progress.advanced(&self.update(bytes_done, total_bytes));
-    }
-
-    fn update(&self, bytes_done: u64, total_bytes: Option<u64>) -> ProgressUpdate {
-        ProgressUpdate {
-            bytes_done,
-            total_bytes,
-            bytes_per_second: self.bytes_per_second,
-            eta: estimate_eta(bytes_done, total_bytes, self.bytes_per_second),
-        }
-    }
-}
-
-/// Exponential moving average with time constant [`RATE_SMOOTHING_SECONDS`]; the first sample
-/// is taken as it is.
-pub(crate) fn smooth_rate(previous_rate: f64, instant_rate: f64, elapsed_seconds: f64) -> f64 {
-    if previous_rate <= 0.0 {
-        return instant_rate;
-    }
-    let weight = 1.0 - (-elapsed_seconds / RATE_SMOOTHING_SECONDS).exp();
-    previous_rate + weight * (instant_rate - previous_rate)
-}
-
-pub(crate) fn estimate_eta(
-    bytes_done: u64,
-    total_bytes: Option<u64>,
-    bytes_per_second: f64,
-) -> Option<Duration> {
-    let remaining = total_bytes?.saturating_sub(bytes_done) as f64;
-    if bytes_per_second <= 0.0 || !bytes_per_second.is_finite() {
-        return None;
-    }
-    Duration::try_from_secs_f64(remaining / bytes_per_second).ok()
-}
-
-/// An exclusive OS lock on a lock file; released when dropped (or when the process dies).
-#[derive(Debug)]
-pub(crate) struct FileLock {
-    file: File,
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        let _ = fs4::FileExt::unlock(&self.file);
-    }
-}
-
-pub(crate) enum LockAttempt {
-    Acquired(FileLock),
-    Stopped(ControlRequest),
-}
-
-fn open_lock_file(lock_path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(lock_path)
-        .map_err(|error| ModelsError::io("cannot open lock file", lock_path, error))
-}
-
-/// Takes the lock, blocking until whoever holds it lets go.
-pub(crate) fn lock_blocking(lock_path: &Path) -> Result<FileLock> {
-    let file = open_lock_file(lock_path)?;
-    fs4::FileExt::lock(&file).map_err(|error| ModelsError::io("cannot lock", lock_path, error))?;
-    Ok(FileLock { file })
-}
-
-/// Takes the lock, waiting (and telling `progress` once) while another download holds it,
-/// and giving up when the control asks to stop.
-pub(crate) fn lock_exclusive(
-    lock_path: &Path,
-    control: &DownloadControl,
-    progress: &dyn DownloadProgress,
-) -> Result<LockAttempt> {
-    let file = open_lock_file(lock_path)?;
-    let mut told_progress = false;
-    loop {
-        match fs4::FileExt::try_lock(&file) {
-            Ok(()) => return Ok(LockAttempt::Acquired(FileLock { file })),
-            Err(fs4::TryLockError::WouldBlock) => {
-                if !told_progress {
-                    progress.waiting_for_other_download(lock_path);
-                    told_progress = true;
-                }
-                if let Some(request_kind) = control.requested() {
-                    return Ok(LockAttempt::Stopped(request_kind));
-                }
-                std::thread::sleep(CONTROL_POLL_INTERVAL);
-            }
-            Err(fs4::TryLockError::Error(error)) => {
-                return Err(ModelsError::io("cannot lock", lock_path, error))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_ranges() {
-        assert_eq!(
-            parse_content_range("bytes 100-199/200"),
-            Some(ContentRange {
-                start: 100,
-                total: Some(200)
-            })
-        );
-        assert_eq!(
-            parse_content_range("bytes */500"),
-            Some(ContentRange {
-                start: 0,
-                total: Some(500)
-            })
-        );
-        assert_eq!(
-            parse_content_range("bytes 5-9/*"),
-            Some(ContentRange {
-                start: 5,
-                total: None
-            })
-        );
-        for bad in ["", "bytes", "items 1-2/3", "bytes x-1/2", "bytes 1-2/x"] {
-            assert_eq!(parse_content_range(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let config = DownloadConfig {
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(10),
-            ..DownloadConfig::default()
-        };
-        let delays: Vec<u64> = (1..=6).map(|n| config.backoff(n).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 10, 10]);
-        assert_eq!(config.backoff(1000), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn rate_and_eta() {
-        assert_eq!(smooth_rate(0.0, 100.0, 0.2), 100.0);
-        let smoothed = smooth_rate(100.0, 200.0, 0.2);
-        assert!(smoothed > 100.0 && smoothed < 200.0, "{smoothed}");
-        assert_eq!(
-            estimate_eta(50, Some(150), 10.0),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(estimate_eta(50, None, 10.0), None);
-        assert_eq!(estimate_eta(50, Some(150), 0.0), None);
-    }
-
-    #[test]
-    fn magic_is_checked_across_chunk_boundaries() {
-        assert!(check_gguf_magic(0, b"GGUF\x03\x00", "u").is_ok());
-        assert!(check_gguf_magic(0, b"GG", "u").is_ok());
-        assert!(check_gguf_magic(2, b"UF", "u").is_ok());
-        assert!(check_gguf_magic(4, b"anything", "u").is_ok());
-        assert!(check_gguf_magic(2, b"XX", "u").is_err());
-        let error = check_gguf_magic(0, b"<!DOCTYPE html><html>", "u")
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("HTML"), "{error}");
-    }
-
-    #[test]
-    fn control_cancel_wins_over_pause() {
-        let control = DownloadControl::new();
-        assert_eq!(control.requested(), None);
-        control.cancel();
-        control.pause();
-        assert_eq!(control.requested(), Some(ControlRequest::Cancel));
-        control.resume();
-        control.pause();
-        assert_eq!(control.requested(), Some(ControlRequest::Pause));
-    }
-}
+mod tests;
