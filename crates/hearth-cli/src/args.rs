@@ -83,7 +83,8 @@ pub struct ModelArgs {
     pub no_prefix_cache: bool,
     /// Speculative decoding: `draft` (a draft model guesses, see --draft-model), `ngram`
     /// (guesses from the prompt and the answer so far) or `off`. Default: `draft` when
-    /// --draft-model is given or the catalog names an installed draft for the model, else off.
+    /// --draft-model is given; else the draft the catalog names for the model, when it is
+    /// installed and the planner advises it for this machine (`hearth fit` shows why); else off.
     #[arg(long, value_enum)]
     pub speculative: Option<SpeculativeMode>,
     /// A smaller model with the same vocabulary that guesses tokens for the model to verify
@@ -103,13 +104,20 @@ impl ModelArgs {
     }
 
     /// `--speculative`, or `draft` when a draft model is given or the catalog names an
-    /// installed one for the model.
+    /// installed one for the model (that one only if the planner advises it: see
+    /// [`ModelArgs::draft_when_advised`]).
     pub fn speculative_mode(&self) -> SpeculativeMode {
         match (self.speculative, self.draft_model_path()) {
             (Some(mode), _) => mode,
             (None, Some(_)) => SpeculativeMode::Draft,
             (None, None) => SpeculativeMode::Off,
         }
+    }
+
+    /// Whether the draft is only the catalog's proposal, left to the planner's verdict:
+    /// neither `--speculative` nor `--draft-model` was given.
+    pub fn draft_when_advised(&self) -> bool {
+        self.speculative.is_none() && self.draft_model.is_none()
     }
 
     /// `--draft-model` (a file or an installed id), else the installed draft the catalog names
@@ -122,6 +130,20 @@ impl ModelArgs {
             }
             None => crate::models::catalog_draft_path(&self.model),
         }
+    }
+
+    /// The per-token acceptance measured on this machine for the model and its draft, once
+    /// enough tokens stand behind it ([`hearth_server::draft_acceptance`]).
+    pub fn measured_draft_acceptance(&self) -> Option<f64> {
+        let model = self.model_path().ok()?;
+        let draft = self.draft_model_path()?;
+        hearth_server::draft_acceptance::DraftAcceptanceFile::load(
+            &hearth_supervisor::process::data_dir(),
+        )
+        .acceptance_rate(
+            &hearth_server::draft_acceptance::file_name_of(&model),
+            &hearth_server::draft_acceptance::file_name_of(&draft),
+        )
     }
 
     pub fn load_params(&self) -> LoadParams {
@@ -145,6 +167,8 @@ impl ModelArgs {
             speculative: self.speculative_mode(),
             draft_model: self.draft_model_path(),
             max_draft_tokens: self.max_draft_tokens,
+            draft_when_advised: self.draft_when_advised(),
+            draft_acceptance: self.measured_draft_acceptance(),
             ..LoadParams::default()
         }
     }

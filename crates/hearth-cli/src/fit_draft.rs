@@ -1,13 +1,17 @@
 //! `hearth fit`'s speculative-decoding line: which draft model the plan takes (`--draft-model`,
 //! else the one the catalog names), whether it fits beside the model, and the decode speedup
-//! `hearth_probe::draft` predicts at a measured acceptance rate (`--draft-acceptance`, from
-//! `hearth bench --draft-model`'s `acceptance_rate`) or the stated prior.
+//! `hearth_probe::draft` predicts at an acceptance rate: `--draft-acceptance` when given, else
+//! the one measured on this machine for the pair (`hearth run` and `hearth serve` record it,
+//! [`hearth_server::draft_acceptance`]) once enough tokens stand behind it, else the prior.
 
 use std::path::Path;
 
 use anyhow::Context;
 use hearth_probe::draft::{plan_draft, Acceptance, AcceptanceSource, DraftPlan, VerifyCostSource};
 use hearth_probe::{variant_from_file, DeviceProfile, Plan};
+use hearth_server::draft_acceptance::{
+    file_name_of, DraftAcceptanceFile, PairCounts, MIN_MEASURED_DECODE_TOKENS,
+};
 use serde::Serialize;
 
 /// What the plan decided about a draft model.
@@ -39,6 +43,11 @@ pub struct DraftReport {
     /// Memory, fit and predicted speedup, when the draft's file could be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<DraftPlan>,
+    /// What this machine measured for the pair so far (used once it reaches
+    /// `measured_min_decode_tokens` decoded tokens and no `--draft-acceptance` is given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<PairCounts>,
+    pub measured_min_decode_tokens: u64,
 }
 
 /// The draft for `model`: `draft_model` (a file or an installed id) when given, else the
@@ -65,6 +74,8 @@ pub fn draft_report(
                     from_catalog: false,
                     installed: false,
                     plan: None,
+                    measured: None,
+                    measured_min_decode_tokens: MIN_MEASURED_DECODE_TOKENS,
                 })
             }
         },
@@ -76,15 +87,33 @@ pub fn draft_report(
             from_catalog,
             installed: false,
             plan: None,
+            measured: None,
+            measured_min_decode_tokens: MIN_MEASURED_DECODE_TOKENS,
         });
     };
     let variant = variant_from_file(&path)
         .with_context(|| format!("cannot read the GGUF header of the draft model {id}"))?;
+    // What `hearth run` and `hearth serve` measured for this pair (a model not on disk has
+    // never run here).
+    let measured = crate::models::resolve_model_path(Path::new(model))
+        .ok()
+        .and_then(|model_path| {
+            DraftAcceptanceFile::load(&hearth_supervisor::process::data_dir())
+                .counts(&file_name_of(&model_path), &file_name_of(&path))
+        });
+    let acceptance = match (
+        acceptance,
+        measured.and_then(|counts| counts.acceptance_rate()),
+    ) {
+        (Some(given), _) => Acceptance::from_measurement(Some(given)),
+        (None, Some(rate)) => Acceptance::measured(rate),
+        (None, None) => Acceptance::from_measurement(None),
+    };
     let draft_plan = plan_draft(
         plan,
         &variant.facts,
         profile,
-        Acceptance::from_measurement(acceptance),
+        acceptance,
         hearth_protocol::DEFAULT_MAX_DRAFT_TOKENS,
     );
     let status = if !draft_plan.fits {
@@ -100,6 +129,8 @@ pub fn draft_report(
         from_catalog,
         installed: true,
         plan: Some(draft_plan),
+        measured,
+        measured_min_decode_tokens: MIN_MEASURED_DECODE_TOKENS,
     })
 }
 
@@ -122,11 +153,20 @@ pub fn draft_lines(report: &DraftReport) -> Vec<String> {
         }
         _ => format!("draft {id} fits (+{extra}) but speculation is not advised for this machine"),
     };
+    let measured = report.measured.unwrap_or_default();
     let acceptance = match plan.acceptance_source {
-        AcceptanceSource::Given => "given",
-        AcceptanceSource::Prior => {
-            "prior; measure it with `hearth bench --draft-model D` (acceptance_rate) and pass --draft-acceptance"
-        }
+        AcceptanceSource::Given => "given".to_string(),
+        AcceptanceSource::Measured => format!(
+            "measured here: {:.2} tokens per decode step over {} decoded tokens of {} answers",
+            measured.tokens_per_step(),
+            measured.decode_tokens,
+            measured.answers
+        ),
+        AcceptanceSource::Prior if measured.decode_tokens > 0 => format!(
+            "prior; {} of the {} decoded tokens needed to use the rate measured here so far",
+            measured.decode_tokens, report.measured_min_decode_tokens
+        ),
+        AcceptanceSource::Prior => "prior; `hearth run` and `hearth serve` measure it as they answer with the draft (--speculative draft), or pass --draft-acceptance".to_string(),
     };
     let verify = match plan.verify_cost_source {
         VerifyCostSource::MeasuredCpu => "measured on the reference CPU",
@@ -143,9 +183,13 @@ pub fn draft_lines(report: &DraftReport) -> Vec<String> {
             plan.draft_cost_per_guess, plan.verify_cost_per_guess
         ),
     ];
-    if report.status == DraftStatus::NotAdvised && report.from_catalog {
+    if report.from_catalog {
         lines.push(
-            "  run, chat, bench and serve still use the installed catalog draft: pass --speculative off".to_string(),
+            match report.status {
+                DraftStatus::Chosen => "  run, chat and serve load it",
+                _ => "  run, chat and serve leave it out (--speculative draft forces it)",
+            }
+            .to_string(),
         );
     }
     lines

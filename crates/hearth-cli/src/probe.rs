@@ -76,8 +76,10 @@ pub struct FitArgs {
     /// instead of the one the catalog names.
     #[arg(long)]
     pub draft_model: Option<String>,
-    /// The draft's acceptance rate to predict the speedup from: `hearth bench --draft-model`'s
-    /// `acceptance_rate`. Default: a prior of 0.7 (said so in the report).
+    /// The draft's per-token acceptance rate to predict the speedup from (from `hearth bench
+    /// --draft-model`: 1 − 1/tokens_per_step is a close lower bound). Default: the rate
+    /// measured on this machine by `hearth run`/`hearth serve` for the pair once it stands on
+    /// enough tokens, else a prior of 0.7 (the report says which).
     #[arg(long, value_parser = acceptance_rate)]
     pub draft_acceptance: Option<f64>,
 }

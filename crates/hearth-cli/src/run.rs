@@ -51,7 +51,32 @@ pub async fn load(supervisor: &Supervisor, args: &ModelArgs) -> anyhow::Result<M
             info.file_name
         );
     }
+    // The catalog's draft left out by the planner: said once, with the figure.
+    if let Some(verdict) = info
+        .draft_verdict
+        .as_ref()
+        .filter(|verdict| !verdict.advised)
+    {
+        eprintln!("note: {}", verdict.summary());
+    }
     Ok(info)
+}
+
+/// Adds a finished answer's guesses to the acceptance measured for the model and its draft
+/// model ([`hearth_server::draft_acceptance`]), when it speculated with one.
+pub fn record_draft_acceptance(info: &ModelInfo, max_draft_tokens: u32, metrics: &RequestMetrics) {
+    if info.speculative != hearth_protocol::SpeculativeMode::Draft {
+        return;
+    }
+    if let Some(draft) = &info.draft_model {
+        hearth_server::draft_acceptance::record_answer(
+            &hearth_supervisor::process::data_dir(),
+            &info.file_name,
+            draft,
+            max_draft_tokens,
+            metrics,
+        );
+    }
 }
 
 /// Streams one generation, writing text to `out` as it arrives.
@@ -108,6 +133,7 @@ async fn run_with(supervisor: &Supervisor, args: &RunArgs) -> anyhow::Result<()>
     if args.json {
         let (text, finish_reason, metrics) =
             stream_answer(supervisor, generation, &mut std::io::sink()).await?;
+        record_draft_acceptance(&model, args.model.max_draft_tokens, &metrics);
         let report = RunReport {
             text,
             finish_reason,
@@ -117,8 +143,9 @@ async fn run_with(supervisor: &Supervisor, args: &RunArgs) -> anyhow::Result<()>
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let mut stdout = std::io::stdout();
-        stream_answer(supervisor, generation, &mut stdout).await?;
+        let (_, _, metrics) = stream_answer(supervisor, generation, &mut stdout).await?;
         writeln!(stdout)?;
+        record_draft_acceptance(&model, args.model.max_draft_tokens, &metrics);
     }
     Ok(())
 }

@@ -194,6 +194,107 @@ fn fit_plans_a_draft_model_with_its_memory_and_predicted_speedup() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("between 0 and 1"));
 }
 
+/// The acceptance measured on this machine: `hearth run` speculating with a draft adds its
+/// answer's guesses to a private file in the data folder, and `hearth fit --draft-model`
+/// predicts from that pair's rate once 256 decoded tokens stand behind it (and says so);
+/// before that, from the prior.
+#[test]
+fn run_records_the_measured_acceptance_and_fit_predicts_from_it() {
+    let home = tempfile::tempdir().unwrap();
+    let model = hearth_testkit::smollm2().display().to_string();
+    let run = hearth(
+        home.path(),
+        &[
+            "run",
+            "-m",
+            &model,
+            "--draft-model",
+            &model,
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "32",
+            "Repeat this text exactly: The lighthouse keeper climbed the stairs every evening, \
+             trimmed the wick and watched the ships pass safely in the dark.",
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let record_path = home.path().join("speculative-acceptance.json");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    let file_name = hearth_testkit::smollm2()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let key = format!("{file_name} + {file_name}");
+    let pair = &record["pairs"][&key];
+    assert_eq!(pair["answers"], 1, "{record}");
+    assert!(pair["decode_tokens"].as_u64().unwrap() > 0, "{record}");
+    assert!(pair["drafted_tokens"].as_u64().unwrap() > 0, "{record}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&record_path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let fit = |home: &Path| {
+        json(&hearth(
+            home,
+            &[
+                "fit",
+                &model,
+                "--no-measure",
+                "--json",
+                "--draft-model",
+                &model,
+            ],
+        ))
+    };
+    // One short answer is not enough to replace the prior.
+    let report = fit(home.path());
+    assert_eq!(
+        report["draft"]["plan"]["acceptance_source"], "prior",
+        "{report}"
+    );
+    assert_eq!(report["draft"]["measured"]["answers"], 1, "{report}");
+    assert_eq!(report["draft"]["measured_min_decode_tokens"], 256);
+
+    // 400 tokens in 200 steps: 2 tokens per step, α ≈ 0.5 at up to 8 guesses.
+    std::fs::write(
+        &record_path,
+        serde_json::json!({"pairs": {key: {"answers": 4, "decode_tokens": 400,
+            "drafted_tokens": 300, "accepted_tokens": 200, "max_draft_tokens": 8}}})
+        .to_string(),
+    )
+    .unwrap();
+    let report = fit(home.path());
+    let plan = &report["draft"]["plan"];
+    assert_eq!(plan["acceptance_source"], "measured", "{report}");
+    let rate = plan["acceptance_rate"].as_f64().unwrap();
+    assert!(rate > 0.49 && rate < 0.51, "{rate}");
+    let printed = hearth(
+        home.path(),
+        &["fit", &model, "--no-measure", "--draft-model", &model],
+    );
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        printed.contains("measured here: 2.00 tokens per decode step over 400 decoded tokens"),
+        "{printed}"
+    );
+    // A corrupt record is ignored: the prior again, and no failure.
+    std::fs::write(&record_path, b"{ not json").unwrap();
+    let report = fit(home.path());
+    assert_eq!(report["draft"]["plan"]["acceptance_source"], "prior");
+}
+
 #[test]
 fn fit_refuses_what_it_cannot_read() {
     let home = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use hearth_probe::{LlamaDevice, Plan, Wishes};
+use hearth_probe::{DeviceProfile, LlamaDevice, Plan, Wishes};
 use hearth_protocol::{GpuLayers, LoadParams};
 
 /// The layers to offload for `params`, and a note when the planner was asked.
@@ -40,17 +40,28 @@ pub fn planned_gpu_layers(path: &Path, params: &LoadParams) -> Result<u32, Strin
 /// sequences, on this worker's devices and the memory free now.
 pub fn load_plan(path: &Path, params: &LoadParams) -> Result<Plan, String> {
     let variant = hearth_probe::variant_from_file(path).map_err(|error| error.to_string())?;
-    let devices: Vec<LlamaDevice> = crate::backends::backend_devices()
-        .into_iter()
-        .map(LlamaDevice::from)
-        .collect();
+    let (profile, wishes) = planner_inputs(params, true);
+    hearth_probe::plan(&[variant], &profile, &wishes).map_err(|error| error.to_string())
+}
+
+/// The planner's view of this worker for a load with `params`: the devices llama.cpp sees
+/// (none unless `with_gpus`) with the memory free now, and the context asked for.
+pub fn planner_inputs(params: &LoadParams, with_gpus: bool) -> (DeviceProfile, Wishes) {
+    let devices: Vec<LlamaDevice> = if with_gpus {
+        crate::backends::backend_devices()
+            .into_iter()
+            .map(LlamaDevice::from)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let profile = hearth_probe::probe::offload_profile(&devices);
     let wishes = Wishes {
         context: Some(params.n_ctx),
         n_parallel: params.n_parallel.max(1),
         ..Wishes::default()
     };
-    hearth_probe::plan(&[variant], &profile, &wishes).map_err(|error| error.to_string())
+    (profile, wishes)
 }
 
 /// The offload to retry with after an out-of-memory load of `failed` layers: the planner's

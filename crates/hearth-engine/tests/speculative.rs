@@ -137,6 +137,38 @@ fn a_request_that_does_not_speculate_runs_beside_one_that_does() {
     assert_eq!(outcomes[&ids[1]].text(), alone);
 }
 
+/// A proposed draft (the catalog's) is loaded only when the planner advises it: SmolLM2 as
+/// its own draft costs about a decode step per guess on the CPU, so even at a measured
+/// acceptance of 1 the worker loads the model without speculation and says why; the same
+/// draft named by the user is loaded as asked.
+#[test]
+fn a_proposed_draft_the_planner_does_not_advise_is_left_out() {
+    let proposed = LoadParams {
+        draft_when_advised: true,
+        draft_acceptance: Some(1.0),
+        ..params(SpeculativeMode::Draft)
+    };
+    let (mut engine, info) = TestEngine::with_model(&hearth_testkit::smollm2(), proposed);
+    assert_eq!(info.speculative, SpeculativeMode::Off);
+    assert_eq!(info.draft_model, None);
+    let verdict = info.draft_verdict.expect("a verdict on the proposed draft");
+    assert!(!verdict.advised && verdict.fits, "{verdict:?}");
+    assert!(verdict.predicted_speedup < 1.0, "{verdict:?}");
+    assert_eq!(verdict.acceptance_rate, 1.0);
+    assert_eq!(
+        verdict.acceptance_source,
+        hearth_protocol::DraftAcceptanceSource::Measured
+    );
+    let outcome = engine.generate(chat(REWRITE), SamplingParams::greedy(), Some(8), &[]);
+    assert_eq!(outcome.done().1.drafted_tokens, 0);
+
+    let info = engine
+        .load(&hearth_testkit::smollm2(), params(SpeculativeMode::Draft))
+        .unwrap();
+    assert_eq!(info.speculative, SpeculativeMode::Draft);
+    assert!(info.draft_verdict.is_none());
+}
+
 #[test]
 fn a_draft_model_with_another_vocabulary_is_refused_at_load() {
     let mut engine = TestEngine::start();

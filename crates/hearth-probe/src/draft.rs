@@ -39,6 +39,10 @@ pub enum AcceptanceSource {
     /// Given by the user (`hearth fit --draft-acceptance`, from `hearth bench`'s
     /// `acceptance_rate`).
     Given,
+    /// Measured on this machine for this model and draft pair: tokens per decode step of
+    /// the answers that speculated with it, turned into a per-token rate by
+    /// [`hearth_protocol::acceptance_from_tokens_per_step`].
+    Measured,
     /// [`PRIOR_ACCEPTANCE_RATE`].
     Prior,
 }
@@ -62,6 +66,14 @@ pub struct Acceptance {
 }
 
 impl Acceptance {
+    /// A rate measured on this machine (clamped to 0..=1).
+    pub fn measured(rate: f64) -> Acceptance {
+        Acceptance {
+            rate: rate.clamp(0.0, 1.0),
+            source: AcceptanceSource::Measured,
+        }
+    }
+
     /// `measured` when given (clamped to 0..=1), else the prior.
     pub fn from_measurement(measured: Option<f64>) -> Acceptance {
         match measured {
@@ -107,15 +119,7 @@ pub struct DraftPlan {
     pub advised: bool,
 }
 
-/// Tokens a verify step yields with `draft_tokens` guesses accepted each with probability
-/// `acceptance`: the accepted run plus the model's own next token.
-pub fn expected_tokens_per_step(acceptance: f64, draft_tokens: u32) -> f64 {
-    let acceptance = acceptance.clamp(0.0, 1.0);
-    if acceptance >= 1.0 - 1e-12 {
-        return f64::from(draft_tokens) + 1.0;
-    }
-    (1.0 - acceptance.powi(draft_tokens as i32 + 1)) / (1.0 - acceptance)
-}
+pub use hearth_protocol::expected_tokens_per_step;
 
 /// Decode speedup of speculation with `draft_tokens` guesses per step, each guess costing
 /// `draft_cost_per_guess` to propose and `verify_cost_per_guess` to verify (in one-token
@@ -331,15 +335,6 @@ mod tests {
             Some(8192),
             acceptance,
         )
-    }
-
-    #[test]
-    fn tokens_per_step_follow_the_geometric_series() {
-        assert!((expected_tokens_per_step(0.0, 4) - 1.0).abs() < 1e-12);
-        assert!((expected_tokens_per_step(1.0, 4) - 5.0).abs() < 1e-12);
-        // 1 + 0.5 + 0.25 + 0.125
-        assert!((expected_tokens_per_step(0.5, 3) - 1.875).abs() < 1e-12);
-        assert!(expected_tokens_per_step(0.7, 8) < 1.0 / 0.3);
     }
 
     #[test]

@@ -17,11 +17,13 @@ mod limits;
 mod messages;
 mod metrics;
 mod reasoning;
+mod speculative;
 
 pub use backends::*;
 pub use embeddings::*;
 pub use limits::*;
 pub use reasoning::*;
+pub use speculative::*;
 
 pub use messages::*;
 pub use metrics::{percentile_nearest_rank, CacheTier, MetricsRecorder, RequestMetrics};

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-use crate::{BackendReport, EmbedRequest, RequestMetrics, ThinkingSyntax};
+use crate::{BackendReport, DraftVerdict, EmbedRequest, RequestMetrics, ThinkingSyntax};
 
 /// Default context length when the caller does not choose one: enough for a long chat, small
 /// enough that the KV cache of a small model stays in the tens of megabytes.
@@ -212,6 +212,14 @@ pub struct LoadParams {
     pub draft_model: Option<std::path::PathBuf>,
     /// Most tokens guessed per step; the engine adapts how many to the acceptance rate.
     pub max_draft_tokens: u32,
+    /// `draft_model` is only proposed (the catalog's draft, not one the user named): the
+    /// worker loads it only when the planner says the model and the draft fit in memory and
+    /// the predicted speedup is above 1, and runs without speculation otherwise
+    /// ([`ModelInfo::draft_verdict`] says which and why).
+    pub draft_when_advised: bool,
+    /// The per-token acceptance rate measured for this model and draft pair (see
+    /// [`DraftVerdict`]); `None`: the planner's prior.
+    pub draft_acceptance: Option<f64>,
     /// Host memory for the KV states of sequences pushed out of their slots (0: none kept).
     /// `None`: the fit planner sets it at load, from the memory the load leaves free
     /// (`hearth_probe::kv_host`).
@@ -242,6 +250,8 @@ impl Default for LoadParams {
             speculative: SpeculativeMode::Off,
             draft_model: None,
             max_draft_tokens: DEFAULT_MAX_DRAFT_TOKENS,
+            draft_when_advised: false,
+            draft_acceptance: None,
             kv_host_budget_bytes: None,
             kv_disk_dir: None,
             kv_disk_budget_bytes: DEFAULT_KV_DISK_BUDGET_BYTES,
@@ -611,6 +621,10 @@ pub struct ModelInfo {
     /// their slots may take (planned at load unless the load named it).
     #[serde(default)]
     pub kv_host_budget_bytes: u64,
+    /// The planner's verdict on a proposed draft model (`LoadParams::draft_when_advised`):
+    /// why it was loaded or left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_verdict: Option<DraftVerdict>,
 }
 
 /// Why a generation ended.

@@ -282,7 +282,9 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
     let machine =
         crate::system::MachineInfo::new(options.data_dir.clone(), bound, options.probe_command)
             .with_port_taken(port_taken);
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::default().with_draft_acceptance(Arc::new(
+        crate::draft_acceptance::DraftAcceptanceRecorder::new(options.data_dir.clone()),
+    )));
     let max_loaded = options.max_loaded.max(1);
     // The KV cache's disk budget is read once: it applies from the next start.
     let kv_disk_budget_bytes = crate::settings::SettingsStore::new(options.data_dir.clone())

@@ -28,6 +28,7 @@ mod anthropic;
 mod app;
 mod body_limit;
 mod conversations;
+pub mod draft_acceptance;
 mod embeddings;
 mod error;
 mod fit;

@@ -139,6 +139,8 @@ pub struct SchedulerGauges {
 #[derive(Debug, Default)]
 pub struct Metrics {
     counters: Mutex<Counters>,
+    /// Where answers that speculated with a draft model add to the measured acceptance.
+    draft_acceptance: Option<std::sync::Arc<crate::draft_acceptance::DraftAcceptanceRecorder>>,
 }
 
 const MILLIS_PER_SECOND: f64 = 1000.0;
@@ -157,6 +159,21 @@ impl Metrics {
         self.with(|c| *c.requests.entry((route.to_string(), status)).or_default() += 1);
     }
 
+    /// The same, also counting speculative decoding's acceptance into `recorder`.
+    pub fn with_draft_acceptance(
+        self,
+        recorder: std::sync::Arc<crate::draft_acceptance::DraftAcceptanceRecorder>,
+    ) -> Self {
+        Self {
+            draft_acceptance: Some(recorder),
+            ..self
+        }
+    }
+
+    pub fn draft_acceptance(&self) -> Option<&crate::draft_acceptance::DraftAcceptanceRecorder> {
+        self.draft_acceptance.as_deref()
+    }
+
     /// A finished generation's figures.
     pub fn record_generation(
         &self,
@@ -164,6 +181,9 @@ impl Metrics {
         finish_reason: FinishReason,
         metrics: &RequestMetrics,
     ) {
+        if let Some(recorder) = &self.draft_acceptance {
+            recorder.record(model, metrics);
+        }
         self.with(|c| {
             let counters = c.models.entry(model.to_string()).or_default();
             counters.prompt_tokens += u64::from(metrics.prompt_tokens);

@@ -392,7 +392,8 @@ impl ModelManager {
         let (load_params, catalog_draft_id) = with_catalog_draft(
             self.config.load_params.clone(),
             self.config.library.as_ref(),
-            &model.id,
+            &model,
+            self.metrics.draft_acceptance(),
         );
         tokio::spawn(async move {
             let outcome = load_model(
@@ -529,31 +530,42 @@ impl ModelManager {
     }
 }
 
-/// `params` with the installed draft model the catalog names for library model `id`
-/// (speculative decoding), and that draft's id, unless the server was told to speculate
+/// `params` with the installed draft model the catalog names for library model `model`
+/// (speculative decoding), proposed to the worker, which loads it only when the planner
+/// advises it (`LoadParams::draft_when_advised`, at the acceptance measured for the pair when
+/// there is enough of it), and that draft's id; unless the server was told to speculate
 /// otherwise.
 fn with_catalog_draft(
     params: LoadParams,
     library: Option<&ModelLibrary>,
-    id: &str,
+    model: &ServableModel,
+    acceptance: Option<&crate::draft_acceptance::DraftAcceptanceRecorder>,
 ) -> (LoadParams, Option<String>) {
     if params.speculative != hearth_protocol::SpeculativeMode::Off {
         return (params, None);
     }
     let draft = library.and_then(|library| {
         let catalog = hearth_models::Catalog::builtin().ok()?;
-        let choice = hearth_models::catalog_draft(&catalog, library, id)?;
+        let choice = hearth_models::catalog_draft(&catalog, library, &model.id)?;
         Some((choice.installed_path?, choice.id))
     });
     match draft {
-        Some((path, draft_id)) => (
-            LoadParams {
-                speculative: hearth_protocol::SpeculativeMode::Draft,
-                draft_model: Some(path),
-                ..params
-            },
-            Some(draft_id),
-        ),
+        Some((path, draft_id)) => {
+            let draft_acceptance = acceptance.and_then(|recorder| {
+                use crate::draft_acceptance::file_name_of;
+                recorder.acceptance_rate(&file_name_of(&model.path), &file_name_of(&path))
+            });
+            (
+                LoadParams {
+                    speculative: hearth_protocol::SpeculativeMode::Draft,
+                    draft_model: Some(path),
+                    draft_when_advised: true,
+                    draft_acceptance,
+                    ..params
+                },
+                Some(draft_id),
+            )
+        }
         None => (params, None),
     }
 }
@@ -569,6 +581,7 @@ async fn load_model(
     let supervisor = Supervisor::new(worker_command);
     let started = Instant::now();
     tracing::info!(model = %model.id, "loading model");
+    let max_draft_tokens = load_params.max_draft_tokens;
     let result = supervisor.load(&model.path, load_params).await;
     let Some(manager) = manager
         .upgrade()
@@ -585,6 +598,14 @@ async fn load_model(
             let load_seconds = started.elapsed().as_secs_f64();
             tracing::info!(model = %model.id, load_seconds, "model loaded");
             manager.metrics.record_model_load(&model.id, load_seconds);
+            // The worker logged the planner's verdict on a proposed draft, once.
+            if let Some(recorder) = manager.metrics.draft_acceptance() {
+                let draft_file = info
+                    .draft_model
+                    .as_deref()
+                    .filter(|_| info.speculative == hearth_protocol::SpeculativeMode::Draft);
+                recorder.model_loaded(&model.id, &info.file_name, draft_file, max_draft_tokens);
+            }
             let draft_model = (info.speculative == hearth_protocol::SpeculativeMode::Draft)
                 .then(|| catalog_draft_id.or_else(|| info.draft_model.clone()))
                 .flatten();

@@ -498,5 +498,6 @@ pub fn model_info() -> ModelInfo {
         speculative: Default::default(),
         draft_model: None,
         kv_host_budget_bytes: 256 << 20,
+        draft_verdict: None,
     }
 }

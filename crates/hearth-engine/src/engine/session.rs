@@ -128,6 +128,9 @@ fn run_model_session(
     grammar_limits: GrammarLimits,
 ) -> Result<SessionEnd, WorkerError> {
     let started = Instant::now();
+    // A proposed draft model (the catalog's) stays out unless the planner advises it.
+    let (resolved, draft_verdict) = speculative::choice::resolve(model_path, params);
+    let params = &resolved;
     let gpu_devices = crate::backends::gpu_device_indices();
     let mut n_gpu_layers = offload::resolve_gpu_layers(model_path, params, &gpu_devices);
     let mut may_retry = params.n_gpu_layers == GpuLayers::Auto && n_gpu_layers > 0;
@@ -158,6 +161,7 @@ fn run_model_session(
                             started,
                             grammar_limits,
                             embedding_params,
+                            draft_verdict: draft_verdict.clone(),
                         };
                         let guesser = guesser(params, draft.as_ref(), n_gpu_layers)?;
                         return Ok(serve_model(
@@ -257,6 +261,8 @@ struct LoadedModel<'a> {
     grammar_limits: GrammarLimits,
     /// The generation context's parameters, which the embedding context starts from.
     embedding_params: llama_cpp_2::context::params::LlamaContextParams,
+    /// The planner's verdict on a proposed draft model.
+    draft_verdict: Option<hearth_protocol::DraftVerdict>,
 }
 
 /// Reports the loaded model and runs its session until a new load or a shutdown.
@@ -316,6 +322,7 @@ fn serve_model(
             .filter(|_| guesser.mode() == SpeculativeMode::Draft)
             .map(file_name),
         kv_host_budget_bytes: params.kv_host_budget_bytes.unwrap_or(0),
+        draft_verdict: loaded.draft_verdict.clone(),
     };
     tracing::info!(model = %info.file_name, load_ms = info.load_time_ms, n_ctx, n_parallel, "model loaded");
     sink.emit(WorkerEvent::Loaded {

@@ -5,10 +5,12 @@
 //!
 //! Two guessers: n-gram lookup in the prompt and answer so far ([`ngram`]), and a draft model
 //! ([`draft`]). [`acceptance`] holds the rules (rejection sampling, the adaptive draft length)
-//! as pure code. The step itself (`engine::step`) removes the rejected positions from the
-//! target's cache; the draft removes its own before its next guess.
+//! as pure code; [`choice`] decides whether a proposed draft model is loaded at all. The step
+//! itself (`engine::step`) removes the rejected positions from the target's cache; the draft
+//! removes its own before its next guess.
 
 pub mod acceptance;
+pub mod choice;
 pub mod draft;
 pub mod ngram;
 
