@@ -8,7 +8,8 @@
 //!   prompt. One short warm-up generation runs first (page faults, thread pool start).
 //! - `--concurrency 1,2,4,8`, `--turns N`, `--interference N`: see `bench_modes`.
 //! - `--speculative ngram|draft`, `--draft-model M`: with and without speculative decoding,
-//!   see `bench_speculative`.
+//!   see `bench_speculative`; with `--neighbour`, a stream that does not speculate beside one
+//!   that does, see `bench_neighbour`.
 
 use anyhow::Context;
 use clap::Args;
@@ -56,6 +57,11 @@ pub struct BenchArgs {
     /// While one stream decodes, send a prompt of this many tokens on another sequence.
     #[arg(long)]
     pub interference: Option<u32>,
+    /// With --speculative/--draft-model: measure a second stream that does not speculate
+    /// beside the one that does, against the same pair without speculation (the neighbour's
+    /// TPOT ratio).
+    #[arg(long)]
+    pub neighbour: bool,
     /// Measured repetitions (after one warm-up).
     #[arg(long, default_value_t = 3)]
     pub repetitions: u32,
@@ -152,8 +158,15 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         return crate::bench_modes::interference(&args, long_prompt).await;
     }
     if args.model.speculative_mode() != SpeculativeMode::Off {
+        if args.neighbour {
+            return crate::bench_neighbour::neighbour(&args).await;
+        }
         return crate::bench_speculative::speculation(&args).await;
     }
+    anyhow::ensure!(
+        !args.neighbour,
+        "--neighbour needs --speculative ngram|draft or --draft-model"
+    );
     anyhow::ensure!(
         args.prompt_tokens() >= 1,
         "--prompt-tokens must be at least 1"

@@ -50,7 +50,7 @@ async fn load(
 }
 
 /// Token arrival times (ms since the request arrived) rebuilt from TTFT and the ITL gaps.
-fn token_times_ms(metrics: &RequestMetrics) -> Vec<f64> {
+pub fn token_times_ms(metrics: &RequestMetrics) -> Vec<f64> {
     let mut time = metrics.ttft_ms;
     let mut times = vec![time];
     for gap in &metrics.itl_ms {

@@ -122,15 +122,21 @@ pub async fn speculation(args: &BenchArgs) -> anyhow::Result<()> {
     crate::bench::print_report(&result?, args.json, print_table)
 }
 
-async fn compare(
+/// The two workers of a speculation bench, loaded: `baseline` without speculation and
+/// `speculative` with `with` (the prefix cache off, the mode asked for never left to the
+/// planner); the model's figures and the prompt that suits the guesser (a rewrite for n-gram
+/// lookup, an explanation for a draft).
+pub async fn load_both(
     baseline: &Supervisor,
     speculative: &Supervisor,
     args: &BenchArgs,
-) -> anyhow::Result<SpeculationReport> {
+    with: LoadParams,
+) -> anyhow::Result<(ModelInfo, LoadParams, String)> {
     let model_path = args.model.model_path()?;
     let with = LoadParams {
         prefix_cache: false,
-        ..args.model.load_params()
+        draft_when_advised: false,
+        ..with
     };
     let without = LoadParams {
         speculative: SpeculativeMode::Off,
@@ -144,38 +150,65 @@ async fn compare(
     speculative
         .load(&model_path, with.clone())
         .await
-        .with_context(|| "cannot load the model with speculative decoding".to_string())?;
+        .context("cannot load the model with speculative decoding")?;
     let prompt = match with.speculative {
         SpeculativeMode::Ngram => rewrite_prompt(),
         _ => EXPLAIN_PROMPT.to_string(),
     };
-    let gen_tokens = args.gen_tokens();
-    // Warm-up: page faults and thread pools of both workers.
-    answer(baseline, &prompt, 4).await?;
-    answer(speculative, &prompt, 4).await?;
-    let (mut base_runs, mut spec_runs) = (Vec::new(), Vec::new());
-    let mut reference: Option<String> = None;
-    let mut identical_output = true;
-    for repetition in 0..args.repetitions {
+    Ok((model, with, prompt))
+}
+
+/// Runs `measure` on each worker in turn, AB BA AB … (`true`: the speculating one), so a
+/// change in the machine's load falls on both alike: the baseline's results, the speculating
+/// worker's, and whether every text `measure` returned was the same (greedy answers must be).
+pub async fn alternate<R, Fut>(
+    repetitions: u32,
+    mut measure: impl FnMut(bool) -> Fut,
+) -> anyhow::Result<(Vec<R>, Vec<R>, bool)>
+where
+    Fut: std::future::Future<Output = anyhow::Result<(String, R)>>,
+{
+    let (mut baseline, mut speculating) = (Vec::new(), Vec::new());
+    let mut first: Option<String> = None;
+    let mut identical = true;
+    for repetition in 0..repetitions {
         let order = if repetition % 2 == 0 {
             [false, true]
         } else {
             [true, false]
         };
-        for speculating in order {
-            let worker = if speculating { speculative } else { baseline };
-            let (text, run) = answer(worker, &prompt, gen_tokens).await?;
-            match &reference {
-                None => reference = Some(text),
-                Some(first) => identical_output &= *first == text,
+        for speculates in order {
+            let (text, result) = measure(speculates).await?;
+            match &first {
+                None => first = Some(text),
+                Some(first) => identical &= *first == text,
             }
-            if speculating {
-                spec_runs.push(run);
+            if speculates {
+                speculating.push(result);
             } else {
-                base_runs.push(run);
+                baseline.push(result);
             }
         }
     }
+    Ok((baseline, speculating, identical))
+}
+
+async fn compare(
+    baseline: &Supervisor,
+    speculative: &Supervisor,
+    args: &BenchArgs,
+) -> anyhow::Result<SpeculationReport> {
+    let (model, with, prompt) =
+        load_both(baseline, speculative, args, args.model.load_params()).await?;
+    let gen_tokens = args.gen_tokens();
+    // Warm-up: page faults and thread pools of both workers.
+    answer(baseline, &prompt, 4).await?;
+    answer(speculative, &prompt, 4).await?;
+    let (base_runs, spec_runs, identical_output) = alternate(args.repetitions, |speculating| {
+        let worker = if speculating { speculative } else { baseline };
+        answer(worker, &prompt, gen_tokens)
+    })
+    .await?;
     let drafted_tokens: u32 = spec_runs.iter().map(|run| run.metrics.drafted_tokens).sum();
     let accepted_tokens: u32 = spec_runs
         .iter()

@@ -8,6 +8,7 @@
 mod args;
 mod bench;
 mod bench_modes;
+mod bench_neighbour;
 mod bench_speculative;
 mod chat;
 mod fit_draft;

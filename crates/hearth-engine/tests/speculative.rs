@@ -1,6 +1,7 @@
 //! Speculative decoding on the real SmolLM2 model: n-gram lookup and a draft model give the
 //! same greedy answers as decoding one token per step, alone and beside other sequences (one
-//! of which does not speculate: a constrained request), the same seeded answers at a
+//! of which does not speculate: a constrained request, or one sent with `speculate: false`,
+//! which also keeps one token per step), the same seeded answers at a
 //! temperature above zero, and their guesses are counted; a draft model whose vocabulary
 //! differs is refused at load with a clear error.
 
@@ -135,6 +136,45 @@ fn a_request_that_does_not_speculate_runs_beside_one_that_does() {
         "a constrained request never guesses"
     );
     assert_eq!(outcomes[&ids[1]].text(), alone);
+}
+
+/// The neighbour of `hearth bench --neighbour`: a request sent with `speculate: false` beside
+/// one that speculates keeps its greedy answer and one token per step (it guesses nothing,
+/// though its prompt is one n-gram lookup guesses well on).
+#[test]
+fn a_request_that_opts_out_keeps_its_answer_and_one_token_per_step_beside_one_that_speculates() {
+    let mut engine = engine(SpeculativeMode::Ngram);
+    let neighbour = GenerateRequest {
+        speculate: false,
+        ..greedy_request(chat(REWRITE), ANSWER_TOKENS)
+    };
+    let allowed_id = engine.submit_request(greedy_request(chat(REWRITE), ANSWER_TOKENS));
+    let allowed = engine.collect(allowed_id);
+    assert!(
+        allowed.done().1.drafted_tokens > 0,
+        "the prompt is guessable"
+    );
+    let (_, _, steps_before, _) = engine.stats();
+    let alone_id = engine.submit_request(neighbour.clone());
+    let alone = engine.collect(alone_id);
+    let (_, _, steps_after, _) = engine.stats();
+    assert_eq!(alone.done().1.drafted_tokens, 0);
+    assert_eq!(alone.text(), allowed.text());
+    // One step computes the prompt and gives the first token, then one token per step.
+    assert_eq!(
+        steps_after - steps_before,
+        u64::from(alone.done().1.generated_tokens)
+    );
+    let ids = [
+        engine.submit_request(greedy_request(chat(REWRITE), ANSWER_TOKENS)),
+        engine.submit_request(neighbour),
+    ];
+    let outcomes = collect_all(&engine, &ids);
+    assert!(outcomes[&ids[0]].done().1.accepted_tokens > 0);
+    let beside = &outcomes[&ids[1]];
+    assert_eq!(beside.done().1.drafted_tokens, 0);
+    assert_eq!(beside.done().1.accepted_tokens, 0);
+    assert_eq!(beside.text(), alone.text());
 }
 
 /// A proposed draft (the catalog's) is loaded only when the planner advises it: SmolLM2 as

@@ -468,6 +468,19 @@ pub struct GenerateRequest {
     /// ([`crate::close_thinking_in_prompt`]).
     #[serde(default = "thinking_on", skip_serializing_if = "is_thinking_on")]
     pub enable_thinking: bool,
+    /// Whether this request may speculate when the model does (`false`: one token per step,
+    /// as beside a model without speculation; `hearth bench --neighbour` measures such a
+    /// sequence beside one that speculates).
+    #[serde(default = "speculate_on", skip_serializing_if = "is_speculate_on")]
+    pub speculate: bool,
+}
+
+fn speculate_on() -> bool {
+    true
+}
+
+fn is_speculate_on(speculate: &bool) -> bool {
+    *speculate
 }
 
 fn thinking_on() -> bool {

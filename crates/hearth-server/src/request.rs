@@ -117,6 +117,7 @@ impl CompletionRequest {
             // A constrained answer is held to its grammar from its first token: no room to
             // think first.
             enable_thinking: self.reasoning.enable_thinking && self.constraint.is_none(),
+            speculate: true,
         }
     }
 

@@ -122,6 +122,8 @@ pub struct Generation {
     pub tools: Vec<ToolDefinition>,
     /// Whether a model that thinks in tags may think (see `GenerateRequest`).
     pub enable_thinking: bool,
+    /// Whether the request may speculate when the model does (see `GenerateRequest`).
+    pub speculate: bool,
 }
 
 impl Generation {
@@ -137,6 +139,7 @@ impl Generation {
             context_overflow: ContextOverflow::Error,
             tools: Vec::new(),
             enable_thinking: true,
+            speculate: true,
         }
     }
 }
@@ -326,6 +329,7 @@ impl Supervisor {
             context_overflow: generation.context_overflow,
             tools: generation.tools,
             enable_thinking: generation.enable_thinking,
+            speculate: generation.speculate,
         });
         let events = self.send(&mut state, request_id, request).await?;
         let stdin = state.worker.as_ref().map(|w| w.stdin.clone());

@@ -204,6 +204,7 @@ impl Session<'_> {
                 pending_logprobs: Vec::new(),
                 guesses: Vec::new(),
                 draft_length: DraftLength::new(self.max_draft_tokens),
+                speculate: request.speculate,
             });
             // Published before `Started` leaves: a client that asks for stats once its
             // request started sees it running.

@@ -302,6 +302,8 @@ struct ActiveRequest {
     /// many to guess next.
     guesses: Vec<LlamaToken>,
     draft_length: DraftLength,
+    /// Whether the request may speculate (`GenerateRequest::speculate`).
+    speculate: bool,
 }
 
 /// Where a request's tokens are sampled: on the engine thread, or (a request with an output

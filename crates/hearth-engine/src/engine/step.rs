@@ -150,9 +150,10 @@ impl Session<'_> {
     }
 
     /// The guesses to verify after `token` in slot `index` this step: none unless the session
-    /// speculates and the request samples on this thread; never more than the request may still
-    /// generate, its sequence's context holds, or the batch has room for beside one token for
-    /// every other decoding sequence (`decode_tokens` are already in it).
+    /// speculates, the request may (`speculate`) and it samples on this thread; never more
+    /// than the request may still generate, its sequence's context holds, or the batch has
+    /// room for beside one token for every other decoding sequence (`decode_tokens` are
+    /// already in it).
     fn guesses(&mut self, index: usize, token: LlamaToken, decode_tokens: u32) -> Vec<LlamaToken> {
         if self.guesser.is_off() {
             return Vec::new();
@@ -161,7 +162,7 @@ impl Session<'_> {
         let Some(active) = slot.active.as_ref() else {
             return Vec::new();
         };
-        if !matches!(active.sampler, RequestSampler::Inline(_)) {
+        if !active.speculate || !matches!(active.sampler, RequestSampler::Inline(_)) {
             return Vec::new();
         }
         let others = self

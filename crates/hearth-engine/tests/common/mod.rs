@@ -119,6 +119,7 @@ impl TestEngine {
             context_overflow: Default::default(),
             tools: Vec::new(),
             enable_thinking: true,
+            speculate: true,
         }));
         request_id
     }
@@ -230,6 +231,7 @@ pub fn greedy_request(prompt: Prompt, max_tokens: u32) -> GenerateRequest {
         context_overflow: Default::default(),
         tools: Vec::new(),
         enable_thinking: true,
+        speculate: true,
     }
 }
 

@@ -36,6 +36,7 @@ fn requests_round_trip_as_single_json_lines() {
         context_overflow: ContextOverflow::DropOldestTurns,
         tools: Vec::new(),
         enable_thinking: false,
+        speculate: true,
     });
     let line = crate::encode_line(&request).unwrap();
     assert_eq!(

@@ -53,6 +53,7 @@ impl OllamaGeneration {
             context_overflow: ContextOverflow::Error,
             tools: Vec::new(),
             enable_thinking: self.enable_thinking && self.constraint.is_none(),
+            speculate: true,
         }
     }
 }
