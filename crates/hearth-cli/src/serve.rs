@@ -76,9 +76,10 @@ pub struct ServeArgs {
     #[arg(long = "gpu-layers", default_value = hearth_protocol::GpuLayers::AUTO)]
     pub n_gpu_layers: hearth_protocol::GpuLayers,
     /// Speculative decoding for every model: `ngram` (guesses from the prompt and the answer
-    /// so far) or `off` (a draft model is chosen per model, from the catalog).
-    #[arg(long, value_enum, default_value = "off")]
-    pub speculative: hearth_protocol::SpeculativeMode,
+    /// so far) or `off`. Default: each model's catalog draft, when it is installed and the
+    /// planner advises it for this machine, else off.
+    #[arg(long, value_enum)]
+    pub speculative: Option<hearth_protocol::SpeculativeMode>,
     /// Also serve Ollama's API (/api/chat, /api/generate, /api/embed, /api/tags, …) on
     /// --ollama-port of the same host, where Ollama clients look (default: the `ollama_api`
     /// setting).
@@ -117,7 +118,7 @@ pub fn port_and_key(
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.speculative != hearth_protocol::SpeculativeMode::Draft,
+        args.speculative != Some(hearth_protocol::SpeculativeMode::Draft),
         "hearth serve takes --speculative ngram or off; a draft model is chosen per model"
     );
     let exe =

@@ -1,6 +1,7 @@
 //! Models by name on the real server: installed models (`hearth import`) are served by their
 //! library ids, loaded on demand, and with `--max-loaded 1` a request for another model
-//! unloads the idle one first. Nothing is preloaded, so `/health` is 200 at once.
+//! unloads the idle one first. Nothing is preloaded, so `/health` is 200 at once. A catalog
+//! model's draft is loaded only when the planner advises it.
 
 mod serve_support;
 
@@ -123,4 +124,71 @@ fn the_system_report_shows_a_loaded_models_speculative_decoding() {
     // 135M model leaves room on any machine that runs the tests.
     let kv_host = plan["kv_host_budget_bytes"].as_u64().unwrap();
     assert!(kv_host > 0 && kv_host <= 4 << 30, "{system}");
+}
+
+/// `import`s SmolLM2 as `id` and marks it pulled for catalog entry `id`, so the catalog's
+/// draft for that entry applies to it.
+fn install_as_catalog_model(home: &Path, id: &str) {
+    import(home, &hearth_testkit::smollm2(), id);
+    let manifest_path = home.join("models").join(id).join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["source"] = json!({"kind": "catalog", "catalog_id": id, "quantization": "Q4_1",
+        "repo": "owner/repo", "revision": "main", "file": "model.gguf",
+        "url": "https://example.invalid/model.gguf", "commit": null});
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+}
+
+/// The catalog's draft follows the planner. SmolLM2 installed as SmolLM2 1.7B, whose catalog
+/// draft (the 135M id) is also SmolLM2: as its own draft a guess costs about a decode step on
+/// the CPU, so the planner advises against it: `hearth run` says so once on stderr and runs
+/// without it, the server loads the model without speculation and `/api/system` says `off`;
+/// `--speculative draft` forces the draft.
+#[test]
+fn the_catalog_draft_is_loaded_only_when_the_planner_advises_it() {
+    let home = tempfile::tempdir().unwrap();
+    install_as_catalog_model(home.path(), "smollm2-1.7b-instruct");
+    import(
+        home.path(),
+        &hearth_testkit::smollm2(),
+        "smollm2-135m-instruct",
+    );
+    let run = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["run", "-m", "smollm2-1.7b-instruct", "--temperature", "0"])
+            .args(["--max-tokens", "4", "--json"])
+            .args(extra)
+            .arg("Hi")
+            .env("HEARTH_HOME", home.path())
+            .env_remove("HEARTH_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        (report, stderr)
+    };
+    let (report, stderr) = run(&[]);
+    assert_eq!(report["model"]["speculative"], "off", "{report}");
+    assert_eq!(
+        report["model"]["draft_verdict"]["advised"], false,
+        "{report}"
+    );
+    assert_eq!(
+        stderr.matches("not advised on this machine").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("predicted decode"), "{stderr}");
+    let (forced, stderr) = run(&["--speculative", "draft"]);
+    assert_eq!(forced["model"]["speculative"], "draft", "{forced}");
+    assert!(!stderr.contains("not advised"), "{stderr}");
+
+    let server = TestServer::start_in(home, None, &[]);
+    let answer = ask(&server, "smollm2-1.7b-instruct");
+    assert_eq!(answer.status, 200, "{}\n{}", answer.text(), server.stderr());
+    let system = server.get("/api/system").json();
+    let plan = &system["loaded"][0]["plan"];
+    assert_eq!(plan["speculative"], "off", "{system}");
+    assert_eq!(plan["draft_model"], Value::Null, "{system}");
 }

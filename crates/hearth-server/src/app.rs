@@ -82,8 +82,9 @@ pub struct ServerOptions {
     pub n_threads: Option<u32>,
     /// Layers to offload to the GPU (`auto`: the planner's, in the worker).
     pub n_gpu_layers: hearth_protocol::GpuLayers,
-    /// Speculative decoding for every model (`ngram` or `off`; a draft model is per model).
-    pub speculative: hearth_protocol::SpeculativeMode,
+    /// Speculative decoding for every model (`ngram` or `off`); `None`: each model's catalog
+    /// draft when the planner advises it (a draft model is per model).
+    pub speculative: Option<hearth_protocol::SpeculativeMode>,
     /// Where models (`models/`), the conversation history and the settings live.
     pub data_dir: PathBuf,
     /// How to start an engine worker (`hearth engine`, or the desktop's own binary).
@@ -132,7 +133,7 @@ impl ServerOptions {
             load_wait: DEFAULT_LOAD_WAIT,
             n_threads: None,
             n_gpu_layers: hearth_protocol::GpuLayers::Auto,
-            speculative: hearth_protocol::SpeculativeMode::Off,
+            speculative: None,
             data_dir: data_dir.into(),
             worker_command,
             connection_limits: crate::ConnectionLimits::default(),
@@ -301,7 +302,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
                 max_queue: options.max_queue,
                 n_threads: options.n_threads,
                 n_gpu_layers: options.n_gpu_layers,
-                speculative: options.speculative,
+                speculative: options.speculative.unwrap_or_default(),
                 kv_disk_dir: Some(crate::kv_cache::folder(&options.data_dir)),
                 kv_disk_budget_bytes,
                 ..LoadParams::default()
@@ -309,6 +310,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, StartError> 
             idle_unload: options.idle_unload.filter(|idle| !idle.is_zero()),
             load_wait: options.load_wait,
             max_loaded_models: max_loaded,
+            catalog_drafts: options.speculative.is_none(),
             providers: Some(ProviderRegistry::new(
                 &options.data_dir,
                 options.remote_timeouts,

@@ -55,6 +55,9 @@ pub struct ModelManagerConfig {
     /// How long a request waits for a model that is loading before it gets 503.
     pub load_wait: Duration,
     pub max_loaded_models: usize,
+    /// Propose each library model's catalog draft to its worker (`hearth serve` without
+    /// `--speculative`).
+    pub catalog_drafts: bool,
     /// Remote providers, whose models (`PROVIDER/MODEL`) are served beside the local ones
     /// (`None`: none).
     pub providers: Option<Arc<ProviderRegistry>>,
@@ -391,7 +394,10 @@ impl ModelManager {
         let worker_command = self.config.worker_command.clone();
         let (load_params, catalog_draft_id) = with_catalog_draft(
             self.config.load_params.clone(),
-            self.config.library.as_ref(),
+            self.config
+                .library
+                .as_ref()
+                .filter(|_| self.config.catalog_drafts),
             &model,
             self.metrics.draft_acceptance(),
         );

@@ -62,6 +62,7 @@ pub fn loopback_state_with_providers(
             idle_unload: None,
             load_wait: Duration::from_millis(200),
             max_loaded_models: 1,
+            catalog_drafts: true,
             providers,
         },
         metrics.clone(),
