@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use clap::Args;
-use hearth_protocol::{ChatMessage, ContextOverflow, Prompt, Role};
+use hearth_protocol::{ChatMessage, ContextOverflow, Prompt, RequestMetrics, Role};
 use hearth_supervisor::{Generation, GenerationEvent, Supervisor};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -86,7 +86,16 @@ async fn chat_with(supervisor: &Supervisor, args: &ChatArgs) -> anyhow::Result<(
         let answer =
             answer_until_interrupted(supervisor, generation, &mut stdout, args.metrics).await;
         match answer {
-            Ok(text) => history.push(ChatMessage::new(Role::Assistant, text)),
+            Ok((text, metrics)) => {
+                if let Some(metrics) = &metrics {
+                    crate::run::record_draft_acceptance(
+                        &info,
+                        args.model.max_draft_tokens,
+                        metrics,
+                    );
+                }
+                history.push(ChatMessage::new(Role::Assistant, text));
+            }
             Err(error) => {
                 // The turn failed (for example the model crashed); drop it and go on.
                 history.pop();
@@ -101,9 +110,10 @@ async fn answer_until_interrupted(
     generation: Generation,
     stdout: &mut std::io::Stdout,
     show_metrics: bool,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, Option<RequestMetrics>)> {
     let mut stream = supervisor.generate(generation).await?;
     let mut text = String::new();
+    let mut figures = None;
     let mut cancelled = false;
     loop {
         let event = tokio::select! {
@@ -146,9 +156,10 @@ async fn answer_until_interrupted(
                         metrics.decode_tokens_per_s
                     );
                 }
+                figures = Some(metrics);
                 break;
             }
         }
     }
-    Ok(text)
+    Ok((text, figures))
 }

@@ -2,9 +2,10 @@
 //! machine, kept in `speculative-acceptance.json` in the data folder so the planner predicts
 //! the draft's gain from what it did here rather than from a prior.
 //!
-//! The server (every finished answer that speculated with a draft) and `hearth run` add their
-//! answers' counts; `hearth fit --draft-model` and the server's choice of the catalog draft read
-//! the per-token rate back once [`MIN_MEASURED_DECODE_TOKENS`] decoded tokens stand behind it.
+//! The server (every finished answer that speculated with a draft), `hearth run` and `hearth
+//! chat` add their answers' counts; `hearth fit --draft-model` and the catalog draft's
+//! proposal to the worker read the per-token rate back once [`MIN_MEASURED_DECODE_TOKENS`]
+//! decoded tokens stand behind it.
 //! The rate is the one that yields the measured tokens per decode step in the planner's own
 //! formula ([`hearth_protocol::acceptance_from_tokens_per_step`]), not accepted over drafted.
 //! A missing or unreadable file is an empty record (logged), never a failure; it is written
