@@ -1,6 +1,6 @@
 //! The `hearth` binary end to end: `run` (text and `--json`), `chat` over a pipe with Ctrl-C,
-//! `bench --json` (and `--turns --conversations`), `--version`, and clear one-line errors for
-//! broken model files.
+//! `bench --json` (and `--turns --conversations`, `--speculative ngram --neighbour`),
+//! `--version`, and clear one-line errors for broken model files.
 
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
@@ -197,6 +197,44 @@ fn bench_json_has_the_documented_keys() {
     }
     assert_eq!(report["runs"][0]["prompt_tokens"], 64);
     assert_eq!(report["runs"][0]["generated_tokens"], 8);
+}
+
+/// `bench --speculative ngram --neighbour --json`: the neighbour's TPOT with and without the
+/// other stream speculating, its ratio, and that the neighbour guessed nothing and answered
+/// the same on both workers.
+#[test]
+fn bench_neighbour_json_has_the_documented_keys() {
+    let home = tempfile::tempdir().unwrap();
+    let output = run(
+        home.path(),
+        &[
+            "bench",
+            "-m",
+            &smollm2(),
+            "--speculative",
+            "ngram",
+            "--neighbour",
+            "--gen-tokens",
+            "24",
+            "--repetitions",
+            "1",
+            "--json",
+        ],
+    );
+    let report = success_json(&output);
+    // Figures, not their values: 24 tokens leave only a few steps in which both decode.
+    for key in ["neighbour_tpot_ratio", "speculating_speedup"] {
+        assert!(report[key].is_f64(), "{key} in {report}");
+    }
+    for side in ["baseline", "speculative_run"] {
+        assert!(
+            report[side]["neighbour_tpot_ms"].is_f64(),
+            "{side} in {report}"
+        );
+    }
+    assert_eq!(report["neighbour_drafted_tokens"], 0);
+    assert!(report["speculating_drafted_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(report["neighbour_identical_output"], true);
 }
 
 /// `bench --turns --conversations`: two conversations taking turns on two slots each reuse
