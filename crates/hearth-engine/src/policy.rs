@@ -1,18 +1,15 @@
-//! Pure scheduling policy: which slot a request goes to and how much prompt one step may
-//! prefill. No llama.cpp here, so every rule is unit-tested.
+//! Pure scheduling policy: which slot a request goes to, and how much prompt one step may
+//! prefill and how many speculative guesses it may verify (`pacer`). No llama.cpp here, so
+//! every rule is unit-tested.
 
 /// How much slower a step may be than a decode-only step because it also prefills a prompt.
 /// 2.0 means a long prompt arriving mid-stream at most doubles the running streams'
 /// inter-token latency while it is prefilled.
 pub const DEFAULT_MAX_DECODE_SLOWDOWN: f64 = 2.0;
-/// The fewest prompt tokens a step prefills while others decode, so a prompt always advances.
-/// One: on a 2-core CPU a single prompt token beside a decode step already costs a third of
-/// that step, and a larger floor would break the slowdown bound (measured: a floor of 4 let a
-/// 2,000-token prompt raise a decoding stream's ITL p95 3.7x instead of about 2x).
-pub const MIN_PREFILL_CHUNK: u32 = 1;
-/// Weight of the newest step in the running step-time estimates.
-const STEP_TIME_SMOOTHING: f64 = 0.2;
 
+mod pacer;
+
+pub use pacer::{PrefillPacer, MAX_NEIGHBOUR_SLOWDOWN, MIN_PREFILL_CHUNK};
 /// Length of the common prefix of two token sequences.
 pub fn common_prefix_len<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
@@ -118,72 +115,6 @@ pub fn prefill_budget(n_batch: u32, decoding_sequences: u32, chunk_while_decodin
         room
     } else {
         room.min(chunk_while_decoding.max(1))
-    }
-}
-
-/// Learns what a step costs, to size prefill chunks so that decoding streams are slowed by at
-/// most a bounded factor. Model: step time = decode-only step time + prompt tokens × cost per
-/// prompt token, both tracked as moving averages of measured steps.
-#[derive(Debug, Clone)]
-pub struct PrefillPacer {
-    max_slowdown: f64,
-    decode_step_ms: Option<f64>,
-    prefill_ms_per_token: Option<f64>,
-}
-
-impl PrefillPacer {
-    pub fn new(max_slowdown: f64) -> Self {
-        Self {
-            max_slowdown: max_slowdown.max(1.0),
-            decode_step_ms: None,
-            prefill_ms_per_token: None,
-        }
-    }
-
-    fn smooth(previous: Option<f64>, sample: f64) -> f64 {
-        match previous {
-            Some(previous) => previous + STEP_TIME_SMOOTHING * (sample - previous),
-            None => sample,
-        }
-    }
-
-    /// Records a finished step: how long it took, how many prompt tokens it prefilled and how
-    /// many sequences it decoded.
-    pub fn record(&mut self, step_ms: f64, prefill_tokens: u32, decoding_sequences: u32) {
-        if !step_ms.is_finite() || step_ms <= 0.0 {
-            return;
-        }
-        if prefill_tokens == 0 {
-            if decoding_sequences > 0 {
-                self.decode_step_ms = Some(Self::smooth(self.decode_step_ms, step_ms));
-            }
-            return;
-        }
-        let base = if decoding_sequences > 0 {
-            self.decode_step_ms.unwrap_or(0.0)
-        } else {
-            0.0
-        };
-        let per_token = ((step_ms - base) / f64::from(prefill_tokens)).max(0.0);
-        self.prefill_ms_per_token = Some(Self::smooth(self.prefill_ms_per_token, per_token));
-    }
-
-    /// Prompt tokens this step may prefill. With nothing decoding, the whole batch; otherwise
-    /// as many as keep the step within `max_slowdown` × a decode-only step (at least
-    /// [`MIN_PREFILL_CHUNK`]). Before any measurement, the minimum.
-    pub fn budget(&self, n_batch: u32, decoding_sequences: u32) -> u32 {
-        let room = n_batch.saturating_sub(decoding_sequences);
-        if decoding_sequences == 0 {
-            return room;
-        }
-        let tokens = match (self.decode_step_ms, self.prefill_ms_per_token) {
-            (Some(decode_ms), Some(per_token)) if per_token > 0.0 => {
-                let allowance = (self.max_slowdown - 1.0) * decode_ms;
-                (allowance / per_token).floor().min(f64::from(room)) as u32
-            }
-            _ => MIN_PREFILL_CHUNK,
-        };
-        tokens.max(MIN_PREFILL_CHUNK).min(room)
     }
 }
 
@@ -399,34 +330,6 @@ mod tests {
             0
         );
         assert!(choose_slot::<i32>(&[], &[1], true).is_none());
-    }
-
-    #[test]
-    fn the_pacer_keeps_steps_within_the_slowdown() {
-        let mut pacer = PrefillPacer::new(2.0);
-        assert_eq!(
-            pacer.budget(512, 0),
-            512,
-            "nothing decoding: the whole batch"
-        );
-        assert_eq!(
-            pacer.budget(512, 1),
-            MIN_PREFILL_CHUNK,
-            "before measuring: the minimum"
-        );
-        for _ in 0..20 {
-            pacer.record(10.0, 0, 1); // a decode-only step takes 10 ms
-            pacer.record(10.0 + 8.0 * 1.25, 8, 1); // each prompt token adds 1.25 ms
-        }
-        // 2x a 10 ms step leaves 10 ms for prompt tokens at 1.25 ms each.
-        assert_eq!(pacer.budget(512, 1), 8);
-        let lenient = PrefillPacer {
-            max_slowdown: 100.0,
-            ..pacer.clone()
-        };
-        assert_eq!(lenient.budget(512, 1), 511, "bounded by the batch");
-        pacer.record(f64::NAN, 3, 1);
-        assert_eq!(pacer.budget(512, 1), 8, "bad samples are ignored");
     }
 
     #[test]

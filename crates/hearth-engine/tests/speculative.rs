@@ -140,7 +140,7 @@ fn a_request_that_does_not_speculate_runs_beside_one_that_does() {
 
 /// The neighbour of `hearth bench --neighbour`: a request sent with `speculate: false` beside
 /// one that speculates keeps its greedy answer and one token per step (it guesses nothing,
-/// though its prompt is one n-gram lookup guesses well on).
+/// though its prompt is one n-gram lookup guesses well on), and so does the other.
 #[test]
 fn a_request_that_opts_out_keeps_its_answer_and_one_token_per_step_beside_one_that_speculates() {
     let mut engine = engine(SpeculativeMode::Ngram);
@@ -170,7 +170,9 @@ fn a_request_that_opts_out_keeps_its_answer_and_one_token_per_step_beside_one_th
         engine.submit_request(neighbour),
     ];
     let outcomes = collect_all(&engine, &ids);
-    assert!(outcomes[&ids[0]].done().1.accepted_tokens > 0);
+    // Beside a decoding neighbour its guesses are bounded by what they cost the neighbour
+    // (`PrefillPacer::guess_budget`: none on this CPU once measured), never its answer.
+    assert_eq!(outcomes[&ids[0]].text(), allowed.text());
     let beside = &outcomes[&ids[1]];
     assert_eq!(beside.done().1.drafted_tokens, 0);
     assert_eq!(beside.done().1.accepted_tokens, 0);

@@ -30,6 +30,20 @@ impl Session<'_> {
         let mut added: Vec<(usize, Vec<LlamaToken>)> = Vec::new();
         // Decoding sequences' tokens: one each, plus speculative guesses.
         let mut decode_tokens = 0u32;
+        let decoding_sequences = u32::try_from(
+            self.slots
+                .iter()
+                .filter(|slot| {
+                    slot.active
+                        .as_ref()
+                        .is_some_and(|a| a.pending_token.is_some())
+                })
+                .count(),
+        )
+        .unwrap_or(u32::MAX);
+        // Beside another decoding sequence, guesses are bounded by what they cost it.
+        let mut guess_allowance = self.pacer.guess_budget(decoding_sequences) as usize;
+        let mut step_guesses = 0u32;
         for index in 0..self.slots.len() {
             let slot = &self.slots[index];
             let Some(active) = slot.active.as_ref() else {
@@ -44,7 +58,9 @@ impl Session<'_> {
             }
             let start = slot.cached_tokens.len();
             let seq_id = slot.seq_id;
-            let guesses = self.guesses(index, token, decode_tokens);
+            let guesses = self.guesses(index, token, decode_tokens, guess_allowance);
+            guess_allowance -= guesses.len();
+            step_guesses += u32::try_from(guesses.len()).unwrap_or(u32::MAX);
             let logits_index = self.batch.n_tokens();
             let mut tokens = vec![token];
             tokens.extend_from_slice(&guesses);
@@ -139,7 +155,8 @@ impl Session<'_> {
         self.pacer.record(
             step_started.elapsed().as_secs_f64() * 1000.0,
             u32::try_from(prefill_tokens).unwrap_or(u32::MAX),
-            decode_tokens,
+            decode_tokens - step_guesses,
+            step_guesses,
         );
         // A usual grammar's token is ready within this wait and joins the next step like any
         // other; a slower one is collected between later steps (`collect_constrained_tokens`).
@@ -151,10 +168,17 @@ impl Session<'_> {
 
     /// The guesses to verify after `token` in slot `index` this step: none unless the session
     /// speculates, the request may (`speculate`) and it samples on this thread; never more
-    /// than the request may still generate, its sequence's context holds, or the batch has
+    /// than the request may still generate, its sequence's context holds, the batch has
     /// room for beside one token for every other decoding sequence (`decode_tokens` are
-    /// already in it).
-    fn guesses(&mut self, index: usize, token: LlamaToken, decode_tokens: u32) -> Vec<LlamaToken> {
+    /// already in it), or `allowance` (what the pacer lets the step's guesses cost the other
+    /// decoding sequences, `PrefillPacer::guess_budget`).
+    fn guesses(
+        &mut self,
+        index: usize,
+        token: LlamaToken,
+        decode_tokens: u32,
+        allowance: usize,
+    ) -> Vec<LlamaToken> {
         if self.guesser.is_off() {
             return Vec::new();
         }
@@ -189,7 +213,8 @@ impl Session<'_> {
             .get()
             .min(batch_room)
             .min(context_room)
-            .min(generation_room);
+            .min(generation_room)
+            .min(allowance);
         if most == 0 {
             return Vec::new();
         }
