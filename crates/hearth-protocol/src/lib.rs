@@ -13,7 +13,9 @@
 
 mod backends;
 mod embeddings;
+mod generate;
 mod limits;
+mod load_params;
 mod messages;
 mod metrics;
 mod reasoning;
@@ -21,7 +23,9 @@ mod speculative;
 
 pub use backends::*;
 pub use embeddings::*;
+pub use generate::*;
 pub use limits::*;
+pub use load_params::*;
 pub use reasoning::*;
 pub use speculative::*;
 

@@ -1,4 +1,8 @@
 use super::*;
+use crate::{
+    ChatMessage, ContextOverflow, FlashAttention, GenerateRequest, GpuLayers, KvCacheType,
+    LoadParams, OutputConstraint, Prompt, Role, SamplingParams,
+};
 
 #[test]
 fn kv_cache_type_names_are_the_wire_names() {
