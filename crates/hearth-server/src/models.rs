@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hearth_models::{ModelId, ModelLibrary, ModelsError};
@@ -27,7 +27,11 @@ use crate::metrics::Metrics;
 use crate::providers::ProviderRegistry;
 
 mod lease;
+mod loading;
 mod servable;
+mod unloading;
+
+use loading::{load_model, spawn_unload, with_catalog_draft};
 
 pub use lease::ModelLease;
 use servable::modified_unix_seconds;
@@ -415,117 +419,6 @@ impl ModelManager {
         receiver
     }
 
-    /// Unloads the models unused for longer than the idle time; returns their ids.
-    pub fn unload_idle(&self, now: Instant) -> Vec<String> {
-        let mut slots = self.slots();
-        let expired: Vec<String> = slots
-            .iter()
-            .filter_map(|(id, slot)| match slot {
-                Slot::Ready(model)
-                    if model.is_idle()
-                        && model
-                            .idle_limit(self.config.idle_unload)
-                            .is_some_and(|idle| {
-                                now.saturating_duration_since(model.last_used()) >= idle
-                            }) =>
-                {
-                    Some(id.clone())
-                }
-                _ => None,
-            })
-            .collect();
-        for id in &expired {
-            if let Some(Slot::Ready(model)) = slots.remove(id) {
-                tracing::info!(model = %id, "unloading an idle model");
-                spawn_unload(model);
-            }
-        }
-        expired
-    }
-
-    /// Unloads `id` now, waiting until its worker has stopped (so its file can be deleted and
-    /// its memory is back). Nothing to do when it is not loaded. A model that is loading or
-    /// answering is refused (409) rather than pulled from under its requests.
-    pub async fn unload(&self, id: &str) -> Result<(), ApiError> {
-        let model = {
-            let mut slots = self.slots();
-            let busy = match slots.get(id) {
-                None => return Ok(()),
-                Some(Slot::Loading { .. }) => true,
-                Some(Slot::Ready(model)) => !model.is_idle(),
-            };
-            if busy {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::CONFLICT,
-                    crate::error::TYPE_INVALID_REQUEST,
-                    "This model is loading or answering; stop its answers, then try again.",
-                )
-                .with_code("model_in_use"));
-            }
-            match slots.remove(id) {
-                Some(Slot::Ready(model)) => model,
-                _ => return Ok(()),
-            }
-        };
-        tracing::info!(model = %id, "unloading a model on request");
-        model.supervisor.shutdown().await;
-        Ok(())
-    }
-
-    /// Runs [`ModelManager::unload_idle`] periodically for as long as the manager lives.
-    /// It runs also without a server idle time: a request's `keep_alive` may set one.
-    pub fn spawn_idle_reaper(self: &Arc<Self>) {
-        let interval = self
-            .config
-            .idle_unload
-            .map_or(MAX_IDLE_CHECK_INTERVAL, |idle| idle / 4)
-            .clamp(MIN_IDLE_CHECK_INTERVAL, MAX_IDLE_CHECK_INTERVAL);
-        let manager: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(interval).await;
-                let Some(manager) = manager.upgrade() else {
-                    return;
-                };
-                manager.unload_idle(Instant::now());
-            }
-        });
-    }
-
-    /// Stops every engine worker (server shutdown): loaded models now, and models still
-    /// loading as soon as their load ends (waiting at most [`SHUTDOWN_LOAD_WAIT`]). No model
-    /// loads afterwards.
-    pub async fn shutdown_all(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        let mut loading = Vec::new();
-        let models: Vec<Arc<LoadedModel>> = self
-            .slots()
-            .drain()
-            .filter_map(|(_, slot)| match slot {
-                Slot::Ready(model) => Some(model),
-                Slot::Loading { done } => {
-                    loading.push(done);
-                    None
-                }
-            })
-            .collect();
-        for model in models {
-            model.supervisor.shutdown().await;
-        }
-        // A load that ends after `closed` is set stops its own worker (see `load_model`).
-        let loads_ended = futures_util::future::join_all(
-            loading
-                .iter_mut()
-                .map(|done| async move { done.wait_for(Option::is_some).await.map(|_| ()) }),
-        );
-        if tokio::time::timeout(SHUTDOWN_LOAD_WAIT, loads_ended)
-            .await
-            .is_err()
-        {
-            tracing::warn!("a model was still loading at shutdown; its worker stops when it ends");
-        }
-    }
-
     /// Marks `id` as loading, with a load that never finishes (tests of the 503 path).
     #[cfg(test)]
     pub(crate) fn insert_never_loading(&self, id: &str) -> watch::Sender<LoadOutcome> {
@@ -534,122 +427,6 @@ impl ModelManager {
             .insert(id.to_string(), Slot::Loading { done: receiver });
         sender
     }
-}
-
-/// `params` with the installed draft model the catalog names for library model `model`
-/// (speculative decoding), proposed to the worker, which loads it only when the planner
-/// advises it (`LoadParams::draft_when_advised`, at the acceptance measured for the pair when
-/// there is enough of it), and that draft's id; unless the server was told to speculate
-/// otherwise.
-fn with_catalog_draft(
-    params: LoadParams,
-    library: Option<&ModelLibrary>,
-    model: &ServableModel,
-    acceptance: Option<&crate::draft_acceptance::DraftAcceptanceRecorder>,
-) -> (LoadParams, Option<String>) {
-    if params.speculative != hearth_protocol::SpeculativeMode::Off {
-        return (params, None);
-    }
-    let draft = library.and_then(|library| {
-        let catalog = hearth_models::Catalog::builtin().ok()?;
-        let choice = hearth_models::catalog_draft(&catalog, library, &model.id)?;
-        Some((choice.installed_path?, choice.id))
-    });
-    match draft {
-        Some((path, draft_id)) => {
-            let draft_acceptance = acceptance.and_then(|recorder| {
-                use crate::draft_acceptance::file_name_of;
-                recorder.acceptance_rate(&file_name_of(&model.path), &file_name_of(&path))
-            });
-            (
-                LoadParams {
-                    speculative: hearth_protocol::SpeculativeMode::Draft,
-                    draft_model: Some(path),
-                    draft_when_advised: true,
-                    draft_acceptance,
-                    ..params
-                },
-                Some(draft_id),
-            )
-        }
-        None => (params, None),
-    }
-}
-
-/// Loads one model in a worker of its own and records it as ready, or removes its slot.
-async fn load_model(
-    manager: Weak<ModelManager>,
-    worker_command: WorkerCommand,
-    load_params: LoadParams,
-    catalog_draft_id: Option<String>,
-    model: ServableModel,
-) -> Result<(), ApiError> {
-    let supervisor = Supervisor::new(worker_command);
-    let started = Instant::now();
-    tracing::info!(model = %model.id, "loading model");
-    let max_draft_tokens = load_params.max_draft_tokens;
-    let result = supervisor.load(&model.path, load_params).await;
-    let Some(manager) = manager
-        .upgrade()
-        .filter(|manager| !manager.closed.load(Ordering::SeqCst))
-    else {
-        supervisor.shutdown().await;
-        return Err(ApiError::internal(
-            "shutting_down",
-            "The server is shutting down.",
-        ));
-    };
-    match result {
-        Ok(info) => {
-            let load_seconds = started.elapsed().as_secs_f64();
-            tracing::info!(model = %model.id, load_seconds, "model loaded");
-            manager.metrics.record_model_load(&model.id, load_seconds);
-            // The worker logged the planner's verdict on a proposed draft, once.
-            if let Some(recorder) = manager.metrics.draft_acceptance() {
-                let draft_file = info
-                    .draft_model
-                    .as_deref()
-                    .filter(|_| info.speculative == hearth_protocol::SpeculativeMode::Draft);
-                recorder.model_loaded(&model.id, &info.file_name, draft_file, max_draft_tokens);
-            }
-            let draft_model = (info.speculative == hearth_protocol::SpeculativeMode::Draft)
-                .then(|| catalog_draft_id.or_else(|| info.draft_model.clone()))
-                .flatten();
-            let loaded = Arc::new(LoadedModel {
-                id: model.id.clone(),
-                supervisor,
-                info,
-                draft_model,
-                active_requests: AtomicUsize::new(0),
-                last_used: Mutex::new(Instant::now()),
-                keep_alive: Mutex::new(None),
-            });
-            {
-                // Checked under the lock `shutdown_all` drains with: a load never lands in a
-                // manager that has shut down.
-                let mut slots = manager.slots();
-                if !manager.closed.load(Ordering::SeqCst) {
-                    slots.insert(model.id, Slot::Ready(loaded));
-                    return Ok(());
-                }
-            }
-            loaded.supervisor.shutdown().await;
-            Err(ApiError::internal(
-                "shutting_down",
-                "The server is shutting down.",
-            ))
-        }
-        Err(error) => {
-            tracing::warn!(model = %model.id, %error, "model load failed");
-            manager.slots().remove(&model.id);
-            supervisor.shutdown().await;
-            Err(ApiError::from_supervisor(error, "model"))
-        }
-    }
-}
-
-fn spawn_unload(model: Arc<LoadedModel>) {
-    tokio::spawn(async move { model.supervisor.shutdown().await });
 }
 
 mod keep_alive;
