@@ -182,7 +182,7 @@ pub fn plan_draft(
     let mut memory = memory_breakdown(draft, &target.config, &placement, profile);
     for device in &mut memory {
         // One process and one GPU runtime: the model's plan already counts them.
-        device.overhead_bytes = if device.device == "host" {
+        device.overhead_bytes = if device.device == crate::memory::HOST_DEVICE {
             device
                 .overhead_bytes
                 .saturating_sub(HOST_PROCESS_OVERHEAD_BYTES)

@@ -49,10 +49,9 @@ pub fn kv_host_budget(
     budgets: &[DeviceBudget],
     n_parallel: u32,
 ) -> KvHostBudget {
-    // The host's pool: `host`, or the one `unified` pool the GPU shares.
     let headroom_bytes = budgets
         .iter()
-        .find(|budget| budget.device == "host" || budget.device == "unified")
+        .find(|budget| budget.is_host_pool())
         .map(|budget| budget.budget_bytes.saturating_sub(budget.planned_bytes))
         .unwrap_or(0);
     let kv_cache_bytes: u64 = memory.iter().map(|device| device.kv_cache_bytes).sum();

@@ -157,6 +157,9 @@ impl ContextConfig {
     }
 }
 
+/// The name of system memory in [`DeviceMemory::device`] and [`crate::plan::DeviceBudget`].
+pub const HOST_DEVICE: &str = "host";
+
 /// Which layers go where: llama.cpp offloads the last `n_gpu_layers` repeating layers, and the
 /// output layer too when `n_gpu_layers` exceeds the layer count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -377,7 +380,7 @@ pub fn memory_breakdown(
     profile: &DeviceProfile,
 ) -> Vec<DeviceMemory> {
     let gpu_count = profile.gpus.len();
-    let mut host = DeviceMemory::empty("host");
+    let mut host = DeviceMemory::empty(HOST_DEVICE);
     let mut gpus: Vec<DeviceMemory> = profile
         .gpus
         .iter()

@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 mod device_budgets;
 mod ranking;
 
-pub use device_budgets::budgets;
 pub(crate) use device_budgets::fill_budgets;
 use device_budgets::gpu_split;
+pub use device_budgets::{budgets, UNIFIED_POOL};
 pub use ranking::nominal_bits_per_weight;
 use ranking::preference_order;
 

@@ -5,8 +5,18 @@
 use super::{
     DeviceBudget, GPU_MARGIN_MIN_BYTES, GPU_MARGIN_SHARE, HOST_MARGIN_MIN_BYTES, HOST_MARGIN_SHARE,
 };
-use crate::memory::DeviceMemory;
+use crate::memory::{DeviceMemory, HOST_DEVICE};
 use crate::profile::DeviceProfile;
+
+/// The one budget of a machine whose GPU shares system memory.
+pub const UNIFIED_POOL: &str = "unified";
+
+impl DeviceBudget {
+    /// System memory's budget: the host's, or the pool a unified-memory GPU shares.
+    pub fn is_host_pool(&self) -> bool {
+        self.device == HOST_DEVICE || self.device == UNIFIED_POOL
+    }
+}
 
 /// The budgets of `profile`: one per device, or one shared pool with unified memory.
 pub fn budgets(profile: &DeviceProfile) -> Vec<DeviceBudget> {
@@ -33,9 +43,13 @@ pub fn budgets(profile: &DeviceProfile) -> Vec<DeviceBudget> {
         let available = profile.memory.available_bytes;
         let free = gpu_cap.min(available);
         let pool = gpu_cap.min(available.saturating_sub(host_margin));
-        return vec![budget("unified", free, free - pool)];
+        return vec![budget(UNIFIED_POOL, free, free - pool)];
     }
-    let mut budgets = vec![budget("host", profile.memory.available_bytes, host_margin)];
+    let mut budgets = vec![budget(
+        HOST_DEVICE,
+        profile.memory.available_bytes,
+        host_margin,
+    )];
     for gpu in &profile.gpus {
         let margin =
             GPU_MARGIN_MIN_BYTES.max((gpu.memory_total_bytes as f64 * GPU_MARGIN_SHARE) as u64);

@@ -36,7 +36,7 @@ fn check(name: &str, variants: &[Variant], profile: &DeviceProfile, plan: &Plan)
     let host = plan
         .budgets
         .iter()
-        .find(|budget| budget.device == "host" || budget.device == "unified")
+        .find(|budget| budget.is_host_pool())
         .expect("every plan has a host pool");
     assert!(
         host.planned_bytes + plan.kv_host.budget_bytes <= host.budget_bytes,
